@@ -1,0 +1,685 @@
+//! File structs → validated [`Config`], collecting every problem with its position.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use http::{HeaderName, Method};
+use saphyr::MarkedYamlOwned;
+use serde::de::DeserializeOwned;
+
+use super::file::{self, AdminFile, ClusterFile, ListenerFile, LbKind, RouteFile, ServerFile, TOP_LEVEL_KEYS};
+use super::yaml::{self, Pos, Seg};
+use super::{
+    Admin, ClusterSpec, Config, ConfigErrors, Diagnostic, DnsSpec, HashKey, Listener, Loaded, LoadTuning, Match,
+    PathMatch, RecordKind, RouteSpec, Server, Severity, Source, Tls,
+};
+
+/// Collects diagnostics against one parsed document.
+struct Check<'a> {
+    root: &'a MarkedYamlOwned,
+    origin: &'a str,
+    diags: Vec<Diagnostic>,
+}
+
+impl Check<'_> {
+    fn report(&mut self, sev: Severity, path: &[Seg], msg: impl Into<String>, hint: Option<String>) {
+        let pos = yaml::locate(self.root, path);
+        self.diags.push(Diagnostic::new(sev, self.origin, Some(pos), msg.into(), hint));
+    }
+    fn error(&mut self, path: &[Seg], msg: impl Into<String>, hint: Option<String>) {
+        self.report(Severity::Error, path, msg, hint);
+    }
+    fn warn(&mut self, path: &[Seg], msg: impl Into<String>, hint: Option<String>) {
+        self.report(Severity::Warning, path, msg, hint);
+    }
+    fn decode_error(&mut self, e: yaml::DeError, fallback: Pos) {
+        let pos = e.pos.unwrap_or(fallback);
+        self.diags
+            .push(Diagnostic::new(Severity::Error, self.origin, Some(pos), e.message, e.hint));
+    }
+    /// Decodes one node, recording the failure instead of stopping.
+    fn decode<T: DeserializeOwned>(&mut self, node: &MarkedYamlOwned) -> Option<T> {
+        match yaml::from_node::<T>(node) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.decode_error(e, yaml::pos(node));
+                None
+            }
+        }
+    }
+    /// Decodes each item of a list section on its own, keeping the item index.
+    fn decode_list<T: DeserializeOwned>(&mut self, key: &'static str, node: &MarkedYamlOwned) -> Vec<(usize, T)> {
+        if yaml::is_null(node) {
+            return Vec::new();
+        }
+        let Some(items) = yaml::items(node) else {
+            self.error(&[Seg::Key(key)], format!("`{key}` must be a list"), Some(format!("write `{key}:` followed by `- ...` items")));
+            return Vec::new();
+        };
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| self.decode::<T>(n).map(|v| (i, v)))
+            .collect()
+    }
+}
+
+/// Parses, decodes and validates configuration text.
+pub fn load(text: &str, origin: &str) -> Result<Loaded, ConfigErrors> {
+    let root = match yaml::parse(text) {
+        Ok(r) => r,
+        Err((pos, msg)) => {
+            return Err(ConfigErrors(vec![Diagnostic::new(
+                Severity::Error,
+                origin,
+                Some(pos),
+                format!("YAML syntax error: {msg}"),
+                Some("check indentation and quoting near this position".into()),
+            )]))
+        }
+    };
+    let mut c = Check {
+        root: &root,
+        origin,
+        diags: Vec::new(),
+    };
+    let config = build(&mut c);
+    let diags = c.diags;
+    if diags.iter().any(Diagnostic::is_error) {
+        return Err(ConfigErrors(diags));
+    }
+    match config {
+        Some(config) => Ok(Loaded { config, warnings: diags }),
+        None => Err(ConfigErrors(diags)),
+    }
+}
+
+#[derive(Default)]
+struct Sections {
+    listeners: Vec<(usize, ListenerFile)>,
+    admin: Option<AdminFile>,
+    debug_headers: bool,
+    server: ServerFile,
+    clusters: Vec<(usize, ClusterFile)>,
+    routes: Vec<(usize, RouteFile)>,
+}
+
+fn sections(c: &mut Check<'_>) -> Sections {
+    let mut s = Sections::default();
+    if yaml::is_null(c.root) {
+        return s;
+    }
+    let Some(entries) = yaml::entries(c.root) else {
+        c.error(&[], "the configuration must be a mapping of sections", Some(format!("top-level keys: {}", TOP_LEVEL_KEYS.join(", "))));
+        return s;
+    };
+    for (key, key_node, value) in entries {
+        match key.as_str() {
+            "listeners" => s.listeners = c.decode_list("listeners", value),
+            "clusters" => s.clusters = c.decode_list("clusters", value),
+            "routes" => s.routes = c.decode_list("routes", value),
+            "admin" => s.admin = c.decode(value),
+            "debug_headers" => s.debug_headers = c.decode(value).unwrap_or(false),
+            "server" => {
+                if !yaml::is_null(value) {
+                    s.server = c.decode(value).unwrap_or_default();
+                }
+            }
+            other => {
+                let hint = match yaml::closest(other, TOP_LEVEL_KEYS) {
+                    Some(best) => format!("did you mean `{best}`? top-level keys: {}", TOP_LEVEL_KEYS.join(", ")),
+                    None => format!("top-level keys: {}", TOP_LEVEL_KEYS.join(", ")),
+                };
+                c.diags.push(Diagnostic::new(
+                    Severity::Error,
+                    c.origin,
+                    Some(yaml::pos(key_node)),
+                    format!("unknown top-level key `{other}`"),
+                    Some(hint),
+                ));
+            }
+        }
+    }
+    s
+}
+
+fn build(c: &mut Check<'_>) -> Option<Config> {
+    let s = sections(c);
+    let listeners = listeners(c, &s.listeners);
+    let admin = admin(c, s.admin, &listeners);
+    let server = server(c, &s.server);
+    let clusters = clusters(c, &s.clusters);
+    let routes = routes(c, &s.routes, &clusters);
+    Some(Config {
+        listeners,
+        admin: admin?,
+        debug_headers: s.debug_headers,
+        server,
+        clusters: clusters.into_iter().map(|(_, c)| c).collect(),
+        routes: routes.into_iter().map(|(_, r)| r).collect(),
+    })
+}
+
+fn parse_addr(c: &mut Check<'_>, path: &[Seg], text: &str, what: &str) -> Option<SocketAddr> {
+    match SocketAddr::from_str(text.trim()) {
+        Ok(a) => Some(a),
+        Err(_) => {
+            c.error(
+                path,
+                format!("bad {what} address `{text}`"),
+                Some("write an IP and a port, e.g. `127.0.0.1:8080` or `[::1]:8080` (names are not resolved here)".into()),
+            );
+            None
+        }
+    }
+}
+
+fn check_unique<'n>(c: &mut Check<'_>, section: &'static str, names: impl Iterator<Item = (usize, &'n str)>) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, name) in names {
+        if name.trim().is_empty() {
+            c.error(&[Seg::Key(section), Seg::Index(i), Seg::Key("name")], "name must not be empty", None);
+        } else if let Some(first) = seen.get(name) {
+            let first_line = yaml::locate(c.root, &[Seg::Key(section), Seg::Index(*first)]).line;
+            c.error(
+                &[Seg::Key(section), Seg::Index(i), Seg::Key("name")],
+                format!("duplicate name `{name}` in {section}"),
+                Some(format!("first defined at line {first_line}; names must be unique")),
+            );
+        } else {
+            seen.insert(name, i);
+        }
+    }
+}
+
+fn listeners(c: &mut Check<'_>, items: &[(usize, ListenerFile)]) -> Vec<Listener> {
+    if items.is_empty() && !c.diags.iter().any(|d| d.message.contains("listeners")) {
+        c.error(&[Seg::Key("listeners")], "no listeners configured", Some("add `listeners: [{ name: public, address: 127.0.0.1:8080 }]`".into()));
+    }
+    check_unique(c, "listeners", items.iter().map(|(i, l)| (*i, l.name.as_str())));
+    let mut out = Vec::new();
+    let mut addrs: HashSet<SocketAddr> = HashSet::new();
+    for (i, l) in items {
+        let path = [Seg::Key("listeners"), Seg::Index(*i), Seg::Key("address")];
+        let Some(address) = parse_addr(c, &path, &l.address, "listener") else { continue };
+        if !addrs.insert(address) {
+            c.error(&path, format!("address {address} is used by two listeners"), None);
+        }
+        let tls = l.tls.as_ref().map(|t| Tls {
+            cert_file: PathBuf::from(&t.cert_file),
+            key_file: PathBuf::from(&t.key_file),
+            http2: t.http2,
+        });
+        if let Some(t) = &tls {
+            for (key, file) in [("cert_file", &t.cert_file), ("key_file", &t.key_file)] {
+                if let Err(e) = std::fs::metadata(file) {
+                    c.error(
+                        &[Seg::Key("listeners"), Seg::Index(*i), Seg::Key("tls"), Seg::Key(key)],
+                        format!("cannot read {key} `{}`: {e}", file.display()),
+                        Some("give a PEM file readable by the gateway".into()),
+                    );
+                }
+            }
+        }
+        out.push(Listener {
+            name: l.name.clone(),
+            address,
+            tls,
+        });
+    }
+    out
+}
+
+fn admin(c: &mut Check<'_>, a: Option<AdminFile>, listeners: &[Listener]) -> Option<Admin> {
+    let a = a.unwrap_or(AdminFile {
+        address: "127.0.0.1:9901".into(),
+        token_env: None,
+    });
+    let address = parse_addr(c, &[Seg::Key("admin"), Seg::Key("address")], &a.address, "admin")?;
+    if listeners.iter().any(|l| l.address == address) {
+        c.error(&[Seg::Key("admin"), Seg::Key("address")], format!("admin address {address} is also a listener"), Some("give the admin API its own port".into()));
+    }
+    if !address.ip().is_loopback() && a.token_env.is_none() {
+        c.warn(
+            &[Seg::Key("admin"), Seg::Key("address")],
+            "admin API listens beyond loopback without a token",
+            Some("set `admin.token_env` so mutating calls need a bearer token".into()),
+        );
+    }
+    let token = a.token_env.as_ref().and_then(|name| std::env::var(name).ok()).filter(|t| !t.is_empty());
+    if let (Some(name), None) = (&a.token_env, &token) {
+        c.warn(
+            &[Seg::Key("admin"), Seg::Key("token_env")],
+            format!("environment variable `{name}` is unset: mutating admin calls (POST /reload) are disabled"),
+            Some(format!("export {name}=<secret> before starting the gateway")),
+        );
+    }
+    Some(Admin {
+        address,
+        token_env: a.token_env,
+        token,
+    })
+}
+
+fn server(c: &mut Check<'_>, s: &ServerFile) -> Server {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = s.threads.unwrap_or(cpus);
+    if threads == 0 {
+        c.error(&[Seg::Key("server"), Seg::Key("threads")], "threads must be at least 1", None);
+    }
+    let dur = |d: Option<file::Dur>, default: Duration| d.map(|d| d.0).unwrap_or(default);
+    Server {
+        threads: threads.max(1),
+        upstream_keepalive_pool_size: s.upstream_keepalive_pool_size.unwrap_or(4096),
+        grace_period: dur(s.grace_period, Duration::from_secs(5)),
+        graceful_shutdown_timeout: dur(s.graceful_shutdown_timeout, Duration::from_secs(10)),
+        max_request_header_bytes: s.max_request_header_bytes.unwrap_or(32 * 1024),
+        max_request_body_bytes: s.max_request_body_bytes.unwrap_or(1024 * 1024),
+        watch_debounce: dur(s.watch_debounce, Duration::from_millis(500)),
+    }
+}
+
+fn clusters(c: &mut Check<'_>, items: &[(usize, ClusterFile)]) -> Vec<(usize, ClusterSpec)> {
+    check_unique(c, "clusters", items.iter().map(|(i, cl)| (*i, cl.name.as_str())));
+    let mut out = Vec::new();
+    for (i, cl) in items {
+        let at = |key: &'static str| [Seg::Key("clusters"), Seg::Index(*i), Seg::Key(key)];
+        let source = match (&cl.endpoints, &cl.dns) {
+            (Some(_), Some(_)) => {
+                c.error(&at("dns"), format!("cluster `{}` has both `endpoints` and `dns`", cl.name), Some("use one source of pods per cluster".into()));
+                None
+            }
+            (None, None) => {
+                c.error(
+                    &[Seg::Key("clusters"), Seg::Index(*i)],
+                    format!("cluster `{}` has no pods", cl.name),
+                    Some("add `endpoints: [\"10.0.0.1:9100\"]` or `dns: { name: svc.ns.svc.cluster.local, port: 9100 }`".into()),
+                );
+                None
+            }
+            (Some(list), None) => static_endpoints(c, *i, &cl.name, list),
+            (None, Some(d)) => dns_spec(c, *i, d).map(Source::Dns),
+        };
+        let hash_key = match (&cl.hash_key, cl.lb) {
+            (Some(k), LbKind::ConsistentHash) => parse_hash_key(c, &at("hash_key"), k),
+            (None, LbKind::ConsistentHash) => {
+                c.error(&at("lb"), "consistent_hash needs a `hash_key`", Some("e.g. `hash_key: header:x-user-id`, `cookie:session` or `client_ip`".into()));
+                None
+            }
+            (Some(_), _) => {
+                c.warn(&at("hash_key"), "hash_key is ignored unless `lb: consistent_hash`", None);
+                None
+            }
+            (None, _) => None,
+        };
+        let d = LoadTuning::default();
+        let load = cl.load.clone().unwrap_or_default();
+        let load = LoadTuning {
+            decay: load.decay.map(|x| x.0).unwrap_or(d.decay),
+            default_rtt: load.default_rtt.map(|x| x.0).unwrap_or(d.default_rtt),
+            report_ttl: load.report_ttl.map(|x| x.0).unwrap_or(d.report_ttl),
+            error_penalty: load.error_penalty.unwrap_or(d.error_penalty),
+        };
+        if load.decay.is_zero() {
+            c.error(&at("load"), "load.decay must be greater than zero", None);
+        }
+        if !(1.0..=1000.0).contains(&load.error_penalty) {
+            c.error(&at("load"), "load.error_penalty must be between 1 and 1000", None);
+        }
+        let Some(source) = source else { continue };
+        out.push((
+            *i,
+            ClusterSpec {
+                name: cl.name.clone(),
+                source,
+                lb: cl.lb,
+                hash_key,
+                connect_timeout: cl.connect_timeout.map(|d| d.0).unwrap_or(Duration::from_millis(250)),
+                idle_timeout: cl.idle_timeout.map(|d| d.0).unwrap_or(Duration::from_secs(60)),
+                load,
+            },
+        ));
+    }
+    out
+}
+
+fn static_endpoints(c: &mut Check<'_>, i: usize, name: &str, list: &[String]) -> Option<Source> {
+    if list.is_empty() {
+        c.error(&[Seg::Key("clusters"), Seg::Index(i), Seg::Key("endpoints")], format!("cluster `{name}` has an empty endpoint list"), None);
+        return None;
+    }
+    let mut addrs = Vec::new();
+    let mut ok = true;
+    for (j, e) in list.iter().enumerate() {
+        let path = [Seg::Key("clusters"), Seg::Index(i), Seg::Key("endpoints"), Seg::Index(j)];
+        match parse_addr(c, &path, e, "endpoint") {
+            Some(a) if addrs.contains(&a) => c.warn(&path, format!("endpoint {a} is listed twice"), None),
+            Some(a) => addrs.push(a),
+            None => ok = false,
+        }
+    }
+    ok.then_some(Source::Static(addrs))
+}
+
+fn dns_spec(c: &mut Check<'_>, i: usize, d: &file::DnsFile) -> Option<DnsSpec> {
+    let at = |key: &'static str| [Seg::Key("clusters"), Seg::Index(i), Seg::Key("dns"), Seg::Key(key)];
+    let mut ok = true;
+    if d.name.trim().is_empty() {
+        c.error(&at("name"), "dns.name must not be empty", None);
+        ok = false;
+    }
+    if d.port.is_none() && d.record != RecordKind::Srv {
+        c.error(&at("record"), "A/AAAA records carry no port: set `dns.port`", Some("or use `record: srv`, which gives a port per pod".into()));
+        ok = false;
+    }
+    let resolver = match &d.resolver {
+        Some(r) => {
+            let parsed = parse_addr(c, &at("resolver"), r, "resolver");
+            ok &= parsed.is_some();
+            parsed
+        }
+        None => None,
+    };
+    let min_refresh = d.min_refresh.map(|x| x.0).unwrap_or(Duration::from_secs(1));
+    let max_refresh = d.max_refresh.map(|x| x.0).unwrap_or(Duration::from_secs(30));
+    if min_refresh > max_refresh {
+        c.error(&at("min_refresh"), "dns.min_refresh is greater than dns.max_refresh", None);
+        ok = false;
+    }
+    if min_refresh.is_zero() {
+        c.error(&at("min_refresh"), "dns.min_refresh must be greater than zero", Some("a zero refresh would query the DNS server in a loop".into()));
+        ok = false;
+    }
+    ok.then(|| DnsSpec {
+        name: d.name.trim().to_string(),
+        port: d.port,
+        record: d.record,
+        resolver,
+        min_refresh,
+        max_refresh,
+        timeout: d.timeout.map(|x| x.0).unwrap_or(Duration::from_secs(2)),
+    })
+}
+
+fn parse_hash_key(c: &mut Check<'_>, path: &[Seg], k: &str) -> Option<HashKey> {
+    let bad = "write `header:NAME`, `cookie:NAME` or `client_ip`";
+    let key = if k == "client_ip" {
+        Some(HashKey::ClientIp)
+    } else if let Some(h) = k.strip_prefix("header:") {
+        HeaderName::from_str(h.trim()).ok().map(HashKey::Header)
+    } else if let Some(name) = k.strip_prefix("cookie:") {
+        (!name.trim().is_empty()).then(|| HashKey::Cookie(name.trim().to_string()))
+    } else {
+        None
+    };
+    if key.is_none() {
+        c.error(path, format!("bad hash_key `{k}`"), Some(bad.into()));
+    }
+    key
+}
+
+fn routes(c: &mut Check<'_>, items: &[(usize, RouteFile)], clusters: &[(usize, ClusterSpec)]) -> Vec<(usize, RouteSpec)> {
+    check_unique(c, "routes", items.iter().map(|(i, r)| (*i, r.name.as_str())));
+    let names: Vec<&str> = clusters.iter().map(|(_, c)| c.name.as_str()).collect();
+    let mut out: Vec<(usize, RouteSpec)> = Vec::new();
+    for (i, r) in items {
+        let at = |key: &'static str| vec![Seg::Key("routes"), Seg::Index(*i), Seg::Key(key)];
+        let known = names.contains(&r.cluster.as_str());
+        if !known {
+            let hint = match yaml::closest(&r.cluster, &names) {
+                Some(best) => format!("did you mean `{best}`? defined clusters: {}", names.join(", ")),
+                None if names.is_empty() => "define it under `clusters:`".to_string(),
+                None => format!("defined clusters: {}", names.join(", ")),
+            };
+            c.error(&at("cluster"), format!("route `{}` references unknown cluster `{}`", r.name, r.cluster), Some(hint));
+        }
+        let matcher = matcher(c, *i, &r.matcher);
+        let timeout = r.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(15));
+        if timeout.is_zero() {
+            c.error(&at("timeout"), "route timeout must be greater than zero", None);
+        }
+        let Some(matcher) = matcher else { continue };
+        if let Some((j, earlier)) = out.iter().find(|(_, e)| covers(&e.matcher, &matcher)) {
+            let line = yaml::locate(c.root, &[Seg::Key("routes"), Seg::Index(*j)]).line;
+            c.warn(
+                &[Seg::Key("routes"), Seg::Index(*i), Seg::Key("name")],
+                format!("route `{}` is shadowed by earlier route `{}` and never matches", r.name, earlier.name),
+                Some(format!("routes match first-to-last; move it above line {line} or narrow `{}`", earlier.name)),
+            );
+        }
+        if known {
+            out.push((
+                *i,
+                RouteSpec {
+                    name: r.name.clone(),
+                    matcher,
+                    cluster: r.cluster.clone(),
+                    timeout,
+                },
+            ));
+        }
+    }
+    let used: BTreeSet<&str> = out.iter().map(|(_, r)| r.cluster.as_str()).collect();
+    for (i, cl) in clusters {
+        if !used.contains(cl.name.as_str()) {
+            c.warn(&[Seg::Key("clusters"), Seg::Index(*i), Seg::Key("name")], format!("cluster `{}` is not used by any route", cl.name), None);
+        }
+    }
+    out
+}
+
+fn matcher(c: &mut Check<'_>, i: usize, m: &file::MatchFile) -> Option<Match> {
+    let at = |key: &'static str| [Seg::Key("routes"), Seg::Index(i), Seg::Key("match"), Seg::Key(key)];
+    let mut ok = true;
+    let path = match (&m.path_prefix, &m.path) {
+        (Some(_), Some(_)) => {
+            c.error(&at("path"), "use either `path` (exact) or `path_prefix`, not both", None);
+            ok = false;
+            PathMatch::Any
+        }
+        (Some(p), None) | (None, Some(p)) if !p.starts_with('/') => {
+            let key = if m.path.is_some() { "path" } else { "path_prefix" };
+            c.error(&at(key), format!("path `{p}` must start with `/`"), None);
+            ok = false;
+            PathMatch::Any
+        }
+        (Some(p), None) if p == "/" => PathMatch::Any,
+        (Some(p), None) => PathMatch::Prefix(p.clone()),
+        (None, Some(p)) => PathMatch::Exact(p.clone()),
+        (None, None) => PathMatch::Any,
+    };
+    let methods = match &m.methods {
+        None => None,
+        Some(list) => {
+            let mut out = Vec::new();
+            for (j, name) in list.iter().enumerate() {
+                let upper = name.trim().to_ascii_uppercase();
+                match Method::from_str(&upper) {
+                    Ok(meth) if ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"].contains(&upper.as_str()) => out.push(meth),
+                    _ => {
+                        c.error(
+                            &[Seg::Key("routes"), Seg::Index(i), Seg::Key("match"), Seg::Key("methods"), Seg::Index(j)],
+                            format!("unknown HTTP method `{name}`"),
+                            Some("one of GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS".into()),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            Some(out)
+        }
+    };
+    let mut headers = Vec::new();
+    for (k, v) in m.headers.iter().flatten() {
+        match HeaderName::from_str(&k.to_ascii_lowercase()) {
+            Ok(h) => headers.push((h, v.clone())),
+            Err(_) => {
+                c.error(&at("headers"), format!("bad header name `{k}`"), None);
+                ok = false;
+            }
+        }
+    }
+    let host = m.host.as_ref().map(|h| h.trim().to_ascii_lowercase());
+    if host.as_deref().is_some_and(|h| h.is_empty() || h.contains('/')) {
+        c.error(&at("host"), "bad host", Some("write a bare host name such as `api.arena.gg`".into()));
+        ok = false;
+    }
+    ok.then_some(Match {
+        host,
+        path,
+        methods,
+        headers,
+    })
+}
+
+/// True when every request matching `b` also matches `a` (so `b` after `a` is dead).
+fn covers(a: &Match, b: &Match) -> bool {
+    let host = a.host.is_none() || a.host == b.host;
+    let path = match (&a.path, &b.path) {
+        (PathMatch::Any, _) => true,
+        (PathMatch::Prefix(pa), PathMatch::Prefix(pb) | PathMatch::Exact(pb)) => pb.starts_with(pa.as_str()),
+        (PathMatch::Exact(pa), PathMatch::Exact(pb)) => pa == pb,
+        _ => false,
+    };
+    let methods = match (&a.methods, &b.methods) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(ma), Some(mb)) => mb.iter().all(|m| ma.contains(m)),
+    };
+    let headers = a.headers.iter().all(|h| b.headers.contains(h));
+    host && path && methods && headers
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    const GOOD: &str = "\
+listeners:
+  - name: public
+    address: 127.0.0.1:8080
+admin:
+  address: 127.0.0.1:9901
+clusters:
+  - name: match-api
+    endpoints: [\"127.0.0.11:9100\", \"127.0.0.12:9100\"]
+    connect_timeout: 250ms
+  - name: players
+    dns: { name: players.esports.svc.cluster.local, port: 9100, record: a, resolver: 127.0.0.1:5353 }
+    lb: consistent_hash
+    hash_key: header:x-user-id
+routes:
+  - name: matches
+    match: { host: api.arena.gg, path_prefix: /v1/matches, methods: [GET], headers: { x-tenant: douyu } }
+    cluster: match-api
+    timeout: 2s
+  - name: players
+    match: { path_prefix: /v1/players }
+    cluster: players
+";
+
+    #[test]
+    fn good_config_loads() {
+        let loaded = load(GOOD, "t.yaml").unwrap();
+        let cfg = loaded.config;
+        assert_eq!(cfg.clusters.len(), 2);
+        assert_eq!(cfg.routes[0].timeout, Duration::from_secs(2));
+        assert_eq!(cfg.routes[0].matcher.path, PathMatch::Prefix("/v1/matches".into()));
+        assert_eq!(cfg.clusters[1].hash_key, Some(HashKey::Header(HeaderName::from_static("x-user-id"))));
+        assert!(matches!(cfg.clusters[1].source, Source::Dns(ref d) if d.port == Some(9100)));
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    }
+
+    #[test]
+    fn reports_all_errors_with_positions_and_hints() {
+        let text = "\
+listeners:
+  - name: public
+    address: 127.0.0.1:80800
+clusters:
+  - name: a
+    endpoints: [\"127.0.0.1:9100\", \"pod-b:9100\"]
+  - name: a
+    endpoints: [\"127.0.0.1:9101\"]
+    conect_timeout: 1s
+routes:
+  - name: r1
+    match: { path_prefix: /v1 }
+    cluster: b
+  - name: r2
+    match: { path_prefix: /v1 }
+    cluster: a
+    timeout: soon
+";
+        let errs = load(text, "bad.yaml").unwrap_err();
+        let msgs: Vec<String> = errs.0.iter().map(|d| format!("{} @ {} | {:?}", d.message, d.location, d.hint)).collect();
+        let all = msgs.join("\n");
+        assert!(all.contains("bad listener address `127.0.0.1:80800` @ bad.yaml:3:14"), "{all}");
+        assert!(all.contains("bad endpoint address `pod-b:9100` @ bad.yaml:6:35"), "{all}");
+        assert!(all.contains("unknown key `conect_timeout` @ bad.yaml:9:5"), "{all}");
+        assert!(all.contains("did you mean `connect_timeout`"), "{all}");
+        assert!(all.contains("references unknown cluster `b` @ bad.yaml:13:14"), "{all}");
+        assert!(all.contains("bad duration `soon`"), "{all}");
+        assert!(errs.errors().count() >= 5, "{all}");
+    }
+
+    #[test]
+    fn duplicate_names_and_shadowed_routes() {
+        let text = "\
+listeners: [{ name: p, address: 127.0.0.1:8080 }]
+clusters:
+  - { name: c, endpoints: [\"127.0.0.1:1\"] }
+routes:
+  - { name: all, match: { path_prefix: /v1 }, cluster: c }
+  - { name: narrow, match: { path_prefix: /v1/matches, methods: [GET] }, cluster: c }
+  - { name: all, match: { path: /x }, cluster: c }
+";
+        let errs = load(text, "d.yaml").unwrap_err();
+        let all = errs.to_string();
+        assert!(all.contains("duplicate name `all` in routes"), "{all}");
+        assert!(all.contains("route `narrow` is shadowed by earlier route `all`"), "{all}");
+        assert!(all.contains("warning"), "{all}");
+    }
+
+    #[test]
+    fn shadowing_is_only_a_warning() {
+        let text = "\
+listeners: [{ name: p, address: 127.0.0.1:8080 }]
+clusters: [{ name: c, endpoints: [\"127.0.0.1:1\"] }]
+routes:
+  - { name: all, match: {}, cluster: c }
+  - { name: later, match: { host: a.b }, cluster: c }
+";
+        let loaded = load(text, "w.yaml").unwrap();
+        assert_eq!(loaded.warnings.len(), 1);
+        assert!(loaded.warnings[0].message.contains("shadowed"));
+    }
+
+    #[test]
+    fn unknown_top_level_key_and_syntax_errors() {
+        let errs = load("listener: []\n", "x.yaml").unwrap_err();
+        assert!(errs.to_string().contains("did you mean `listeners`"), "{errs}");
+        let errs = load("listeners: [\n", "x.yaml").unwrap_err();
+        assert!(errs.to_string().contains("YAML syntax error"), "{errs}");
+    }
+
+    #[test]
+    fn dns_needs_port_unless_srv_and_hash_needs_key() {
+        let text = "\
+listeners: [{ name: p, address: 127.0.0.1:8080 }]
+clusters:
+  - { name: a, dns: { name: a.svc, record: aaaa } }
+  - { name: b, dns: { name: b.svc, record: srv }, lb: consistent_hash }
+routes:
+  - { name: a, match: { path_prefix: /a }, cluster: a }
+  - { name: b, match: { path_prefix: /b }, cluster: b }
+";
+        let all = load(text, "x.yaml").unwrap_err().to_string();
+        assert!(all.contains("set `dns.port`"), "{all}");
+        assert!(all.contains("consistent_hash needs a `hash_key`"), "{all}");
+    }
+}
