@@ -1,0 +1,3 @@
+//! Arena load tester library.
+
+pub mod pod;
