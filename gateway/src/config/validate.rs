@@ -10,11 +10,13 @@ use http::{HeaderName, Method};
 use saphyr::MarkedYamlOwned;
 use serde::de::DeserializeOwned;
 
-use super::file::{self, AdminFile, ClusterFile, ListenerFile, LbKind, RouteFile, ServerFile, TOP_LEVEL_KEYS};
+use super::file::{
+    self, AdminFile, ClusterFile, LbKind, ListenerFile, RouteFile, ServerFile, TOP_LEVEL_KEYS,
+};
 use super::yaml::{self, Pos, Seg};
 use super::{
-    Admin, ClusterSpec, Config, ConfigErrors, Diagnostic, DnsSpec, HashKey, Listener, Loaded, LoadTuning, Match,
-    PathMatch, RecordKind, RouteSpec, Server, Severity, Source, Tls,
+    Admin, ClusterSpec, Config, ConfigErrors, Diagnostic, DnsSpec, HashKey, Listener, LoadTuning,
+    Loaded, Match, PathMatch, RecordKind, RouteSpec, Server, Severity, Source, Tls,
 };
 
 /// Collects diagnostics against one parsed document.
@@ -25,9 +27,21 @@ struct Check<'a> {
 }
 
 impl Check<'_> {
-    fn report(&mut self, sev: Severity, path: &[Seg], msg: impl Into<String>, hint: Option<String>) {
+    fn report(
+        &mut self,
+        sev: Severity,
+        path: &[Seg],
+        msg: impl Into<String>,
+        hint: Option<String>,
+    ) {
         let pos = yaml::locate(self.root, path);
-        self.diags.push(Diagnostic::new(sev, self.origin, Some(pos), msg.into(), hint));
+        self.diags.push(Diagnostic::new(
+            sev,
+            self.origin,
+            Some(pos),
+            msg.into(),
+            hint,
+        ));
     }
     fn error(&mut self, path: &[Seg], msg: impl Into<String>, hint: Option<String>) {
         self.report(Severity::Error, path, msg, hint);
@@ -37,8 +51,13 @@ impl Check<'_> {
     }
     fn decode_error(&mut self, e: yaml::DeError, fallback: Pos) {
         let pos = e.pos.unwrap_or(fallback);
-        self.diags
-            .push(Diagnostic::new(Severity::Error, self.origin, Some(pos), e.message, e.hint));
+        self.diags.push(Diagnostic::new(
+            Severity::Error,
+            self.origin,
+            Some(pos),
+            e.message,
+            e.hint,
+        ));
     }
     /// Decodes one node, recording the failure instead of stopping.
     fn decode<T: DeserializeOwned>(&mut self, node: &MarkedYamlOwned) -> Option<T> {
@@ -51,12 +70,20 @@ impl Check<'_> {
         }
     }
     /// Decodes each item of a list section on its own, keeping the item index.
-    fn decode_list<T: DeserializeOwned>(&mut self, key: &'static str, node: &MarkedYamlOwned) -> Vec<(usize, T)> {
+    fn decode_list<T: DeserializeOwned>(
+        &mut self,
+        key: &'static str,
+        node: &MarkedYamlOwned,
+    ) -> Vec<(usize, T)> {
         if yaml::is_null(node) {
             return Vec::new();
         }
         let Some(items) = yaml::items(node) else {
-            self.error(&[Seg::Key(key)], format!("`{key}` must be a list"), Some(format!("write `{key}:` followed by `- ...` items")));
+            self.error(
+                &[Seg::Key(key)],
+                format!("`{key}` must be a list"),
+                Some(format!("write `{key}:` followed by `- ...` items")),
+            );
             return Vec::new();
         };
         items
@@ -92,7 +119,10 @@ pub fn load(text: &str, origin: &str) -> Result<Loaded, ConfigErrors> {
         return Err(ConfigErrors(diags));
     }
     match config {
-        Some(config) => Ok(Loaded { config, warnings: diags }),
+        Some(config) => Ok(Loaded {
+            config,
+            warnings: diags,
+        }),
         None => Err(ConfigErrors(diags)),
     }
 }
@@ -113,7 +143,11 @@ fn sections(c: &mut Check<'_>) -> Sections {
         return s;
     }
     let Some(entries) = yaml::entries(c.root) else {
-        c.error(&[], "the configuration must be a mapping of sections", Some(format!("top-level keys: {}", TOP_LEVEL_KEYS.join(", "))));
+        c.error(
+            &[],
+            "the configuration must be a mapping of sections",
+            Some(format!("top-level keys: {}", TOP_LEVEL_KEYS.join(", "))),
+        );
         return s;
     };
     for (key, key_node, value) in entries {
@@ -130,7 +164,10 @@ fn sections(c: &mut Check<'_>) -> Sections {
             }
             other => {
                 let hint = match yaml::closest(other, TOP_LEVEL_KEYS) {
-                    Some(best) => format!("did you mean `{best}`? top-level keys: {}", TOP_LEVEL_KEYS.join(", ")),
+                    Some(best) => format!(
+                        "did you mean `{best}`? top-level keys: {}",
+                        TOP_LEVEL_KEYS.join(", ")
+                    ),
                     None => format!("top-level keys: {}", TOP_LEVEL_KEYS.join(", ")),
                 };
                 c.diags.push(Diagnostic::new(
@@ -177,17 +214,27 @@ fn parse_addr(c: &mut Check<'_>, path: &[Seg], text: &str, what: &str) -> Option
     }
 }
 
-fn check_unique<'n>(c: &mut Check<'_>, section: &'static str, names: impl Iterator<Item = (usize, &'n str)>) {
+fn check_unique<'n>(
+    c: &mut Check<'_>,
+    section: &'static str,
+    names: impl Iterator<Item = (usize, &'n str)>,
+) {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, name) in names {
         if name.trim().is_empty() {
-            c.error(&[Seg::Key(section), Seg::Index(i), Seg::Key("name")], "name must not be empty", None);
+            c.error(
+                &[Seg::Key(section), Seg::Index(i), Seg::Key("name")],
+                "name must not be empty",
+                None,
+            );
         } else if let Some(first) = seen.get(name) {
             let first_line = yaml::locate(c.root, &[Seg::Key(section), Seg::Index(*first)]).line;
             c.error(
                 &[Seg::Key(section), Seg::Index(i), Seg::Key("name")],
                 format!("duplicate name `{name}` in {section}"),
-                Some(format!("first defined at line {first_line}; names must be unique")),
+                Some(format!(
+                    "first defined at line {first_line}; names must be unique"
+                )),
             );
         } else {
             seen.insert(name, i);
@@ -197,16 +244,30 @@ fn check_unique<'n>(c: &mut Check<'_>, section: &'static str, names: impl Iterat
 
 fn listeners(c: &mut Check<'_>, items: &[(usize, ListenerFile)]) -> Vec<Listener> {
     if items.is_empty() && !c.diags.iter().any(|d| d.message.contains("listeners")) {
-        c.error(&[Seg::Key("listeners")], "no listeners configured", Some("add `listeners: [{ name: public, address: 127.0.0.1:8080 }]`".into()));
+        c.error(
+            &[Seg::Key("listeners")],
+            "no listeners configured",
+            Some("add `listeners: [{ name: public, address: 127.0.0.1:8080 }]`".into()),
+        );
     }
-    check_unique(c, "listeners", items.iter().map(|(i, l)| (*i, l.name.as_str())));
+    check_unique(
+        c,
+        "listeners",
+        items.iter().map(|(i, l)| (*i, l.name.as_str())),
+    );
     let mut out = Vec::new();
     let mut addrs: HashSet<SocketAddr> = HashSet::new();
     for (i, l) in items {
         let path = [Seg::Key("listeners"), Seg::Index(*i), Seg::Key("address")];
-        let Some(address) = parse_addr(c, &path, &l.address, "listener") else { continue };
+        let Some(address) = parse_addr(c, &path, &l.address, "listener") else {
+            continue;
+        };
         if !addrs.insert(address) {
-            c.error(&path, format!("address {address} is used by two listeners"), None);
+            c.error(
+                &path,
+                format!("address {address} is used by two listeners"),
+                None,
+            );
         }
         let tls = l.tls.as_ref().map(|t| Tls {
             cert_file: PathBuf::from(&t.cert_file),
@@ -217,7 +278,12 @@ fn listeners(c: &mut Check<'_>, items: &[(usize, ListenerFile)]) -> Vec<Listener
             for (key, file) in [("cert_file", &t.cert_file), ("key_file", &t.key_file)] {
                 if let Err(e) = std::fs::metadata(file) {
                     c.error(
-                        &[Seg::Key("listeners"), Seg::Index(*i), Seg::Key("tls"), Seg::Key(key)],
+                        &[
+                            Seg::Key("listeners"),
+                            Seg::Index(*i),
+                            Seg::Key("tls"),
+                            Seg::Key(key),
+                        ],
                         format!("cannot read {key} `{}`: {e}", file.display()),
                         Some("give a PEM file readable by the gateway".into()),
                     );
@@ -238,9 +304,18 @@ fn admin(c: &mut Check<'_>, a: Option<AdminFile>, listeners: &[Listener]) -> Opt
         address: "127.0.0.1:9901".into(),
         token_env: None,
     });
-    let address = parse_addr(c, &[Seg::Key("admin"), Seg::Key("address")], &a.address, "admin")?;
+    let address = parse_addr(
+        c,
+        &[Seg::Key("admin"), Seg::Key("address")],
+        &a.address,
+        "admin",
+    )?;
     if listeners.iter().any(|l| l.address == address) {
-        c.error(&[Seg::Key("admin"), Seg::Key("address")], format!("admin address {address} is also a listener"), Some("give the admin API its own port".into()));
+        c.error(
+            &[Seg::Key("admin"), Seg::Key("address")],
+            format!("admin address {address} is also a listener"),
+            Some("give the admin API its own port".into()),
+        );
     }
     if !address.ip().is_loopback() && a.token_env.is_none() {
         c.warn(
@@ -249,7 +324,11 @@ fn admin(c: &mut Check<'_>, a: Option<AdminFile>, listeners: &[Listener]) -> Opt
             Some("set `admin.token_env` so mutating calls need a bearer token".into()),
         );
     }
-    let token = a.token_env.as_ref().and_then(|name| std::env::var(name).ok()).filter(|t| !t.is_empty());
+    let token = a
+        .token_env
+        .as_ref()
+        .and_then(|name| std::env::var(name).ok())
+        .filter(|t| !t.is_empty());
     if let (Some(name), None) = (&a.token_env, &token) {
         c.warn(
             &[Seg::Key("admin"), Seg::Key("token_env")],
@@ -265,10 +344,16 @@ fn admin(c: &mut Check<'_>, a: Option<AdminFile>, listeners: &[Listener]) -> Opt
 }
 
 fn server(c: &mut Check<'_>, s: &ServerFile) -> Server {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let threads = s.threads.unwrap_or(cpus);
     if threads == 0 {
-        c.error(&[Seg::Key("server"), Seg::Key("threads")], "threads must be at least 1", None);
+        c.error(
+            &[Seg::Key("server"), Seg::Key("threads")],
+            "threads must be at least 1",
+            None,
+        );
     }
     let dur = |d: Option<file::Dur>, default: Duration| d.map(|d| d.0).unwrap_or(default);
     Server {
@@ -283,13 +368,21 @@ fn server(c: &mut Check<'_>, s: &ServerFile) -> Server {
 }
 
 fn clusters(c: &mut Check<'_>, items: &[(usize, ClusterFile)]) -> Vec<(usize, ClusterSpec)> {
-    check_unique(c, "clusters", items.iter().map(|(i, cl)| (*i, cl.name.as_str())));
+    check_unique(
+        c,
+        "clusters",
+        items.iter().map(|(i, cl)| (*i, cl.name.as_str())),
+    );
     let mut out = Vec::new();
     for (i, cl) in items {
         let at = |key: &'static str| [Seg::Key("clusters"), Seg::Index(*i), Seg::Key(key)];
         let source = match (&cl.endpoints, &cl.dns) {
             (Some(_), Some(_)) => {
-                c.error(&at("dns"), format!("cluster `{}` has both `endpoints` and `dns`", cl.name), Some("use one source of pods per cluster".into()));
+                c.error(
+                    &at("dns"),
+                    format!("cluster `{}` has both `endpoints` and `dns`", cl.name),
+                    Some("use one source of pods per cluster".into()),
+                );
                 None
             }
             (None, None) => {
@@ -306,11 +399,21 @@ fn clusters(c: &mut Check<'_>, items: &[(usize, ClusterFile)]) -> Vec<(usize, Cl
         let hash_key = match (&cl.hash_key, cl.lb) {
             (Some(k), LbKind::ConsistentHash) => parse_hash_key(c, &at("hash_key"), k),
             (None, LbKind::ConsistentHash) => {
-                c.error(&at("lb"), "consistent_hash needs a `hash_key`", Some("e.g. `hash_key: header:x-user-id`, `cookie:session` or `client_ip`".into()));
+                c.error(
+                    &at("lb"),
+                    "consistent_hash needs a `hash_key`",
+                    Some(
+                        "e.g. `hash_key: header:x-user-id`, `cookie:session` or `client_ip`".into(),
+                    ),
+                );
                 None
             }
             (Some(_), _) => {
-                c.warn(&at("hash_key"), "hash_key is ignored unless `lb: consistent_hash`", None);
+                c.warn(
+                    &at("hash_key"),
+                    "hash_key is ignored unless `lb: consistent_hash`",
+                    None,
+                );
                 None
             }
             (None, _) => None,
@@ -327,7 +430,11 @@ fn clusters(c: &mut Check<'_>, items: &[(usize, ClusterFile)]) -> Vec<(usize, Cl
             c.error(&at("load"), "load.decay must be greater than zero", None);
         }
         if !(1.0..=1000.0).contains(&load.error_penalty) {
-            c.error(&at("load"), "load.error_penalty must be between 1 and 1000", None);
+            c.error(
+                &at("load"),
+                "load.error_penalty must be between 1 and 1000",
+                None,
+            );
         }
         let Some(source) = source else { continue };
         out.push((
@@ -337,8 +444,14 @@ fn clusters(c: &mut Check<'_>, items: &[(usize, ClusterFile)]) -> Vec<(usize, Cl
                 source,
                 lb: cl.lb,
                 hash_key,
-                connect_timeout: cl.connect_timeout.map(|d| d.0).unwrap_or(Duration::from_millis(250)),
-                idle_timeout: cl.idle_timeout.map(|d| d.0).unwrap_or(Duration::from_secs(60)),
+                connect_timeout: cl
+                    .connect_timeout
+                    .map(|d| d.0)
+                    .unwrap_or(Duration::from_millis(250)),
+                idle_timeout: cl
+                    .idle_timeout
+                    .map(|d| d.0)
+                    .unwrap_or(Duration::from_secs(60)),
                 load,
             },
         ));
@@ -348,15 +461,26 @@ fn clusters(c: &mut Check<'_>, items: &[(usize, ClusterFile)]) -> Vec<(usize, Cl
 
 fn static_endpoints(c: &mut Check<'_>, i: usize, name: &str, list: &[String]) -> Option<Source> {
     if list.is_empty() {
-        c.error(&[Seg::Key("clusters"), Seg::Index(i), Seg::Key("endpoints")], format!("cluster `{name}` has an empty endpoint list"), None);
+        c.error(
+            &[Seg::Key("clusters"), Seg::Index(i), Seg::Key("endpoints")],
+            format!("cluster `{name}` has an empty endpoint list"),
+            None,
+        );
         return None;
     }
     let mut addrs = Vec::new();
     let mut ok = true;
     for (j, e) in list.iter().enumerate() {
-        let path = [Seg::Key("clusters"), Seg::Index(i), Seg::Key("endpoints"), Seg::Index(j)];
+        let path = [
+            Seg::Key("clusters"),
+            Seg::Index(i),
+            Seg::Key("endpoints"),
+            Seg::Index(j),
+        ];
         match parse_addr(c, &path, e, "endpoint") {
-            Some(a) if addrs.contains(&a) => c.warn(&path, format!("endpoint {a} is listed twice"), None),
+            Some(a) if addrs.contains(&a) => {
+                c.warn(&path, format!("endpoint {a} is listed twice"), None)
+            }
             Some(a) => addrs.push(a),
             None => ok = false,
         }
@@ -365,14 +489,25 @@ fn static_endpoints(c: &mut Check<'_>, i: usize, name: &str, list: &[String]) ->
 }
 
 fn dns_spec(c: &mut Check<'_>, i: usize, d: &file::DnsFile) -> Option<DnsSpec> {
-    let at = |key: &'static str| [Seg::Key("clusters"), Seg::Index(i), Seg::Key("dns"), Seg::Key(key)];
+    let at = |key: &'static str| {
+        [
+            Seg::Key("clusters"),
+            Seg::Index(i),
+            Seg::Key("dns"),
+            Seg::Key(key),
+        ]
+    };
     let mut ok = true;
     if d.name.trim().is_empty() {
         c.error(&at("name"), "dns.name must not be empty", None);
         ok = false;
     }
     if d.port.is_none() && d.record != RecordKind::Srv {
-        c.error(&at("record"), "A/AAAA records carry no port: set `dns.port`", Some("or use `record: srv`, which gives a port per pod".into()));
+        c.error(
+            &at("record"),
+            "A/AAAA records carry no port: set `dns.port`",
+            Some("or use `record: srv`, which gives a port per pod".into()),
+        );
         ok = false;
     }
     let resolver = match &d.resolver {
@@ -384,13 +519,24 @@ fn dns_spec(c: &mut Check<'_>, i: usize, d: &file::DnsFile) -> Option<DnsSpec> {
         None => None,
     };
     let min_refresh = d.min_refresh.map(|x| x.0).unwrap_or(Duration::from_secs(1));
-    let max_refresh = d.max_refresh.map(|x| x.0).unwrap_or(Duration::from_secs(30));
+    let max_refresh = d
+        .max_refresh
+        .map(|x| x.0)
+        .unwrap_or(Duration::from_secs(30));
     if min_refresh > max_refresh {
-        c.error(&at("min_refresh"), "dns.min_refresh is greater than dns.max_refresh", None);
+        c.error(
+            &at("min_refresh"),
+            "dns.min_refresh is greater than dns.max_refresh",
+            None,
+        );
         ok = false;
     }
     if min_refresh.is_zero() {
-        c.error(&at("min_refresh"), "dns.min_refresh must be greater than zero", Some("a zero refresh would query the DNS server in a loop".into()));
+        c.error(
+            &at("min_refresh"),
+            "dns.min_refresh must be greater than zero",
+            Some("a zero refresh would query the DNS server in a loop".into()),
+        );
         ok = false;
     }
     ok.then(|| DnsSpec {
@@ -421,8 +567,16 @@ fn parse_hash_key(c: &mut Check<'_>, path: &[Seg], k: &str) -> Option<HashKey> {
     key
 }
 
-fn routes(c: &mut Check<'_>, items: &[(usize, RouteFile)], clusters: &[(usize, ClusterSpec)]) -> Vec<(usize, RouteSpec)> {
-    check_unique(c, "routes", items.iter().map(|(i, r)| (*i, r.name.as_str())));
+fn routes(
+    c: &mut Check<'_>,
+    items: &[(usize, RouteFile)],
+    clusters: &[(usize, ClusterSpec)],
+) -> Vec<(usize, RouteSpec)> {
+    check_unique(
+        c,
+        "routes",
+        items.iter().map(|(i, r)| (*i, r.name.as_str())),
+    );
     let names: Vec<&str> = clusters.iter().map(|(_, c)| c.name.as_str()).collect();
     let mut out: Vec<(usize, RouteSpec)> = Vec::new();
     for (i, r) in items {
@@ -430,24 +584,44 @@ fn routes(c: &mut Check<'_>, items: &[(usize, RouteFile)], clusters: &[(usize, C
         let known = names.contains(&r.cluster.as_str());
         if !known {
             let hint = match yaml::closest(&r.cluster, &names) {
-                Some(best) => format!("did you mean `{best}`? defined clusters: {}", names.join(", ")),
+                Some(best) => format!(
+                    "did you mean `{best}`? defined clusters: {}",
+                    names.join(", ")
+                ),
                 None if names.is_empty() => "define it under `clusters:`".to_string(),
                 None => format!("defined clusters: {}", names.join(", ")),
             };
-            c.error(&at("cluster"), format!("route `{}` references unknown cluster `{}`", r.name, r.cluster), Some(hint));
+            c.error(
+                &at("cluster"),
+                format!(
+                    "route `{}` references unknown cluster `{}`",
+                    r.name, r.cluster
+                ),
+                Some(hint),
+            );
         }
         let matcher = matcher(c, *i, &r.matcher);
         let timeout = r.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(15));
         if timeout.is_zero() {
-            c.error(&at("timeout"), "route timeout must be greater than zero", None);
+            c.error(
+                &at("timeout"),
+                "route timeout must be greater than zero",
+                None,
+            );
         }
         let Some(matcher) = matcher else { continue };
         if let Some((j, earlier)) = out.iter().find(|(_, e)| covers(&e.matcher, &matcher)) {
             let line = yaml::locate(c.root, &[Seg::Key("routes"), Seg::Index(*j)]).line;
             c.warn(
                 &[Seg::Key("routes"), Seg::Index(*i), Seg::Key("name")],
-                format!("route `{}` is shadowed by earlier route `{}` and never matches", r.name, earlier.name),
-                Some(format!("routes match first-to-last; move it above line {line} or narrow `{}`", earlier.name)),
+                format!(
+                    "route `{}` is shadowed by earlier route `{}` and never matches",
+                    r.name, earlier.name
+                ),
+                Some(format!(
+                    "routes match first-to-last; move it above line {line} or narrow `{}`",
+                    earlier.name
+                )),
             );
         }
         if known {
@@ -465,23 +639,42 @@ fn routes(c: &mut Check<'_>, items: &[(usize, RouteFile)], clusters: &[(usize, C
     let used: BTreeSet<&str> = out.iter().map(|(_, r)| r.cluster.as_str()).collect();
     for (i, cl) in clusters {
         if !used.contains(cl.name.as_str()) {
-            c.warn(&[Seg::Key("clusters"), Seg::Index(*i), Seg::Key("name")], format!("cluster `{}` is not used by any route", cl.name), None);
+            c.warn(
+                &[Seg::Key("clusters"), Seg::Index(*i), Seg::Key("name")],
+                format!("cluster `{}` is not used by any route", cl.name),
+                None,
+            );
         }
     }
     out
 }
 
 fn matcher(c: &mut Check<'_>, i: usize, m: &file::MatchFile) -> Option<Match> {
-    let at = |key: &'static str| [Seg::Key("routes"), Seg::Index(i), Seg::Key("match"), Seg::Key(key)];
+    let at = |key: &'static str| {
+        [
+            Seg::Key("routes"),
+            Seg::Index(i),
+            Seg::Key("match"),
+            Seg::Key(key),
+        ]
+    };
     let mut ok = true;
     let path = match (&m.path_prefix, &m.path) {
         (Some(_), Some(_)) => {
-            c.error(&at("path"), "use either `path` (exact) or `path_prefix`, not both", None);
+            c.error(
+                &at("path"),
+                "use either `path` (exact) or `path_prefix`, not both",
+                None,
+            );
             ok = false;
             PathMatch::Any
         }
         (Some(p), None) | (None, Some(p)) if !p.starts_with('/') => {
-            let key = if m.path.is_some() { "path" } else { "path_prefix" };
+            let key = if m.path.is_some() {
+                "path"
+            } else {
+                "path_prefix"
+            };
             c.error(&at(key), format!("path `{p}` must start with `/`"), None);
             ok = false;
             PathMatch::Any
@@ -498,10 +691,21 @@ fn matcher(c: &mut Check<'_>, i: usize, m: &file::MatchFile) -> Option<Match> {
             for (j, name) in list.iter().enumerate() {
                 let upper = name.trim().to_ascii_uppercase();
                 match Method::from_str(&upper) {
-                    Ok(meth) if ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"].contains(&upper.as_str()) => out.push(meth),
+                    Ok(meth)
+                        if ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+                            .contains(&upper.as_str()) =>
+                    {
+                        out.push(meth)
+                    }
                     _ => {
                         c.error(
-                            &[Seg::Key("routes"), Seg::Index(i), Seg::Key("match"), Seg::Key("methods"), Seg::Index(j)],
+                            &[
+                                Seg::Key("routes"),
+                                Seg::Index(i),
+                                Seg::Key("match"),
+                                Seg::Key("methods"),
+                                Seg::Index(j),
+                            ],
                             format!("unknown HTTP method `{name}`"),
                             Some("one of GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS".into()),
                         );
@@ -523,8 +727,15 @@ fn matcher(c: &mut Check<'_>, i: usize, m: &file::MatchFile) -> Option<Match> {
         }
     }
     let host = m.host.as_ref().map(|h| h.trim().to_ascii_lowercase());
-    if host.as_deref().is_some_and(|h| h.is_empty() || h.contains('/')) {
-        c.error(&at("host"), "bad host", Some("write a bare host name such as `api.arena.gg`".into()));
+    if host
+        .as_deref()
+        .is_some_and(|h| h.is_empty() || h.contains('/'))
+    {
+        c.error(
+            &at("host"),
+            "bad host",
+            Some("write a bare host name such as `api.arena.gg`".into()),
+        );
         ok = false;
     }
     ok.then_some(Match {
@@ -540,7 +751,9 @@ fn covers(a: &Match, b: &Match) -> bool {
     let host = a.host.is_none() || a.host == b.host;
     let path = match (&a.path, &b.path) {
         (PathMatch::Any, _) => true,
-        (PathMatch::Prefix(pa), PathMatch::Prefix(pb) | PathMatch::Exact(pb)) => pb.starts_with(pa.as_str()),
+        (PathMatch::Prefix(pa), PathMatch::Prefix(pb) | PathMatch::Exact(pb)) => {
+            pb.starts_with(pa.as_str())
+        }
         (PathMatch::Exact(pa), PathMatch::Exact(pb)) => pa == pb,
         _ => false,
     };
@@ -588,8 +801,14 @@ routes:
         let cfg = loaded.config;
         assert_eq!(cfg.clusters.len(), 2);
         assert_eq!(cfg.routes[0].timeout, Duration::from_secs(2));
-        assert_eq!(cfg.routes[0].matcher.path, PathMatch::Prefix("/v1/matches".into()));
-        assert_eq!(cfg.clusters[1].hash_key, Some(HashKey::Header(HeaderName::from_static("x-user-id"))));
+        assert_eq!(
+            cfg.routes[0].matcher.path,
+            PathMatch::Prefix("/v1/matches".into())
+        );
+        assert_eq!(
+            cfg.clusters[1].hash_key,
+            Some(HashKey::Header(HeaderName::from_static("x-user-id")))
+        );
         assert!(matches!(cfg.clusters[1].source, Source::Dns(ref d) if d.port == Some(9100)));
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     }
@@ -616,13 +835,29 @@ routes:
     timeout: soon
 ";
         let errs = load(text, "bad.yaml").unwrap_err();
-        let msgs: Vec<String> = errs.0.iter().map(|d| format!("{} @ {} | {:?}", d.message, d.location, d.hint)).collect();
+        let msgs: Vec<String> = errs
+            .0
+            .iter()
+            .map(|d| format!("{} @ {} | {:?}", d.message, d.location, d.hint))
+            .collect();
         let all = msgs.join("\n");
-        assert!(all.contains("bad listener address `127.0.0.1:80800` @ bad.yaml:3:14"), "{all}");
-        assert!(all.contains("bad endpoint address `pod-b:9100` @ bad.yaml:6:35"), "{all}");
-        assert!(all.contains("unknown key `conect_timeout` @ bad.yaml:9:5"), "{all}");
+        assert!(
+            all.contains("bad listener address `127.0.0.1:80800` @ bad.yaml:3:14"),
+            "{all}"
+        );
+        assert!(
+            all.contains("bad endpoint address `pod-b:9100` @ bad.yaml:6:35"),
+            "{all}"
+        );
+        assert!(
+            all.contains("unknown key `conect_timeout` @ bad.yaml:9:5"),
+            "{all}"
+        );
         assert!(all.contains("did you mean `connect_timeout`"), "{all}");
-        assert!(all.contains("references unknown cluster `b` @ bad.yaml:13:14"), "{all}");
+        assert!(
+            all.contains("references unknown cluster `b` @ bad.yaml:13:14"),
+            "{all}"
+        );
         assert!(all.contains("bad duration `soon`"), "{all}");
         assert!(errs.errors().count() >= 5, "{all}");
     }
@@ -641,7 +876,10 @@ routes:
         let errs = load(text, "d.yaml").unwrap_err();
         let all = errs.to_string();
         assert!(all.contains("duplicate name `all` in routes"), "{all}");
-        assert!(all.contains("route `narrow` is shadowed by earlier route `all`"), "{all}");
+        assert!(
+            all.contains("route `narrow` is shadowed by earlier route `all`"),
+            "{all}"
+        );
         assert!(all.contains("warning"), "{all}");
     }
 
@@ -662,7 +900,10 @@ routes:
     #[test]
     fn unknown_top_level_key_and_syntax_errors() {
         let errs = load("listener: []\n", "x.yaml").unwrap_err();
-        assert!(errs.to_string().contains("did you mean `listeners`"), "{errs}");
+        assert!(
+            errs.to_string().contains("did you mean `listeners`"),
+            "{errs}"
+        );
         let errs = load("listeners: [\n", "x.yaml").unwrap_err();
         assert!(errs.to_string().contains("YAML syntax error"), "{errs}");
     }

@@ -7,7 +7,9 @@
 use std::fmt;
 
 use saphyr::{LoadableYamlNode, MarkedYamlOwned, ScalarOwned, YamlDataOwned};
-use serde::de::{self, DeserializeSeed, Error as _, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, DeserializeSeed, Error as _, IntoDeserializer, MapAccess, SeqAccess, Visitor,
+};
 
 /// 1-based line and column in the source text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -71,7 +73,9 @@ pub fn locate(root: &MarkedYamlOwned, path: &[Seg]) -> Pos {
 }
 
 /// Entries of a mapping node as (key text, key node, value node).
-pub fn entries(node: &MarkedYamlOwned) -> Option<Vec<(String, &MarkedYamlOwned, &MarkedYamlOwned)>> {
+pub fn entries(
+    node: &MarkedYamlOwned,
+) -> Option<Vec<(String, &MarkedYamlOwned, &MarkedYamlOwned)>> {
     match &node.data {
         YamlDataOwned::Mapping(map) => Some(
             map.iter()
@@ -185,7 +189,7 @@ pub fn closest<'de>(word: &str, candidates: &[&'de str]) -> Option<&'de str> {
     candidates
         .iter()
         .map(|c| (edit_distance(word, c), *c))
-        .filter(|(d, c)| *d <= (c.len().max(word.len()) + 2) / 3)
+        .filter(|(d, c)| *d <= c.len().max(word.len()).div_ceil(3))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
@@ -225,17 +229,15 @@ impl<'de> NodeDe<'de> {
                 ScalarOwned::String(s) => visitor.visit_str(s),
             },
             YamlDataOwned::Representation(s, _, _) => visitor.visit_str(s),
-            YamlDataOwned::Sequence(items) => visitor.visit_seq(Seq {
-                iter: items.iter(),
-            }),
+            YamlDataOwned::Sequence(items) => visitor.visit_seq(Seq { iter: items.iter() }),
             YamlDataOwned::Mapping(map) => visitor.visit_map(Map {
                 iter: Box::new(map.iter()),
                 value: None,
             }),
             YamlDataOwned::Tagged(_, inner) => NodeDe(inner).any(visitor),
-            YamlDataOwned::Alias(_) | YamlDataOwned::BadValue => {
-                Err(de::Error::custom("unsupported YAML value (unresolved alias?)"))
-            }
+            YamlDataOwned::Alias(_) | YamlDataOwned::BadValue => Err(de::Error::custom(
+                "unsupported YAML value (unresolved alias?)",
+            )),
         };
         r.map_err(|e| e.at(node))
     }
@@ -291,7 +293,10 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
         let node = self.0;
         let r = match &node.data {
             YamlDataOwned::Mapping(map) if map.len() == 1 => match map.iter().next() {
-                Some((k, v)) => visitor.visit_enum(Enum { key: k, value: Some(v) }),
+                Some((k, v)) => visitor.visit_enum(Enum {
+                    key: k,
+                    value: Some(v),
+                }),
                 None => Err(de::Error::custom("empty mapping")),
             },
             YamlDataOwned::Value(ScalarOwned::String(_)) | YamlDataOwned::Representation(..) => {
@@ -340,7 +345,10 @@ struct Map<'de> {
 
 impl<'de> MapAccess<'de> for Map<'de> {
     type Error = DeError;
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
         match self.iter.next() {
             Some((k, v)) => {
                 self.value = Some(v);
@@ -447,7 +455,10 @@ mod tests {
     #[test]
     fn locate_walks_keys_and_indexes() {
         let root = parse("routes:\n  - name: a\n  - name: b\n    cluster: x\n").unwrap();
-        let p = locate(&root, &[Seg::Key("routes"), Seg::Index(1), Seg::Key("cluster")]);
+        let p = locate(
+            &root,
+            &[Seg::Key("routes"), Seg::Index(1), Seg::Key("cluster")],
+        );
         assert_eq!(p, Pos { line: 4, col: 14 });
     }
 

@@ -1,0 +1,151 @@
+//! Admin API on its own listener: health, readiness, metrics, effective config, live pod
+//! table and reload. Mutating calls need the bearer token named by `admin.token_env`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::{Method, Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde_json::json;
+
+use crate::state::Gateway;
+
+/// The admin application served by pingora's HTTP app service.
+pub struct AdminApi {
+    gw: Arc<Gateway>,
+}
+
+impl AdminApi {
+    pub fn new(gw: Arc<Gateway>) -> Self {
+        AdminApi { gw }
+    }
+
+    fn authorized(&self, auth: Option<&[u8]>) -> Result<(), Box<Response<Vec<u8>>>> {
+        let snap = self.gw.snapshot();
+        let Some(token) = snap.config.admin.token.as_deref() else {
+            return Err(Box::new(json_response(
+                StatusCode::FORBIDDEN,
+                &json!({"error": "forbidden", "message": "mutating admin calls are disabled: set admin.token_env and export that variable"}),
+            )));
+        };
+        let given = auth
+            .and_then(|a| a.strip_prefix(b"Bearer "))
+            .unwrap_or_default();
+        if constant_time_eq(given, token.as_bytes()) {
+            Ok(())
+        } else {
+            Err(Box::new(json_response(
+                StatusCode::UNAUTHORIZED,
+                &json!({"error": "unauthorized", "message": "missing or wrong bearer token"}),
+            )))
+        }
+    }
+
+    /// Routes one admin request; pure apart from reading gateway state, so it is testable.
+    pub fn handle(&self, method: &Method, path: &str, auth: Option<&[u8]>) -> Response<Vec<u8>> {
+        match (method, path) {
+            (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+            (&Method::GET, "/readyz") => {
+                let snap = self.gw.snapshot();
+                let waiting: Vec<&str> = snap
+                    .clusters
+                    .iter()
+                    .filter(|c| !c.is_ready())
+                    .map(|c| c.name())
+                    .collect();
+                if waiting.is_empty() {
+                    text(StatusCode::OK, "ready\n")
+                } else {
+                    json_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &json!({"ready": false, "waiting_for_discovery": waiting}),
+                    )
+                }
+            }
+            (&Method::GET, "/metrics") => Response::builder()
+                .status(StatusCode::OK)
+                .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
+                .body(self.gw.metrics.render())
+                .unwrap_or_else(|_| Response::new(Vec::new())),
+            (&Method::GET, "/config") => {
+                let snap = self.gw.snapshot();
+                json_response(
+                    StatusCode::OK,
+                    &json!({"generation": snap.generation, "reload": self.gw.reload_status(), "config": &*snap.config}),
+                )
+            }
+            (&Method::GET, "/clusters") => {
+                let snap = self.gw.snapshot();
+                let views: Vec<_> = snap.clusters.iter().map(|c| c.view()).collect();
+                json_response(
+                    StatusCode::OK,
+                    &json!({"generation": snap.generation, "clusters": views}),
+                )
+            }
+            (&Method::POST, "/reload") => {
+                if let Err(resp) = self.authorized(auth) {
+                    return *resp;
+                }
+                match self.gw.reload("admin") {
+                    Ok(status) => json_response(
+                        StatusCode::OK,
+                        &json!({"result": "ok", "generation": status.generation, "warnings": status.diagnostics}),
+                    ),
+                    Err(errors) => json_response(
+                        StatusCode::BAD_REQUEST,
+                        &json!({"result": "rejected", "generation": self.gw.snapshot().generation, "errors": errors.0}),
+                    ),
+                }
+            }
+            (_, "/healthz" | "/readyz" | "/metrics" | "/config" | "/clusters" | "/reload") => {
+                json_response(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &json!({"error": "method_not_allowed"}),
+                )
+            }
+            _ => json_response(
+                StatusCode::NOT_FOUND,
+                &json!({"error": "not_found", "endpoints": ["/healthz", "/readyz", "/metrics", "/config", "/clusters", "POST /reload"]}),
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl ServeHttp for AdminApi {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let req = session.req_header();
+        let method = req.method.clone();
+        let path = req.uri.path().to_string();
+        let auth = req
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes().to_vec());
+        // POST bodies are not used; drain so the connection can be reused.
+        let _ = session.drain_request_body().await;
+        self.handle(&method, &path, auth.as_deref())
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "text/plain")
+        .body(body.as_bytes().to_vec())
+        .unwrap_or_else(|_| Response::new(Vec::new()))
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Vec<u8>> {
+    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    body.push(b'\n');
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .unwrap_or_else(|_| Response::new(Vec::new()))
+}

@@ -1,0 +1,341 @@
+//! One pod as the balancer sees it: address, live counters and the load signal.
+//!
+//! The signal follows tower's peak-EWMA: latency jumps up at once on a slow answer and decays
+//! back smoothly, so a pod that turns slow is avoided immediately but is re-probed later.
+//! Cost = latency × (in-flight + 1) × reported utilisation × recent-error penalty.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::report::LoadReport;
+use crate::config::LoadTuning;
+
+/// Where an endpoint came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    Static,
+    Dns,
+}
+
+/// Utilisation assumed for a pod that does not report, so reporting and silent pods compare.
+const UNREPORTED_UTILIZATION: f64 = 0.5;
+/// Floor on reported utilisation: an idle pod's latency and queue still matter.
+const MIN_UTILIZATION: f64 = 0.05;
+const MAX_PENALTY: f64 = 1000.0;
+
+#[derive(Debug)]
+struct LoadState {
+    /// Peak-EWMA latency estimate in nanoseconds.
+    rtt_ns: f64,
+    stamp: Instant,
+    report: Option<(LoadReport, Instant)>,
+    /// Multiplier ≥ 1 after errors, decaying back to 1.
+    penalty: f64,
+    penalty_stamp: Instant,
+}
+
+/// A pod; shared by the endpoint sets that contain it, so counters survive reloads and DNS
+/// refreshes as long as the address stays.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub origin: Origin,
+    in_flight: AtomicU32,
+    draining: AtomicBool,
+    requests: AtomicU64,
+    failures: AtomicU64,
+    load: Mutex<LoadState>,
+}
+
+/// Point-in-time view of an endpoint's load, for `/clusters` and metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadView {
+    pub in_flight: u32,
+    pub ewma_ms: f64,
+    pub reported_utilization: Option<f64>,
+    pub penalty: f64,
+    pub cost: f64,
+    pub requests: u64,
+    pub failures: u64,
+}
+
+fn decay_factor(elapsed: Duration, decay: Duration) -> f64 {
+    (-(elapsed.as_secs_f64()) / decay.as_secs_f64().max(1e-9)).exp()
+}
+
+impl Endpoint {
+    /// A new pod starts at `default_rtt`, a deliberately cautious cost, so it is eased in.
+    pub fn new(addr: SocketAddr, origin: Origin, tuning: &LoadTuning) -> Arc<Self> {
+        let now = Instant::now();
+        Arc::new(Endpoint {
+            addr,
+            origin,
+            in_flight: AtomicU32::new(0),
+            draining: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            load: Mutex::new(LoadState {
+                rtt_ns: tuning.default_rtt.as_nanos() as f64,
+                stamp: now,
+                report: None,
+                penalty: 1.0,
+                penalty_stamp: now,
+            }),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, LoadState> {
+        // A poisoned lock only means another thread panicked mid-update of plain numbers.
+        self.load.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn set_draining(&self, draining: bool) {
+        self.draining.store(draining, Ordering::Relaxed);
+    }
+
+    /// Marks a request as started; the returned guard ends it.
+    pub fn start(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            endpoint: Arc::clone(self),
+            started: Instant::now(),
+            open: true,
+        }
+    }
+
+    /// Balancer cost at `now`; lower is better.
+    pub fn cost(&self, now: Instant, tuning: &LoadTuning) -> f64 {
+        let s = self.state();
+        self.cost_locked(&s, now, tuning)
+    }
+
+    fn cost_locked(&self, s: &LoadState, now: Instant, tuning: &LoadTuning) -> f64 {
+        // Decay towards zero while idle, as tower does, so an avoided pod is eventually re-tried.
+        let rtt = s.rtt_ns * decay_factor(now.saturating_duration_since(s.stamp), tuning.decay);
+        let mut queue = self.in_flight() as f64;
+        let mut util = UNREPORTED_UTILIZATION;
+        if let Some((report, at)) = &s.report {
+            if now.saturating_duration_since(*at) <= tuning.report_ttl {
+                util = report.utilization.max(MIN_UTILIZATION);
+                if let Some(n) = report.inflight {
+                    // The pod also serves other gateway replicas; trust the larger queue.
+                    queue = queue.max(n as f64);
+                }
+            }
+        }
+        let penalty = 1.0
+            + (s.penalty - 1.0)
+                * decay_factor(now.saturating_duration_since(s.penalty_stamp), tuning.decay);
+        // Keep a floor so a pod with zero estimate still orders by queue length.
+        (rtt.max(1_000.0)) * (queue + 1.0) * util * penalty
+    }
+
+    fn observe(
+        &self,
+        rtt: Duration,
+        now: Instant,
+        tuning: &LoadTuning,
+        report: Option<LoadReport>,
+        failed: bool,
+    ) {
+        let mut s = self.state();
+        let sample = rtt.as_nanos() as f64;
+        if sample > s.rtt_ns {
+            s.rtt_ns = sample;
+        } else {
+            let w = decay_factor(now.saturating_duration_since(s.stamp), tuning.decay);
+            s.rtt_ns = s.rtt_ns * w + sample * (1.0 - w);
+        }
+        s.stamp = now;
+        if let Some(r) = report {
+            s.report = Some((r, now));
+        }
+        if failed {
+            let current = 1.0
+                + (s.penalty - 1.0)
+                    * decay_factor(now.saturating_duration_since(s.penalty_stamp), tuning.decay);
+            s.penalty = (current * tuning.error_penalty).min(MAX_PENALTY);
+            s.penalty_stamp = now;
+        }
+    }
+
+    /// Snapshot for admin views.
+    pub fn view(&self, now: Instant, tuning: &LoadTuning) -> LoadView {
+        let s = self.state();
+        let fresh = s
+            .report
+            .as_ref()
+            .filter(|(_, at)| now.saturating_duration_since(*at) <= tuning.report_ttl)
+            .map(|(r, _)| r.utilization);
+        LoadView {
+            in_flight: self.in_flight(),
+            ewma_ms: s.rtt_ns * decay_factor(now.saturating_duration_since(s.stamp), tuning.decay)
+                / 1e6,
+            reported_utilization: fresh,
+            penalty: 1.0
+                + (s.penalty - 1.0)
+                    * decay_factor(now.saturating_duration_since(s.penalty_stamp), tuning.decay),
+            cost: self.cost_locked(&s, now, tuning),
+            requests: self.requests.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One request in progress on an endpoint. Dropping it without `success`/`failure` (client
+/// went away, request cancelled) only releases the in-flight slot.
+#[derive(Debug)]
+pub struct InFlight {
+    endpoint: Arc<Endpoint>,
+    started: Instant,
+    open: bool,
+}
+
+impl InFlight {
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// The pod answered (any status the route treats as success); feeds its latency and report.
+    pub fn success(mut self, tuning: &LoadTuning, report: Option<LoadReport>) {
+        let now = Instant::now();
+        self.endpoint
+            .observe(now - self.started, now, tuning, report, false);
+        self.close();
+    }
+
+    /// The pod failed (connect error, reset, timeout, 5xx): its latency counts and it is penalised.
+    pub fn failure(mut self, tuning: &LoadTuning, report: Option<LoadReport>) {
+        let now = Instant::now();
+        self.endpoint.failures.fetch_add(1, Ordering::Relaxed);
+        self.endpoint
+            .observe(now - self.started, now, tuning, report, true);
+        self.close();
+    }
+
+    fn close(&mut self) {
+        if std::mem::replace(&mut self.open, false) {
+            self.endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn ep(port: u16) -> Arc<Endpoint> {
+        Endpoint::new(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            Origin::Static,
+            &LoadTuning::default(),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_answer_raises_cost_at_once_and_decays_later() {
+        // A low starting cost so a handful of samples dominate the estimate.
+        let t = LoadTuning {
+            default_rtt: Duration::from_millis(1),
+            ..LoadTuning::default()
+        };
+        let fast = Endpoint::new(SocketAddr::from(([127, 0, 0, 1], 1)), Origin::Static, &t);
+        let slow = Endpoint::new(SocketAddr::from(([127, 0, 0, 1], 2)), Origin::Static, &t);
+        for _ in 0..5 {
+            let g = fast.start();
+            tokio::time::advance(Duration::from_millis(5)).await;
+            g.success(&t, None);
+        }
+        let g = slow.start();
+        tokio::time::advance(Duration::from_millis(150)).await;
+        g.success(&t, None);
+        let now = Instant::now();
+        assert!(slow.cost(now, &t) > 10.0 * fast.cost(now, &t));
+        // While the fast pod keeps answering, the idle slow pod's estimate decays below it, so
+        // the slow pod gets re-probed rather than being shunned forever.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let g = fast.start();
+        tokio::time::advance(Duration::from_millis(5)).await;
+        g.success(&t, None);
+        let now = Instant::now();
+        assert!(slow.cost(now, &t) < fast.cost(now, &t));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn in_flight_and_report_scale_cost() {
+        let t = LoadTuning::default();
+        let a = ep(1);
+        let b = ep(2);
+        let now = Instant::now();
+        assert_eq!(a.cost(now, &t), b.cost(now, &t));
+        let _held = a.start();
+        assert_eq!(a.in_flight(), 1);
+        assert!(a.cost(now, &t) > b.cost(now, &t));
+        drop(_held);
+        assert_eq!(a.in_flight(), 0);
+        // b reports it is busy
+        let g = b.start();
+        g.success(
+            &t,
+            Some(LoadReport {
+                utilization: 0.95,
+                inflight: Some(12),
+            }),
+        );
+        let g = a.start();
+        g.success(
+            &t,
+            Some(LoadReport {
+                utilization: 0.1,
+                inflight: Some(0),
+            }),
+        );
+        let now = Instant::now();
+        assert!(b.cost(now, &t) > 10.0 * a.cost(now, &t));
+        // reports expire
+        tokio::time::advance(t.report_ttl + Duration::from_secs(1)).await;
+        let now = Instant::now();
+        assert_eq!(a.cost(now, &t), b.cost(now, &t));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_penalise_then_recover() {
+        let t = LoadTuning::default();
+        let a = ep(1);
+        let b = ep(2);
+        a.start().failure(&t, None);
+        b.start().success(&t, None);
+        let now = Instant::now();
+        assert!(a.cost(now, &t) > 3.0 * b.cost(now, &t));
+        assert_eq!(a.view(now, &t).failures, 1);
+        tokio::time::advance(Duration::from_secs(120)).await;
+        let now = Instant::now();
+        assert!(a.view(now, &t).penalty < 1.01);
+    }
+}

@@ -1,0 +1,312 @@
+//! A cluster: the live set of pods behind one name, and how to pick one of them.
+//!
+//! The pod set is immutable and swapped whole (ArcSwap) when discovery changes it; the pods'
+//! live counters sit on the shared [`Endpoint`]s, so they survive set changes and reloads.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+use rand::Rng;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::balance::{self, Endpoint, HashRing, LoadView, Origin};
+use crate::config::{ClusterSpec, LbKind, Source};
+
+/// The pods of a cluster at one moment.
+pub struct EndpointSet {
+    /// Pods that take new requests.
+    pub active: Vec<Arc<Endpoint>>,
+    /// Pods that left discovery; they finish their in-flight requests and take no new ones.
+    pub draining: Vec<Arc<Endpoint>>,
+    ring: Option<HashRing>,
+}
+
+impl EndpointSet {
+    fn new(active: Vec<Arc<Endpoint>>, draining: Vec<Arc<Endpoint>>, lb: LbKind) -> Self {
+        let ring = (lb == LbKind::ConsistentHash).then(|| HashRing::new(&active));
+        EndpointSet {
+            active,
+            draining,
+            ring,
+        }
+    }
+}
+
+/// Outcome of the latest discovery attempt, shown in `/clusters` and metrics.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct DiscoveryStatus {
+    /// `ok`, or the failure kind (`timeout`, `nxdomain`, ...).
+    pub last_result: String,
+    pub last_error: Option<String>,
+    /// Seconds since the last successful resolution.
+    pub last_success_age_s: Option<f64>,
+    #[serde(skip)]
+    pub last_success: Option<Instant>,
+    /// True once at least one resolution succeeded (the cluster is ready).
+    pub resolved: bool,
+    /// True while serving a previous answer because the latest lookup failed.
+    pub stale: bool,
+    pub refreshes: u64,
+    pub failures: u64,
+}
+
+/// Runtime state of one configured cluster.
+pub struct Cluster {
+    pub spec: ClusterSpec,
+    set: ArcSwap<EndpointSet>,
+    rr: AtomicUsize,
+    discovery: Mutex<DiscoveryStatus>,
+}
+
+impl Cluster {
+    /// Builds a cluster; pods already known (same address in `previous`) keep their live state.
+    pub fn new(spec: ClusterSpec, previous: Option<&Cluster>) -> Arc<Self> {
+        let (addrs, origin, status) = match &spec.source {
+            Source::Static(list) => (
+                list.clone(),
+                Origin::Static,
+                DiscoveryStatus {
+                    last_result: "static".into(),
+                    resolved: true,
+                    ..Default::default()
+                },
+            ),
+            // Until the first answer, carry over what the previous config had resolved.
+            Source::Dns(_) => match previous
+                .filter(|p| matches!(p.spec.source, Source::Dns(_)) && p.spec.source == spec.source)
+            {
+                Some(p) => (
+                    p.set.load().active.iter().map(|e| e.addr).collect(),
+                    Origin::Dns,
+                    p.discovery_status(),
+                ),
+                None => (Vec::new(), Origin::Dns, DiscoveryStatus::default()),
+            },
+        };
+        let cluster = Arc::new(Cluster {
+            set: ArcSwap::from_pointee(EndpointSet::new(Vec::new(), Vec::new(), spec.lb)),
+            spec,
+            rr: AtomicUsize::new(0),
+            discovery: Mutex::new(status),
+        });
+        let prev_set = previous.map(|p| p.set.load_full());
+        cluster.replace_endpoints(&addrs, origin, prev_set.as_deref());
+        cluster
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub fn endpoints(&self) -> arc_swap::Guard<Arc<EndpointSet>> {
+        self.set.load()
+    }
+
+    /// Installs a new pod list. Known pods keep their state; pods that left start draining.
+    pub fn replace_endpoints(
+        &self,
+        addrs: &[SocketAddr],
+        origin: Origin,
+        carry_from: Option<&EndpointSet>,
+    ) {
+        let current = self.set.load_full();
+        let mut known: HashMap<SocketAddr, Arc<Endpoint>> = HashMap::new();
+        for src in [Some(&*current), carry_from].into_iter().flatten() {
+            for e in src.active.iter().chain(src.draining.iter()) {
+                known.entry(e.addr).or_insert_with(|| Arc::clone(e));
+            }
+        }
+        let mut active = Vec::with_capacity(addrs.len());
+        for a in addrs {
+            if active.iter().any(|e: &Arc<Endpoint>| e.addr == *a) {
+                continue;
+            }
+            let ep = known
+                .remove(a)
+                .unwrap_or_else(|| Endpoint::new(*a, origin, &self.spec.load));
+            ep.set_draining(false);
+            active.push(ep);
+        }
+        // Whatever is left was known and is gone now: drain it while requests are in flight.
+        let mut draining: Vec<Arc<Endpoint>> =
+            known.into_values().filter(|e| e.in_flight() > 0).collect();
+        for e in &draining {
+            e.set_draining(true);
+        }
+        draining.sort_by_key(|e| e.addr);
+        self.set
+            .store(Arc::new(EndpointSet::new(active, draining, self.spec.lb)));
+    }
+
+    /// Drops drained pods that have finished their last request.
+    pub fn sweep_drained(&self) {
+        let set = self.set.load_full();
+        if set.draining.iter().any(|e| e.in_flight() == 0) {
+            let draining = set
+                .draining
+                .iter()
+                .filter(|e| e.in_flight() > 0)
+                .cloned()
+                .collect();
+            self.set.store(Arc::new(EndpointSet::new(
+                set.active.clone(),
+                draining,
+                self.spec.lb,
+            )));
+        }
+    }
+
+    /// Picks a pod for a request. `hash_key` feeds consistent hashing (falls back to p2c when the
+    /// request has no key); `eligible` filters out pods already tried or ejected.
+    pub fn pick<R: Rng>(
+        &self,
+        hash_key: Option<&[u8]>,
+        eligible: impl Fn(&Endpoint) -> bool,
+        rng: &mut R,
+    ) -> Option<Arc<Endpoint>> {
+        let set = self.set.load();
+        let eps = &set.active;
+        let i = match (self.spec.lb, &set.ring, hash_key) {
+            (LbKind::ConsistentHash, Some(ring), Some(key)) => ring.pick(key, eps, eligible),
+            (LbKind::RoundRobin, ..) => balance::round_robin(eps, eligible, &self.rr),
+            (LbKind::LeastInflight, ..) => balance::least_inflight(eps, eligible, rng),
+            _ => balance::p2c(eps, eligible, rng, Instant::now(), &self.spec.load),
+        }?;
+        eps.get(i).cloned()
+    }
+
+    pub fn discovery_status(&self) -> DiscoveryStatus {
+        let mut s = self
+            .discovery
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        s.last_success_age_s = s
+            .last_success
+            .map(|t| Instant::now().saturating_duration_since(t).as_secs_f64());
+        s
+    }
+
+    pub fn update_discovery(&self, f: impl FnOnce(&mut DiscoveryStatus)) {
+        f(&mut self
+            .discovery
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner));
+    }
+
+    /// Ready when the pod list has been resolved at least once.
+    pub fn is_ready(&self) -> bool {
+        self.discovery
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .resolved
+    }
+
+    /// JSON-able view for `/clusters`.
+    pub fn view(&self) -> ClusterView {
+        let now = Instant::now();
+        let set = self.set.load();
+        let pod = |e: &Arc<Endpoint>, state: &'static str| PodView {
+            address: e.addr,
+            state,
+            source: e.origin,
+            load: e.view(now, &self.spec.load),
+        };
+        ClusterView {
+            name: self.spec.name.clone(),
+            lb: self.spec.lb,
+            discovery: self.discovery_status(),
+            pods: set
+                .active
+                .iter()
+                .map(|e| pod(e, "healthy"))
+                .chain(set.draining.iter().map(|e| pod(e, "draining")))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PodView {
+    pub address: SocketAddr,
+    pub state: &'static str,
+    pub source: Origin,
+    #[serde(flatten)]
+    pub load: LoadView,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterView {
+    pub name: String,
+    pub lb: LbKind,
+    pub discovery: DiscoveryStatus,
+    pub pods: Vec<PodView>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::LoadTuning;
+    use rand::rngs::SmallRng;
+    use rand::SeedableRng;
+    use std::time::Duration;
+
+    fn spec(addrs: &[u8]) -> ClusterSpec {
+        ClusterSpec {
+            name: "c".into(),
+            source: Source::Static(
+                addrs
+                    .iter()
+                    .map(|i| SocketAddr::from(([127, 0, 0, *i], 9100)))
+                    .collect(),
+            ),
+            lb: LbKind::P2cEwma,
+            hash_key: None,
+            connect_timeout: Duration::from_millis(100),
+            idle_timeout: Duration::from_secs(1),
+            load: LoadTuning::default(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn removed_pod_drains_then_disappears_and_state_is_kept() {
+        let c = Cluster::new(spec(&[11, 12]), None);
+        let a11 = c.endpoints().active[0].clone();
+        let held = a11.start();
+        c.replace_endpoints(
+            &[SocketAddr::from(([127, 0, 0, 12], 9100))],
+            Origin::Dns,
+            None,
+        );
+        let set = c.endpoints();
+        assert_eq!(set.active.len(), 1);
+        assert_eq!(set.draining.len(), 1);
+        assert!(set.draining[0].is_draining());
+        drop(set);
+        // the draining pod is never picked
+        let mut rng = SmallRng::seed_from_u64(1);
+        for _ in 0..20 {
+            assert_eq!(
+                c.pick(None, |_| true, &mut rng)
+                    .unwrap()
+                    .addr
+                    .ip()
+                    .to_string(),
+                "127.0.0.12"
+            );
+        }
+        drop(held);
+        c.sweep_drained();
+        assert!(c.endpoints().draining.is_empty());
+        // a reload keeps the very same endpoint objects (and so their counters)
+        let before = c.endpoints().active[0].clone();
+        let c2 = Cluster::new(spec(&[12, 13]), Some(&c));
+        assert!(Arc::ptr_eq(&before, &c2.endpoints().active[0]));
+        assert_eq!(c2.endpoints().active.len(), 2);
+    }
+}

@@ -1,0 +1,117 @@
+//! The control plane: one dedicated thread with its own small runtime that runs DNS
+//! refreshers, reload triggers (SIGHUP, debounced file watch) and drained-pod sweeps, so none
+//! of that work competes with the proxy's request threads.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::RecursiveMode;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use crate::state::Gateway;
+
+/// Starts the control plane thread. The SIGHUP handler is installed before this returns, so a
+/// reload signal sent right after start-up cannot kill the process.
+pub fn start(gw: Arc<Gateway>) -> io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let hangups = {
+        let _enter = rt.enter();
+        signal(SignalKind::hangup())?
+    };
+    std::thread::Builder::new()
+        .name("arena-control".into())
+        .spawn(move || {
+            rt.block_on(run(gw, hangups));
+        })?;
+    Ok(())
+}
+
+async fn run(gw: Arc<Gateway>, mut hangups: tokio::signal::unix::Signal) {
+    gw.set_control_runtime(tokio::runtime::Handle::current());
+    gw.start_discovery(gw.current_dns_clusters());
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let debounce = gw.snapshot().config.server.watch_debounce;
+    // Keep the watcher alive for the life of the thread.
+    let _watcher = match (&gw.config_path, debounce.is_zero()) {
+        (Some(path), false) => watch(path, debounce, tx.clone()),
+        _ => None,
+    };
+
+    let sweeper = {
+        let gw = Arc::clone(&gw);
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                crate::discovery::sweep(&gw.snapshot().clusters);
+            }
+        }
+    };
+    tokio::spawn(sweeper);
+
+    let mut last_text = gw
+        .config_path
+        .as_deref()
+        .and_then(|p| std::fs::read(p).ok());
+    loop {
+        tokio::select! {
+            Some(()) = hangups.recv() => {
+                last_text = gw.config_path.as_deref().and_then(|p| std::fs::read(p).ok());
+                let _ = gw.reload("sighup");
+            }
+            Some(()) = rx.recv() => {
+                // Editors touch files without changing them; only a real change reloads.
+                let text = gw.config_path.as_deref().and_then(|p| std::fs::read(p).ok());
+                if text.is_some() && text != last_text {
+                    last_text = text;
+                    let _ = gw.reload("watch");
+                }
+            }
+            else => break,
+        }
+    }
+}
+
+/// Watches the config file's directory (editors replace files by rename) and signals changes
+/// to the file itself after `debounce` of quiet.
+fn watch(
+    path: &Path,
+    debounce: Duration,
+    tx: mpsc::UnboundedSender<()>,
+) -> Option<notify_debouncer_mini::Debouncer<notify::RecommendedWatcher>> {
+    let file: PathBuf = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let dir = file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let target = file.clone();
+    let handler = move |res: notify_debouncer_mini::DebounceEventResult| {
+        if let Ok(events) = res {
+            if events
+                .iter()
+                .any(|e| e.path == target || e.path.file_name() == target.file_name())
+            {
+                let _ = tx.send(());
+            }
+        }
+    };
+    match notify_debouncer_mini::new_debouncer(debounce, handler) {
+        Ok(mut d) => match d.watcher().watch(&dir, RecursiveMode::NonRecursive) {
+            Ok(()) => Some(d),
+            Err(e) => {
+                tracing::warn!(error = %e, dir = %dir.display(), "config file watch unavailable; use SIGHUP or POST /reload");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "config file watch unavailable; use SIGHUP or POST /reload");
+            None
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The one error type of the request path and its single mapping to an HTTP answer.
+//!
+//! Every failure a client can see is classified here (client / upstream / internal) and becomes
+//! a status plus a small JSON body carrying the request id.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::{Error, ErrorSource, ErrorType};
+
+/// Who is at fault, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    Client,
+    Upstream,
+    Gateway,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayError {
+    NoRoute,
+    HeadersTooLarge {
+        limit: usize,
+    },
+    BodyTooLarge {
+        limit: usize,
+    },
+    BadRequest(String),
+    /// The cluster has no pod that may take the request.
+    NoEndpoints {
+        cluster: String,
+    },
+    /// Connecting to the pod failed or it closed/reset the connection.
+    Unreachable {
+        pod: Option<SocketAddr>,
+        cause: String,
+    },
+    /// The pod did not answer within the time allowed.
+    UpstreamTimeout {
+        pod: Option<SocketAddr>,
+    },
+    Internal(String),
+}
+
+impl GatewayError {
+    pub fn status(&self) -> u16 {
+        match self {
+            GatewayError::NoRoute => 404,
+            GatewayError::HeadersTooLarge { .. } => 431,
+            GatewayError::BodyTooLarge { .. } => 413,
+            GatewayError::BadRequest(_) => 400,
+            GatewayError::NoEndpoints { .. } => 503,
+            GatewayError::Unreachable { .. } => 502,
+            GatewayError::UpstreamTimeout { .. } => 504,
+            GatewayError::Internal(_) => 500,
+        }
+    }
+
+    /// Stable machine-readable code for the JSON body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::NoRoute => "no_route",
+            GatewayError::HeadersTooLarge { .. } => "headers_too_large",
+            GatewayError::BodyTooLarge { .. } => "body_too_large",
+            GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::NoEndpoints { .. } => "no_healthy_pods",
+            GatewayError::Unreachable { .. } => "upstream_unreachable",
+            GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
+            GatewayError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn blame(&self) -> Blame {
+        match self {
+            GatewayError::NoRoute
+            | GatewayError::HeadersTooLarge { .. }
+            | GatewayError::BodyTooLarge { .. }
+            | GatewayError::BadRequest(_) => Blame::Client,
+            GatewayError::NoEndpoints { .. }
+            | GatewayError::Unreachable { .. }
+            | GatewayError::UpstreamTimeout { .. } => Blame::Upstream,
+            GatewayError::Internal(_) => Blame::Gateway,
+        }
+    }
+
+    /// Classifies a pingora error raised while talking to a pod.
+    pub fn from_pingora(e: &Error, pod: Option<SocketAddr>) -> GatewayError {
+        use ErrorType::*;
+        match e.etype() {
+            HTTPStatus(431) => GatewayError::HeadersTooLarge { limit: 0 },
+            HTTPStatus(413) => GatewayError::BodyTooLarge { limit: 0 },
+            HTTPStatus(code) if (400..500).contains(code) => {
+                GatewayError::BadRequest(e.to_string())
+            }
+            ConnectTimedout | ReadTimedout | WriteTimedout => GatewayError::UpstreamTimeout { pod },
+            ConnectRefused | ConnectNoRoute | ConnectError | ConnectionClosed | ReadError
+            | WriteError | TLSHandshakeFailure | InvalidHTTPHeader | H1Error | H2Error
+                if e.esource() == &ErrorSource::Upstream =>
+            {
+                GatewayError::Unreachable {
+                    pod,
+                    cause: e.etype().as_str().to_string(),
+                }
+            }
+            _ => match e.esource() {
+                ErrorSource::Upstream => GatewayError::Unreachable {
+                    pod,
+                    cause: e.etype().as_str().to_string(),
+                },
+                ErrorSource::Downstream => GatewayError::BadRequest(e.etype().as_str().to_string()),
+                _ => GatewayError::Internal(e.etype().as_str().to_string()),
+            },
+        }
+    }
+
+    /// A pingora error carrying this error's status, to stop the proxy pipeline.
+    pub fn to_pingora(&self) -> Box<Error> {
+        Error::explain(ErrorType::HTTPStatus(self.status()), self.to_string())
+    }
+
+    /// Status line, headers and JSON body for the client.
+    pub fn render(&self, request_id: &str) -> pingora::Result<(ResponseHeader, Bytes)> {
+        let body = serde_json::json!({
+            "error": self.code(),
+            "message": self.to_string(),
+            "request_id": request_id,
+        });
+        let body = Bytes::from(body.to_string());
+        let mut header = ResponseHeader::build(self.status(), Some(5))?;
+        header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+        header.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+        header.insert_header("x-request-id", request_id)?;
+        if matches!(
+            self,
+            GatewayError::HeadersTooLarge { .. }
+                | GatewayError::BodyTooLarge { .. }
+                | GatewayError::BadRequest(_)
+        ) {
+            // The rest of the request may be unread; do not reuse the connection.
+            header.insert_header(http::header::CONNECTION, "close")?;
+        }
+        Ok((header, body))
+    }
+}
+
+impl fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GatewayError::NoRoute => write!(f, "no route matches this request"),
+            GatewayError::HeadersTooLarge { limit } => {
+                write!(f, "request headers exceed {limit} bytes")
+            }
+            GatewayError::BodyTooLarge { limit } => write!(f, "request body exceeds {limit} bytes"),
+            GatewayError::BadRequest(m) => write!(f, "bad request: {m}"),
+            GatewayError::NoEndpoints { cluster } => {
+                write!(f, "cluster `{cluster}` has no pod available")
+            }
+            GatewayError::Unreachable {
+                pod: Some(p),
+                cause,
+            } => write!(f, "pod {p} unreachable ({cause})"),
+            GatewayError::Unreachable { pod: None, cause } => {
+                write!(f, "upstream unreachable ({cause})")
+            }
+            GatewayError::UpstreamTimeout { pod: Some(p) } => {
+                write!(f, "pod {p} did not answer in time")
+            }
+            GatewayError::UpstreamTimeout { pod: None } => {
+                write!(f, "upstream did not answer in time")
+            }
+            GatewayError::Internal(m) => write!(f, "internal error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for GatewayError {}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn statuses_and_json_body() {
+        let e = GatewayError::NoRoute;
+        let (h, body) = e.render("abc123").unwrap();
+        assert_eq!(h.status.as_u16(), 404);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"], "no_route");
+        assert_eq!(v["request_id"], "abc123");
+        assert_eq!(h.headers.get("x-request-id").unwrap(), "abc123");
+        assert_eq!(GatewayError::HeadersTooLarge { limit: 1 }.status(), 431);
+        assert_eq!(
+            GatewayError::NoEndpoints {
+                cluster: "c".into()
+            }
+            .status(),
+            503
+        );
+    }
+
+    #[test]
+    fn classifies_upstream_errors() {
+        let mut e = Error::new(ErrorType::ConnectRefused);
+        e.as_up();
+        let pod = Some(SocketAddr::from(([127, 0, 0, 11], 9100)));
+        assert_eq!(GatewayError::from_pingora(&e, pod).status(), 502);
+        let mut e = Error::new(ErrorType::ReadTimedout);
+        e.as_up();
+        assert_eq!(GatewayError::from_pingora(&e, pod).status(), 504);
+        assert_eq!(
+            GatewayError::from_pingora(&Error::new(ErrorType::HTTPStatus(431)), None).status(),
+            431
+        );
+    }
+}

@@ -1,0 +1,184 @@
+//! Route table: the first route whose match holds (in file order) takes the request.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, Method};
+
+use crate::cluster::Cluster;
+use crate::config::{Match, PathMatch, RouteSpec};
+use crate::metrics::RouteMetrics;
+
+/// The parts of a request that routing looks at.
+pub struct RequestView<'a> {
+    pub method: &'a Method,
+    /// Lower-case host without port (empty when absent).
+    pub host: &'a str,
+    pub path: &'a str,
+    pub headers: &'a HeaderMap,
+}
+
+/// Host of a request: the `Host` header, else the URI authority; port and case dropped.
+pub fn host_of<'a>(headers: &'a HeaderMap, uri: &'a http::Uri) -> &'a str {
+    let raw = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    strip_port(raw)
+}
+
+fn strip_port(h: &str) -> &str {
+    if h.starts_with('[') {
+        // [v6]:port
+        return h.split(']').next().map(|s| &h[..s.len() + 1]).unwrap_or(h);
+    }
+    h.rsplit_once(':').map(|(host, _)| host).unwrap_or(h)
+}
+
+impl Match {
+    pub fn matches(&self, req: &RequestView<'_>) -> bool {
+        if let Some(h) = &self.host {
+            if !req.host.eq_ignore_ascii_case(h) {
+                return false;
+            }
+        }
+        let path_ok = match &self.path {
+            PathMatch::Any => true,
+            PathMatch::Exact(p) => req.path == p,
+            // `/v1/matches` matches `/v1/matches` and `/v1/matches/7`, not `/v1/matchesX`.
+            PathMatch::Prefix(p) => {
+                req.path.starts_with(p.as_str())
+                    && (p.ends_with('/')
+                        || req.path.len() == p.len()
+                        || req.path.as_bytes().get(p.len()) == Some(&b'/'))
+            }
+        };
+        if !path_ok {
+            return false;
+        }
+        if let Some(methods) = &self.methods {
+            if !methods.contains(req.method) {
+                return false;
+            }
+        }
+        self.headers.iter().all(|(k, v)| {
+            req.headers
+                .get(k)
+                .is_some_and(|got| got.as_bytes() == v.as_bytes())
+        })
+    }
+}
+
+/// A route ready to serve: its spec, its cluster and its metric handles.
+pub struct Route {
+    pub spec: RouteSpec,
+    pub cluster: Arc<Cluster>,
+    pub metrics: RouteMetrics,
+}
+
+/// Routes in file order.
+pub struct RouteTable {
+    routes: Vec<Arc<Route>>,
+}
+
+impl RouteTable {
+    pub fn new(routes: Vec<Arc<Route>>) -> Self {
+        RouteTable { routes }
+    }
+
+    pub fn find(&self, req: &RequestView<'_>) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| r.spec.matcher.matches(req))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.routes.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use http::{HeaderName, HeaderValue};
+
+    fn m(
+        host: Option<&str>,
+        path: PathMatch,
+        methods: Option<Vec<Method>>,
+        headers: Vec<(&'static str, &str)>,
+    ) -> Match {
+        Match {
+            host: host.map(str::to_string),
+            path,
+            methods,
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (HeaderName::from_static(k), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn req<'a>(
+        method: &'a Method,
+        host: &'a str,
+        path: &'a str,
+        headers: &'a HeaderMap,
+    ) -> RequestView<'a> {
+        RequestView {
+            method,
+            host,
+            path,
+            headers,
+        }
+    }
+
+    #[test]
+    fn matches_all_parts() {
+        let rule = m(
+            Some("api.arena.gg"),
+            PathMatch::Prefix("/v1/matches".into()),
+            Some(vec![Method::GET]),
+            vec![("x-tenant", "douyu")],
+        );
+        let mut h = HeaderMap::new();
+        h.insert("x-tenant", HeaderValue::from_static("douyu"));
+        let empty = HeaderMap::new();
+        assert!(rule.matches(&req(&Method::GET, "api.arena.gg", "/v1/matches/7/live", &h)));
+        assert!(rule.matches(&req(&Method::GET, "API.ARENA.GG", "/v1/matches", &h)));
+        assert!(!rule.matches(&req(&Method::GET, "api.arena.gg", "/v1/matchesX", &h)));
+        assert!(!rule.matches(&req(&Method::POST, "api.arena.gg", "/v1/matches", &h)));
+        assert!(!rule.matches(&req(&Method::GET, "other.gg", "/v1/matches", &h)));
+        assert!(!rule.matches(&req(&Method::GET, "api.arena.gg", "/v1/matches", &empty)));
+    }
+
+    #[test]
+    fn exact_and_any() {
+        let h = HeaderMap::new();
+        let exact = m(None, PathMatch::Exact("/healthz".into()), None, vec![]);
+        assert!(exact.matches(&req(&Method::GET, "", "/healthz", &h)));
+        assert!(!exact.matches(&req(&Method::GET, "", "/healthz/x", &h)));
+        assert!(m(None, PathMatch::Any, None, vec![]).matches(&req(
+            &Method::DELETE,
+            "x",
+            "/anything",
+            &h
+        )));
+    }
+
+    #[test]
+    fn host_parsing() {
+        let mut h = HeaderMap::new();
+        let uri: http::Uri = "/x".parse().unwrap();
+        assert_eq!(host_of(&h, &uri), "");
+        h.insert(
+            http::header::HOST,
+            HeaderValue::from_static("api.arena.gg:8080"),
+        );
+        assert_eq!(host_of(&h, &uri), "api.arena.gg");
+        h.insert(http::header::HOST, HeaderValue::from_static("[::1]:8080"));
+        assert_eq!(host_of(&h, &uri), "[::1]");
+        let h = HeaderMap::new();
+        let uri: http::Uri = "http://a.b:1/x".parse().unwrap();
+        assert_eq!(host_of(&h, &uri), "a.b");
+    }
+}

@@ -1,0 +1,118 @@
+//! Listeners and process wiring: turns a validated config into a running pingora server with
+//! the proxy service, the admin service and the control plane.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use pingora::services::listening::Service;
+
+use crate::admin::AdminApi;
+use crate::config::{Config, Tls};
+use crate::metrics::Metrics;
+use crate::proxy::ArenaProxy;
+use crate::state::Gateway;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("listener `{listener}`: {reason}")]
+    Tls { listener: String, reason: String },
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("control plane: {0}")]
+    Control(#[from] std::io::Error),
+}
+
+/// Checks that a listener's certificate and key load and match, so a bad file is a clean
+/// start-up error instead of a panic inside pingora.
+pub fn check_tls(listener: &str, tls: &Tls) -> Result<(), StartError> {
+    let fail = |reason: String| StartError::Tls {
+        listener: listener.to_string(),
+        reason,
+    };
+    pingora::tls::install_default_crypto_provider();
+    let cert = tls.cert_file.to_string_lossy().to_string();
+    let key = tls.key_file.to_string_lossy().to_string();
+    let (certs, key) = match pingora::tls::load_certs_and_key_files(&cert, &key) {
+        Ok(Some(pair)) => pair,
+        Ok(None) => {
+            return Err(fail(format!(
+                "no certificate or private key found in `{cert}` / `{key}` (PEM expected)"
+            )))
+        }
+        Err(e) => return Err(fail(format!("cannot load `{cert}` / `{key}`: {e}"))),
+    };
+    pingora::tls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map(|_| ())
+        .map_err(|e| {
+            fail(format!(
+                "certificate and key do not form a usable pair: {e}"
+            ))
+        })
+}
+
+/// Builds the server; `run_forever` on the result serves until SIGTERM/SIGINT.
+pub fn build(
+    config: Config,
+    config_path: Option<PathBuf>,
+) -> Result<(Server, Arc<Gateway>), StartError> {
+    for l in &config.listeners {
+        if let Some(tls) = &l.tls {
+            check_tls(&l.name, tls)?;
+        }
+    }
+    let conf = ServerConf {
+        threads: config.server.threads,
+        upstream_keepalive_pool_size: config.server.upstream_keepalive_pool_size,
+        grace_period_seconds: Some(config.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(
+            config.server.graceful_shutdown_timeout.as_secs().max(1),
+        ),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let listeners = config.listeners.clone();
+    let admin_addr = config.admin.address;
+    let gw = Gateway::new(config, config_path, Metrics::new()?);
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        ArenaProxy::new(Arc::clone(&gw)),
+        "arena proxy",
+    );
+    for l in &listeners {
+        let addr = l.address.to_string();
+        match &l.tls {
+            None => proxy.add_tcp(&addr),
+            Some(tls) => {
+                let mut settings = TlsSettings::intermediate(
+                    &tls.cert_file.to_string_lossy(),
+                    &tls.key_file.to_string_lossy(),
+                )
+                .map_err(|e| StartError::Tls {
+                    listener: l.name.clone(),
+                    reason: e.to_string(),
+                })?;
+                if tls.http2 {
+                    settings.enable_h2();
+                }
+                proxy.add_tls_with_settings(&addr, None, settings);
+            }
+        }
+    }
+    let mut admin = Service::new("arena admin".to_string(), AdminApi::new(Arc::clone(&gw)));
+    admin.add_tcp(&admin_addr.to_string());
+    admin.threads = Some(1);
+
+    server.add_service(proxy);
+    server.add_service(admin);
+    crate::control::start(Arc::clone(&gw))?;
+    Ok((server, gw))
+}

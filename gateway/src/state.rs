@@ -1,0 +1,264 @@
+//! Shared gateway state: the immutable [`Snapshot`] requests read, swapped whole on reload.
+//!
+//! Reload = load + validate, then swap. A rejected file never replaces the running config, and
+//! requests already in flight keep the snapshot they started with.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use crate::cluster::Cluster;
+use crate::config::{self, Config, ConfigErrors, Diagnostic, Severity, Source};
+use crate::metrics::Metrics;
+use crate::route::{Route, RouteTable};
+
+/// Everything a request needs, consistent with one configuration generation.
+pub struct Snapshot {
+    pub generation: u64,
+    pub config: Arc<Config>,
+    pub routes: RouteTable,
+    pub clusters: Vec<Arc<Cluster>>,
+}
+
+impl Snapshot {
+    /// Builds runtime state for `config`, reusing clusters (and so pods, pools' keys and DNS
+    /// refreshers) of `previous` whose definition did not change.
+    pub fn build(
+        config: Config,
+        previous: Option<&Snapshot>,
+        metrics: &Metrics,
+        generation: u64,
+    ) -> Snapshot {
+        let clusters: Vec<Arc<Cluster>> = config
+            .clusters
+            .iter()
+            .map(|spec| {
+                let prev = previous.and_then(|p| p.cluster(&spec.name));
+                match prev {
+                    Some(p) if p.spec == *spec => Arc::clone(p),
+                    _ => Cluster::new(spec.clone(), prev.map(|p| &**p)),
+                }
+            })
+            .collect();
+        let routes = config
+            .routes
+            .iter()
+            .filter_map(|r| {
+                let cluster = clusters.iter().find(|c| c.name() == r.cluster)?;
+                Some(Arc::new(Route {
+                    metrics: metrics.route(&r.name, &r.cluster),
+                    cluster: Arc::clone(cluster),
+                    spec: r.clone(),
+                }))
+            })
+            .collect();
+        Snapshot {
+            generation,
+            config: Arc::new(config),
+            routes: RouteTable::new(routes),
+            clusters,
+        }
+    }
+
+    pub fn cluster(&self, name: &str) -> Option<&Arc<Cluster>> {
+        self.clusters.iter().find(|c| c.name() == name)
+    }
+
+    /// DNS clusters of this snapshot that `previous` did not already run.
+    pub fn new_dns_clusters(&self, previous: Option<&Snapshot>) -> Vec<Arc<Cluster>> {
+        self.clusters
+            .iter()
+            .filter(|c| matches!(c.spec.source, Source::Dns(_)))
+            .filter(|c| previous.is_none_or(|p| !p.clusters.iter().any(|o| Arc::ptr_eq(o, c))))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Result of the last reload attempt, for `/config` and the admin API.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ReloadStatus {
+    pub generation: u64,
+    pub last_trigger: Option<String>,
+    pub last_result: Option<String>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// The process-wide gateway.
+pub struct Gateway {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    pub metrics: Metrics,
+    pub config_path: Option<PathBuf>,
+    reload_lock: Mutex<ReloadStatus>,
+    /// Runtime of the control plane, where discovery tasks live.
+    control: OnceLock<tokio::runtime::Handle>,
+}
+
+impl Gateway {
+    pub fn new(config: Config, config_path: Option<PathBuf>, metrics: Metrics) -> Arc<Self> {
+        let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(
+            config, None, &metrics, 1,
+        )));
+        metrics.watch_endpoints(Arc::clone(&snapshot));
+        metrics.config_generation.set(1);
+        metrics.last_reload_success.set(unix_now());
+        Arc::new(Gateway {
+            snapshot,
+            metrics,
+            config_path,
+            reload_lock: Mutex::new(ReloadStatus {
+                generation: 1,
+                ..Default::default()
+            }),
+            control: OnceLock::new(),
+        })
+    }
+
+    /// The snapshot requests should use now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    pub fn reload_status(&self) -> ReloadStatus {
+        self.reload_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Called once by the control plane so reloads can start discovery tasks on it.
+    pub fn set_control_runtime(&self, handle: tokio::runtime::Handle) {
+        let _ = self.control.set(handle);
+    }
+
+    /// Re-reads the config file and swaps it in if it validates.
+    pub fn reload(self: &Arc<Self>, trigger: &str) -> Result<ReloadStatus, ConfigErrors> {
+        let Some(path) = &self.config_path else {
+            return Err(ConfigErrors(vec![Diagnostic::new(
+                Severity::Error,
+                "reload",
+                None,
+                "the gateway was not started from a file".into(),
+                None,
+            )]));
+        };
+        let mut status = self
+            .reload_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        status.last_trigger = Some(trigger.to_string());
+        let loaded = match config::load_file(path) {
+            Ok(l) => l,
+            Err(errors) => {
+                self.metrics
+                    .reloads
+                    .with_label_values(&[trigger, "rejected"])
+                    .inc();
+                for d in errors.errors() {
+                    tracing::error!(
+                        trigger,
+                        "config rejected, keeping generation {}: {d}",
+                        status.generation
+                    );
+                }
+                status.last_result = Some("rejected".into());
+                status.diagnostics = errors.0.clone();
+                return Err(errors);
+            }
+        };
+        let old = self.snapshot.load_full();
+        let (config, mut warnings) = (loaded.config, loaded.warnings);
+        let config = keep_restart_only_parts(config, &old.config, &mut warnings);
+        let generation = status.generation + 1;
+        let snap = Arc::new(Snapshot::build(
+            config,
+            Some(&old),
+            &self.metrics,
+            generation,
+        ));
+        let fresh_dns = snap.new_dns_clusters(Some(&old));
+        self.snapshot.store(Arc::clone(&snap));
+        self.start_discovery(fresh_dns);
+        for w in &warnings {
+            tracing::warn!(trigger, "{w}");
+        }
+        tracing::info!(trigger, generation, "configuration reloaded");
+        self.metrics
+            .reloads
+            .with_label_values(&[trigger, "ok"])
+            .inc();
+        self.metrics.config_generation.set(generation as i64);
+        self.metrics.last_reload_success.set(unix_now());
+        status.generation = generation;
+        status.last_result = Some("ok".into());
+        status.diagnostics = warnings;
+        Ok(status.clone())
+    }
+
+    /// Starts DNS refreshers for `clusters` on the control plane (no-op before it runs; the
+    /// control plane starts the initial ones itself).
+    pub fn start_discovery(&self, clusters: Vec<Arc<Cluster>>) {
+        if let Some(rt) = self.control.get() {
+            for c in clusters {
+                rt.spawn(crate::discovery::run(
+                    Arc::downgrade(&c),
+                    self.metrics.dns_refreshes.clone(),
+                ));
+            }
+        }
+    }
+
+    /// DNS clusters of the current snapshot (for the control plane's start).
+    pub fn current_dns_clusters(&self) -> Vec<Arc<Cluster>> {
+        self.snapshot.load().new_dns_clusters(None)
+    }
+
+    /// Ready when every cluster has a resolved pod list.
+    pub fn is_ready(&self) -> bool {
+        self.snapshot.load().clusters.iter().all(|c| c.is_ready())
+    }
+}
+
+/// Listeners, the admin address and process settings are bound at start; keep the running
+/// ones and say so, rather than pretend a reload applied them.
+fn keep_restart_only_parts(
+    mut new: Config,
+    old: &Config,
+    warnings: &mut Vec<Diagnostic>,
+) -> Config {
+    let mut note = |what: &str| {
+        warnings.push(Diagnostic::new(
+            Severity::Warning,
+            "reload",
+            None,
+            format!("{what} changed: takes effect only after a restart; the running value is kept"),
+            None,
+        ))
+    };
+    if new.listeners != old.listeners {
+        note("listeners");
+        new.listeners = old.listeners.clone();
+    }
+    if new.admin.address != old.admin.address || new.admin.token != old.admin.token {
+        note("admin");
+        new.admin = old.admin.clone();
+    }
+    if new.server.threads != old.server.threads
+        || new.server.upstream_keepalive_pool_size != old.server.upstream_keepalive_pool_size
+    {
+        note("server.threads/upstream_keepalive_pool_size");
+        new.server.threads = old.server.threads;
+        new.server.upstream_keepalive_pool_size = old.server.upstream_keepalive_pool_size;
+    }
+    new
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
