@@ -16,9 +16,7 @@ use crate::state::Gateway;
 /// Starts the control plane thread. The SIGHUP handler is installed before this returns, so a
 /// reload signal sent right after start-up cannot kill the process.
 pub fn start(gw: Arc<Gateway>) -> io::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let hangups = {
         let _enter = rt.enter();
         signal(SignalKind::hangup())?
@@ -55,23 +53,13 @@ async fn run(gw: Arc<Gateway>, mut hangups: tokio::signal::unix::Signal) {
     };
     tokio::spawn(sweeper);
 
-    let mut last_text = gw
-        .config_path
-        .as_deref()
-        .and_then(|p| std::fs::read(p).ok());
     loop {
         tokio::select! {
             Some(()) = hangups.recv() => {
-                last_text = gw.config_path.as_deref().and_then(|p| std::fs::read(p).ok());
                 let _ = gw.reload("sighup");
             }
             Some(()) = rx.recv() => {
-                // Editors touch files without changing them; only a real change reloads.
-                let text = gw.config_path.as_deref().and_then(|p| std::fs::read(p).ok());
-                if text.is_some() && text != last_text {
-                    last_text = text;
-                    let _ = gw.reload("watch");
-                }
+                let _ = gw.reload_if_changed("watch");
             }
             else => break,
         }

@@ -91,12 +91,10 @@ impl GatewayError {
         match e.etype() {
             HTTPStatus(431) => GatewayError::HeadersTooLarge { limit: 0 },
             HTTPStatus(413) => GatewayError::BodyTooLarge { limit: 0 },
-            HTTPStatus(code) if (400..500).contains(code) => {
-                GatewayError::BadRequest(e.to_string())
-            }
+            HTTPStatus(code) if (400..500).contains(code) => GatewayError::BadRequest(e.to_string()),
             ConnectTimedout | ReadTimedout | WriteTimedout => GatewayError::UpstreamTimeout { pod },
-            ConnectRefused | ConnectNoRoute | ConnectError | ConnectionClosed | ReadError
-            | WriteError | TLSHandshakeFailure | InvalidHTTPHeader | H1Error | H2Error
+            ConnectRefused | ConnectNoRoute | ConnectError | ConnectionClosed | ReadError | WriteError
+            | TLSHandshakeFailure | InvalidHTTPHeader | H1Error | H2Error
                 if e.esource() == &ErrorSource::Upstream =>
             {
                 GatewayError::Unreachable {
@@ -134,9 +132,7 @@ impl GatewayError {
         header.insert_header("x-request-id", request_id)?;
         if matches!(
             self,
-            GatewayError::HeadersTooLarge { .. }
-                | GatewayError::BodyTooLarge { .. }
-                | GatewayError::BadRequest(_)
+            GatewayError::HeadersTooLarge { .. } | GatewayError::BodyTooLarge { .. } | GatewayError::BadRequest(_)
         ) {
             // The rest of the request may be unread; do not reuse the connection.
             header.insert_header(http::header::CONNECTION, "close")?;
@@ -157,10 +153,7 @@ impl fmt::Display for GatewayError {
             GatewayError::NoEndpoints { cluster } => {
                 write!(f, "cluster `{cluster}` has no pod available")
             }
-            GatewayError::Unreachable {
-                pod: Some(p),
-                cause,
-            } => write!(f, "pod {p} unreachable ({cause})"),
+            GatewayError::Unreachable { pod: Some(p), cause } => write!(f, "pod {p} unreachable ({cause})"),
             GatewayError::Unreachable { pod: None, cause } => {
                 write!(f, "upstream unreachable ({cause})")
             }
@@ -192,13 +185,7 @@ mod tests {
         assert_eq!(v["request_id"], "abc123");
         assert_eq!(h.headers.get("x-request-id").unwrap(), "abc123");
         assert_eq!(GatewayError::HeadersTooLarge { limit: 1 }.status(), 431);
-        assert_eq!(
-            GatewayError::NoEndpoints {
-                cluster: "c".into()
-            }
-            .status(),
-            503
-        );
+        assert_eq!(GatewayError::NoEndpoints { cluster: "c".into() }.status(), 503);
     }
 
     #[test]

@@ -7,8 +7,7 @@ use arc_swap::ArcSwap;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 use tokio::time::Instant;
 
@@ -49,12 +48,7 @@ impl RouteMetrics {
     }
 }
 
-fn counter_vec(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<IntCounterVec> {
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
     let v = IntCounterVec::new(Opts::new(name, help), labels)?;
     registry.register(Box::new(v.clone()))?;
     Ok(v)
@@ -77,11 +71,7 @@ impl Metrics {
             &["route", "cluster", "class"],
         )?;
         let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "arena_request_duration_seconds",
-                "End-to-end request latency by route",
-            )
-            .buckets(vec![
+            HistogramOpts::new("arena_request_duration_seconds", "End-to-end request latency by route").buckets(vec![
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
             &["route"],
@@ -137,9 +127,7 @@ impl Metrics {
 
     /// Adds the per-pod collector that reads the current snapshot at scrape time.
     pub fn watch_endpoints(&self, snapshot: Arc<ArcSwap<Snapshot>>) {
-        let _ = self
-            .registry
-            .register(Box::new(EndpointCollector::new(snapshot)));
+        let _ = self.registry.register(Box::new(EndpointCollector::new(snapshot)));
     }
 
     /// Prometheus text exposition of everything registered.
@@ -163,23 +151,14 @@ const POD_GAUGES: [(&str, &str); 6] = [
         "arena_endpoint_in_flight",
         "Requests in flight to the pod from this gateway",
     ),
-    (
-        "arena_endpoint_ewma_seconds",
-        "Peak-EWMA latency estimate of the pod",
-    ),
+    ("arena_endpoint_ewma_seconds", "Peak-EWMA latency estimate of the pod"),
     (
         "arena_endpoint_reported_utilization",
         "Utilisation the pod last reported in endpoint-load-metrics (-1 when none is fresh)",
     ),
-    (
-        "arena_endpoint_cost",
-        "Balancer cost of the pod (lower is preferred)",
-    ),
+    ("arena_endpoint_cost", "Balancer cost of the pod (lower is preferred)"),
     ("arena_endpoint_requests_total", "Requests sent to the pod"),
-    (
-        "arena_endpoint_failures_total",
-        "Failed requests to the pod",
-    ),
+    ("arena_endpoint_failures_total", "Failed requests to the pod"),
 ];
 
 impl EndpointCollector {
@@ -228,9 +207,7 @@ impl Collector for EndpointCollector {
         let now = Instant::now();
         let mut gauges: Vec<prometheus::GaugeVec> = POD_GAUGES
             .iter()
-            .filter_map(|(n, h)| {
-                prometheus::GaugeVec::new(Opts::new(*n, *h), &["cluster", "pod", "state"]).ok()
-            })
+            .filter_map(|(n, h)| prometheus::GaugeVec::new(Opts::new(*n, *h), &["cluster", "pod", "state"]).ok())
             .collect();
         let counts = prometheus::GaugeVec::new(
             Opts::new("arena_cluster_endpoints", "Pods per cluster and state"),
@@ -238,10 +215,7 @@ impl Collector for EndpointCollector {
         )
         .ok();
         let stale = prometheus::GaugeVec::new(
-            Opts::new(
-                "arena_discovery_stale",
-                "1 while serving a stale DNS answer",
-            ),
+            Opts::new("arena_discovery_stale", "1 while serving a stale DNS answer"),
             &["cluster"],
         )
         .ok();
@@ -270,11 +244,7 @@ impl Collector for EndpointCollector {
             }
             if let Some(s) = &stale {
                 s.with_label_values(&[name])
-                    .set(if cluster.discovery_status().stale {
-                        1.0
-                    } else {
-                        0.0
-                    });
+                    .set(if cluster.discovery_status().stale { 1.0 } else { 0.0 });
             }
         }
         let mut out: Vec<MetricFamily> = gauges.iter().flat_map(|g| g.collect()).collect();

@@ -49,18 +49,11 @@ pub fn check_tls(listener: &str, tls: &Tls) -> Result<(), StartError> {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map(|_| ())
-        .map_err(|e| {
-            fail(format!(
-                "certificate and key do not form a usable pair: {e}"
-            ))
-        })
+        .map_err(|e| fail(format!("certificate and key do not form a usable pair: {e}")))
 }
 
 /// Builds the server; `run_forever` on the result serves until SIGTERM/SIGINT.
-pub fn build(
-    config: Config,
-    config_path: Option<PathBuf>,
-) -> Result<(Server, Arc<Gateway>), StartError> {
+pub fn build(config: Config, config_path: Option<PathBuf>) -> Result<(Server, Arc<Gateway>), StartError> {
     for l in &config.listeners {
         if let Some(tls) = &l.tls {
             check_tls(&l.name, tls)?;
@@ -70,9 +63,7 @@ pub fn build(
         threads: config.server.threads,
         upstream_keepalive_pool_size: config.server.upstream_keepalive_pool_size,
         grace_period_seconds: Some(config.server.grace_period.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(
-            config.server.graceful_shutdown_timeout.as_secs().max(1),
-        ),
+        graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout.as_secs().max(1)),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
@@ -92,14 +83,12 @@ pub fn build(
         match &l.tls {
             None => proxy.add_tcp(&addr),
             Some(tls) => {
-                let mut settings = TlsSettings::intermediate(
-                    &tls.cert_file.to_string_lossy(),
-                    &tls.key_file.to_string_lossy(),
-                )
-                .map_err(|e| StartError::Tls {
-                    listener: l.name.clone(),
-                    reason: e.to_string(),
-                })?;
+                let mut settings =
+                    TlsSettings::intermediate(&tls.cert_file.to_string_lossy(), &tls.key_file.to_string_lossy())
+                        .map_err(|e| StartError::Tls {
+                            listener: l.name.clone(),
+                            reason: e.to_string(),
+                        })?;
                 if tls.http2 {
                     settings.enable_h2();
                 }

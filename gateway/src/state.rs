@@ -26,12 +26,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// Builds runtime state for `config`, reusing clusters (and so pods, pools' keys and DNS
     /// refreshers) of `previous` whose definition did not change.
-    pub fn build(
-        config: Config,
-        previous: Option<&Snapshot>,
-        metrics: &Metrics,
-        generation: u64,
-    ) -> Snapshot {
+    pub fn build(config: Config, previous: Option<&Snapshot>, metrics: &Metrics, generation: u64) -> Snapshot {
         let clusters: Vec<Arc<Cluster>> = config
             .clusters
             .iter()
@@ -85,6 +80,9 @@ pub struct ReloadStatus {
     pub last_trigger: Option<String>,
     pub last_result: Option<String>,
     pub diagnostics: Vec<Diagnostic>,
+    /// Hash of the file text last accepted, so a file watch ignores saves that change nothing.
+    #[serde(skip)]
+    pub accepted_hash: Option<u64>,
 }
 
 /// The process-wide gateway.
@@ -99,18 +97,21 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(config: Config, config_path: Option<PathBuf>, metrics: Metrics) -> Arc<Self> {
-        let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(
-            config, None, &metrics, 1,
-        )));
+        let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None, &metrics, 1)));
         metrics.watch_endpoints(Arc::clone(&snapshot));
         metrics.config_generation.set(1);
         metrics.last_reload_success.set(unix_now());
+        let accepted_hash = config_path
+            .as_deref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .map(|t| text_hash(&t));
         Arc::new(Gateway {
             snapshot,
             metrics,
             config_path,
             reload_lock: Mutex::new(ReloadStatus {
                 generation: 1,
+                accepted_hash,
                 ..Default::default()
             }),
             control: OnceLock::new(),
@@ -123,10 +124,7 @@ impl Gateway {
     }
 
     pub fn reload_status(&self) -> ReloadStatus {
-        self.reload_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.reload_lock.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Called once by the control plane so reloads can start discovery tasks on it.
@@ -136,6 +134,20 @@ impl Gateway {
 
     /// Re-reads the config file and swaps it in if it validates.
     pub fn reload(self: &Arc<Self>, trigger: &str) -> Result<ReloadStatus, ConfigErrors> {
+        self.reload_from_file(trigger, false).map(|s| s.unwrap_or_default())
+    }
+
+    /// Like [`Self::reload`], but does nothing (`Ok(None)`) when the file text is the one last
+    /// accepted: editors and `touch` fire watch events without changing anything.
+    pub fn reload_if_changed(self: &Arc<Self>, trigger: &str) -> Result<Option<ReloadStatus>, ConfigErrors> {
+        self.reload_from_file(trigger, true)
+    }
+
+    fn reload_from_file(
+        self: &Arc<Self>,
+        trigger: &str,
+        only_if_changed: bool,
+    ) -> Result<Option<ReloadStatus>, ConfigErrors> {
         let Some(path) = &self.config_path else {
             return Err(ConfigErrors(vec![Diagnostic::new(
                 Severity::Error,
@@ -145,18 +157,30 @@ impl Gateway {
                 None,
             )]));
         };
-        let mut status = self
-            .reload_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let origin = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                let d = Diagnostic::new(
+                    Severity::Error,
+                    &origin,
+                    None,
+                    format!("cannot read configuration: {e}"),
+                    None,
+                );
+                return Err(ConfigErrors(vec![d]));
+            }
+        };
+        let hash = text_hash(&text);
+        let mut status = self.reload_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        if only_if_changed && status.accepted_hash == Some(hash) {
+            return Ok(None);
+        }
         status.last_trigger = Some(trigger.to_string());
-        let loaded = match config::load_file(path) {
+        let loaded = match config::load_str(&text, &origin) {
             Ok(l) => l,
             Err(errors) => {
-                self.metrics
-                    .reloads
-                    .with_label_values(&[trigger, "rejected"])
-                    .inc();
+                self.metrics.reloads.with_label_values(&[trigger, "rejected"]).inc();
                 for d in errors.errors() {
                     tracing::error!(
                         trigger,
@@ -173,12 +197,7 @@ impl Gateway {
         let (config, mut warnings) = (loaded.config, loaded.warnings);
         let config = keep_restart_only_parts(config, &old.config, &mut warnings);
         let generation = status.generation + 1;
-        let snap = Arc::new(Snapshot::build(
-            config,
-            Some(&old),
-            &self.metrics,
-            generation,
-        ));
+        let snap = Arc::new(Snapshot::build(config, Some(&old), &self.metrics, generation));
         let fresh_dns = snap.new_dns_clusters(Some(&old));
         self.snapshot.store(Arc::clone(&snap));
         self.start_discovery(fresh_dns);
@@ -186,16 +205,14 @@ impl Gateway {
             tracing::warn!(trigger, "{w}");
         }
         tracing::info!(trigger, generation, "configuration reloaded");
-        self.metrics
-            .reloads
-            .with_label_values(&[trigger, "ok"])
-            .inc();
+        self.metrics.reloads.with_label_values(&[trigger, "ok"]).inc();
         self.metrics.config_generation.set(generation as i64);
         self.metrics.last_reload_success.set(unix_now());
         status.generation = generation;
         status.last_result = Some("ok".into());
         status.diagnostics = warnings;
-        Ok(status.clone())
+        status.accepted_hash = Some(hash);
+        Ok(Some(status.clone()))
     }
 
     /// Starts DNS refreshers for `clusters` on the control plane (no-op before it runs; the
@@ -224,11 +241,7 @@ impl Gateway {
 
 /// Listeners, the admin address and process settings are bound at start; keep the running
 /// ones and say so, rather than pretend a reload applied them.
-fn keep_restart_only_parts(
-    mut new: Config,
-    old: &Config,
-    warnings: &mut Vec<Diagnostic>,
-) -> Config {
+fn keep_restart_only_parts(mut new: Config, old: &Config, warnings: &mut Vec<Diagnostic>) -> Config {
     let mut note = |what: &str| {
         warnings.push(Diagnostic::new(
             Severity::Warning,
@@ -254,6 +267,13 @@ fn keep_restart_only_parts(
         new.server.upstream_keepalive_pool_size = old.server.upstream_keepalive_pool_size;
     }
     new
+}
+
+fn text_hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
 }
 
 fn unix_now() -> i64 {

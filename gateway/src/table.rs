@@ -34,11 +34,7 @@ pub fn render(config: &Config) -> String {
             .find(|c| c.name == r.cluster)
             .map(|c| {
                 let src = match &c.source {
-                    Source::Static(list) => list
-                        .iter()
-                        .map(|a| a.to_string())
-                        .collect::<Vec<_>>()
-                        .join(" "),
+                    Source::Static(list) => list.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" "),
                     Source::Dns(d) => format!(
                         "dns {:?} {}{}",
                         d.record,
@@ -49,9 +45,7 @@ pub fn render(config: &Config) -> String {
                 format!(
                     "{} via {}",
                     src,
-                    serde_json::to_string(&c.lb)
-                        .unwrap_or_default()
-                        .trim_matches('"')
+                    serde_json::to_string(&c.lb).unwrap_or_default().trim_matches('"')
                 )
             })
             .unwrap_or_default();

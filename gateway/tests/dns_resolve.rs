@@ -72,12 +72,7 @@ async fn a_records_follow_server_changes() {
     assert_eq!(first.ttl, Duration::from_secs(1));
 
     dns.set_records(&[(SVC, "127.0.0.12"), (SVC, "127.0.0.13")], &[]);
-    resolve_until(
-        &resolver,
-        &spec,
-        &addrs(&["127.0.0.12:9100", "127.0.0.13:9100"]),
-    )
-    .await;
+    resolve_until(&resolver, &spec, &addrs(&["127.0.0.12:9100", "127.0.0.13:9100"])).await;
 }
 
 #[tokio::test]
@@ -98,10 +93,7 @@ async fn answers_are_not_cached_for_their_ttl() {
 
 #[tokio::test]
 async fn aaaa_records_resolve_with_port() {
-    let dns = Dnsmasq::start(
-        &[(SVC, "fd00::11"), (SVC, "fd00::12"), (SVC, "127.0.0.11")],
-        &[],
-    );
+    let dns = Dnsmasq::start(&[(SVC, "fd00::11"), (SVC, "fd00::12"), (SVC, "127.0.0.11")], &[]);
     let spec = spec(SVC, RecordKind::Aaaa, Some(9100), dns.addr());
     let resolver = DnsResolver::new(&spec).unwrap();
 
@@ -113,12 +105,7 @@ async fn aaaa_records_resolve_with_port() {
 async fn nxdomain_and_empty_answers_are_distinct() {
     let dns = Dnsmasq::start(&[(SVC, "127.0.0.11")], &[]);
 
-    let unknown = spec(
-        "nope.esports.svc.cluster.local",
-        RecordKind::A,
-        Some(9100),
-        dns.addr(),
-    );
+    let unknown = spec("nope.esports.svc.cluster.local", RecordKind::A, Some(9100), dns.addr());
     let resolver = DnsResolver::new(&unknown).unwrap();
     assert_eq!(resolve(&resolver, &unknown).await, Err(DnsError::NxDomain));
 
@@ -157,12 +144,7 @@ async fn srv_records_carry_their_ports_and_follow_changes() {
             (SRV_NAME, pod_c, 9400, "127.0.0.23"),
         ],
     );
-    resolve_until(
-        &resolver,
-        &spec,
-        &addrs(&["127.0.0.22:9300", "127.0.0.23:9400"]),
-    )
-    .await;
+    resolve_until(&resolver, &spec, &addrs(&["127.0.0.22:9300", "127.0.0.23:9400"])).await;
 }
 
 #[tokio::test]
@@ -204,22 +186,13 @@ async fn closed_port_is_a_timeout() {
         let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.local_addr().unwrap().port()
     };
-    let mut spec = spec(
-        SVC,
-        RecordKind::A,
-        Some(9100),
-        SocketAddr::from(([127, 0, 0, 1], port)),
-    );
+    let mut spec = spec(SVC, RecordKind::A, Some(9100), SocketAddr::from(([127, 0, 0, 1], port)));
     spec.timeout = Duration::from_millis(300);
     let resolver = DnsResolver::new(&spec).unwrap();
 
     let started = std::time::Instant::now();
     let err = resolve(&resolver, &spec).await.unwrap_err();
-    eprintln!(
-        "closed port: {err:?} ({}) after {:?}",
-        err.kind(),
-        started.elapsed()
-    );
+    eprintln!("closed port: {err:?} ({}) after {:?}", err.kind(), started.elapsed());
     assert!(
         matches!(err, DnsError::Timeout | DnsError::Io(_)),
         "unexpected error: {err:?}"

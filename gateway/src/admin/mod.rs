@@ -29,9 +29,7 @@ impl AdminApi {
                 &json!({"error": "forbidden", "message": "mutating admin calls are disabled: set admin.token_env and export that variable"}),
             )));
         };
-        let given = auth
-            .and_then(|a| a.strip_prefix(b"Bearer "))
-            .unwrap_or_default();
+        let given = auth.and_then(|a| a.strip_prefix(b"Bearer ")).unwrap_or_default();
         if constant_time_eq(given, token.as_bytes()) {
             Ok(())
         } else {
@@ -99,10 +97,7 @@ impl AdminApi {
                 }
             }
             (_, "/healthz" | "/readyz" | "/metrics" | "/config" | "/clusters" | "/reload") => {
-                json_response(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    &json!({"error": "method_not_allowed"}),
-                )
+                json_response(StatusCode::METHOD_NOT_ALLOWED, &json!({"error": "method_not_allowed"}))
             }
             _ => json_response(
                 StatusCode::NOT_FOUND,

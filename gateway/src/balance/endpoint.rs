@@ -138,21 +138,13 @@ impl Endpoint {
                 }
             }
         }
-        let penalty = 1.0
-            + (s.penalty - 1.0)
-                * decay_factor(now.saturating_duration_since(s.penalty_stamp), tuning.decay);
+        let penalty =
+            1.0 + (s.penalty - 1.0) * decay_factor(now.saturating_duration_since(s.penalty_stamp), tuning.decay);
         // Keep a floor so a pod with zero estimate still orders by queue length.
         (rtt.max(1_000.0)) * (queue + 1.0) * util * penalty
     }
 
-    fn observe(
-        &self,
-        rtt: Duration,
-        now: Instant,
-        tuning: &LoadTuning,
-        report: Option<LoadReport>,
-        failed: bool,
-    ) {
+    fn observe(&self, rtt: Duration, now: Instant, tuning: &LoadTuning, report: Option<LoadReport>, failed: bool) {
         let mut s = self.state();
         let sample = rtt.as_nanos() as f64;
         if sample > s.rtt_ns {
@@ -166,9 +158,8 @@ impl Endpoint {
             s.report = Some((r, now));
         }
         if failed {
-            let current = 1.0
-                + (s.penalty - 1.0)
-                    * decay_factor(now.saturating_duration_since(s.penalty_stamp), tuning.decay);
+            let current =
+                1.0 + (s.penalty - 1.0) * decay_factor(now.saturating_duration_since(s.penalty_stamp), tuning.decay);
             s.penalty = (current * tuning.error_penalty).min(MAX_PENALTY);
             s.penalty_stamp = now;
         }
@@ -184,12 +175,10 @@ impl Endpoint {
             .map(|(r, _)| r.utilization);
         LoadView {
             in_flight: self.in_flight(),
-            ewma_ms: s.rtt_ns * decay_factor(now.saturating_duration_since(s.stamp), tuning.decay)
-                / 1e6,
+            ewma_ms: s.rtt_ns * decay_factor(now.saturating_duration_since(s.stamp), tuning.decay) / 1e6,
             reported_utilization: fresh,
             penalty: 1.0
-                + (s.penalty - 1.0)
-                    * decay_factor(now.saturating_duration_since(s.penalty_stamp), tuning.decay),
+                + (s.penalty - 1.0) * decay_factor(now.saturating_duration_since(s.penalty_stamp), tuning.decay),
             cost: self.cost_locked(&s, now, tuning),
             requests: self.requests.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
@@ -218,8 +207,7 @@ impl InFlight {
     /// The pod answered (any status the route treats as success); feeds its latency and report.
     pub fn success(mut self, tuning: &LoadTuning, report: Option<LoadReport>) {
         let now = Instant::now();
-        self.endpoint
-            .observe(now - self.started, now, tuning, report, false);
+        self.endpoint.observe(now - self.started, now, tuning, report, false);
         self.close();
     }
 
@@ -227,8 +215,7 @@ impl InFlight {
     pub fn failure(mut self, tuning: &LoadTuning, report: Option<LoadReport>) {
         let now = Instant::now();
         self.endpoint.failures.fetch_add(1, Ordering::Relaxed);
-        self.endpoint
-            .observe(now - self.started, now, tuning, report, true);
+        self.endpoint.observe(now - self.started, now, tuning, report, true);
         self.close();
     }
 

@@ -114,12 +114,7 @@ impl HashRing {
 
     /// The key's home pod, or the next eligible one around the ring (keeps most keys in place
     /// when a pod is excluded).
-    pub fn pick(
-        &self,
-        key: &[u8],
-        eps: &[Arc<Endpoint>],
-        eligible: impl Fn(&Endpoint) -> bool,
-    ) -> Option<usize> {
+    pub fn pick(&self, key: &[u8], eps: &[Arc<Endpoint>], eligible: impl Fn(&Endpoint) -> bool) -> Option<usize> {
         self.continuum
             .node_iter(key)
             .take(eps.len().saturating_mul(160).max(1))
@@ -188,10 +183,7 @@ mod tests {
             assert_eq!(p2c(&eps, |_| true, &mut rng, Instant::now(), &t), Some(1));
         }
         let excluded = eps[1].addr;
-        assert_eq!(
-            p2c(&eps, |e| e.addr != excluded, &mut rng, Instant::now(), &t),
-            Some(0)
-        );
+        assert_eq!(p2c(&eps, |e| e.addr != excluded, &mut rng, Instant::now(), &t), Some(0));
         assert_eq!(p2c(&eps, |_| false, &mut rng, Instant::now(), &t), None);
         assert_eq!(p2c(&[], |_| true, &mut rng, Instant::now(), &t), None);
     }
@@ -204,9 +196,7 @@ mod tests {
         let _b = eps[2].start();
         assert_eq!(least_inflight(&eps, |_| true, &mut rng), Some(1));
         let rr = AtomicUsize::new(0);
-        let picks: Vec<_> = (0..6)
-            .map(|_| round_robin(&eps, |_| true, &rr).unwrap())
-            .collect();
+        let picks: Vec<_> = (0..6).map(|_| round_robin(&eps, |_| true, &rr).unwrap()).collect();
         assert_eq!(picks, vec![0, 1, 2, 0, 1, 2]);
         let skip = eps[1].addr;
         let picks: Vec<_> = (0..3)
@@ -229,10 +219,7 @@ mod tests {
         // keys spread over pods
         let mut seen = std::collections::HashSet::new();
         for k in 0..200 {
-            seen.insert(
-                ring.pick(format!("k{k}").as_bytes(), &eps, |_| true)
-                    .unwrap(),
-            );
+            seen.insert(ring.pick(format!("k{k}").as_bytes(), &eps, |_| true).unwrap());
         }
         assert_eq!(seen.len(), 4);
     }

@@ -31,13 +31,7 @@ pub fn parse(value: &[u8]) -> Option<LoadReport> {
         match k {
             "cpu_utilization" => cpu = v.parse::<f64>().ok(),
             "application_utilization" => app = v.parse::<f64>().ok(),
-            "named_metrics.inflight" => {
-                inflight = v
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|x| *x >= 0.0)
-                    .map(|x| x as u32)
-            }
+            "named_metrics.inflight" => inflight = v.parse::<f64>().ok().filter(|x| *x >= 0.0).map(|x| x as u32),
             _ => {}
         }
     }
@@ -59,10 +53,7 @@ mod tests {
 
     #[test]
     fn parses_text_form() {
-        let r = parse(
-            b"TEXT cpu_utilization=0.42, application_utilization=0.5, named_metrics.inflight=3",
-        )
-        .unwrap();
+        let r = parse(b"TEXT cpu_utilization=0.42, application_utilization=0.5, named_metrics.inflight=3").unwrap();
         assert_eq!(r.utilization, 0.5);
         assert_eq!(r.inflight, Some(3));
     }

@@ -28,11 +28,7 @@ pub struct EndpointSet {
 impl EndpointSet {
     fn new(active: Vec<Arc<Endpoint>>, draining: Vec<Arc<Endpoint>>, lb: LbKind) -> Self {
         let ring = (lb == LbKind::ConsistentHash).then(|| HashRing::new(&active));
-        EndpointSet {
-            active,
-            draining,
-            ring,
-        }
+        EndpointSet { active, draining, ring }
     }
 }
 
@@ -76,16 +72,16 @@ impl Cluster {
                 },
             ),
             // Until the first answer, carry over what the previous config had resolved.
-            Source::Dns(_) => match previous
-                .filter(|p| matches!(p.spec.source, Source::Dns(_)) && p.spec.source == spec.source)
-            {
-                Some(p) => (
-                    p.set.load().active.iter().map(|e| e.addr).collect(),
-                    Origin::Dns,
-                    p.discovery_status(),
-                ),
-                None => (Vec::new(), Origin::Dns, DiscoveryStatus::default()),
-            },
+            Source::Dns(_) => {
+                match previous.filter(|p| matches!(p.spec.source, Source::Dns(_)) && p.spec.source == spec.source) {
+                    Some(p) => (
+                        p.set.load().active.iter().map(|e| e.addr).collect(),
+                        Origin::Dns,
+                        p.discovery_status(),
+                    ),
+                    None => (Vec::new(), Origin::Dns, DiscoveryStatus::default()),
+                }
+            }
         };
         let cluster = Arc::new(Cluster {
             set: ArcSwap::from_pointee(EndpointSet::new(Vec::new(), Vec::new(), spec.lb)),
@@ -107,12 +103,7 @@ impl Cluster {
     }
 
     /// Installs a new pod list. Known pods keep their state; pods that left start draining.
-    pub fn replace_endpoints(
-        &self,
-        addrs: &[SocketAddr],
-        origin: Origin,
-        carry_from: Option<&EndpointSet>,
-    ) {
+    pub fn replace_endpoints(&self, addrs: &[SocketAddr], origin: Origin, carry_from: Option<&EndpointSet>) {
         let current = self.set.load_full();
         let mut known: HashMap<SocketAddr, Arc<Endpoint>> = HashMap::new();
         for src in [Some(&*current), carry_from].into_iter().flatten() {
@@ -132,8 +123,7 @@ impl Cluster {
             active.push(ep);
         }
         // Whatever is left was known and is gone now: drain it while requests are in flight.
-        let mut draining: Vec<Arc<Endpoint>> =
-            known.into_values().filter(|e| e.in_flight() > 0).collect();
+        let mut draining: Vec<Arc<Endpoint>> = known.into_values().filter(|e| e.in_flight() > 0).collect();
         for e in &draining {
             e.set_draining(true);
         }
@@ -146,17 +136,9 @@ impl Cluster {
     pub fn sweep_drained(&self) {
         let set = self.set.load_full();
         if set.draining.iter().any(|e| e.in_flight() == 0) {
-            let draining = set
-                .draining
-                .iter()
-                .filter(|e| e.in_flight() > 0)
-                .cloned()
-                .collect();
-            self.set.store(Arc::new(EndpointSet::new(
-                set.active.clone(),
-                draining,
-                self.spec.lb,
-            )));
+            let draining = set.draining.iter().filter(|e| e.in_flight() > 0).cloned().collect();
+            self.set
+                .store(Arc::new(EndpointSet::new(set.active.clone(), draining, self.spec.lb)));
         }
     }
 
@@ -180,11 +162,7 @@ impl Cluster {
     }
 
     pub fn discovery_status(&self) -> DiscoveryStatus {
-        let mut s = self
-            .discovery
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let mut s = self.discovery.lock().unwrap_or_else(PoisonError::into_inner).clone();
         s.last_success_age_s = s
             .last_success
             .map(|t| Instant::now().saturating_duration_since(t).as_secs_f64());
@@ -192,18 +170,12 @@ impl Cluster {
     }
 
     pub fn update_discovery(&self, f: impl FnOnce(&mut DiscoveryStatus)) {
-        f(&mut self
-            .discovery
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner));
+        f(&mut self.discovery.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
     /// Ready when the pod list has been resolved at least once.
     pub fn is_ready(&self) -> bool {
-        self.discovery
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .resolved
+        self.discovery.lock().unwrap_or_else(PoisonError::into_inner).resolved
     }
 
     /// JSON-able view for `/clusters`.
@@ -278,11 +250,7 @@ mod tests {
         let c = Cluster::new(spec(&[11, 12]), None);
         let a11 = c.endpoints().active[0].clone();
         let held = a11.start();
-        c.replace_endpoints(
-            &[SocketAddr::from(([127, 0, 0, 12], 9100))],
-            Origin::Dns,
-            None,
-        );
+        c.replace_endpoints(&[SocketAddr::from(([127, 0, 0, 12], 9100))], Origin::Dns, None);
         let set = c.endpoints();
         assert_eq!(set.active.len(), 1);
         assert_eq!(set.draining.len(), 1);
@@ -292,11 +260,7 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(1);
         for _ in 0..20 {
             assert_eq!(
-                c.pick(None, |_| true, &mut rng)
-                    .unwrap()
-                    .addr
-                    .ip()
-                    .to_string(),
+                c.pick(None, |_| true, &mut rng).unwrap().addr.ip().to_string(),
                 "127.0.0.12"
             );
         }

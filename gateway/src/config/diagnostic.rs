@@ -27,13 +27,7 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn new(
-        severity: Severity,
-        origin: &str,
-        pos: Option<Pos>,
-        message: String,
-        hint: Option<String>,
-    ) -> Self {
+    pub fn new(severity: Severity, origin: &str, pos: Option<Pos>, message: String, hint: Option<String>) -> Self {
         let location = match pos {
             Some(p) => format!("{origin}:{}:{}", p.line, p.col),
             None => origin.to_string(),

@@ -16,11 +16,9 @@ pub struct Dur(pub Duration);
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "bad duration `{s}`: {e} (write e.g. `250ms`, `2s`, `1m`)"
-            ))
-        })
+        humantime::parse_duration(s.trim())
+            .map(Dur)
+            .map_err(|e| serde::de::Error::custom(format!("bad duration `{s}`: {e} (write e.g. `250ms`, `2s`, `1m`)")))
     }
 }
 
@@ -31,14 +29,7 @@ impl fmt::Display for Dur {
 }
 
 /// Top-level sections; decoded one by one so each reports its own problems.
-pub const TOP_LEVEL_KEYS: &[&str] = &[
-    "listeners",
-    "admin",
-    "debug_headers",
-    "server",
-    "clusters",
-    "routes",
-];
+pub const TOP_LEVEL_KEYS: &[&str] = &["listeners", "admin", "debug_headers", "server", "clusters", "routes"];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -10,13 +10,11 @@ use http::{HeaderName, Method};
 use saphyr::MarkedYamlOwned;
 use serde::de::DeserializeOwned;
 
-use super::file::{
-    self, AdminFile, ClusterFile, LbKind, ListenerFile, RouteFile, ServerFile, TOP_LEVEL_KEYS,
-};
+use super::file::{self, AdminFile, ClusterFile, LbKind, ListenerFile, RouteFile, ServerFile, TOP_LEVEL_KEYS};
 use super::yaml::{self, Pos, Seg};
 use super::{
-    Admin, ClusterSpec, Config, ConfigErrors, Diagnostic, DnsSpec, HashKey, Listener, LoadTuning,
-    Loaded, Match, PathMatch, RecordKind, RouteSpec, Server, Severity, Source, Tls,
+    Admin, ClusterSpec, Config, ConfigErrors, Diagnostic, DnsSpec, HashKey, Listener, LoadTuning, Loaded, Match,
+    PathMatch, RecordKind, RouteSpec, Server, Severity, Source, Tls,
 };
 
 /// Collects diagnostics against one parsed document.
@@ -27,21 +25,10 @@ struct Check<'a> {
 }
 
 impl Check<'_> {
-    fn report(
-        &mut self,
-        sev: Severity,
-        path: &[Seg],
-        msg: impl Into<String>,
-        hint: Option<String>,
-    ) {
+    fn report(&mut self, sev: Severity, path: &[Seg], msg: impl Into<String>, hint: Option<String>) {
         let pos = yaml::locate(self.root, path);
-        self.diags.push(Diagnostic::new(
-            sev,
-            self.origin,
-            Some(pos),
-            msg.into(),
-            hint,
-        ));
+        self.diags
+            .push(Diagnostic::new(sev, self.origin, Some(pos), msg.into(), hint));
     }
     fn error(&mut self, path: &[Seg], msg: impl Into<String>, hint: Option<String>) {
         self.report(Severity::Error, path, msg, hint);
@@ -70,11 +57,7 @@ impl Check<'_> {
         }
     }
     /// Decodes each item of a list section on its own, keeping the item index.
-    fn decode_list<T: DeserializeOwned>(
-        &mut self,
-        key: &'static str,
-        node: &MarkedYamlOwned,
-    ) -> Vec<(usize, T)> {
+    fn decode_list<T: DeserializeOwned>(&mut self, key: &'static str, node: &MarkedYamlOwned) -> Vec<(usize, T)> {
         if yaml::is_null(node) {
             return Vec::new();
         }
@@ -164,10 +147,7 @@ fn sections(c: &mut Check<'_>) -> Sections {
             }
             other => {
                 let hint = match yaml::closest(other, TOP_LEVEL_KEYS) {
-                    Some(best) => format!(
-                        "did you mean `{best}`? top-level keys: {}",
-                        TOP_LEVEL_KEYS.join(", ")
-                    ),
+                    Some(best) => format!("did you mean `{best}`? top-level keys: {}", TOP_LEVEL_KEYS.join(", ")),
                     None => format!("top-level keys: {}", TOP_LEVEL_KEYS.join(", ")),
                 };
                 c.diags.push(Diagnostic::new(
@@ -207,18 +187,17 @@ fn parse_addr(c: &mut Check<'_>, path: &[Seg], text: &str, what: &str) -> Option
             c.error(
                 path,
                 format!("bad {what} address `{text}`"),
-                Some("write an IP and a port, e.g. `127.0.0.1:8080` or `[::1]:8080` (names are not resolved here)".into()),
+                Some(
+                    "write an IP and a port, e.g. `127.0.0.1:8080` or `[::1]:8080` (names are not resolved here)"
+                        .into(),
+                ),
             );
             None
         }
     }
 }
 
-fn check_unique<'n>(
-    c: &mut Check<'_>,
-    section: &'static str,
-    names: impl Iterator<Item = (usize, &'n str)>,
-) {
+fn check_unique<'n>(c: &mut Check<'_>, section: &'static str, names: impl Iterator<Item = (usize, &'n str)>) {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, name) in names {
         if name.trim().is_empty() {
@@ -232,9 +211,7 @@ fn check_unique<'n>(
             c.error(
                 &[Seg::Key(section), Seg::Index(i), Seg::Key("name")],
                 format!("duplicate name `{name}` in {section}"),
-                Some(format!(
-                    "first defined at line {first_line}; names must be unique"
-                )),
+                Some(format!("first defined at line {first_line}; names must be unique")),
             );
         } else {
             seen.insert(name, i);
@@ -250,11 +227,7 @@ fn listeners(c: &mut Check<'_>, items: &[(usize, ListenerFile)]) -> Vec<Listener
             Some("add `listeners: [{ name: public, address: 127.0.0.1:8080 }]`".into()),
         );
     }
-    check_unique(
-        c,
-        "listeners",
-        items.iter().map(|(i, l)| (*i, l.name.as_str())),
-    );
+    check_unique(c, "listeners", items.iter().map(|(i, l)| (*i, l.name.as_str())));
     let mut out = Vec::new();
     let mut addrs: HashSet<SocketAddr> = HashSet::new();
     for (i, l) in items {
@@ -263,11 +236,7 @@ fn listeners(c: &mut Check<'_>, items: &[(usize, ListenerFile)]) -> Vec<Listener
             continue;
         };
         if !addrs.insert(address) {
-            c.error(
-                &path,
-                format!("address {address} is used by two listeners"),
-                None,
-            );
+            c.error(&path, format!("address {address} is used by two listeners"), None);
         }
         let tls = l.tls.as_ref().map(|t| Tls {
             cert_file: PathBuf::from(&t.cert_file),
@@ -278,12 +247,7 @@ fn listeners(c: &mut Check<'_>, items: &[(usize, ListenerFile)]) -> Vec<Listener
             for (key, file) in [("cert_file", &t.cert_file), ("key_file", &t.key_file)] {
                 if let Err(e) = std::fs::metadata(file) {
                     c.error(
-                        &[
-                            Seg::Key("listeners"),
-                            Seg::Index(*i),
-                            Seg::Key("tls"),
-                            Seg::Key(key),
-                        ],
+                        &[Seg::Key("listeners"), Seg::Index(*i), Seg::Key("tls"), Seg::Key(key)],
                         format!("cannot read {key} `{}`: {e}", file.display()),
                         Some("give a PEM file readable by the gateway".into()),
                     );
@@ -304,12 +268,7 @@ fn admin(c: &mut Check<'_>, a: Option<AdminFile>, listeners: &[Listener]) -> Opt
         address: "127.0.0.1:9901".into(),
         token_env: None,
     });
-    let address = parse_addr(
-        c,
-        &[Seg::Key("admin"), Seg::Key("address")],
-        &a.address,
-        "admin",
-    )?;
+    let address = parse_addr(c, &[Seg::Key("admin"), Seg::Key("address")], &a.address, "admin")?;
     if listeners.iter().any(|l| l.address == address) {
         c.error(
             &[Seg::Key("admin"), Seg::Key("address")],
@@ -344,9 +303,7 @@ fn admin(c: &mut Check<'_>, a: Option<AdminFile>, listeners: &[Listener]) -> Opt
 }
 
 fn server(c: &mut Check<'_>, s: &ServerFile) -> Server {
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let threads = s.threads.unwrap_or(cpus);
     if threads == 0 {
         c.error(
@@ -368,11 +325,7 @@ fn server(c: &mut Check<'_>, s: &ServerFile) -> Server {
 }
 
 fn clusters(c: &mut Check<'_>, items: &[(usize, ClusterFile)]) -> Vec<(usize, ClusterSpec)> {
-    check_unique(
-        c,
-        "clusters",
-        items.iter().map(|(i, cl)| (*i, cl.name.as_str())),
-    );
+    check_unique(c, "clusters", items.iter().map(|(i, cl)| (*i, cl.name.as_str())));
     let mut out = Vec::new();
     for (i, cl) in items {
         let at = |key: &'static str| [Seg::Key("clusters"), Seg::Index(*i), Seg::Key(key)];
@@ -389,7 +342,10 @@ fn clusters(c: &mut Check<'_>, items: &[(usize, ClusterFile)]) -> Vec<(usize, Cl
                 c.error(
                     &[Seg::Key("clusters"), Seg::Index(*i)],
                     format!("cluster `{}` has no pods", cl.name),
-                    Some("add `endpoints: [\"10.0.0.1:9100\"]` or `dns: { name: svc.ns.svc.cluster.local, port: 9100 }`".into()),
+                    Some(
+                        "add `endpoints: [\"10.0.0.1:9100\"]` or `dns: { name: svc.ns.svc.cluster.local, port: 9100 }`"
+                            .into(),
+                    ),
                 );
                 None
             }
@@ -402,9 +358,7 @@ fn clusters(c: &mut Check<'_>, items: &[(usize, ClusterFile)]) -> Vec<(usize, Cl
                 c.error(
                     &at("lb"),
                     "consistent_hash needs a `hash_key`",
-                    Some(
-                        "e.g. `hash_key: header:x-user-id`, `cookie:session` or `client_ip`".into(),
-                    ),
+                    Some("e.g. `hash_key: header:x-user-id`, `cookie:session` or `client_ip`".into()),
                 );
                 None
             }
@@ -430,11 +384,7 @@ fn clusters(c: &mut Check<'_>, items: &[(usize, ClusterFile)]) -> Vec<(usize, Cl
             c.error(&at("load"), "load.decay must be greater than zero", None);
         }
         if !(1.0..=1000.0).contains(&load.error_penalty) {
-            c.error(
-                &at("load"),
-                "load.error_penalty must be between 1 and 1000",
-                None,
-            );
+            c.error(&at("load"), "load.error_penalty must be between 1 and 1000", None);
         }
         let Some(source) = source else { continue };
         out.push((
@@ -444,14 +394,8 @@ fn clusters(c: &mut Check<'_>, items: &[(usize, ClusterFile)]) -> Vec<(usize, Cl
                 source,
                 lb: cl.lb,
                 hash_key,
-                connect_timeout: cl
-                    .connect_timeout
-                    .map(|d| d.0)
-                    .unwrap_or(Duration::from_millis(250)),
-                idle_timeout: cl
-                    .idle_timeout
-                    .map(|d| d.0)
-                    .unwrap_or(Duration::from_secs(60)),
+                connect_timeout: cl.connect_timeout.map(|d| d.0).unwrap_or(Duration::from_millis(250)),
+                idle_timeout: cl.idle_timeout.map(|d| d.0).unwrap_or(Duration::from_secs(60)),
                 load,
             },
         ));
@@ -478,9 +422,7 @@ fn static_endpoints(c: &mut Check<'_>, i: usize, name: &str, list: &[String]) ->
             Seg::Index(j),
         ];
         match parse_addr(c, &path, e, "endpoint") {
-            Some(a) if addrs.contains(&a) => {
-                c.warn(&path, format!("endpoint {a} is listed twice"), None)
-            }
+            Some(a) if addrs.contains(&a) => c.warn(&path, format!("endpoint {a} is listed twice"), None),
             Some(a) => addrs.push(a),
             None => ok = false,
         }
@@ -489,14 +431,7 @@ fn static_endpoints(c: &mut Check<'_>, i: usize, name: &str, list: &[String]) ->
 }
 
 fn dns_spec(c: &mut Check<'_>, i: usize, d: &file::DnsFile) -> Option<DnsSpec> {
-    let at = |key: &'static str| {
-        [
-            Seg::Key("clusters"),
-            Seg::Index(i),
-            Seg::Key("dns"),
-            Seg::Key(key),
-        ]
-    };
+    let at = |key: &'static str| [Seg::Key("clusters"), Seg::Index(i), Seg::Key("dns"), Seg::Key(key)];
     let mut ok = true;
     if d.name.trim().is_empty() {
         c.error(&at("name"), "dns.name must not be empty", None);
@@ -519,10 +454,7 @@ fn dns_spec(c: &mut Check<'_>, i: usize, d: &file::DnsFile) -> Option<DnsSpec> {
         None => None,
     };
     let min_refresh = d.min_refresh.map(|x| x.0).unwrap_or(Duration::from_secs(1));
-    let max_refresh = d
-        .max_refresh
-        .map(|x| x.0)
-        .unwrap_or(Duration::from_secs(30));
+    let max_refresh = d.max_refresh.map(|x| x.0).unwrap_or(Duration::from_secs(30));
     if min_refresh > max_refresh {
         c.error(
             &at("min_refresh"),
@@ -567,47 +499,55 @@ fn parse_hash_key(c: &mut Check<'_>, path: &[Seg], k: &str) -> Option<HashKey> {
     key
 }
 
+/// `name` of every cluster item in the file, valid or not.
+fn declared_cluster_names(root: &MarkedYamlOwned) -> Vec<String> {
+    let Some(section) = yaml::entries(root).and_then(|e| e.into_iter().find(|(k, _, _)| k == "clusters")) else {
+        return Vec::new();
+    };
+    yaml::items(section.2)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|item| {
+            yaml::entries(item)?
+                .into_iter()
+                .find(|(k, _, _)| k == "name")
+                .and_then(|(_, _, v)| yaml::scalar(v))
+        })
+        .collect()
+}
+
 fn routes(
     c: &mut Check<'_>,
     items: &[(usize, RouteFile)],
     clusters: &[(usize, ClusterSpec)],
 ) -> Vec<(usize, RouteSpec)> {
-    check_unique(
-        c,
-        "routes",
-        items.iter().map(|(i, r)| (*i, r.name.as_str())),
-    );
+    check_unique(c, "routes", items.iter().map(|(i, r)| (*i, r.name.as_str())));
     let names: Vec<&str> = clusters.iter().map(|(_, c)| c.name.as_str()).collect();
+    // Clusters written in the file but rejected are already reported; a route naming one of
+    // them is not a second, misleading "unknown cluster" error.
+    let declared = declared_cluster_names(c.root);
+    let all: Vec<&str> = declared.iter().map(String::as_str).collect();
     let mut out: Vec<(usize, RouteSpec)> = Vec::new();
     for (i, r) in items {
         let at = |key: &'static str| vec![Seg::Key("routes"), Seg::Index(*i), Seg::Key(key)];
         let known = names.contains(&r.cluster.as_str());
-        if !known {
-            let hint = match yaml::closest(&r.cluster, &names) {
-                Some(best) => format!(
-                    "did you mean `{best}`? defined clusters: {}",
-                    names.join(", ")
-                ),
+        if !known && !all.contains(&r.cluster.as_str()) {
+            let names = &all;
+            let hint = match yaml::closest(&r.cluster, names) {
+                Some(best) => format!("did you mean `{best}`? defined clusters: {}", names.join(", ")),
                 None if names.is_empty() => "define it under `clusters:`".to_string(),
                 None => format!("defined clusters: {}", names.join(", ")),
             };
             c.error(
                 &at("cluster"),
-                format!(
-                    "route `{}` references unknown cluster `{}`",
-                    r.name, r.cluster
-                ),
+                format!("route `{}` references unknown cluster `{}`", r.name, r.cluster),
                 Some(hint),
             );
         }
         let matcher = matcher(c, *i, &r.matcher);
         let timeout = r.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(15));
         if timeout.is_zero() {
-            c.error(
-                &at("timeout"),
-                "route timeout must be greater than zero",
-                None,
-            );
+            c.error(&at("timeout"), "route timeout must be greater than zero", None);
         }
         let Some(matcher) = matcher else { continue };
         if let Some((j, earlier)) = out.iter().find(|(_, e)| covers(&e.matcher, &matcher)) {
@@ -650,14 +590,7 @@ fn routes(
 }
 
 fn matcher(c: &mut Check<'_>, i: usize, m: &file::MatchFile) -> Option<Match> {
-    let at = |key: &'static str| {
-        [
-            Seg::Key("routes"),
-            Seg::Index(i),
-            Seg::Key("match"),
-            Seg::Key(key),
-        ]
-    };
+    let at = |key: &'static str| [Seg::Key("routes"), Seg::Index(i), Seg::Key("match"), Seg::Key(key)];
     let mut ok = true;
     let path = match (&m.path_prefix, &m.path) {
         (Some(_), Some(_)) => {
@@ -670,11 +603,7 @@ fn matcher(c: &mut Check<'_>, i: usize, m: &file::MatchFile) -> Option<Match> {
             PathMatch::Any
         }
         (Some(p), None) | (None, Some(p)) if !p.starts_with('/') => {
-            let key = if m.path.is_some() {
-                "path"
-            } else {
-                "path_prefix"
-            };
+            let key = if m.path.is_some() { "path" } else { "path_prefix" };
             c.error(&at(key), format!("path `{p}` must start with `/`"), None);
             ok = false;
             PathMatch::Any
@@ -692,8 +621,7 @@ fn matcher(c: &mut Check<'_>, i: usize, m: &file::MatchFile) -> Option<Match> {
                 let upper = name.trim().to_ascii_uppercase();
                 match Method::from_str(&upper) {
                     Ok(meth)
-                        if ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
-                            .contains(&upper.as_str()) =>
+                        if ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"].contains(&upper.as_str()) =>
                     {
                         out.push(meth)
                     }
@@ -727,10 +655,7 @@ fn matcher(c: &mut Check<'_>, i: usize, m: &file::MatchFile) -> Option<Match> {
         }
     }
     let host = m.host.as_ref().map(|h| h.trim().to_ascii_lowercase());
-    if host
-        .as_deref()
-        .is_some_and(|h| h.is_empty() || h.contains('/'))
-    {
+    if host.as_deref().is_some_and(|h| h.is_empty() || h.contains('/')) {
         c.error(
             &at("host"),
             "bad host",
@@ -751,9 +676,7 @@ fn covers(a: &Match, b: &Match) -> bool {
     let host = a.host.is_none() || a.host == b.host;
     let path = match (&a.path, &b.path) {
         (PathMatch::Any, _) => true,
-        (PathMatch::Prefix(pa), PathMatch::Prefix(pb) | PathMatch::Exact(pb)) => {
-            pb.starts_with(pa.as_str())
-        }
+        (PathMatch::Prefix(pa), PathMatch::Prefix(pb) | PathMatch::Exact(pb)) => pb.starts_with(pa.as_str()),
         (PathMatch::Exact(pa), PathMatch::Exact(pb)) => pa == pb,
         _ => false,
     };
@@ -801,10 +724,7 @@ routes:
         let cfg = loaded.config;
         assert_eq!(cfg.clusters.len(), 2);
         assert_eq!(cfg.routes[0].timeout, Duration::from_secs(2));
-        assert_eq!(
-            cfg.routes[0].matcher.path,
-            PathMatch::Prefix("/v1/matches".into())
-        );
+        assert_eq!(cfg.routes[0].matcher.path, PathMatch::Prefix("/v1/matches".into()));
         assert_eq!(
             cfg.clusters[1].hash_key,
             Some(HashKey::Header(HeaderName::from_static("x-user-id")))
@@ -849,15 +769,9 @@ routes:
             all.contains("bad endpoint address `pod-b:9100` @ bad.yaml:6:35"),
             "{all}"
         );
-        assert!(
-            all.contains("unknown key `conect_timeout` @ bad.yaml:9:5"),
-            "{all}"
-        );
+        assert!(all.contains("unknown key `conect_timeout` @ bad.yaml:9:5"), "{all}");
         assert!(all.contains("did you mean `connect_timeout`"), "{all}");
-        assert!(
-            all.contains("references unknown cluster `b` @ bad.yaml:13:14"),
-            "{all}"
-        );
+        assert!(all.contains("references unknown cluster `b` @ bad.yaml:13:14"), "{all}");
         assert!(all.contains("bad duration `soon`"), "{all}");
         assert!(errs.errors().count() >= 5, "{all}");
     }
@@ -900,10 +814,7 @@ routes:
     #[test]
     fn unknown_top_level_key_and_syntax_errors() {
         let errs = load("listener: []\n", "x.yaml").unwrap_err();
-        assert!(
-            errs.to_string().contains("did you mean `listeners`"),
-            "{errs}"
-        );
+        assert!(errs.to_string().contains("did you mean `listeners`"), "{errs}");
         let errs = load("listeners: [\n", "x.yaml").unwrap_err();
         assert!(errs.to_string().contains("YAML syntax error"), "{errs}");
     }

@@ -7,9 +7,7 @@
 use std::fmt;
 
 use saphyr::{LoadableYamlNode, MarkedYamlOwned, ScalarOwned, YamlDataOwned};
-use serde::de::{
-    self, DeserializeSeed, Error as _, IntoDeserializer, MapAccess, SeqAccess, Visitor,
-};
+use serde::de::{self, DeserializeSeed, Error as _, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 
 /// 1-based line and column in the source text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -73,9 +71,7 @@ pub fn locate(root: &MarkedYamlOwned, path: &[Seg]) -> Pos {
 }
 
 /// Entries of a mapping node as (key text, key node, value node).
-pub fn entries(
-    node: &MarkedYamlOwned,
-) -> Option<Vec<(String, &MarkedYamlOwned, &MarkedYamlOwned)>> {
+pub fn entries(node: &MarkedYamlOwned) -> Option<Vec<(String, &MarkedYamlOwned, &MarkedYamlOwned)>> {
     match &node.data {
         YamlDataOwned::Mapping(map) => Some(
             map.iter()
@@ -97,6 +93,11 @@ pub fn items(node: &MarkedYamlOwned) -> Option<&[MarkedYamlOwned]> {
 /// True for an explicit or implied YAML null (`~`, `null`, empty value).
 pub fn is_null(node: &MarkedYamlOwned) -> bool {
     matches!(node.data, YamlDataOwned::Value(ScalarOwned::Null))
+}
+
+/// Text of a scalar node (numbers and booleans as written).
+pub fn scalar(node: &MarkedYamlOwned) -> Option<String> {
+    scalar_text(node)
 }
 
 /// Position of a node.
@@ -235,9 +236,9 @@ impl<'de> NodeDe<'de> {
                 value: None,
             }),
             YamlDataOwned::Tagged(_, inner) => NodeDe(inner).any(visitor),
-            YamlDataOwned::Alias(_) | YamlDataOwned::BadValue => Err(de::Error::custom(
-                "unsupported YAML value (unresolved alias?)",
-            )),
+            YamlDataOwned::Alias(_) | YamlDataOwned::BadValue => {
+                Err(de::Error::custom("unsupported YAML value (unresolved alias?)"))
+            }
         };
         r.map_err(|e| e.at(node))
     }
@@ -262,12 +263,10 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match &self.0.data {
             YamlDataOwned::Value(ScalarOwned::Null) => self.any(visitor),
-            YamlDataOwned::Value(_) | YamlDataOwned::Representation(..) => {
-                match scalar_text(self.0) {
-                    Some(s) => visitor.visit_string(s).map_err(|e: DeError| e.at(self.0)),
-                    None => self.any(visitor),
-                }
-            }
+            YamlDataOwned::Value(_) | YamlDataOwned::Representation(..) => match scalar_text(self.0) {
+                Some(s) => visitor.visit_string(s).map_err(|e: DeError| e.at(self.0)),
+                None => self.any(visitor),
+            },
             _ => self.any(visitor),
         }
     }
@@ -276,11 +275,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
         self.deserialize_str(visitor)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, DeError> {
         visitor.visit_newtype_struct(self)
     }
 
@@ -293,21 +288,13 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
         let node = self.0;
         let r = match &node.data {
             YamlDataOwned::Mapping(map) if map.len() == 1 => match map.iter().next() {
-                Some((k, v)) => visitor.visit_enum(Enum {
-                    key: k,
-                    value: Some(v),
-                }),
+                Some((k, v)) => visitor.visit_enum(Enum { key: k, value: Some(v) }),
                 None => Err(de::Error::custom("empty mapping")),
             },
             YamlDataOwned::Value(ScalarOwned::String(_)) | YamlDataOwned::Representation(..) => {
-                visitor.visit_enum(Enum {
-                    key: node,
-                    value: None,
-                })
+                visitor.visit_enum(Enum { key: node, value: None })
             }
-            _ => Err(de::Error::custom(
-                "expected a name, or a mapping with a single key",
-            )),
+            _ => Err(de::Error::custom("expected a name, or a mapping with a single key")),
         };
         r.map_err(|e| e.at(node))
     }
@@ -325,10 +312,7 @@ struct Seq<'de> {
 
 impl<'de> SeqAccess<'de> for Seq<'de> {
     type Error = DeError;
-    fn next_element_seed<T: DeserializeSeed<'de>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, DeError> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
         match self.iter.next() {
             Some(n) => seed.deserialize(NodeDe(n)).map(Some).map_err(|e| e.at(n)),
             None => Ok(None),
@@ -345,10 +329,7 @@ struct Map<'de> {
 
 impl<'de> MapAccess<'de> for Map<'de> {
     type Error = DeError;
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
         match self.iter.next() {
             Some((k, v)) => {
                 self.value = Some(v);
@@ -455,10 +436,7 @@ mod tests {
     #[test]
     fn locate_walks_keys_and_indexes() {
         let root = parse("routes:\n  - name: a\n  - name: b\n    cluster: x\n").unwrap();
-        let p = locate(
-            &root,
-            &[Seg::Key("routes"), Seg::Index(1), Seg::Key("cluster")],
-        );
+        let p = locate(&root, &[Seg::Key("routes"), Seg::Index(1), Seg::Key("cluster")]);
         assert_eq!(p, Pos { line: 4, col: 14 });
     }
 

@@ -108,8 +108,7 @@ impl DnsResolver {
                     TokioRuntimeProvider::default(),
                 )
             }
-            None => TokioResolver::builder_tokio()
-                .map_err(|e| DnsError::Config(format!("system resolver: {e}")))?,
+            None => TokioResolver::builder_tokio().map_err(|e| DnsError::Config(format!("system resolver: {e}")))?,
         };
         let opts = builder.options_mut();
         opts.timeout = spec.timeout;
@@ -148,15 +147,12 @@ impl DnsResolver {
             .map_err(|e| DnsError::Config(format!("invalid name {:?}: {e}", spec.name)))?;
         match spec.record {
             RecordKind::A | RecordKind::Aaaa => {
-                let port = spec.port.ok_or_else(|| {
-                    DnsError::Config("a port is required for A/AAAA discovery".into())
-                })?;
+                let port = spec
+                    .port
+                    .ok_or_else(|| DnsError::Config("a port is required for A/AAAA discovery".into()))?;
                 let v6 = spec.record == RecordKind::Aaaa;
                 let (ips, ttl) = lookup_ips(&self.inner, name, v6).await?;
-                let addrs = ips
-                    .into_iter()
-                    .map(|ip| SocketAddr::new(ip, port))
-                    .collect();
+                let addrs = ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect();
                 finish(addrs, ttl)
             }
             RecordKind::Srv => self.resolve_srv(name).await,
@@ -173,10 +169,7 @@ impl DnsResolver {
             if let RData::SRV(srv) = &record.data {
                 // "." means "service not available here" (RFC 2782).
                 if !srv.target.is_root() {
-                    targets
-                        .entry(srv.target.clone())
-                        .or_default()
-                        .push(srv.port);
+                    targets.entry(srv.target.clone()).or_default().push(srv.port);
                 }
             }
         }
@@ -213,8 +206,7 @@ impl DnsResolver {
             });
         }
         while let Some(joined) = pending.join_next().await {
-            let (target, v4, v6) =
-                joined.map_err(|e| DnsError::Io(format!("target lookup task: {e}")))?;
+            let (target, v4, v6) = joined.map_err(|e| DnsError::Io(format!("target lookup task: {e}")))?;
             for result in [v4, v6] {
                 match result {
                     Ok((found, t)) => {
@@ -242,11 +234,7 @@ impl DnsResolver {
 }
 
 /// A or AAAA lookup of `name`: the addresses plus the min TTL over the answer (CNAMEs included).
-async fn lookup_ips(
-    resolver: &TokioResolver,
-    name: Name,
-    v6: bool,
-) -> Result<(Vec<IpAddr>, u32), DnsError> {
+async fn lookup_ips(resolver: &TokioResolver, name: Name, v6: bool) -> Result<(Vec<IpAddr>, u32), DnsError> {
     let lookup = if v6 {
         resolver.ipv6_lookup(name).await
     } else {
@@ -296,9 +284,7 @@ fn classify(err: NetError) -> DnsError {
                 DnsError::NoRecords
             }
         }
-        NetError::Dns(ProtoDnsError::ResponseCode(code)) => {
-            DnsError::ServFail(response_code_name(code))
-        }
+        NetError::Dns(ProtoDnsError::ResponseCode(code)) => DnsError::ServFail(response_code_name(code)),
         NetError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => DnsError::Timeout,
         other => DnsError::Io(other.to_string()),
     }
@@ -337,20 +323,14 @@ mod tests {
     #[test]
     fn refresh_uses_ttl_within_bounds() {
         let s = spec(5, 60);
-        assert_eq!(
-            next_refresh(&s, Ok(Duration::from_secs(30))),
-            Duration::from_secs(30)
-        );
+        assert_eq!(next_refresh(&s, Ok(Duration::from_secs(30))), Duration::from_secs(30));
     }
 
     #[test]
     fn refresh_clamps_short_ttl_up() {
         let s = spec(5, 60);
         assert_eq!(next_refresh(&s, Ok(Duration::ZERO)), Duration::from_secs(5));
-        assert_eq!(
-            next_refresh(&s, Ok(Duration::from_secs(1))),
-            Duration::from_secs(5)
-        );
+        assert_eq!(next_refresh(&s, Ok(Duration::from_secs(1))), Duration::from_secs(5));
     }
 
     #[test]
@@ -371,10 +351,7 @@ mod tests {
     #[test]
     fn refresh_with_inverted_bounds_does_not_panic() {
         let s = spec(60, 5);
-        assert_eq!(
-            next_refresh(&s, Ok(Duration::from_secs(30))),
-            Duration::from_secs(5)
-        );
+        assert_eq!(next_refresh(&s, Ok(Duration::from_secs(30))), Duration::from_secs(5));
     }
 
     #[test]
@@ -404,9 +381,7 @@ mod tests {
         assert_eq!(classify(NetError::from(empty)), DnsError::NoRecords);
         assert_eq!(classify(NetError::Timeout), DnsError::Timeout);
         assert_eq!(
-            classify(NetError::Dns(ProtoDnsError::ResponseCode(
-                ResponseCode::ServFail
-            ))),
+            classify(NetError::Dns(ProtoDnsError::ResponseCode(ResponseCode::ServFail))),
             DnsError::ServFail("SERVFAIL".into())
         );
     }
@@ -433,9 +408,6 @@ mod tests {
         let mut s = spec(5, 60);
         s.port = None;
         let resolver = DnsResolver::new(&s).unwrap();
-        assert!(matches!(
-            resolver.resolve(&s).await,
-            Err(DnsError::Config(_))
-        ));
+        assert!(matches!(resolver.resolve(&s).await, Err(DnsError::Config(_))));
     }
 }

@@ -66,9 +66,7 @@ pub async fn run(cluster: Weak<Cluster>, refreshes: IntCounterVec) {
                     s.refreshes += 1;
                     s.failures += 1;
                 });
-                refreshes
-                    .with_label_values(&[name.as_str(), e.kind()])
-                    .inc();
+                refreshes.with_label_values(&[name.as_str(), e.kind()]).inc();
                 next_refresh(&spec, Err(()))
             }
         };

@@ -63,25 +63,16 @@ impl ArenaProxy {
     }
 
     /// Answers the client directly with a classified error (no upstream involved).
-    async fn reject(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        err: GatewayError,
-    ) -> Result<bool> {
+    async fn reject(&self, session: &mut Session, ctx: &mut RequestCtx, err: GatewayError) -> Result<bool> {
         let (header, body) = err.render(&ctx.request_id)?;
         ctx.error = Some(err);
-        session
-            .write_response_header(Box::new(header), false)
-            .await?;
+        session.write_response_header(Box::new(header), false).await?;
         session.write_response_body(Some(body), true).await?;
         Ok(true)
     }
 
     fn debug_headers(&self, ctx: &RequestCtx) -> bool {
-        ctx.snapshot
-            .as_ref()
-            .is_some_and(|s| s.config.debug_headers)
+        ctx.snapshot.as_ref().is_some_and(|s| s.config.debug_headers)
     }
 }
 
@@ -107,10 +98,7 @@ fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a [u8]> {
 }
 
 fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
-    session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip())
+    session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())
 }
 
 #[async_trait]
@@ -134,14 +122,8 @@ impl ProxyHttp for ArenaProxy {
         }
     }
 
-    async fn early_request_filter(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        ctx.request_id = self
-            .ids
-            .for_request(session.req_header().headers.get("x-request-id"));
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        ctx.request_id = self.ids.for_request(session.req_header().headers.get("x-request-id"));
         let snapshot = self.gw.snapshot();
         let limit = snapshot.config.server.max_request_header_bytes;
         ctx.snapshot = Some(snapshot);
@@ -157,11 +139,7 @@ impl ProxyHttp for ArenaProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let Some(snapshot) = ctx.snapshot.clone() else {
             return self
-                .reject(
-                    session,
-                    ctx,
-                    GatewayError::Internal("no configuration".into()),
-                )
+                .reject(session, ctx, GatewayError::Internal("no configuration".into()))
                 .await;
         };
         let req = session.req_header();
@@ -182,9 +160,7 @@ impl ProxyHttp for ArenaProxy {
             .and_then(|v| v.trim().parse::<usize>().ok());
         if declared.is_some_and(|n| n > limit) {
             ctx.route = Some(route);
-            return self
-                .reject(session, ctx, GatewayError::BodyTooLarge { limit })
-                .await;
+            return self.reject(session, ctx, GatewayError::BodyTooLarge { limit }).await;
         }
         let cluster = &route.cluster.spec;
         if cluster.lb == LbKind::ConsistentHash {
@@ -223,11 +199,7 @@ impl ProxyHttp for ArenaProxy {
         Ok(())
     }
 
-    async fn upstream_peer(
-        &self,
-        _session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         let Some(route) = ctx.route.clone() else {
             let err = GatewayError::Internal("upstream_peer without a route".into());
             let e = err.to_pingora();
@@ -285,11 +257,7 @@ impl ProxyHttp for ArenaProxy {
     ) -> Result<()> {
         upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
         if let Some(ip) = client_ip(session) {
-            let xff = match upstream
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
+            let xff = match upstream.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
                 Some(prev) => format!("{prev}, {ip}"),
                 None => ip.to_string(),
             };
@@ -383,8 +351,7 @@ impl ProxyHttp for ArenaProxy {
             Some(pod) => e.more_context(format!("pod {pod}")),
             None => e,
         };
-        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
-        {
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
             e.set_retry(false);
         } else {
             // A pooled connection the pod had already closed: safe to replay on a fresh one.
@@ -393,38 +360,33 @@ impl ProxyHttp for ArenaProxy {
         e
     }
 
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &Error,
-        ctx: &mut RequestCtx,
-    ) -> FailToProxy {
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
         let err = ctx
             .error
             .clone()
             .unwrap_or_else(|| GatewayError::from_pingora(e, ctx.pod));
         let status = err.status();
-        if let (None, Ok((mut header, body))) =
-            (session.response_written(), err.render(&ctx.request_id))
-        {
+        // Keep the client's connection when its request was read whole: closing it after every
+        // upstream failure would turn one bad pod into a reconnect storm.
+        let reusable = err.blame() != crate::error::Blame::Client && session.as_mut().is_body_done();
+        if let (None, Ok((mut header, body))) = (session.response_written(), err.render(&ctx.request_id)) {
+            if !reusable {
+                let _ = header.insert_header(http::header::CONNECTION, "close");
+            }
             if self.debug_headers(ctx) {
                 if let Some(route) = &ctx.route {
                     let _ = header.insert_header("x-arena-route", route.spec.name.as_str());
                 }
                 let _ = header.insert_header("x-arena-attempts", ctx.attempts.to_string());
             }
-            if session
-                .write_response_header(Box::new(header), false)
-                .await
-                .is_ok()
-            {
+            if session.write_response_header(Box::new(header), false).await.is_ok() {
                 let _ = session.write_response_body(Some(body), true).await;
             }
         }
         ctx.error = Some(err);
         FailToProxy {
             error_code: status,
-            can_reuse_downstream: false,
+            can_reuse_downstream: reusable,
         }
     }
 
@@ -436,10 +398,7 @@ impl ProxyHttp for ArenaProxy {
         match &ctx.route {
             Some(route) => route.metrics.record(status, elapsed),
             None => {
-                let reason = ctx
-                    .error
-                    .as_ref()
-                    .map_or("client_closed", GatewayError::code);
+                let reason = ctx.error.as_ref().map_or("client_closed", GatewayError::code);
                 self.gw.metrics.unrouted.with_label_values(&[reason]).inc();
             }
         }

@@ -46,10 +46,7 @@ mod tests {
     #[test]
     fn keeps_good_ids_and_replaces_bad_ones() {
         let ids = RequestIds::new();
-        assert_eq!(
-            ids.for_request(Some(&HeaderValue::from_static("abc-123"))),
-            "abc-123"
-        );
+        assert_eq!(ids.for_request(Some(&HeaderValue::from_static("abc-123"))), "abc-123");
         let bad = HeaderValue::from_static("has space");
         let fresh = ids.for_request(Some(&bad));
         assert_eq!(fresh.len(), 24);

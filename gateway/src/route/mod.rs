@@ -61,11 +61,9 @@ impl Match {
                 return false;
             }
         }
-        self.headers.iter().all(|(k, v)| {
-            req.headers
-                .get(k)
-                .is_some_and(|got| got.as_bytes() == v.as_bytes())
-        })
+        self.headers
+            .iter()
+            .all(|(k, v)| req.headers.get(k).is_some_and(|got| got.as_bytes() == v.as_bytes()))
     }
 }
 
@@ -118,12 +116,7 @@ mod tests {
         }
     }
 
-    fn req<'a>(
-        method: &'a Method,
-        host: &'a str,
-        path: &'a str,
-        headers: &'a HeaderMap,
-    ) -> RequestView<'a> {
+    fn req<'a>(method: &'a Method, host: &'a str, path: &'a str, headers: &'a HeaderMap) -> RequestView<'a> {
         RequestView {
             method,
             host,
@@ -157,12 +150,7 @@ mod tests {
         let exact = m(None, PathMatch::Exact("/healthz".into()), None, vec![]);
         assert!(exact.matches(&req(&Method::GET, "", "/healthz", &h)));
         assert!(!exact.matches(&req(&Method::GET, "", "/healthz/x", &h)));
-        assert!(m(None, PathMatch::Any, None, vec![]).matches(&req(
-            &Method::DELETE,
-            "x",
-            "/anything",
-            &h
-        )));
+        assert!(m(None, PathMatch::Any, None, vec![]).matches(&req(&Method::DELETE, "x", "/anything", &h)));
     }
 
     #[test]
@@ -170,10 +158,7 @@ mod tests {
         let mut h = HeaderMap::new();
         let uri: http::Uri = "/x".parse().unwrap();
         assert_eq!(host_of(&h, &uri), "");
-        h.insert(
-            http::header::HOST,
-            HeaderValue::from_static("api.arena.gg:8080"),
-        );
+        h.insert(http::header::HOST, HeaderValue::from_static("api.arena.gg:8080"));
         assert_eq!(host_of(&h, &uri), "api.arena.gg");
         h.insert(http::header::HOST, HeaderValue::from_static("[::1]:8080"));
         assert_eq!(host_of(&h, &uri), "[::1]");

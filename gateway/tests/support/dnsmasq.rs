@@ -144,10 +144,7 @@ impl Dnsmasq {
                 Err(StartError::Fatal(log)) => panic!("dnsmasq failed to restart:\n{log}"),
             }
         }
-        panic!(
-            "dnsmasq did not restart on port {}; last log:\n{last_log}",
-            self.port
-        );
+        panic!("dnsmasq did not restart on port {}; last log:\n{last_log}", self.port);
     }
 }
 
@@ -197,10 +194,7 @@ fn write_atomic(path: &Path, contents: &str) {
 }
 
 fn write_hosts(dir: &Path, hosts: &[(&str, &str)]) {
-    let body: String = hosts
-        .iter()
-        .map(|(name, ip)| format!("{ip} {name}\n"))
-        .collect();
+    let body: String = hosts.iter().map(|(name, ip)| format!("{ip} {name}\n")).collect();
     write_atomic(&dir.join("hosts"), &body);
 }
 
@@ -222,10 +216,7 @@ fn write_config(dir: &Path, port: u16, srv: &[SrvOwned], extra: &[String]) {
         conf.push_str("local-ttl=1\n");
     }
     // As root dnsmasq would switch to `nobody` (and a group that may not exist); stay root.
-    if fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
-    {
+    if fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false) {
         conf.push_str("user=root\n");
     }
     let mut targets = Vec::new();

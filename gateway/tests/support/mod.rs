@@ -1,2 +1,7 @@
-//! Shared helpers for integration tests.
+//! Shared helpers for integration tests: real processes on loopback, always cleaned up.
+#![allow(dead_code)]
+
 pub mod dnsmasq;
+pub mod gateway;
+pub mod http;
+pub mod procs;

@@ -1,0 +1,208 @@
+//! End-to-end proxy behaviour against real processes: routing, headers a client sees, and the
+//! error answers (404/431/413/502/503) with their JSON bodies.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::gateway::{Gateway, Pod};
+use support::http::{client, get, send};
+use support::procs::free_addr;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn two_routes(pods: &[&Pod]) -> String {
+    let eps: Vec<String> = pods.iter().map(|p| format!("\"{}\"", p.addr)).collect();
+    format!(
+        "clusters:\n  - name: match-api\n    endpoints: [{}]\n    connect_timeout: 250ms\nroutes:\n  - name: matches\n    match: {{ path_prefix: /v1/matches, methods: [GET] }}\n    cluster: match-api\n    timeout: 2s\n  - name: tenant-players\n    match: {{ host: api.arena.gg, path_prefix: /v1/players, headers: {{ x-tenant: douyu }} }}\n    cluster: match-api\n",
+        eps.join(", ")
+    )
+}
+
+#[tokio::test]
+async fn routes_requests_and_adds_debug_headers_and_request_ids() {
+    let pod = Pod::start("127.0.0.51", &["--name", "pod-a"]);
+    let gw = Gateway::start(&two_routes(&[&pod]));
+    let c = client();
+
+    let r = get(
+        &c,
+        gw.addr,
+        "/v1/matches/lol-1/live",
+        &[("x-request-id", "match-day-1")],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-pod"), Some("pod-a"));
+    assert_eq!(r.header("x-arena-backend"), Some(pod.addr.to_string().as_str()));
+    assert_eq!(r.header("x-arena-route"), Some("matches"));
+    assert_eq!(r.header("x-arena-attempts"), Some("1"));
+    assert_eq!(r.header("x-request-id"), Some("match-day-1"));
+    assert!(
+        r.header("endpoint-load-metrics").is_none(),
+        "pod load must not leak to clients"
+    );
+    assert_eq!(r.json()["pod"], "pod-a");
+
+    // A generated id when the client sends none.
+    let r = get(&c, gw.addr, "/v1/matches", &[]).await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("x-request-id").is_some_and(|id| id.len() >= 16));
+
+    // Host + header match; wrong method on the first route falls through to 404.
+    let r = get(
+        &c,
+        gw.addr,
+        "/v1/players/7/stats",
+        &[("host", "api.arena.gg"), ("x-tenant", "douyu")],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-arena-route"), Some("tenant-players"));
+    let r = get(
+        &c,
+        gw.addr,
+        "/v1/players/7/stats",
+        &[("host", "api.arena.gg"), ("x-tenant", "huya")],
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    let r = send(
+        &c,
+        http::Method::POST,
+        gw.addr,
+        "/v1/matches",
+        &[],
+        b"{}",
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 404);
+}
+
+#[tokio::test]
+async fn request_id_and_forwarded_for_reach_the_pod() {
+    // A hand-written pod that echoes the headers it received.
+    let listener = tokio::net::TcpListener::bind("127.0.0.52:0").await.unwrap();
+    let pod_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                }
+                let head = String::from_utf8_lossy(&got).to_lowercase();
+                let body = serde_json::json!({ "head": head }).to_string();
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    let body = format!("clusters:\n  - name: echo\n    endpoints: [\"{pod_addr}\"]\nroutes:\n  - name: all\n    match: {{}}\n    cluster: echo\n");
+    let gw = Gateway::start(&body);
+    let c = client();
+    let r = get(&c, gw.addr, "/v1/matches", &[("x-request-id", "abc-42")]).await;
+    assert_eq!(r.status, 200);
+    let head = r.json()["head"].as_str().unwrap().to_string();
+    assert!(head.contains("x-request-id: abc-42"), "{head}");
+    assert!(head.contains("x-forwarded-for: 127.0.0.1"), "{head}");
+    let r = get(&c, gw.addr, "/x", &[]).await;
+    let head = r.json()["head"].as_str().unwrap().to_string();
+    assert!(
+        head.contains(&format!("x-request-id: {}", r.header("x-request-id").unwrap())),
+        "{head}"
+    );
+}
+
+#[tokio::test]
+async fn client_errors_get_json_answers() {
+    let pod = Pod::start("127.0.0.53", &[]);
+    let gw = Gateway::start(&two_routes(&[&pod]));
+    let c = client();
+
+    let r = get(&c, gw.addr, "/nowhere", &[("x-request-id", "lost-1")]).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["error"], "no_route");
+    assert_eq!(r.json()["request_id"], "lost-1");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+
+    let big = "a".repeat(40 * 1024);
+    let r = get(&c, gw.addr, "/v1/matches", &[("x-big", big.as_str())]).await;
+    assert_eq!(r.status, 431);
+    assert_eq!(r.json()["error"], "headers_too_large");
+
+    let body = vec![b'x'; 1024 * 1024 + 10];
+    let c2 = client();
+    let r = send(
+        &c2,
+        http::Method::GET,
+        gw.addr,
+        "/v1/matches",
+        &[],
+        &body,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 413);
+    assert_eq!(r.json()["error"], "body_too_large");
+}
+
+#[tokio::test]
+async fn unreachable_pods_fail_over_or_answer_502() {
+    let live = Pod::start("127.0.0.54", &["--name", "live"]);
+    // An address where nothing listens: a port taken and released.
+    let dead = free_addr("127.0.0.55");
+    let body = format!(
+        "clusters:\n  - name: mixed\n    endpoints: [\"{dead}\", \"{}\"]\n    lb: round_robin\n  - name: gone\n    endpoints: [\"{dead}\"]\nroutes:\n  - name: mixed\n    match: {{ path_prefix: /v1/matches }}\n    cluster: mixed\n  - name: gone\n    match: {{ path_prefix: /v1/players }}\n    cluster: gone\n",
+        live.addr
+    );
+    let gw = Gateway::start(&body);
+    let c = client();
+    // Round robin alternates onto the dead pod; the connect failure moves to the live one.
+    for _ in 0..6 {
+        let r = get(&c, gw.addr, "/v1/matches", &[]).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-pod"), Some("live"));
+    }
+    let r = get(&c, gw.addr, "/v1/players/1/stats", &[("x-request-id", "p-1")]).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    let j = r.json();
+    assert_eq!(j["error"], "upstream_unreachable");
+    assert_eq!(j["request_id"], "p-1");
+    assert!(j["message"].as_str().unwrap().contains(&dead.to_string()));
+}
+
+#[tokio::test]
+async fn dns_cluster_without_answer_is_503_and_not_ready() {
+    let pod = Pod::start("127.0.0.56", &[]);
+    // A resolver address where nothing answers: the cluster never resolves.
+    let resolver = free_addr("127.0.0.1");
+    let body = format!(
+        "clusters:\n  - name: ok\n    endpoints: [\"{}\"]\n  - name: nodns\n    dns: {{ name: nowhere.svc.cluster.local, port: 9100, resolver: \"{resolver}\", timeout: 200ms }}\nroutes:\n  - name: ok\n    match: {{ path_prefix: /v1/matches }}\n    cluster: ok\n  - name: nodns\n    match: {{ path_prefix: /v1/players }}\n    cluster: nodns\n",
+        pod.addr
+    );
+    let gw = Gateway::start(&body);
+    let c = client();
+    let r = get(&c, gw.addr, "/v1/players/1/stats", &[]).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["error"], "no_healthy_pods");
+    let r = get(&c, gw.admin, "/readyz", &[]).await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["waiting_for_discovery"][0], "nodns");
+    assert_eq!(get(&c, gw.addr, "/v1/matches", &[]).await.status, 200);
+}

@@ -1,0 +1,114 @@
+//! Starts the real `arena-gateway` binary on free loopback ports with a test configuration,
+//! and `arena-pod` sample pods, each killed when the test ends.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::procs::{bin, free_addr, wait_listening, Proc, TempDir};
+
+/// Bearer token the test gateways accept for mutating admin calls.
+pub const TOKEN: &str = "test-token";
+
+/// A running gateway process.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub config: PathBuf,
+    pub proc: Proc,
+    _dir: TempDir,
+}
+
+impl Gateway {
+    /// The listener/admin header every test config starts with.
+    pub fn header(addr: SocketAddr, admin: SocketAddr) -> String {
+        format!(
+            "listeners:\n  - name: public\n    address: {addr}\nadmin:\n  address: {admin}\n  token_env: ARENA_TEST_ADMIN_TOKEN\ndebug_headers: true\nserver:\n  threads: 2\n  watch_debounce: 200ms\n"
+        )
+    }
+
+    /// Starts a gateway whose config is the standard header plus `body` (clusters, routes...).
+    pub fn start(body: &str) -> Gateway {
+        let dir = TempDir::new("gw");
+        let addr = free_addr("127.0.0.1");
+        let admin = free_addr("127.0.0.1");
+        let config = dir.0.join("gateway.yaml");
+        std::fs::write(&config, format!("{}{body}", Self::header(addr, admin))).unwrap();
+        let check = Command::new(bin("arena-gateway"))
+            .args(["check", "-c"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "test config invalid:\n{}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let mut cmd = Command::new(bin("arena-gateway"));
+        cmd.args(["run", "-c"])
+            .arg(&config)
+            .env("ARENA_TEST_ADMIN_TOKEN", TOKEN)
+            .env(
+                "RUST_LOG",
+                std::env::var("ARENA_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null());
+        let proc = Proc::spawn("arena-gateway", cmd);
+        wait_listening(addr, Duration::from_secs(15));
+        wait_listening(admin, Duration::from_secs(15));
+        Gateway {
+            addr,
+            admin,
+            config,
+            proc,
+            _dir: dir,
+        }
+    }
+
+    /// Rewrites the config file (same listeners/admin) with a new body.
+    pub fn write_body(&self, body: &str) {
+        let tmp = self.config.with_extension("tmp");
+        std::fs::write(&tmp, format!("{}{body}", Self::header(self.addr, self.admin))).unwrap();
+        std::fs::rename(&tmp, &self.config).unwrap();
+    }
+}
+
+/// A running sample pod.
+pub struct Pod {
+    pub addr: SocketAddr,
+    pub proc: Proc,
+}
+
+impl Pod {
+    /// Starts `arena-pod` on `ip` (a free port) with extra flags.
+    pub fn start(ip: &str, args: &[&str]) -> Pod {
+        Self::start_at(&format!("{ip}:0"), args)
+    }
+
+    /// Starts `arena-pod` on an exact `ip:port` (DNS tests give every pod the same port).
+    pub fn start_at(listen: &str, args: &[&str]) -> Pod {
+        let mut cmd = Command::new(bin("arena-pod"));
+        cmd.arg("--listen").arg(listen).args(args);
+        let (proc, line) = Proc::spawn_until("arena-pod", cmd, "listening on", Duration::from_secs(10));
+        let addr: SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
+        Pod { addr, proc }
+    }
+
+    /// Changes the pod's fault knobs live (`{"latency_ms": 5}`, `{"stuck": true}`...).
+    pub fn set(&self, json: &str) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.addr).unwrap();
+        write!(
+            s,
+            "POST /_pod/config HTTP/1.1\r\nhost: pod\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{json}",
+            json.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200"), "pod config rejected: {out}");
+    }
+}
