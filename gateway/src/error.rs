@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -41,6 +42,25 @@ pub enum GatewayError {
     UpstreamTimeout {
         pod: Option<SocketAddr>,
     },
+    /// The pod answered with a server error and no retry was left.
+    BadStatus {
+        pod: Option<SocketAddr>,
+        status: u16,
+    },
+    /// The cluster is at `max_in_flight`.
+    CircuitOpen {
+        cluster: String,
+    },
+    /// The route's rate limit is spent for this key.
+    RateLimited {
+        retry_after: Duration,
+        limit: u32,
+    },
+    /// The pods failed and so did the function that was to replace them.
+    FallbackFailed {
+        upstream: String,
+        faas: String,
+    },
     Internal(String),
 }
 
@@ -54,6 +74,10 @@ impl GatewayError {
             GatewayError::NoEndpoints { .. } => 503,
             GatewayError::Unreachable { .. } => 502,
             GatewayError::UpstreamTimeout { .. } => 504,
+            GatewayError::BadStatus { .. } => 502,
+            GatewayError::CircuitOpen { .. } => 503,
+            GatewayError::RateLimited { .. } => 429,
+            GatewayError::FallbackFailed { .. } => 503,
             GatewayError::Internal(_) => 500,
         }
     }
@@ -68,6 +92,10 @@ impl GatewayError {
             GatewayError::NoEndpoints { .. } => "no_healthy_pods",
             GatewayError::Unreachable { .. } => "upstream_unreachable",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
+            GatewayError::BadStatus { .. } => "upstream_error",
+            GatewayError::CircuitOpen { .. } => "circuit_open",
+            GatewayError::RateLimited { .. } => "rate_limited",
+            GatewayError::FallbackFailed { .. } => "fallback_failed",
             GatewayError::Internal(_) => "internal",
         }
     }
@@ -77,10 +105,14 @@ impl GatewayError {
             GatewayError::NoRoute
             | GatewayError::HeadersTooLarge { .. }
             | GatewayError::BodyTooLarge { .. }
-            | GatewayError::BadRequest(_) => Blame::Client,
+            | GatewayError::BadRequest(_)
+            | GatewayError::RateLimited { .. } => Blame::Client,
             GatewayError::NoEndpoints { .. }
             | GatewayError::Unreachable { .. }
-            | GatewayError::UpstreamTimeout { .. } => Blame::Upstream,
+            | GatewayError::UpstreamTimeout { .. }
+            | GatewayError::CircuitOpen { .. }
+            | GatewayError::BadStatus { .. }
+            | GatewayError::FallbackFailed { .. } => Blame::Upstream,
             GatewayError::Internal(_) => Blame::Gateway,
         }
     }
@@ -130,6 +162,14 @@ impl GatewayError {
         header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
         header.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
         header.insert_header("x-request-id", request_id)?;
+        if let GatewayError::RateLimited { retry_after, limit } = self {
+            // Whole seconds, rounded up: `Retry-After: 0` would invite an immediate retry.
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            header.insert_header(http::header::RETRY_AFTER, secs.max(1).to_string())?;
+            header.insert_header("ratelimit-limit", limit.to_string())?;
+            header.insert_header("ratelimit-remaining", "0")?;
+            header.insert_header("ratelimit-reset", secs.max(1).to_string())?;
+        }
         if matches!(
             self,
             GatewayError::HeadersTooLarge { .. } | GatewayError::BodyTooLarge { .. } | GatewayError::BadRequest(_)
@@ -162,6 +202,15 @@ impl fmt::Display for GatewayError {
             }
             GatewayError::UpstreamTimeout { pod: None } => {
                 write!(f, "upstream did not answer in time")
+            }
+            GatewayError::BadStatus { pod: Some(p), status } => write!(f, "pod {p} answered {status}"),
+            GatewayError::BadStatus { pod: None, status } => write!(f, "upstream answered {status}"),
+            GatewayError::CircuitOpen { cluster } => write!(f, "cluster `{cluster}` is at its in-flight limit"),
+            GatewayError::RateLimited { retry_after, .. } => {
+                write!(f, "rate limit exceeded; retry in {} ms", retry_after.as_millis())
+            }
+            GatewayError::FallbackFailed { upstream, faas } => {
+                write!(f, "pods failed ({upstream}) and the fallback failed ({faas})")
             }
             GatewayError::Internal(m) => write!(f, "internal error: {m}"),
         }

@@ -26,6 +26,9 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     pub config_generation: IntGauge,
     pub last_reload_success: IntGauge,
+    pub rate_limited: IntCounterVec,
+    pub faas_requests: IntCounterVec,
+    pub faas_duration: HistogramVec,
 }
 
 /// Handles for one route, bumped without label lookups.
@@ -77,7 +80,29 @@ impl Metrics {
             &["route"],
         )?;
         registry.register(Box::new(duration.clone()))?;
+        let faas_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "arena_faas_duration_seconds",
+                "Function invocation latency (cold starts show as the slow tail)",
+            )
+            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0]),
+            &["function"],
+        )?;
+        registry.register(Box::new(faas_duration.clone()))?;
         Ok(Metrics {
+            rate_limited: counter_vec(
+                &registry,
+                "arena_rate_limited_total",
+                "Requests refused with 429, by route and limit scope",
+                &["route", "scope"],
+            )?,
+            faas_requests: counter_vec(
+                &registry,
+                "arena_faas_requests_total",
+                "Requests replayed on a function, by function, reason and result",
+                &["function", "reason", "result"],
+            )?,
+            faas_duration,
             unrouted: counter_vec(
                 &registry,
                 "arena_unrouted_requests_total",
@@ -146,7 +171,7 @@ struct EndpointCollector {
     descs: Vec<Desc>,
 }
 
-const POD_GAUGES: [(&str, &str); 6] = [
+const POD_GAUGES: [(&str, &str); 8] = [
     (
         "arena_endpoint_in_flight",
         "Requests in flight to the pod from this gateway",
@@ -159,6 +184,11 @@ const POD_GAUGES: [(&str, &str); 6] = [
     ("arena_endpoint_cost", "Balancer cost of the pod (lower is preferred)"),
     ("arena_endpoint_requests_total", "Requests sent to the pod"),
     ("arena_endpoint_failures_total", "Failed requests to the pod"),
+    (
+        "arena_endpoint_ejected",
+        "1 while the pod is ejected by outlier detection",
+    ),
+    ("arena_endpoint_ejections_total", "Times the pod was ejected"),
 ];
 
 impl EndpointCollector {
@@ -228,6 +258,7 @@ impl Collector for EndpointCollector {
                 }
                 for e in list.iter() {
                     let v = e.view(now, &cluster.spec.load);
+                    let h = e.health.view(now);
                     let pod = e.addr.to_string();
                     let values = [
                         v.in_flight as f64,
@@ -236,6 +267,8 @@ impl Collector for EndpointCollector {
                         v.cost,
                         v.requests as f64,
                         v.failures as f64,
+                        if h.ejected { 1.0 } else { 0.0 },
+                        h.ejections as f64,
                     ];
                     for (g, value) in gauges.iter_mut().zip(values) {
                         g.with_label_values(&[name, &pod, state]).set(value);

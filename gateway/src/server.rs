@@ -24,6 +24,8 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
     #[error("control plane: {0}")]
     Control(#[from] std::io::Error),
+    #[error("{0}")]
+    Runtime(String),
 }
 
 /// Checks that a listener's certificate and key load and match, so a bad file is a clean
@@ -71,7 +73,7 @@ pub fn build(config: Config, config_path: Option<PathBuf>) -> Result<(Server, Ar
 
     let listeners = config.listeners.clone();
     let admin_addr = config.admin.address;
-    let gw = Gateway::new(config, config_path, Metrics::new()?);
+    let gw = Gateway::new(config, config_path, Metrics::new()?).map_err(StartError::Runtime)?;
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,

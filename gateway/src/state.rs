@@ -11,8 +11,12 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::cluster::Cluster;
-use crate::config::{self, Config, ConfigErrors, Diagnostic, Severity, Source};
+use crate::config::{self, Config, ConfigErrors, Diagnostic, HedgeAfter, Severity, Source};
+use crate::faas::Function;
 use crate::metrics::Metrics;
+use crate::resilience::budget::RetryBudget;
+use crate::resilience::latency::LatencyWindow;
+use crate::resilience::rate_limit::{RedisLimits, RouteLimit};
 use crate::route::{Route, RouteTable};
 
 /// Everything a request needs, consistent with one configuration generation.
@@ -21,12 +25,19 @@ pub struct Snapshot {
     pub config: Arc<Config>,
     pub routes: RouteTable,
     pub clusters: Vec<Arc<Cluster>>,
+    pub functions: Vec<Arc<Function>>,
+    pub redis: Option<Arc<RedisLimits>>,
 }
 
 impl Snapshot {
     /// Builds runtime state for `config`, reusing clusters (and so pods, pools' keys and DNS
     /// refreshers) of `previous` whose definition did not change.
-    pub fn build(config: Config, previous: Option<&Snapshot>, metrics: &Metrics, generation: u64) -> Snapshot {
+    pub fn build(
+        config: Config,
+        previous: Option<&Snapshot>,
+        metrics: &Metrics,
+        generation: u64,
+    ) -> Result<Snapshot, String> {
         let clusters: Vec<Arc<Cluster>> = config
             .clusters
             .iter()
@@ -38,24 +49,58 @@ impl Snapshot {
                 }
             })
             .collect();
+        // Functions keep their connection pools and concurrency permits when unchanged.
+        let mut functions = Vec::with_capacity(config.faas.len());
+        for spec in &config.faas {
+            match previous.and_then(|p| p.functions.iter().find(|f| f.spec == *spec)) {
+                Some(f) => functions.push(Arc::clone(f)),
+                None => functions.push(Arc::new(
+                    Function::new(spec.clone()).map_err(|e| format!("function `{}`: {e}", spec.name))?,
+                )),
+            }
+        }
+        let redis = match (
+            &config.redis,
+            previous.and_then(|p| p.redis.as_ref().map(|r| (r, &p.config.redis))),
+        ) {
+            (Some(spec), Some((r, Some(old)))) if old == spec => Some(Arc::clone(r)),
+            (Some(spec), _) => Some(Arc::new(RedisLimits::new(spec).map_err(|e| format!("redis: {e}"))?)),
+            (None, _) => None,
+        };
         let routes = config
             .routes
             .iter()
             .filter_map(|r| {
                 let cluster = clusters.iter().find(|c| c.name() == r.cluster)?;
+                let quantile = match r.hedge.map(|h| h.after) {
+                    Some(HedgeAfter::Percentile(q)) => q,
+                    _ => 0.95,
+                };
                 Some(Arc::new(Route {
                     metrics: metrics.route(&r.name, &r.cluster),
                     cluster: Arc::clone(cluster),
+                    budget: r
+                        .retry
+                        .as_ref()
+                        .map(|rt| RetryBudget::new(rt.budget_percent, rt.min_per_second)),
+                    limit: r.rate_limit.as_ref().map(|l| RouteLimit::new(&r.name, l)),
+                    fallback: r
+                        .fallback
+                        .as_ref()
+                        .and_then(|f| functions.iter().find(|x| x.name() == f.faas).cloned()),
+                    latency: LatencyWindow::new(quantile),
                     spec: r.clone(),
                 }))
             })
             .collect();
-        Snapshot {
+        Ok(Snapshot {
             generation,
             config: Arc::new(config),
             routes: RouteTable::new(routes),
             clusters,
-        }
+            functions,
+            redis,
+        })
     }
 
     pub fn cluster(&self, name: &str) -> Option<&Arc<Cluster>> {
@@ -96,8 +141,8 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(config: Config, config_path: Option<PathBuf>, metrics: Metrics) -> Arc<Self> {
-        let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None, &metrics, 1)));
+    pub fn new(config: Config, config_path: Option<PathBuf>, metrics: Metrics) -> Result<Arc<Self>, String> {
+        let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None, &metrics, 1)?));
         metrics.watch_endpoints(Arc::clone(&snapshot));
         metrics.config_generation.set(1);
         metrics.last_reload_success.set(unix_now());
@@ -105,7 +150,7 @@ impl Gateway {
             .as_deref()
             .and_then(|p| std::fs::read_to_string(p).ok())
             .map(|t| text_hash(&t));
-        Arc::new(Gateway {
+        Ok(Arc::new(Gateway {
             snapshot,
             metrics,
             config_path,
@@ -115,7 +160,7 @@ impl Gateway {
                 ..Default::default()
             }),
             control: OnceLock::new(),
-        })
+        }))
     }
 
     /// The snapshot requests should use now.
@@ -197,7 +242,17 @@ impl Gateway {
         let (config, mut warnings) = (loaded.config, loaded.warnings);
         let config = keep_restart_only_parts(config, &old.config, &mut warnings);
         let generation = status.generation + 1;
-        let snap = Arc::new(Snapshot::build(config, Some(&old), &self.metrics, generation));
+        let snap = match Snapshot::build(config, Some(&old), &self.metrics, generation) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                let d = Diagnostic::new(Severity::Error, &origin, None, e, None);
+                self.metrics.reloads.with_label_values(&[trigger, "rejected"]).inc();
+                tracing::error!(trigger, "config rejected: {d}");
+                status.last_result = Some("rejected".into());
+                status.diagnostics = vec![d.clone()];
+                return Err(ConfigErrors(vec![d]));
+            }
+        };
         let fresh_dns = snap.new_dns_clusters(Some(&old));
         self.snapshot.store(Arc::clone(&snap));
         self.start_discovery(fresh_dns);

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::report::LoadReport;
 use crate::config::LoadTuning;
+use crate::resilience::outlier::Health;
 
 /// Where an endpoint came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -51,6 +52,8 @@ pub struct Endpoint {
     requests: AtomicU64,
     failures: AtomicU64,
     load: Mutex<LoadState>,
+    /// Outlier state: consecutive failures and ejection.
+    pub health: Health,
 }
 
 /// Point-in-time view of an endpoint's load, for `/clusters` and metrics.
@@ -87,6 +90,7 @@ impl Endpoint {
                 penalty: 1.0,
                 penalty_stamp: now,
             }),
+            health: Health::default(),
         })
     }
 
@@ -109,12 +113,21 @@ impl Endpoint {
 
     /// Marks a request as started; the returned guard ends it.
     pub fn start(self: &Arc<Self>) -> InFlight {
+        self.start_counted(None)
+    }
+
+    /// Like [`Self::start`], also holding a slot of a cluster-wide in-flight counter.
+    pub fn start_counted(self: &Arc<Self>, cluster: Option<Arc<AtomicU32>>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = &cluster {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
         InFlight {
             endpoint: Arc::clone(self),
             started: Instant::now(),
             open: true,
+            cluster,
         }
     }
 
@@ -165,6 +178,15 @@ impl Endpoint {
         }
     }
 
+    /// The pod's own utilisation report, while it is fresh.
+    pub fn reported_utilization(&self, now: Instant, tuning: &LoadTuning) -> Option<f64> {
+        let s = self.state();
+        s.report
+            .as_ref()
+            .filter(|(_, at)| now.saturating_duration_since(*at) <= tuning.report_ttl)
+            .map(|(r, _)| r.utilization)
+    }
+
     /// Snapshot for admin views.
     pub fn view(&self, now: Instant, tuning: &LoadTuning) -> LoadView {
         let s = self.state();
@@ -193,6 +215,7 @@ pub struct InFlight {
     endpoint: Arc<Endpoint>,
     started: Instant,
     open: bool,
+    cluster: Option<Arc<AtomicU32>>,
 }
 
 impl InFlight {
@@ -222,6 +245,9 @@ impl InFlight {
     fn close(&mut self) {
         if std::mem::replace(&mut self.open, false) {
             self.endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
+            if let Some(c) = &self.cluster {
+                c.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 }

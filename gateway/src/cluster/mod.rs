@@ -5,16 +5,19 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rand::Rng;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::balance::{self, Endpoint, HashRing, LoadView, Origin};
+use crate::balance::report::LoadReport;
+use crate::balance::{self, Endpoint, HashRing, InFlight, LoadView, Origin};
 use crate::config::{ClusterSpec, LbKind, Source};
+use crate::resilience::outlier::{ejection_cap, HealthView};
 
 /// The pods of a cluster at one moment.
 pub struct EndpointSet {
@@ -56,6 +59,8 @@ pub struct Cluster {
     set: ArcSwap<EndpointSet>,
     rr: AtomicUsize,
     discovery: Mutex<DiscoveryStatus>,
+    /// Requests in flight to any pod of the cluster (the circuit breaker's gauge).
+    in_flight: Arc<AtomicU32>,
 }
 
 impl Cluster {
@@ -88,6 +93,7 @@ impl Cluster {
             spec,
             rr: AtomicUsize::new(0),
             discovery: Mutex::new(status),
+            in_flight: Arc::new(AtomicU32::new(0)),
         });
         let prev_set = previous.map(|p| p.set.load_full());
         cluster.replace_endpoints(&addrs, origin, prev_set.as_deref());
@@ -143,7 +149,7 @@ impl Cluster {
     }
 
     /// Picks a pod for a request. `hash_key` feeds consistent hashing (falls back to p2c when the
-    /// request has no key); `eligible` filters out pods already tried or ejected.
+    /// request has no key); `eligible` filters out pods already tried. Ejected pods are skipped.
     pub fn pick<R: Rng>(
         &self,
         hash_key: Option<&[u8]>,
@@ -152,13 +158,71 @@ impl Cluster {
     ) -> Option<Arc<Endpoint>> {
         let set = self.set.load();
         let eps = &set.active;
+        let now = Instant::now();
+        let ok = |e: &Endpoint| eligible(e) && e.health.is_available(now);
         let i = match (self.spec.lb, &set.ring, hash_key) {
-            (LbKind::ConsistentHash, Some(ring), Some(key)) => ring.pick(key, eps, eligible),
-            (LbKind::RoundRobin, ..) => balance::round_robin(eps, eligible, &self.rr),
-            (LbKind::LeastInflight, ..) => balance::least_inflight(eps, eligible, rng),
-            _ => balance::p2c(eps, eligible, rng, Instant::now(), &self.spec.load),
+            (LbKind::ConsistentHash, Some(ring), Some(key)) => ring.pick(key, eps, ok),
+            (LbKind::RoundRobin, ..) => balance::round_robin(eps, ok, &self.rr),
+            (LbKind::LeastInflight, ..) => balance::least_inflight(eps, ok, rng),
+            _ => balance::p2c(eps, ok, rng, now, &self.spec.load),
         }?;
         eps.get(i).cloned()
+    }
+
+    /// Starts a request on `endpoint`, counted for the pod and the cluster's circuit breaker.
+    pub fn start(&self, endpoint: &Arc<Endpoint>) -> InFlight {
+        endpoint.start_counted(Some(Arc::clone(&self.in_flight)))
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// True while the cluster is at `max_in_flight`.
+    pub fn circuit_open(&self) -> bool {
+        self.spec.max_in_flight.is_some_and(|max| self.in_flight() >= max)
+    }
+
+    /// Ends an attempt: feeds the load signal and the outlier detector. Returns the ejection
+    /// time when this failure ejected the pod.
+    pub fn finish(&self, guard: InFlight, ok: bool, report: Option<LoadReport>) -> Option<Duration> {
+        let ep = Arc::clone(guard.endpoint());
+        if ok {
+            guard.success(&self.spec.load, report);
+            ep.health.record_success();
+            return None;
+        }
+        guard.failure(&self.spec.load, report);
+        let set = self.set.load();
+        let cap = ejection_cap(set.active.len(), self.spec.outlier.max_ejected_percent);
+        let ejected = ep.health.record_failure(Instant::now(), &self.spec.outlier, || {
+            set.active.iter().filter(|e| e.health.is_ejected()).count() < cap
+        });
+        if let Some(time) = ejected {
+            tracing::warn!(cluster = %self.spec.name, pod = %ep.addr, seconds = time.as_secs_f64(), "pod ejected after consecutive failures");
+        }
+        ejected
+    }
+
+    /// Whether any pod could take a request now.
+    pub fn has_available(&self) -> bool {
+        let now = Instant::now();
+        self.set.load().active.iter().any(|e| e.health.is_available(now))
+    }
+
+    /// True when every available pod reports utilisation above `threshold` (spillover).
+    /// Pods without a fresh report are not known to be busy, so they keep traffic local.
+    pub fn all_busier_than(&self, threshold: f64) -> bool {
+        let now = Instant::now();
+        let set = self.set.load();
+        let mut any = false;
+        for e in set.active.iter().filter(|e| e.health.is_available(now)) {
+            match e.reported_utilization(now, &self.spec.load) {
+                Some(u) if u > threshold => any = true,
+                _ => return false,
+            }
+        }
+        any
     }
 
     pub fn discovery_status(&self) -> DiscoveryStatus {
@@ -182,11 +246,19 @@ impl Cluster {
     pub fn view(&self) -> ClusterView {
         let now = Instant::now();
         let set = self.set.load();
-        let pod = |e: &Arc<Endpoint>, state: &'static str| PodView {
-            address: e.addr,
-            state,
-            source: e.origin,
-            load: e.view(now, &self.spec.load),
+        let pod = |e: &Arc<Endpoint>, state: &'static str| {
+            let health = e.health.view(now);
+            PodView {
+                address: e.addr,
+                state: if state == "healthy" && health.ejected {
+                    "ejected"
+                } else {
+                    state
+                },
+                source: e.origin,
+                load: e.view(now, &self.spec.load),
+                health,
+            }
         };
         ClusterView {
             name: self.spec.name.clone(),
@@ -209,6 +281,7 @@ pub struct PodView {
     pub source: Origin,
     #[serde(flatten)]
     pub load: LoadView,
+    pub health: HealthView,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -226,7 +299,6 @@ mod tests {
     use crate::config::LoadTuning;
     use rand::rngs::SmallRng;
     use rand::SeedableRng;
-    use std::time::Duration;
 
     fn spec(addrs: &[u8]) -> ClusterSpec {
         ClusterSpec {
@@ -242,6 +314,12 @@ mod tests {
             connect_timeout: Duration::from_millis(100),
             idle_timeout: Duration::from_secs(1),
             load: LoadTuning::default(),
+            per_try_timeout: None,
+            max_in_flight: Some(2),
+            outlier: crate::config::OutlierSpec {
+                consecutive_failures: 2,
+                ..Default::default()
+            },
         }
     }
 
@@ -272,5 +350,33 @@ mod tests {
         let c2 = Cluster::new(spec(&[12, 13]), Some(&c));
         assert!(Arc::ptr_eq(&before, &c2.endpoints().active[0]));
         assert_eq!(c2.endpoints().active.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failing_pod_is_ejected_and_circuit_breaker_counts() {
+        let c = Cluster::new(spec(&[11, 12, 13, 14]), None);
+        let bad = c.endpoints().active[0].clone();
+        let g1 = c.start(&bad);
+        let g2 = c.start(&bad);
+        assert_eq!(c.in_flight(), 2);
+        assert!(c.circuit_open());
+        assert_eq!(c.finish(g1, false, None), None);
+        assert!(c.finish(g2, false, None).is_some(), "second consecutive failure ejects");
+        assert!(!c.circuit_open());
+        let mut rng = SmallRng::seed_from_u64(3);
+        for _ in 0..50 {
+            assert_ne!(c.pick(None, |_| true, &mut rng).unwrap().addr, bad.addr);
+        }
+        assert_eq!(c.view().pods[0].state, "ejected");
+        // The cap (50% of 4) allows a second ejection but not a third.
+        for i in 1..4 {
+            let e = c.endpoints().active[i].clone();
+            let a = c.start(&e);
+            let b = c.start(&e);
+            c.finish(a, false, None);
+            let ejected = c.finish(b, false, None).is_some();
+            assert_eq!(ejected, i == 1, "pod {i}");
+        }
+        assert!(c.has_available());
     }
 }

@@ -29,7 +29,16 @@ impl fmt::Display for Dur {
 }
 
 /// Top-level sections; decoded one by one so each reports its own problems.
-pub const TOP_LEVEL_KEYS: &[&str] = &["listeners", "admin", "debug_headers", "server", "clusters", "routes"];
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "listeners",
+    "admin",
+    "debug_headers",
+    "server",
+    "clusters",
+    "routes",
+    "faas",
+    "redis",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -167,6 +176,28 @@ pub struct ClusterFile {
     pub idle_timeout: Option<Dur>,
     #[serde(default)]
     pub load: Option<LoadFile>,
+    /// Deadline of one try; the connection of a try that overruns it is dropped.
+    #[serde(default)]
+    pub per_try_timeout: Option<Dur>,
+    /// Circuit breaker: requests in flight to the whole cluster beyond this fail fast.
+    #[serde(default)]
+    pub max_in_flight: Option<u32>,
+    #[serde(default)]
+    pub outlier: Option<OutlierFile>,
+}
+
+/// Passive outlier ejection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierFile {
+    #[serde(default)]
+    pub consecutive_failures: Option<u32>,
+    #[serde(default)]
+    pub base_ejection: Option<Dur>,
+    #[serde(default)]
+    pub max_ejection: Option<Dur>,
+    #[serde(default)]
+    pub max_ejected_percent: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -191,6 +222,145 @@ pub struct RouteFile {
     #[serde(rename = "match", default)]
     pub matcher: MatchFile,
     pub cluster: String,
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+    #[serde(default)]
+    pub retry: Option<RetryFile>,
+    #[serde(default)]
+    pub hedge: Option<HedgeFile>,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitFile>,
+    #[serde(default)]
+    pub fallback: Option<FallbackFile>,
+    /// Request bodies up to this size are kept for replay (retry, hedge, FaaS).
+    #[serde(default)]
+    pub replay_buffer_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryOn {
+    ConnectFailure,
+    Reset,
+    Timeout,
+    #[serde(rename = "5xx")]
+    Status5xx,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryFile {
+    /// Total tries per request, the first included (2 = one retry).
+    pub attempts: u32,
+    #[serde(default)]
+    pub on: Option<Vec<RetryOn>>,
+    /// Retries allowed as a percentage of live requests...
+    #[serde(default)]
+    pub budget_percent: Option<f64>,
+    /// ...plus this many per second, so quiet routes can still retry.
+    #[serde(default)]
+    pub min_per_second: Option<u32>,
+    /// Base of the jittered backoff between tries.
+    #[serde(default)]
+    pub backoff: Option<Dur>,
+    /// Also retry POST/PATCH (only when the request is known to be safe to replay).
+    #[serde(default)]
+    pub non_idempotent: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HedgeFile {
+    /// A duration, or `pNN` for the route's live latency percentile.
+    pub after: String,
+    #[serde(default)]
+    pub max_extra: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitScope {
+    Local,
+    Cluster,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitFile {
+    pub requests_per_second: u32,
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// `client_ip` (default), `header:NAME` or `route`.
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub scope: Option<LimitScope>,
+    /// Keys tracked at most; idle keys are evicted first.
+    #[serde(default)]
+    pub max_keys: Option<usize>,
+    /// With `scope: cluster` and Redis unreachable, this gateway admits this share of the rate.
+    #[serde(default)]
+    pub local_share: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FallbackOn {
+    RetriesExhausted,
+    NoHealthyPods,
+    CircuitOpen,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackFile {
+    pub faas: String,
+    #[serde(default)]
+    pub on: Option<Vec<FallbackOn>>,
+    #[serde(default)]
+    pub spillover_above_load: Option<f64>,
+    /// `1%` or `0.01`.
+    #[serde(default)]
+    pub warm_share: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaasKind {
+    Http,
+    AwsLambda,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaasFile {
+    pub name: String,
+    pub kind: FaasKind,
+    /// kind http: base URL; the request path and query are appended.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// kind aws_lambda: function name or ARN.
+    #[serde(default)]
+    pub function: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    /// kind aws_lambda: Lambda API endpoint override (e.g. a local emulator).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+    #[serde(default)]
+    pub max_concurrency: Option<u32>,
+    /// Extra request headers; values may use `${env:NAME}`.
+    #[serde(default)]
+    pub headers: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisFile {
+    pub url: String,
+    /// Longest wait for Redis on the request path before falling back to local limits.
     #[serde(default)]
     pub timeout: Option<Dur>,
 }

@@ -17,7 +17,7 @@ use http::{HeaderName, Method};
 use serde::{Serialize, Serializer};
 
 pub use diagnostic::{ConfigErrors, Diagnostic, Severity};
-pub use file::{LbKind, RecordKind};
+pub use file::{FaasKind, FallbackOn, LbKind, LimitScope, RecordKind, RetryOn};
 
 /// A validated gateway configuration.
 #[derive(Debug, Clone, Serialize)]
@@ -28,6 +28,8 @@ pub struct Config {
     pub server: Server,
     pub clusters: Vec<ClusterSpec>,
     pub routes: Vec<RouteSpec>,
+    pub faas: Vec<FaasSpec>,
+    pub redis: Option<RedisSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -78,6 +80,35 @@ pub struct ClusterSpec {
     #[serde(serialize_with = "human")]
     pub idle_timeout: Duration,
     pub load: LoadTuning,
+    /// Deadline of one try (the route timeout bounds all tries together).
+    #[serde(serialize_with = "human_opt")]
+    pub per_try_timeout: Option<Duration>,
+    /// Circuit breaker on the cluster's total in-flight requests.
+    pub max_in_flight: Option<u32>,
+    pub outlier: OutlierSpec,
+}
+
+/// Passive outlier ejection: a pod failing `consecutive_failures` times in a row is taken out
+/// for `base_ejection × 2^(times ejected before)`, at most `max_ejection`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct OutlierSpec {
+    pub consecutive_failures: u32,
+    #[serde(serialize_with = "human")]
+    pub base_ejection: Duration,
+    #[serde(serialize_with = "human")]
+    pub max_ejection: Duration,
+    pub max_ejected_percent: u32,
+}
+
+impl Default for OutlierSpec {
+    fn default() -> Self {
+        OutlierSpec {
+            consecutive_failures: 5,
+            base_ejection: Duration::from_secs(5),
+            max_ejection: Duration::from_secs(60),
+            max_ejected_percent: 50,
+        }
+    }
 }
 
 /// Where a cluster's pods come from.
@@ -141,6 +172,111 @@ pub struct RouteSpec {
     pub cluster: String,
     #[serde(serialize_with = "human")]
     pub timeout: Duration,
+    pub retry: Option<RetrySpec>,
+    pub hedge: Option<HedgeSpec>,
+    pub rate_limit: Option<RateLimitSpec>,
+    pub fallback: Option<FallbackSpec>,
+    pub replay_buffer_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RetrySpec {
+    /// Total tries, the first included.
+    pub attempts: u32,
+    pub on: Vec<RetryOn>,
+    pub budget_percent: f64,
+    pub min_per_second: u32,
+    #[serde(serialize_with = "human")]
+    pub backoff: Duration,
+    pub non_idempotent: bool,
+}
+
+impl RetrySpec {
+    pub fn retries_on(&self, cause: RetryOn) -> bool {
+        self.on.contains(&cause)
+    }
+}
+
+/// When to send a hedged (extra) try.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HedgeAfter {
+    Fixed(#[serde(serialize_with = "human")] Duration),
+    /// The route's live latency quantile (0.95 for `p95`).
+    Percentile(f64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct HedgeSpec {
+    pub after: HedgeAfter,
+    pub max_extra: u32,
+}
+
+/// What a rate limit counts by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKey {
+    ClientIp,
+    Header(#[serde(serialize_with = "header_name")] HeaderName),
+    Route,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RateLimitSpec {
+    pub requests_per_second: u32,
+    pub burst: u32,
+    pub key: LimitKey,
+    pub scope: LimitScope,
+    pub max_keys: usize,
+    pub local_share: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FallbackSpec {
+    pub faas: String,
+    pub on: Vec<FallbackOn>,
+    pub spillover_above_load: Option<f64>,
+    /// Share of normal traffic sent to the function to keep it warm (0..1).
+    pub warm_share: f64,
+}
+
+impl FallbackSpec {
+    pub fn on(&self, why: FallbackOn) -> bool {
+        self.on.contains(&why)
+    }
+}
+
+/// A function the gateway can replay requests on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaasSpec {
+    pub name: String,
+    pub target: FaasTarget,
+    #[serde(serialize_with = "human")]
+    pub timeout: Duration,
+    pub max_concurrency: u32,
+    /// Extra headers, `${env:..}` already expanded (values are not shown by `/config`).
+    #[serde(serialize_with = "header_names_only")]
+    pub headers: Vec<(HeaderName, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaasTarget {
+    Http {
+        url: String,
+    },
+    AwsLambda {
+        function: String,
+        region: String,
+        endpoint: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RedisSpec {
+    pub url: String,
+    #[serde(serialize_with = "human")]
+    pub timeout: Duration,
 }
 
 /// Request predicate of a route; every present part must hold.
@@ -193,6 +329,17 @@ pub fn load_str(text: &str, origin: &str) -> Result<Loaded, ConfigErrors> {
 
 fn human<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&humantime::format_duration(*d))
+}
+
+fn human_opt<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.collect_str(&humantime::format_duration(*d)),
+        None => s.serialize_none(),
+    }
+}
+
+fn header_names_only<S: Serializer>(h: &[(HeaderName, String)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(h.iter().map(|(k, _)| k.as_str()))
 }
 
 fn header_name<S: Serializer>(h: &HeaderName, s: S) -> Result<S::Ok, S::Error> {

@@ -11,10 +11,12 @@ use saphyr::MarkedYamlOwned;
 use serde::de::DeserializeOwned;
 
 use super::file::{self, AdminFile, ClusterFile, LbKind, ListenerFile, RouteFile, ServerFile, TOP_LEVEL_KEYS};
+use super::file::{FaasKind, LimitScope, RetryOn};
 use super::yaml::{self, Pos, Seg};
 use super::{
-    Admin, ClusterSpec, Config, ConfigErrors, Diagnostic, DnsSpec, HashKey, Listener, LoadTuning, Loaded, Match,
-    PathMatch, RecordKind, RouteSpec, Server, Severity, Source, Tls,
+    Admin, ClusterSpec, Config, ConfigErrors, Diagnostic, DnsSpec, FaasSpec, FaasTarget, FallbackOn, FallbackSpec,
+    HashKey, HedgeAfter, HedgeSpec, LimitKey, Listener, LoadTuning, Loaded, Match, OutlierSpec, PathMatch,
+    RateLimitSpec, RecordKind, RedisSpec, RetrySpec, RouteSpec, Server, Severity, Source, Tls,
 };
 
 /// Collects diagnostics against one parsed document.
@@ -118,6 +120,8 @@ struct Sections {
     server: ServerFile,
     clusters: Vec<(usize, ClusterFile)>,
     routes: Vec<(usize, RouteFile)>,
+    faas: Vec<(usize, file::FaasFile)>,
+    redis: Option<file::RedisFile>,
 }
 
 fn sections(c: &mut Check<'_>) -> Sections {
@@ -138,6 +142,8 @@ fn sections(c: &mut Check<'_>) -> Sections {
             "listeners" => s.listeners = c.decode_list("listeners", value),
             "clusters" => s.clusters = c.decode_list("clusters", value),
             "routes" => s.routes = c.decode_list("routes", value),
+            "faas" => s.faas = c.decode_list("faas", value),
+            "redis" => s.redis = c.decode(value),
             "admin" => s.admin = c.decode(value),
             "debug_headers" => s.debug_headers = c.decode(value).unwrap_or(false),
             "server" => {
@@ -169,7 +175,13 @@ fn build(c: &mut Check<'_>) -> Option<Config> {
     let admin = admin(c, s.admin, &listeners);
     let server = server(c, &s.server);
     let clusters = clusters(c, &s.clusters);
-    let routes = routes(c, &s.routes, &clusters);
+    let faas = faas(c, &s.faas);
+    let redis = s.redis.as_ref().and_then(|r| redis(c, r));
+    let extras = RouteExtras {
+        faas: &faas,
+        redis: s.redis.is_some(),
+    };
+    let routes = routes(c, &s.routes, &clusters, &extras);
     Some(Config {
         listeners,
         admin: admin?,
@@ -177,6 +189,8 @@ fn build(c: &mut Check<'_>) -> Option<Config> {
         server,
         clusters: clusters.into_iter().map(|(_, c)| c).collect(),
         routes: routes.into_iter().map(|(_, r)| r).collect(),
+        faas,
+        redis,
     })
 }
 
@@ -386,6 +400,52 @@ fn clusters(c: &mut Check<'_>, items: &[(usize, ClusterFile)]) -> Vec<(usize, Cl
         if !(1.0..=1000.0).contains(&load.error_penalty) {
             c.error(&at("load"), "load.error_penalty must be between 1 and 1000", None);
         }
+        let o = cl.outlier.clone();
+        let d = OutlierSpec::default();
+        let outlier = OutlierSpec {
+            consecutive_failures: o
+                .as_ref()
+                .and_then(|o| o.consecutive_failures)
+                .unwrap_or(d.consecutive_failures),
+            base_ejection: o
+                .as_ref()
+                .and_then(|o| o.base_ejection)
+                .map(|x| x.0)
+                .unwrap_or(d.base_ejection),
+            max_ejection: o
+                .as_ref()
+                .and_then(|o| o.max_ejection)
+                .map(|x| x.0)
+                .unwrap_or(d.max_ejection),
+            max_ejected_percent: o
+                .as_ref()
+                .and_then(|o| o.max_ejected_percent)
+                .unwrap_or(d.max_ejected_percent),
+        };
+        if outlier.max_ejected_percent > 100 {
+            c.error(&at("outlier"), "outlier.max_ejected_percent must be 0..100", None);
+        }
+        if outlier.base_ejection > outlier.max_ejection {
+            c.error(
+                &at("outlier"),
+                "outlier.base_ejection is longer than outlier.max_ejection",
+                None,
+            );
+        }
+        if cl.max_in_flight == Some(0) {
+            c.error(
+                &at("max_in_flight"),
+                "max_in_flight must be at least 1",
+                Some("leave it out for no limit".into()),
+            );
+        }
+        if cl.per_try_timeout.is_some_and(|d| d.0.is_zero()) {
+            c.error(
+                &at("per_try_timeout"),
+                "per_try_timeout must be greater than zero",
+                None,
+            );
+        }
         let Some(source) = source else { continue };
         out.push((
             *i,
@@ -397,6 +457,9 @@ fn clusters(c: &mut Check<'_>, items: &[(usize, ClusterFile)]) -> Vec<(usize, Cl
                 connect_timeout: cl.connect_timeout.map(|d| d.0).unwrap_or(Duration::from_millis(250)),
                 idle_timeout: cl.idle_timeout.map(|d| d.0).unwrap_or(Duration::from_secs(60)),
                 load,
+                per_try_timeout: cl.per_try_timeout.map(|d| d.0),
+                max_in_flight: cl.max_in_flight,
+                outlier,
             },
         ));
     }
@@ -501,7 +564,12 @@ fn parse_hash_key(c: &mut Check<'_>, path: &[Seg], k: &str) -> Option<HashKey> {
 
 /// `name` of every cluster item in the file, valid or not.
 fn declared_cluster_names(root: &MarkedYamlOwned) -> Vec<String> {
-    let Some(section) = yaml::entries(root).and_then(|e| e.into_iter().find(|(k, _, _)| k == "clusters")) else {
+    declared_names(root, "clusters")
+}
+
+/// `name` of every item of a list section, valid or not.
+fn declared_names(root: &MarkedYamlOwned, section: &str) -> Vec<String> {
+    let Some(section) = yaml::entries(root).and_then(|e| e.into_iter().find(|(k, _, _)| k == section)) else {
         return Vec::new();
     };
     yaml::items(section.2)
@@ -516,10 +584,17 @@ fn declared_cluster_names(root: &MarkedYamlOwned) -> Vec<String> {
         .collect()
 }
 
+/// What routes may refer to besides clusters.
+struct RouteExtras<'a> {
+    faas: &'a [FaasSpec],
+    redis: bool,
+}
+
 fn routes(
     c: &mut Check<'_>,
     items: &[(usize, RouteFile)],
     clusters: &[(usize, ClusterSpec)],
+    extras: &RouteExtras<'_>,
 ) -> Vec<(usize, RouteSpec)> {
     check_unique(c, "routes", items.iter().map(|(i, r)| (*i, r.name.as_str())));
     let names: Vec<&str> = clusters.iter().map(|(_, c)| c.name.as_str()).collect();
@@ -549,6 +624,7 @@ fn routes(
         if timeout.is_zero() {
             c.error(&at("timeout"), "route timeout must be greater than zero", None);
         }
+        let resilience = route_resilience(c, *i, r, extras);
         let Some(matcher) = matcher else { continue };
         if let Some((j, earlier)) = out.iter().find(|(_, e)| covers(&e.matcher, &matcher)) {
             let line = yaml::locate(c.root, &[Seg::Key("routes"), Seg::Index(*j)]).line;
@@ -572,6 +648,11 @@ fn routes(
                     matcher,
                     cluster: r.cluster.clone(),
                     timeout,
+                    retry: resilience.retry,
+                    hedge: resilience.hedge,
+                    rate_limit: resilience.rate_limit,
+                    fallback: resilience.fallback,
+                    replay_buffer_bytes: r.replay_buffer_bytes.unwrap_or(64 * 1024),
                 },
             ));
         }
@@ -668,6 +749,289 @@ fn matcher(c: &mut Check<'_>, i: usize, m: &file::MatchFile) -> Option<Match> {
         path,
         methods,
         headers,
+    })
+}
+
+#[derive(Default)]
+struct Resilience {
+    retry: Option<RetrySpec>,
+    hedge: Option<HedgeSpec>,
+    rate_limit: Option<RateLimitSpec>,
+    fallback: Option<FallbackSpec>,
+}
+
+fn route_resilience(c: &mut Check<'_>, i: usize, r: &RouteFile, extras: &RouteExtras<'_>) -> Resilience {
+    let at = |key: &'static str, sub: &'static str| [Seg::Key("routes"), Seg::Index(i), Seg::Key(key), Seg::Key(sub)];
+    let mut out = Resilience::default();
+    if let Some(rt) = &r.retry {
+        if !(1..=10).contains(&rt.attempts) {
+            c.error(
+                &at("retry", "attempts"),
+                "retry.attempts must be 1..10 (tries in total, the first included)",
+                None,
+            );
+        }
+        let budget = rt.budget_percent.unwrap_or(20.0);
+        if !(0.0..=100.0).contains(&budget) {
+            c.error(
+                &at("retry", "budget_percent"),
+                "retry.budget_percent must be 0..100",
+                None,
+            );
+        }
+        out.retry = Some(RetrySpec {
+            attempts: rt.attempts.clamp(1, 10),
+            on: rt
+                .on
+                .clone()
+                .unwrap_or_else(|| vec![RetryOn::ConnectFailure, RetryOn::Reset, RetryOn::Timeout]),
+            budget_percent: budget,
+            min_per_second: rt.min_per_second.unwrap_or(10),
+            backoff: rt.backoff.map(|d| d.0).unwrap_or(Duration::from_millis(25)),
+            non_idempotent: rt.non_idempotent,
+        });
+    }
+    if let Some(h) = &r.hedge {
+        let text = h.after.trim();
+        let after = if let Some(p) = text.strip_prefix('p') {
+            p.parse::<f64>()
+                .ok()
+                .filter(|p| *p > 0.0 && *p < 100.0)
+                .map(|p| HedgeAfter::Percentile(p / 100.0))
+        } else {
+            humantime::parse_duration(text)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .map(HedgeAfter::Fixed)
+        };
+        match after {
+            Some(after) => {
+                out.hedge = Some(HedgeSpec {
+                    after,
+                    max_extra: h.max_extra.unwrap_or(1).clamp(1, 3),
+                })
+            }
+            None => c.error(
+                &at("hedge", "after"),
+                format!("bad hedge.after `{text}`"),
+                Some("a duration such as `50ms`, or a live percentile such as `p95`".into()),
+            ),
+        }
+    }
+    if let Some(rl) = &r.rate_limit {
+        let key = match rl.key.as_deref().map(str::trim) {
+            None | Some("client_ip") => Some(LimitKey::ClientIp),
+            Some("route") => Some(LimitKey::Route),
+            Some(k) => k
+                .strip_prefix("header:")
+                .and_then(|h| HeaderName::from_str(h.trim()).ok())
+                .map(LimitKey::Header),
+        };
+        if key.is_none() {
+            c.error(
+                &at("rate_limit", "key"),
+                "bad rate_limit.key",
+                Some("`client_ip`, `header:NAME` or `route`".into()),
+            );
+        }
+        if rl.requests_per_second == 0 {
+            c.error(
+                &at("rate_limit", "requests_per_second"),
+                "requests_per_second must be at least 1",
+                None,
+            );
+        }
+        let scope = rl.scope.unwrap_or(LimitScope::Local);
+        if scope == LimitScope::Cluster && !extras.redis {
+            c.error(
+                &at("rate_limit", "scope"),
+                "rate_limit scope `cluster` needs a `redis:` section",
+                Some("add `redis: { url: redis://127.0.0.1:6379 }`, or use `scope: local`".into()),
+            );
+        }
+        let share = rl.local_share.unwrap_or(1.0);
+        if !(0.0..=1.0).contains(&share) || share == 0.0 {
+            c.error(&at("rate_limit", "local_share"), "local_share must be in (0, 1]", None);
+        }
+        if let Some(key) = key {
+            out.rate_limit = Some(RateLimitSpec {
+                requests_per_second: rl.requests_per_second.max(1),
+                burst: rl.burst.unwrap_or(rl.requests_per_second).max(1),
+                key,
+                scope,
+                max_keys: rl.max_keys.unwrap_or(100_000).max(1),
+                local_share: share,
+            });
+        }
+    }
+    if let Some(f) = &r.fallback {
+        let names: Vec<&str> = extras.faas.iter().map(|f| f.name.as_str()).collect();
+        if !names.contains(&f.faas.as_str()) && !declared_names(c.root, "faas").contains(&f.faas) {
+            let hint = match yaml::closest(&f.faas, &names) {
+                Some(best) => format!("did you mean `{best}`? defined functions: {}", names.join(", ")),
+                None if names.is_empty() => "define it under `faas:`".into(),
+                None => format!("defined functions: {}", names.join(", ")),
+            };
+            c.error(
+                &at("fallback", "faas"),
+                format!("fallback names unknown function `{}`", f.faas),
+                Some(hint),
+            );
+        }
+        let warm = match f.warm_share.as_deref().map(str::trim) {
+            None => Some(0.0),
+            Some(t) => match t.strip_suffix('%') {
+                Some(p) => p.trim().parse::<f64>().ok().map(|p| p / 100.0),
+                None => t.parse::<f64>().ok(),
+            }
+            .filter(|x| (0.0..=1.0).contains(x)),
+        };
+        if warm.is_none() {
+            c.error(
+                &at("fallback", "warm_share"),
+                "bad warm_share",
+                Some("a share such as `1%` or `0.01`".into()),
+            );
+        }
+        if f.spillover_above_load.is_some_and(|x| !(0.0..=4.0).contains(&x)) {
+            c.error(
+                &at("fallback", "spillover_above_load"),
+                "spillover_above_load is a utilisation, e.g. 0.9",
+                None,
+            );
+        }
+        out.fallback = Some(FallbackSpec {
+            faas: f.faas.clone(),
+            on: f.on.clone().unwrap_or_else(|| {
+                vec![
+                    FallbackOn::RetriesExhausted,
+                    FallbackOn::NoHealthyPods,
+                    FallbackOn::CircuitOpen,
+                ]
+            }),
+            spillover_above_load: f.spillover_above_load,
+            warm_share: warm.unwrap_or(0.0),
+        });
+    }
+    out
+}
+
+/// Expands `${env:NAME}`; an unset variable is an error, not an empty string.
+fn expand_env(text: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${env:") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 6..];
+        let Some(end) = after.find('}') else {
+            return Err("unterminated `${env:`".into());
+        };
+        let name = &after[..end];
+        match std::env::var(name) {
+            Ok(v) => out.push_str(&v),
+            Err(_) => return Err(format!("environment variable `{name}` is unset")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn faas(c: &mut Check<'_>, items: &[(usize, file::FaasFile)]) -> Vec<FaasSpec> {
+    check_unique(c, "faas", items.iter().map(|(i, f)| (*i, f.name.as_str())));
+    let mut out = Vec::new();
+    for (i, f) in items {
+        let at = |key: &'static str| [Seg::Key("faas"), Seg::Index(*i), Seg::Key(key)];
+        let target = match f.kind {
+            FaasKind::Http => match &f.url {
+                Some(u) if u.starts_with("http://") || u.starts_with("https://") => Some(FaasTarget::Http {
+                    url: u.trim_end_matches('/').to_string(),
+                }),
+                Some(u) => {
+                    c.error(
+                        &at("url"),
+                        format!("bad function url `{u}`"),
+                        Some("an http:// or https:// URL".into()),
+                    );
+                    None
+                }
+                None => {
+                    c.error(&[Seg::Key("faas"), Seg::Index(*i)], "kind `http` needs a `url`", None);
+                    None
+                }
+            },
+            FaasKind::AwsLambda => match (&f.function, &f.region) {
+                (Some(function), Some(region)) => {
+                    if f.endpoint
+                        .as_deref()
+                        .is_some_and(|e| !(e.starts_with("http://") || e.starts_with("https://")))
+                    {
+                        c.error(&at("endpoint"), "endpoint must be an http:// or https:// URL", None);
+                    }
+                    Some(FaasTarget::AwsLambda {
+                        function: function.clone(),
+                        region: region.clone(),
+                        endpoint: f.endpoint.as_ref().map(|e| e.trim_end_matches('/').to_string()),
+                    })
+                }
+                _ => {
+                    c.error(
+                        &[Seg::Key("faas"), Seg::Index(*i)],
+                        "kind `aws_lambda` needs `function` and `region`",
+                        None,
+                    );
+                    None
+                }
+            },
+        };
+        let mut headers = Vec::new();
+        for (k, v) in f.headers.iter().flatten() {
+            let name = HeaderName::from_str(&k.to_ascii_lowercase());
+            match (name, expand_env(v)) {
+                (Ok(n), Ok(v)) if http::HeaderValue::from_str(&v).is_ok() => headers.push((n, v)),
+                (Err(_), _) => c.error(&at("headers"), format!("bad header name `{k}`"), None),
+                (_, Err(e)) => c.error(
+                    &at("headers"),
+                    format!("header `{k}`: {e}"),
+                    Some("export the variable before starting the gateway".into()),
+                ),
+                _ => c.error(
+                    &at("headers"),
+                    format!("header `{k}` has a value that is not a valid header value"),
+                    None,
+                ),
+            }
+        }
+        if f.max_concurrency == Some(0) {
+            c.error(&at("max_concurrency"), "max_concurrency must be at least 1", None);
+        }
+        let Some(target) = target else { continue };
+        out.push(FaasSpec {
+            name: f.name.clone(),
+            target,
+            timeout: f.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(3)),
+            max_concurrency: f.max_concurrency.unwrap_or(256).max(1),
+            headers,
+        });
+    }
+    out
+}
+
+fn redis(c: &mut Check<'_>, r: &file::RedisFile) -> Option<RedisSpec> {
+    let ok = ["redis://", "rediss://", "unix://", "redis+unix://"]
+        .iter()
+        .any(|p| r.url.starts_with(p));
+    if !ok {
+        c.error(
+            &[Seg::Key("redis"), Seg::Key("url")],
+            format!("bad redis url `{}`", r.url),
+            Some("e.g. `redis://127.0.0.1:6379`".into()),
+        );
+        return None;
+    }
+    Some(RedisSpec {
+        url: r.url.clone(),
+        timeout: r.timeout.map(|d| d.0).unwrap_or(Duration::from_millis(50)),
     })
 }
 

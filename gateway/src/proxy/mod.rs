@@ -1,10 +1,13 @@
 //! The pingora `ProxyHttp` implementation: thin glue that walks a request through
-//! route match → cluster → pick → attempt → response, calling the plain modules for each decision.
+//! route match → rate limit → (FaaS diversion) → pick → attempt (timeouts, retries) →
+//! (FaaS fallback) → response, calling plain modules for every decision.
 
+pub mod attempt;
+mod fallback;
 mod request_id;
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -12,40 +15,50 @@ use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::{Error, Result};
+use pingora::{Error, ErrorType, Result};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use tokio::time::Instant;
 
 use crate::balance::{report, InFlight};
-use crate::config::{HashKey, LbKind};
-use crate::error::GatewayError;
+use crate::config::{HashKey, LbKind, LimitScope, RetryOn};
+use crate::error::{Blame, GatewayError};
+use crate::resilience::rate_limit::Decision;
 use crate::route::{host_of, RequestView, Route};
 use crate::state::{Gateway, Snapshot};
+use attempt::{FaasReason, TryState};
 
 pub use request_id::RequestIds;
 
-/// Attempts per request for failures that never reached a pod (connect errors).
-const MAX_CONNECT_ATTEMPTS: u8 = 3;
-
 thread_local! {
     static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_rng(&mut rand::rng()));
+}
+
+fn with_rng<T>(f: impl FnOnce(&mut SmallRng) -> T) -> T {
+    RNG.with(|r| f(&mut r.borrow_mut()))
 }
 
 /// Per-request state shared across the proxy phases.
 pub struct RequestCtx {
     started: Instant,
     request_id: String,
+    client_ip: Option<IpAddr>,
     snapshot: Option<Arc<Snapshot>>,
     route: Option<Arc<Route>>,
     deadline: Option<Instant>,
-    attempts: u8,
+    attempts: u32,
     tried: Vec<SocketAddr>,
     inflight: Option<InFlight>,
     pod: Option<SocketAddr>,
     hash_key: Option<Vec<u8>>,
     error: Option<GatewayError>,
     body_bytes: usize,
+    /// The body did not fit the replay buffer: no retry, no fallback replay.
+    body_too_big_to_replay: bool,
+    /// A retry already decided in `upstream_response_filter` (5xx), for `error_while_proxy`.
+    retry_decided: bool,
+    /// Name of the function that answered, when one did.
+    served_by: Option<String>,
 }
 
 /// The gateway's proxy logic.
@@ -64,7 +77,12 @@ impl ArenaProxy {
 
     /// Answers the client directly with a classified error (no upstream involved).
     async fn reject(&self, session: &mut Session, ctx: &mut RequestCtx, err: GatewayError) -> Result<bool> {
-        let (header, body) = err.render(&ctx.request_id)?;
+        let (mut header, body) = err.render(&ctx.request_id)?;
+        if self.debug_headers(ctx) {
+            if let Some(route) = &ctx.route {
+                header.insert_header("x-arena-route", route.spec.name.as_str())?;
+            }
+        }
         ctx.error = Some(err);
         session.write_response_header(Box::new(header), false).await?;
         session.write_response_body(Some(body), true).await?;
@@ -73,6 +91,115 @@ impl ArenaProxy {
 
     fn debug_headers(&self, ctx: &RequestCtx) -> bool {
         ctx.snapshot.as_ref().is_some_and(|s| s.config.debug_headers)
+    }
+
+    fn fail(ctx: &mut RequestCtx, err: GatewayError) -> Box<Error> {
+        let e = err.to_pingora();
+        ctx.error = Some(err);
+        e
+    }
+
+    fn try_state(session: &Session, ctx: &RequestCtx) -> TryState {
+        let route = ctx.route.as_ref();
+        let non_idempotent_ok = route
+            .and_then(|r| r.spec.retry.as_ref())
+            .is_some_and(|r| r.non_idempotent);
+        TryState {
+            attempts: ctx.attempts,
+            idempotent: session.req_header().method.is_idempotent() || non_idempotent_ok,
+            replayable: !ctx.body_too_big_to_replay && !session.as_ref().retry_buffer_truncated(),
+            response_started: session.response_written().is_some(),
+            remaining: ctx.deadline.map_or(std::time::Duration::ZERO, |d| {
+                d.saturating_duration_since(Instant::now())
+            }),
+        }
+    }
+
+    /// Policy + budget: may this request be tried again after `cause`? Counts the retry.
+    fn retry_allowed(&self, session: &Session, ctx: &RequestCtx, cause: RetryOn) -> bool {
+        let Some(route) = &ctx.route else { return false };
+        let spec = route.spec.retry.as_ref();
+        if !attempt::may_retry(spec, cause, &Self::try_state(session, ctx)) {
+            return false;
+        }
+        // With more pods untried, or a retry policy that accepts the same pod again.
+        let more_pods = route.cluster.endpoints().active.len() > ctx.tried.len();
+        if spec.is_none() && !more_pods {
+            return false;
+        }
+        if let Some(budget) = &route.budget {
+            if !budget.try_retry() {
+                self.gw
+                    .metrics
+                    .retries
+                    .with_label_values(&[route.spec.name.as_str(), "budget_exhausted"])
+                    .inc();
+                return false;
+            }
+        }
+        let label = match cause {
+            RetryOn::ConnectFailure => "connect_failure",
+            RetryOn::Reset => "reset",
+            RetryOn::Timeout => "timeout",
+            RetryOn::Status5xx => "5xx",
+        };
+        self.gw
+            .metrics
+            .retries
+            .with_label_values(&[route.spec.name.as_str(), label])
+            .inc();
+        true
+    }
+
+    /// Ends the current try as failed, feeding the balancer and outlier detection.
+    fn end_try_failed(ctx: &mut RequestCtx) {
+        if let (Some(guard), Some(route)) = (ctx.inflight.take(), ctx.route.as_ref()) {
+            route.cluster.finish(guard, false, None);
+        }
+    }
+
+    /// Replays the request on the route's function for `reason`. `Ok(true)` when it answered.
+    async fn try_faas(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        reason: FaasReason,
+    ) -> std::result::Result<(), String> {
+        let Some(route) = ctx.route.clone() else {
+            return Err("no route".into());
+        };
+        let Some(function) = route.fallback.clone() else {
+            return Err("no function".into());
+        };
+        let limit = route.spec.replay_buffer_bytes;
+        let body = if session.as_mut().is_body_done() {
+            // Already read (or proxied) in full: pingora's retry buffer holds it.
+            match session.as_ref().get_retry_buffer() {
+                Some(b) => b,
+                None if session.as_mut().is_body_empty() => Bytes::new(),
+                None => return Err("request body was not kept for replay".into()),
+            }
+        } else {
+            match fallback::declared_body_len(session) {
+                Some(n) if n > limit => return Err(format!("request body of {n} bytes is over the replay buffer")),
+                None if reason.pods_can_still_serve() => return Err("body of unknown length is not diverted".into()),
+                _ => {}
+            }
+            let prior = session.as_ref().get_retry_buffer().unwrap_or_default();
+            match fallback::read_body(session, limit).await {
+                Ok(Some(rest)) if prior.is_empty() => rest,
+                Ok(Some(rest)) => [prior, rest].concat().into(),
+                Ok(None) => {
+                    ctx.body_too_big_to_replay = true;
+                    return Err("request body is over the replay buffer".into());
+                }
+                Err(e) => return Err(format!("reading the request body: {e}")),
+            }
+        };
+        let debug = self.debug_headers(ctx);
+        fallback::serve(session, ctx, &function, reason, body, &self.gw.metrics, debug)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -97,10 +224,6 @@ fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a [u8]> {
         .next()
 }
 
-fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
-    session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())
-}
-
 #[async_trait]
 impl ProxyHttp for ArenaProxy {
     type CTX = RequestCtx;
@@ -109,6 +232,7 @@ impl ProxyHttp for ArenaProxy {
         RequestCtx {
             started: Instant::now(),
             request_id: String::new(),
+            client_ip: None,
             snapshot: None,
             route: None,
             deadline: None,
@@ -119,19 +243,20 @@ impl ProxyHttp for ArenaProxy {
             hash_key: None,
             error: None,
             body_bytes: 0,
+            body_too_big_to_replay: false,
+            retry_decided: false,
+            served_by: None,
         }
     }
 
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         ctx.request_id = self.ids.for_request(session.req_header().headers.get("x-request-id"));
+        ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         let snapshot = self.gw.snapshot();
         let limit = snapshot.config.server.max_request_header_bytes;
         ctx.snapshot = Some(snapshot);
         if header_bytes(session.req_header()) > limit {
-            let err = GatewayError::HeadersTooLarge { limit };
-            let e = err.to_pingora();
-            ctx.error = Some(err);
-            return Err(e);
+            return Err(Self::fail(ctx, GatewayError::HeadersTooLarge { limit }));
         }
         Ok(())
     }
@@ -152,27 +277,76 @@ impl ProxyHttp for ArenaProxy {
         let Some(route) = snapshot.routes.find(&view).cloned() else {
             return self.reject(session, ctx, GatewayError::NoRoute).await;
         };
+        ctx.route = Some(Arc::clone(&route));
+
+        if let Some(limit) = &route.limit {
+            let key = limit.key(ctx.client_ip, &session.req_header().headers);
+            if let Decision::Deny { retry_after } = limit.check(key, snapshot.redis.as_deref()).await {
+                let scope = if limit.spec.scope == LimitScope::Cluster {
+                    "cluster"
+                } else {
+                    "local"
+                };
+                self.gw
+                    .metrics
+                    .rate_limited
+                    .with_label_values(&[route.spec.name.as_str(), scope])
+                    .inc();
+                let err = GatewayError::RateLimited {
+                    retry_after,
+                    limit: limit.spec.requests_per_second,
+                };
+                return self.reject(session, ctx, err).await;
+            }
+        }
+
         let limit = snapshot.config.server.max_request_body_bytes;
-        let declared = req
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<usize>().ok());
+        let declared = fallback::declared_body_len(session);
         if declared.is_some_and(|n| n > limit) {
-            ctx.route = Some(route);
             return self.reject(session, ctx, GatewayError::BodyTooLarge { limit }).await;
         }
+        ctx.body_too_big_to_replay = declared.is_some_and(|n| n > route.spec.replay_buffer_bytes);
+
+        let req = session.req_header();
         let cluster = &route.cluster.spec;
         if cluster.lb == LbKind::ConsistentHash {
             ctx.hash_key = match &cluster.hash_key {
                 Some(HashKey::Header(h)) => req.headers.get(h).map(|v| v.as_bytes().to_vec()),
                 Some(HashKey::Cookie(name)) => cookie(&req.headers, name).map(<[u8]>::to_vec),
-                Some(HashKey::ClientIp) => client_ip(session).map(|ip| ip.to_string().into_bytes()),
+                Some(HashKey::ClientIp) => ctx.client_ip.map(|ip| ip.to_string().into_bytes()),
                 None => None,
             };
         }
         ctx.deadline = Some(ctx.started + route.spec.timeout);
-        ctx.route = Some(route);
+        if let Some(budget) = &route.budget {
+            budget.on_request();
+        }
+
+        if let Some(reason) = with_rng(|rng| fallback::divert(&route, rng)) {
+            match self.try_faas(session, ctx, reason).await {
+                Ok(()) => return Ok(true),
+                Err(why) if reason.pods_can_still_serve() => {
+                    tracing::debug!(reason = reason.as_str(), %why, "function did not serve; using pods");
+                }
+                Err(why) => {
+                    let upstream = match reason {
+                        FaasReason::CircuitOpen => {
+                            format!("cluster `{}` is at its in-flight limit", route.cluster.name())
+                        }
+                        _ => format!("cluster `{}` has no pod available", route.cluster.name()),
+                    };
+                    return self
+                        .reject(session, ctx, GatewayError::FallbackFailed { upstream, faas: why })
+                        .await;
+                }
+            }
+        }
+        if route.cluster.circuit_open() {
+            let err = GatewayError::CircuitOpen {
+                cluster: route.cluster.name().to_string(),
+            };
+            return self.reject(session, ctx, err).await;
+        }
         Ok(false)
     }
 
@@ -190,10 +364,14 @@ impl ProxyHttp for ArenaProxy {
                 .as_ref()
                 .map_or(usize::MAX, |s| s.config.server.max_request_body_bytes);
             if ctx.body_bytes > limit {
-                let err = GatewayError::BodyTooLarge { limit };
-                let e = err.to_pingora();
-                ctx.error = Some(err);
-                return Err(e);
+                return Err(Self::fail(ctx, GatewayError::BodyTooLarge { limit }));
+            }
+            if ctx
+                .route
+                .as_ref()
+                .is_some_and(|r| ctx.body_bytes > r.spec.replay_buffer_bytes)
+            {
+                ctx.body_too_big_to_replay = true;
             }
         }
         Ok(())
@@ -201,62 +379,79 @@ impl ProxyHttp for ArenaProxy {
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         let Some(route) = ctx.route.clone() else {
-            let err = GatewayError::Internal("upstream_peer without a route".into());
-            let e = err.to_pingora();
-            ctx.error = Some(err);
-            return Err(e);
+            return Err(Self::fail(
+                ctx,
+                GatewayError::Internal("upstream_peer without a route".into()),
+            ));
         };
-        let now = Instant::now();
+        let cluster = &route.cluster;
+        if ctx.attempts > 0 {
+            if let Some(r) = &route.spec.retry {
+                let remaining = ctx
+                    .deadline
+                    .map_or(r.backoff, |d| d.saturating_duration_since(Instant::now()));
+                let pause = with_rng(|rng| attempt::backoff(r.backoff, ctx.attempts, rng)).min(remaining);
+                tokio::time::sleep(pause).await;
+            }
+        }
         let remaining = ctx
             .deadline
-            .map_or(route.spec.timeout, |d| d.saturating_duration_since(now));
+            .map_or(route.spec.timeout, |d| d.saturating_duration_since(Instant::now()));
         if remaining.is_zero() {
-            let err = GatewayError::UpstreamTimeout { pod: ctx.pod };
-            let e = err.to_pingora();
-            ctx.error = Some(err);
-            return Err(e);
+            return Err(Self::fail(ctx, GatewayError::UpstreamTimeout { pod: ctx.pod }));
         }
-        let cluster = &route.cluster;
+        if cluster.circuit_open() {
+            let err = GatewayError::CircuitOpen {
+                cluster: cluster.name().to_string(),
+            };
+            return Err(Self::fail(ctx, err));
+        }
         let tried = &ctx.tried;
-        let picked = RNG.with(|r| {
-            cluster.pick(
-                ctx.hash_key.as_deref(),
-                |e| !tried.contains(&e.addr),
-                &mut *r.borrow_mut(),
-            )
+        let key = ctx.hash_key.as_deref();
+        let picked = with_rng(|rng| {
+            cluster
+                .pick(key, |e| !tried.contains(&e.addr), rng)
+                // A retry on a cluster whose every pod was tried may go back to one of them.
+                .or_else(|| {
+                    if tried.is_empty() {
+                        None
+                    } else {
+                        cluster.pick(key, |_| true, rng)
+                    }
+                })
         });
         let Some(endpoint) = picked else {
             let err = GatewayError::NoEndpoints {
                 cluster: cluster.name().to_string(),
             };
-            let e = err.to_pingora();
-            ctx.error = Some(err);
-            return Err(e);
+            return Err(Self::fail(ctx, err));
         };
         let addr = endpoint.addr;
         ctx.attempts += 1;
         ctx.tried.push(addr);
         ctx.pod = Some(addr);
-        ctx.inflight = Some(endpoint.start());
+        ctx.inflight = Some(cluster.start(&endpoint));
         let spec = &cluster.spec;
+        // The try's deadline: the per-try timeout, never past the route's total deadline.
+        let per_try = spec.per_try_timeout.map_or(remaining, |p| p.min(remaining));
         let mut peer = HttpPeer::new(addr, false, String::new());
         let opts = &mut peer.options;
-        opts.connection_timeout = Some(spec.connect_timeout.min(remaining));
-        opts.total_connection_timeout = Some(spec.connect_timeout.min(remaining));
-        opts.read_timeout = Some(remaining);
-        opts.write_timeout = Some(remaining);
+        opts.connection_timeout = Some(spec.connect_timeout.min(per_try));
+        opts.total_connection_timeout = Some(spec.connect_timeout.min(per_try));
+        opts.read_timeout = Some(per_try);
+        opts.write_timeout = Some(per_try);
         opts.idle_timeout = Some(spec.idle_timeout);
         Ok(Box::new(peer))
     }
 
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
-        if let Some(ip) = client_ip(session) {
+        if let Some(ip) = ctx.client_ip {
             let xff = match upstream.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
                 Some(prev) => format!("{prev}, {ip}"),
                 None => ip.to_string(),
@@ -268,7 +463,7 @@ impl ProxyHttp for ArenaProxy {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
@@ -278,13 +473,32 @@ impl ProxyHttp for ArenaProxy {
             .and_then(|v| report::parse(v.as_bytes()));
         // Pod load is internal information: never pass it on to clients.
         upstream.remove_header(report::HEADER);
-        if let (Some(guard), Some(route)) = (ctx.inflight.take(), ctx.route.as_ref()) {
-            let tuning = &route.cluster.spec.load;
-            if upstream.status.is_server_error() {
-                guard.failure(tuning, report);
-            } else {
-                guard.success(tuning, report);
+        let Some(route) = ctx.route.clone() else { return Ok(()) };
+        let status = upstream.status.as_u16();
+        let failed = upstream.status.is_server_error();
+        if let Some(guard) = ctx.inflight.take() {
+            if !failed {
+                route.latency.record(guard.started().elapsed());
             }
+            route.cluster.finish(guard, !failed, report);
+        }
+        if !failed {
+            return Ok(());
+        }
+        if self.retry_allowed(session, ctx, RetryOn::Status5xx) {
+            ctx.retry_decided = true;
+            let mut e = Error::explain(ErrorType::HTTPStatus(status), "pod answered a server error; retrying");
+            e.set_retry(true);
+            return Err(e);
+        }
+        let wants_fallback = route
+            .spec
+            .fallback
+            .as_ref()
+            .is_some_and(|f| f.on(crate::config::FallbackOn::RetriesExhausted));
+        if wants_fallback && route.fallback.is_some() {
+            // Hand over to fail_to_proxy, which replays the request on the function.
+            return Err(Self::fail(ctx, GatewayError::BadStatus { pod: ctx.pod, status }));
         }
         Ok(())
     }
@@ -310,29 +524,15 @@ impl ProxyHttp for ArenaProxy {
 
     fn fail_to_connect(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let (Some(guard), Some(route)) = (ctx.inflight.take(), ctx.route.as_ref()) {
-            guard.failure(&route.cluster.spec.load, None);
-        }
-        // Nothing reached the pod, so another pod may take the request whatever its method.
-        let more_pods = ctx
-            .route
-            .as_ref()
-            .is_some_and(|r| r.cluster.endpoints().active.len() > ctx.tried.len());
-        if ctx.attempts < MAX_CONNECT_ATTEMPTS && more_pods {
-            e.set_retry(true);
-            if let Some(route) = &ctx.route {
-                self.gw
-                    .metrics
-                    .retries
-                    .with_label_values(&[route.spec.name.as_str(), "connect_failure"])
-                    .inc();
-            }
-        }
+        Self::end_try_failed(ctx);
+        // Nothing reached the pod, so this is safe to retry whatever the method.
+        let retry = self.retry_allowed(session, ctx, RetryOn::ConnectFailure);
+        e.set_retry(retry);
         e
     }
 
@@ -344,31 +544,67 @@ impl ProxyHttp for ArenaProxy {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
-        if let (Some(guard), Some(route)) = (ctx.inflight.take(), ctx.route.as_ref()) {
-            guard.failure(&route.cluster.spec.load, None);
-        }
+        Self::end_try_failed(ctx);
         let mut e = match ctx.pod {
             Some(pod) => e.more_context(format!("pod {pod}")),
             None => e,
         };
-        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
-            e.set_retry(false);
-        } else {
+        if std::mem::take(&mut ctx.retry_decided) {
+            e.set_retry(true);
+            return e;
+        }
+        let cause = attempt::cause_of(&e);
+        if cause != RetryOn::Status5xx && self.retry_allowed(session, ctx, cause) {
+            e.set_retry(true);
+        } else if session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated()
+            && session.response_written().is_none()
+        {
             // A pooled connection the pod had already closed: safe to replay on a fresh one.
             e.retry.decide_reuse(client_reused);
+        } else {
+            e.set_retry(false);
         }
         e
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
-        let err = ctx
+        Self::end_try_failed(ctx);
+        let mut err = ctx
             .error
             .clone()
             .unwrap_or_else(|| GatewayError::from_pingora(e, ctx.pod));
+        // The route's function takes over when the pods could not answer.
+        let fallback = ctx
+            .route
+            .as_ref()
+            .and_then(|r| r.spec.fallback.as_ref().map(|f| (f.clone(), r.fallback.is_some())));
+        if let (Some((spec, true)), Some((on, reason)), None) =
+            (fallback, attempt::fallback_reason(&err), session.response_written())
+        {
+            if spec.on(on) {
+                match self.try_faas(session, ctx, reason).await {
+                    Ok(()) => {
+                        ctx.error = None;
+                        let status = session.response_written().map_or(200, |r| r.status.as_u16());
+                        return FailToProxy {
+                            error_code: status,
+                            can_reuse_downstream: session.as_mut().is_body_done(),
+                        };
+                    }
+                    Err(why) => {
+                        err = GatewayError::FallbackFailed {
+                            upstream: err.to_string(),
+                            faas: why,
+                        };
+                    }
+                }
+            }
+        }
         let status = err.status();
         // Keep the client's connection when its request was read whole: closing it after every
         // upstream failure would turn one bad pod into a reconnect storm.
-        let reusable = err.blame() != crate::error::Blame::Client && session.as_mut().is_body_done();
+        let reusable = err.blame() != Blame::Client && session.as_mut().is_body_done();
         if let (None, Ok((mut header, body))) = (session.response_written(), err.render(&ctx.request_id)) {
             if !reusable {
                 let _ = header.insert_header(http::header::CONNECTION, "close");
@@ -406,8 +642,6 @@ impl ProxyHttp for ArenaProxy {
 
     fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {
         // Client mistakes are counted in metrics; logging each would let clients flood the log.
-        ctx.error
-            .as_ref()
-            .is_some_and(|e| e.blame() == crate::error::Blame::Client)
+        ctx.error.as_ref().is_some_and(|e| e.blame() == Blame::Client)
     }
 }

@@ -6,7 +6,11 @@ use http::{HeaderMap, Method};
 
 use crate::cluster::Cluster;
 use crate::config::{Match, PathMatch, RouteSpec};
+use crate::faas::Function;
 use crate::metrics::RouteMetrics;
+use crate::resilience::budget::RetryBudget;
+use crate::resilience::latency::LatencyWindow;
+use crate::resilience::rate_limit::RouteLimit;
 
 /// The parts of a request that routing looks at.
 pub struct RequestView<'a> {
@@ -67,11 +71,15 @@ impl Match {
     }
 }
 
-/// A route ready to serve: its spec, its cluster and its metric handles.
+/// A route ready to serve: its spec, its cluster, its resilience state and metric handles.
 pub struct Route {
     pub spec: RouteSpec,
     pub cluster: Arc<Cluster>,
     pub metrics: RouteMetrics,
+    pub budget: Option<RetryBudget>,
+    pub limit: Option<RouteLimit>,
+    pub fallback: Option<Arc<Function>>,
+    pub latency: LatencyWindow,
 }
 
 /// Routes in file order.
