@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-deploy/local/prereqs.sh
+deploy/local/prereqs.sh redis
 
 echo "==> format"
 cargo fmt --all -- --check

@@ -1,0 +1,294 @@
+//! Resilience against real misbehaving pods: a stuck (dead-looping) pod, pods that all fail,
+//! rate limits (local and shared through a real Redis), and the circuit breaker.
+//! Assertions are about outcomes (status codes, counts, which pod), never about speed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::gateway::{Gateway, Pod};
+use support::http::{client, get, send};
+use support::procs::{free_addr, Proc};
+
+fn endpoints(pods: &[&Pod]) -> String {
+    pods.iter()
+        .map(|p| format!("\"{}\"", p.addr))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Sends `n` GETs from `workers` concurrent clients; returns (status → count, backend → count).
+async fn load(
+    addr: std::net::SocketAddr,
+    path: &str,
+    n: usize,
+    workers: usize,
+) -> (HashMap<u16, usize>, HashMap<String, usize>) {
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let path = path.to_string();
+        tasks.push(tokio::spawn(async move {
+            let c = client();
+            let mut statuses = HashMap::new();
+            let mut backends = HashMap::new();
+            for _ in 0..n / workers {
+                let r = send(&c, http::Method::GET, addr, &path, &[], b"", Duration::from_secs(10))
+                    .await
+                    .unwrap();
+                *statuses.entry(r.status).or_insert(0) += 1;
+                let b = r.header("x-arena-backend").unwrap_or("-").to_string();
+                *backends.entry(b).or_insert(0) += 1;
+            }
+            (statuses, backends)
+        }));
+    }
+    let mut statuses = HashMap::new();
+    let mut backends = HashMap::new();
+    for t in tasks {
+        let (s, b) = t.await.unwrap();
+        for (k, v) in s {
+            *statuses.entry(k).or_insert(0) += v;
+        }
+        for (k, v) in b {
+            *backends.entry(k).or_insert(0) += v;
+        }
+    }
+    (statuses, backends)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_pod_costs_no_errors_and_gets_ejected() {
+    let good: Vec<Pod> = (101..=103)
+        .map(|i| Pod::start(&format!("127.0.0.{i}"), &["--latency", "1ms"]))
+        .collect();
+    let stuck = Pod::start("127.0.0.104", &["--stuck"]);
+    let refs: Vec<&Pod> = good.iter().chain([&stuck]).collect();
+    let body = format!(
+        "clusters:\n  - name: battle\n    endpoints: [{}]\n    lb: round_robin\n    per_try_timeout: 300ms\n    outlier: {{ consecutive_failures: 3, base_ejection: 30s, max_ejection: 60s, max_ejected_percent: 50 }}\nroutes:\n  - name: live\n    match: {{ path_prefix: /v1/matches }}\n    cluster: battle\n    timeout: 3s\n    retry: {{ attempts: 2, on: [timeout, connect_failure, reset] }}\n",
+        endpoints(&refs)
+    );
+    let gw = Gateway::start(&body);
+    // Round robin keeps sending the stuck pod its share until it is ejected: each of those
+    // tries times out and moves to another pod.
+    let (statuses, backends) = load(gw.addr, "/v1/matches/m1/live", 200, 8).await;
+    assert_eq!(
+        statuses.get(&200),
+        Some(&200),
+        "every request must succeed: {statuses:?}"
+    );
+    assert!(
+        !backends.contains_key(&stuck.addr.to_string()),
+        "the stuck pod never answers: {backends:?}"
+    );
+
+    let c = client();
+    let view = get(&c, gw.admin, "/clusters", &[]).await.json();
+    let pod = view["clusters"][0]["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["address"] == stuck.addr.to_string())
+        .unwrap()
+        .clone();
+    assert_eq!(pod["state"], "ejected", "{pod}");
+    assert!(pod["health"]["ejections"].as_u64().unwrap() >= 1);
+    // After ejection the stuck pod is not tried any more: no further retries needed.
+    let before = get(&c, gw.admin, "/metrics", &[]).await.text();
+    let retries = |m: &str| -> u64 {
+        m.lines()
+            .filter(|l| l.starts_with("arena_retries_total{cause=\"timeout\",route=\"live\"}"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let (statuses, _) = load(gw.addr, "/v1/matches/m1/live", 100, 4).await;
+    assert_eq!(statuses.get(&200), Some(&100));
+    let after = get(&c, gw.admin, "/metrics", &[]).await.text();
+    assert_eq!(
+        retries(&before),
+        retries(&after),
+        "no timeouts once the stuck pod is ejected"
+    );
+    assert!(
+        after.contains(&format!(
+            "arena_endpoint_ejected{{cluster=\"battle\",pod=\"{}\",state=\"healthy\"}} 1",
+            stuck.addr
+        )),
+        "{after}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_budget_caps_retries_when_every_pod_fails() {
+    let pods: Vec<Pod> = (105..=107)
+        .map(|i| Pod::start(&format!("127.0.0.{i}"), &["--error-rate", "1.0"]))
+        .collect();
+    let refs: Vec<&Pod> = pods.iter().collect();
+    let body = format!(
+        "clusters:\n  - name: broken\n    endpoints: [{}]\n    outlier: {{ consecutive_failures: 1000 }}\nroutes:\n  - name: verify\n    match: {{}}\n    cluster: broken\n    retry: {{ attempts: 3, on: [5xx], budget_percent: 20, min_per_second: 1, backoff: 1ms }}\n",
+        endpoints(&refs)
+    );
+    let gw = Gateway::start(&body);
+    let c = client();
+    let mut tries = 0usize;
+    for _ in 0..200 {
+        let r = get(&c, gw.addr, "/v1/matches", &[]).await;
+        assert_eq!(
+            r.status, 500,
+            "the pods' own error passes through once retries are spent"
+        );
+        tries += r.header("x-arena-attempts").unwrap().parse::<usize>().unwrap();
+    }
+    let retries = tries - 200;
+    // Budget: 20% of 200 requests + 1/s over the 10 s window = at most 50 retries,
+    // where an unbounded policy would have made 400.
+    println!("retries with budget: {retries}");
+    assert!(retries <= 50, "{retries} retries exceed the budget");
+    assert!(retries >= 30, "the budget should still allow retries: {retries}");
+    let m = get(&c, gw.admin, "/metrics", &[]).await.text();
+    assert!(
+        m.contains("arena_retries_total{cause=\"budget_exhausted\",route=\"verify\"}"),
+        "{m}"
+    );
+}
+
+/// Sends at `rps` for `secs` seconds on a fixed schedule; returns (admitted, limited).
+async fn steady(
+    addr: std::net::SocketAddr,
+    rps: u64,
+    secs: u64,
+    headers: &'static [(&'static str, &'static str)],
+) -> (usize, usize) {
+    let ok = Arc::new(AtomicUsize::new(0));
+    let limited = Arc::new(AtomicUsize::new(0));
+    let c = client();
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rps));
+    let mut tasks = Vec::new();
+    for _ in 0..rps * secs {
+        tick.tick().await;
+        let (ok, limited, c) = (Arc::clone(&ok), Arc::clone(&limited), c.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = send(
+                &c,
+                http::Method::GET,
+                addr,
+                "/v1/matches",
+                headers,
+                b"",
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+            match r.status {
+                200 => ok.fetch_add(1, Ordering::Relaxed),
+                429 => {
+                    assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+                    assert!(r.header("ratelimit-limit").is_some());
+                    assert_eq!(r.json()["error"], "rate_limited");
+                    limited.fetch_add(1, Ordering::Relaxed)
+                }
+                s => panic!("unexpected status {s}"),
+            };
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (ok.load(Ordering::Relaxed), limited.load(Ordering::Relaxed))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_rate_limit_admits_the_configured_rate() {
+    let pod = Pod::start("127.0.0.108", &[]);
+    let body = format!(
+        "clusters:\n  - name: c\n    endpoints: [\"{}\"]\nroutes:\n  - name: matches\n    match: {{}}\n    cluster: c\n    rate_limit: {{ requests_per_second: 40, burst: 10, key: header:x-api-key }}\n",
+        pod.addr
+    );
+    let gw = Gateway::start(&body);
+    // Twice the allowed rate for 10 s from one key: ~40/s admitted (+ the burst).
+    let (ok, limited) = steady(gw.addr, 80, 10, &[("x-api-key", "team-a")]).await;
+    println!("admitted {ok}, limited {limited}");
+    let expected = 40.0 * 10.0 + 10.0;
+    assert!(
+        (ok as f64 - expected).abs() <= expected * 0.10,
+        "admitted {ok}, expected ~{expected}"
+    );
+    // Another key has its own budget.
+    let c = client();
+    assert_eq!(
+        get(&c, gw.addr, "/v1/matches", &[("x-api-key", "team-b")]).await.status,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn circuit_breaker_fails_fast_beyond_max_in_flight() {
+    let pod = Pod::start("127.0.0.109", &["--latency", "400ms"]);
+    let body = format!(
+        "clusters:\n  - name: slow\n    endpoints: [\"{}\"]\n    max_in_flight: 2\nroutes:\n  - name: all\n    match: {{}}\n    cluster: slow\n",
+        pod.addr
+    );
+    let gw = Gateway::start(&body);
+    let (statuses, _) = load(gw.addr, "/v1/matches", 6, 6).await;
+    assert_eq!(statuses.get(&200), Some(&2), "{statuses:?}");
+    assert_eq!(statuses.get(&503), Some(&4), "{statuses:?}");
+}
+
+/// A real redis-server on a free loopback port.
+fn redis() -> (Proc, std::net::SocketAddr) {
+    let addr = free_addr("127.0.0.1");
+    let mut cmd = Command::new("redis-server");
+    cmd.args([
+        "--port",
+        &addr.port().to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ])
+    .stdout(std::process::Stdio::null());
+    let proc = Proc::spawn("redis-server", cmd);
+    support::procs::wait_listening(addr, Duration::from_secs(10));
+    (proc, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_rate_limit_is_shared_through_redis_and_survives_its_loss() {
+    let (mut redis, redis_addr) = redis();
+    let pod = Pod::start("127.0.0.110", &[]);
+    let body = format!(
+        "redis: {{ url: \"redis://{redis_addr}\", timeout: 100ms }}\nclusters:\n  - name: c\n    endpoints: [\"{}\"]\nroutes:\n  - name: matches\n    match: {{}}\n    cluster: c\n    rate_limit: {{ requests_per_second: 30, burst: 5, key: route, scope: cluster, local_share: 0.5 }}\n",
+        pod.addr
+    );
+    let a = Gateway::start(&body);
+    let b = Gateway::start(&body);
+    // 40/s into each gateway for 5 s: 400 requests against one shared budget of 30/s.
+    let (ra, rb) = tokio::join!(steady(a.addr, 40, 5, &[]), steady(b.addr, 40, 5, &[]));
+    let admitted = ra.0 + rb.0;
+    println!("shared limit admitted {admitted} (a {}, b {})", ra.0, rb.0);
+    let expected = 30.0 * 5.0 + 5.0;
+    assert!(
+        (admitted as f64 - expected).abs() <= expected * 0.15,
+        "admitted {admitted}, expected ~{expected}"
+    );
+    assert!(ra.0 > 0 && rb.0 > 0);
+
+    // Redis dies: no errors, each gateway keeps limiting locally at half the rate.
+    redis.kill();
+    let (ra, rb) = tokio::join!(steady(a.addr, 40, 5, &[]), steady(b.addr, 40, 5, &[]));
+    println!("without redis admitted a {} b {}", ra.0, rb.0);
+    for (ok, _) in [ra, rb] {
+        let local = 15.0 * 5.0 + 3.0;
+        assert!(
+            (ok as f64 - local).abs() <= local * 0.25,
+            "local fallback admitted {ok}, expected ~{local}"
+        );
+    }
+}
