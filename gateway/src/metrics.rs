@@ -27,6 +27,7 @@ pub struct Metrics {
     pub config_generation: IntGauge,
     pub last_reload_success: IntGauge,
     pub rate_limited: IntCounterVec,
+    pub hedges: IntCounterVec,
     pub faas_requests: IntCounterVec,
     pub faas_duration: HistogramVec,
 }
@@ -90,6 +91,12 @@ impl Metrics {
         )?;
         registry.register(Box::new(faas_duration.clone()))?;
         Ok(Metrics {
+            hedges: counter_vec(
+                &registry,
+                "arena_hedges_total",
+                "Hedged tries launched, and hedges that won",
+                &["route", "result"],
+            )?,
             rate_limited: counter_vec(
                 &registry,
                 "arena_rate_limited_total",

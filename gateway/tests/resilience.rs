@@ -292,3 +292,26 @@ async fn cluster_rate_limit_is_shared_through_redis_and_survives_its_loss() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hedging_hides_a_stuck_pod_and_gets_it_ejected() {
+    let good: Vec<Pod> = (111..=112).map(|i| Pod::start(&format!("127.0.0.{i}"), &["--latency", "1ms"])).collect();
+    let stuck = Pod::start("127.0.0.113", &["--stuck"]);
+    let refs: Vec<&Pod> = good.iter().chain([&stuck]).collect();
+    let body = format!(
+        "clusters:\n  - name: live\n    endpoints: [{}]\n    lb: round_robin\n    per_try_timeout: 5s\n    outlier: {{ consecutive_failures: 3, base_ejection: 30s }}\nroutes:\n  - name: live\n    match: {{ path_prefix: /v1/matches }}\n    cluster: live\n    timeout: 6s\n    hedge: {{ after: 30ms, max_extra: 1 }}\n",
+        endpoints(&refs)
+    );
+    let gw = Gateway::start(&body);
+    // No retry policy and a per-try timeout far beyond the test: only hedging can save the
+    // requests that land on the stuck pod.
+    let (statuses, backends) = load(gw.addr, "/v1/matches/m1/live", 60, 3).await;
+    assert_eq!(statuses.get(&200), Some(&60), "{statuses:?}");
+    assert!(!backends.contains_key(&stuck.addr.to_string()));
+    let c = client();
+    let m = get(&c, gw.admin, "/metrics", &[]).await.text();
+    assert!(m.contains("arena_hedges_total{result=\"won\",route=\"live\"}"), "{m}");
+    let view = get(&c, gw.admin, "/clusters", &[]).await.json();
+    let pod = view["clusters"][0]["pods"].as_array().unwrap().iter().find(|p| p["address"] == stuck.addr.to_string()).unwrap().clone();
+    assert_eq!(pod["state"], "ejected", "lost hedge races count against the stuck pod: {pod}");
+}

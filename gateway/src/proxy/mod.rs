@@ -4,6 +4,7 @@
 
 pub mod attempt;
 mod fallback;
+mod hedge;
 mod request_id;
 
 use std::cell::RefCell;
@@ -65,14 +66,103 @@ pub struct RequestCtx {
 pub struct ArenaProxy {
     gw: Arc<Gateway>,
     ids: RequestIds,
+    hedger: hedge::Hedger,
+}
+
+/// Adds the headers the gateway sets on every request to a pod.
+fn add_forwarding_headers(upstream: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
+    upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+    if let Some(ip) = ctx.client_ip {
+        let xff = match upstream.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prev) => format!("{prev}, {ip}"),
+            None => ip.to_string(),
+        };
+        upstream.insert_header("x-forwarded-for", xff)?;
+    }
+    Ok(())
+}
+
+/// True when the route replays on its function once the pods' tries are spent.
+fn wants_fallback(route: &Route) -> bool {
+    route.fallback.is_some()
+        && route
+            .spec
+            .fallback
+            .as_ref()
+            .is_some_and(|f| f.on(crate::config::FallbackOn::RetriesExhausted))
 }
 
 impl ArenaProxy {
     pub fn new(gw: Arc<Gateway>) -> Self {
+        let pool = gw.snapshot().config.server.upstream_keepalive_pool_size;
         ArenaProxy {
             gw,
             ids: RequestIds::new(),
+            hedger: hedge::Hedger::new(pool),
         }
+    }
+
+    /// Headers the gateway adds to every answer from a pod.
+    fn response_headers(&self, response: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
+        response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if self.debug_headers(ctx) {
+            if let Some(pod) = ctx.pod {
+                response.insert_header("x-arena-backend", pod.to_string())?;
+            }
+            if let Some(route) = &ctx.route {
+                response.insert_header("x-arena-route", route.spec.name.as_str())?;
+            }
+            response.insert_header("x-arena-attempts", ctx.attempts.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Final answer for a request the pods could not serve: the route's function when the
+    /// policy says so, else the classified error. Returns (status, connection reusable).
+    async fn answer_failure(&self, session: &mut Session, ctx: &mut RequestCtx, mut err: GatewayError) -> (u16, bool) {
+        let fallback = ctx
+            .route
+            .as_ref()
+            .and_then(|r| r.spec.fallback.as_ref().map(|f| (f.clone(), r.fallback.is_some())));
+        if let (Some((spec, true)), Some((on, reason)), None) =
+            (fallback, attempt::fallback_reason(&err), session.response_written())
+        {
+            if spec.on(on) {
+                match self.try_faas(session, ctx, reason).await {
+                    Ok(()) => {
+                        ctx.error = None;
+                        let status = session.response_written().map_or(200, |r| r.status.as_u16());
+                        return (status, session.as_mut().is_body_done());
+                    }
+                    Err(why) => {
+                        err = GatewayError::FallbackFailed {
+                            upstream: err.to_string(),
+                            faas: why,
+                        };
+                    }
+                }
+            }
+        }
+        let status = err.status();
+        // Keep the client's connection when its request was read whole: closing it after every
+        // upstream failure would turn one bad pod into a reconnect storm.
+        let reusable = err.blame() != Blame::Client && session.as_mut().is_body_done();
+        if let (None, Ok((mut header, body))) = (session.response_written(), err.render(&ctx.request_id)) {
+            if !reusable {
+                let _ = header.insert_header(http::header::CONNECTION, "close");
+            }
+            if self.debug_headers(ctx) {
+                if let Some(route) = &ctx.route {
+                    let _ = header.insert_header("x-arena-route", route.spec.name.as_str());
+                }
+                let _ = header.insert_header("x-arena-attempts", ctx.attempts.to_string());
+            }
+            if session.write_response_header(Box::new(header), false).await.is_ok() {
+                let _ = session.write_response_body(Some(body), true).await;
+            }
+        }
+        ctx.error = Some(err);
+        (status, reusable)
     }
 
     /// Answers the client directly with a classified error (no upstream involved).
@@ -347,6 +437,12 @@ impl ProxyHttp for ArenaProxy {
             };
             return self.reject(session, ctx, err).await;
         }
+        if let Some(spec) = route.spec.hedge {
+            let bodyless = fallback::declared_body_len(session) == Some(0);
+            if bodyless && session.req_header().method.is_idempotent() && hedge::hedge_delay(&spec, &route).is_some() {
+                return self.serve_hedged(session, ctx, route, spec).await;
+            }
+        }
         Ok(false)
     }
 
@@ -450,15 +546,7 @@ impl ProxyHttp for ArenaProxy {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
-        if let Some(ip) = ctx.client_ip {
-            let xff = match upstream.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-                Some(prev) => format!("{prev}, {ip}"),
-                None => ip.to_string(),
-            };
-            upstream.insert_header("x-forwarded-for", xff)?;
-        }
-        Ok(())
+        add_forwarding_headers(upstream, ctx)
     }
 
     async fn upstream_response_filter(
@@ -491,12 +579,7 @@ impl ProxyHttp for ArenaProxy {
             e.set_retry(true);
             return Err(e);
         }
-        let wants_fallback = route
-            .spec
-            .fallback
-            .as_ref()
-            .is_some_and(|f| f.on(crate::config::FallbackOn::RetriesExhausted));
-        if wants_fallback && route.fallback.is_some() {
+        if wants_fallback(&route) {
             // Hand over to fail_to_proxy, which replays the request on the function.
             return Err(Self::fail(ctx, GatewayError::BadStatus { pod: ctx.pod, status }));
         }
@@ -509,17 +592,7 @@ impl ProxyHttp for ArenaProxy {
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        response.insert_header("x-request-id", ctx.request_id.as_str())?;
-        if self.debug_headers(ctx) {
-            if let Some(pod) = ctx.pod {
-                response.insert_header("x-arena-backend", pod.to_string())?;
-            }
-            if let Some(route) = &ctx.route {
-                response.insert_header("x-arena-route", route.spec.name.as_str())?;
-            }
-            response.insert_header("x-arena-attempts", ctx.attempts.to_string())?;
-        }
-        Ok(())
+        self.response_headers(response, ctx)
     }
 
     fn fail_to_connect(
@@ -570,59 +643,14 @@ impl ProxyHttp for ArenaProxy {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
         Self::end_try_failed(ctx);
-        let mut err = ctx
+        let err = ctx
             .error
             .clone()
             .unwrap_or_else(|| GatewayError::from_pingora(e, ctx.pod));
-        // The route's function takes over when the pods could not answer.
-        let fallback = ctx
-            .route
-            .as_ref()
-            .and_then(|r| r.spec.fallback.as_ref().map(|f| (f.clone(), r.fallback.is_some())));
-        if let (Some((spec, true)), Some((on, reason)), None) =
-            (fallback, attempt::fallback_reason(&err), session.response_written())
-        {
-            if spec.on(on) {
-                match self.try_faas(session, ctx, reason).await {
-                    Ok(()) => {
-                        ctx.error = None;
-                        let status = session.response_written().map_or(200, |r| r.status.as_u16());
-                        return FailToProxy {
-                            error_code: status,
-                            can_reuse_downstream: session.as_mut().is_body_done(),
-                        };
-                    }
-                    Err(why) => {
-                        err = GatewayError::FallbackFailed {
-                            upstream: err.to_string(),
-                            faas: why,
-                        };
-                    }
-                }
-            }
-        }
-        let status = err.status();
-        // Keep the client's connection when its request was read whole: closing it after every
-        // upstream failure would turn one bad pod into a reconnect storm.
-        let reusable = err.blame() != Blame::Client && session.as_mut().is_body_done();
-        if let (None, Ok((mut header, body))) = (session.response_written(), err.render(&ctx.request_id)) {
-            if !reusable {
-                let _ = header.insert_header(http::header::CONNECTION, "close");
-            }
-            if self.debug_headers(ctx) {
-                if let Some(route) = &ctx.route {
-                    let _ = header.insert_header("x-arena-route", route.spec.name.as_str());
-                }
-                let _ = header.insert_header("x-arena-attempts", ctx.attempts.to_string());
-            }
-            if session.write_response_header(Box::new(header), false).await.is_ok() {
-                let _ = session.write_response_body(Some(body), true).await;
-            }
-        }
-        ctx.error = Some(err);
+        let (error_code, can_reuse_downstream) = self.answer_failure(session, ctx, err).await;
         FailToProxy {
-            error_code: status,
-            can_reuse_downstream: reusable,
+            error_code,
+            can_reuse_downstream,
         }
     }
 
