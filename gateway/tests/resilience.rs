@@ -295,7 +295,9 @@ async fn cluster_rate_limit_is_shared_through_redis_and_survives_its_loss() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hedging_hides_a_stuck_pod_and_gets_it_ejected() {
-    let good: Vec<Pod> = (111..=112).map(|i| Pod::start(&format!("127.0.0.{i}"), &["--latency", "1ms"])).collect();
+    let good: Vec<Pod> = (111..=112)
+        .map(|i| Pod::start(&format!("127.0.0.{i}"), &["--latency", "1ms"]))
+        .collect();
     let stuck = Pod::start("127.0.0.113", &["--stuck"]);
     let refs: Vec<&Pod> = good.iter().chain([&stuck]).collect();
     let body = format!(
@@ -312,6 +314,15 @@ async fn hedging_hides_a_stuck_pod_and_gets_it_ejected() {
     let m = get(&c, gw.admin, "/metrics", &[]).await.text();
     assert!(m.contains("arena_hedges_total{result=\"won\",route=\"live\"}"), "{m}");
     let view = get(&c, gw.admin, "/clusters", &[]).await.json();
-    let pod = view["clusters"][0]["pods"].as_array().unwrap().iter().find(|p| p["address"] == stuck.addr.to_string()).unwrap().clone();
-    assert_eq!(pod["state"], "ejected", "lost hedge races count against the stuck pod: {pod}");
+    let pod = view["clusters"][0]["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["address"] == stuck.addr.to_string())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        pod["state"], "ejected",
+        "lost hedge races count against the stuck pod: {pod}"
+    );
 }

@@ -763,6 +763,13 @@ struct Resilience {
 fn route_resilience(c: &mut Check<'_>, i: usize, r: &RouteFile, extras: &RouteExtras<'_>) -> Resilience {
     let at = |key: &'static str, sub: &'static str| [Seg::Key("routes"), Seg::Index(i), Seg::Key(key), Seg::Key(sub)];
     let mut out = Resilience::default();
+    if r.replay_buffer_bytes.is_some_and(|n| n > 64 * 1024) {
+        c.error(
+            &[Seg::Key("routes"), Seg::Index(i), Seg::Key("replay_buffer_bytes")],
+            "replay_buffer_bytes is at most 65536",
+            Some("pingora keeps at most 64 KiB of a request body for replay".into()),
+        );
+    }
     if let Some(rt) = &r.retry {
         if !(1..=10).contains(&rt.attempts) {
             c.error(
@@ -1181,6 +1188,76 @@ routes:
         assert!(errs.to_string().contains("did you mean `listeners`"), "{errs}");
         let errs = load("listeners: [\n", "x.yaml").unwrap_err();
         assert!(errs.to_string().contains("YAML syntax error"), "{errs}");
+    }
+
+    #[test]
+    fn resilience_keys_are_checked() {
+        let text = "\
+listeners: [{ name: p, address: 127.0.0.1:8080 }]
+faas:
+  - { name: verify-fn, kind: http, url: http://127.0.0.1:8095 }
+  - { name: lam, kind: aws_lambda, function: verify }
+clusters:
+  - { name: c, endpoints: [\"127.0.0.1:1\"], outlier: { max_ejected_percent: 150 } }
+routes:
+  - name: r
+    match: {}
+    cluster: c
+    fallback: { faas: verify-fnn, warm_share: 200% }
+    rate_limit: { requests_per_second: 10, scope: cluster, key: cookie:x }
+    hedge: { after: soon }
+    retry: { attempts: 0 }
+";
+        let all = load(text, "r.yaml").unwrap_err().to_string();
+        for needle in [
+            "fallback names unknown function `verify-fnn`",
+            "did you mean `verify-fn`",
+            "r.yaml:11:23",
+            "bad warm_share",
+            "needs a `redis:` section",
+            "bad rate_limit.key",
+            "bad hedge.after `soon`",
+            "retry.attempts must be 1..10",
+            "kind `aws_lambda` needs `function` and `region`",
+            "max_ejected_percent must be 0..100",
+        ] {
+            assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn resilience_defaults_and_env_headers() {
+        std::env::set_var("ARENA_TEST_FN_TOKEN", "s3cret");
+        let text = "\
+listeners: [{ name: p, address: 127.0.0.1:8080 }]
+faas: [{ name: f, kind: http, url: \"http://127.0.0.1:8095/\", headers: { authorization: \"Bearer ${env:ARENA_TEST_FN_TOKEN}\" } }]
+clusters: [{ name: c, endpoints: [\"127.0.0.1:1\"], per_try_timeout: 800ms }]
+routes:
+  - { name: r, match: {}, cluster: c, retry: { attempts: 2 }, hedge: { after: p95 }, fallback: { faas: f, warm_share: 1% } }
+";
+        let cfg = load(text, "ok.yaml").unwrap().config;
+        let r = &cfg.routes[0];
+        assert_eq!(
+            r.retry.as_ref().unwrap().on,
+            vec![RetryOn::ConnectFailure, RetryOn::Reset, RetryOn::Timeout]
+        );
+        assert_eq!(r.hedge.unwrap().after, HedgeAfter::Percentile(0.95));
+        assert_eq!(r.fallback.as_ref().unwrap().warm_share, 0.01);
+        assert_eq!(r.fallback.as_ref().unwrap().on.len(), 3);
+        assert_eq!(cfg.faas[0].headers[0].1, "Bearer s3cret");
+        assert_eq!(
+            cfg.faas[0].target,
+            FaasTarget::Http {
+                url: "http://127.0.0.1:8095".into()
+            }
+        );
+        assert_eq!(cfg.clusters[0].per_try_timeout, Some(Duration::from_millis(800)));
+        assert_eq!(cfg.clusters[0].outlier.consecutive_failures, 5);
+        let missing = text.replace("ARENA_TEST_FN_TOKEN", "ARENA_TEST_UNSET_VAR");
+        assert!(load(&missing, "x.yaml")
+            .unwrap_err()
+            .to_string()
+            .contains("`ARENA_TEST_UNSET_VAR` is unset"));
     }
 
     #[test]
