@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 deploy/local/prereqs.sh redis
+deploy/local/faas-setup.sh
 
 echo "==> format"
 cargo fmt --all -- --check

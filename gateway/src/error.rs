@@ -170,13 +170,6 @@ impl GatewayError {
             header.insert_header("ratelimit-remaining", "0")?;
             header.insert_header("ratelimit-reset", secs.max(1).to_string())?;
         }
-        if matches!(
-            self,
-            GatewayError::HeadersTooLarge { .. } | GatewayError::BodyTooLarge { .. } | GatewayError::BadRequest(_)
-        ) {
-            // The rest of the request may be unread; do not reuse the connection.
-            header.insert_header(http::header::CONNECTION, "close")?;
-        }
         Ok((header, body))
     }
 }

@@ -159,10 +159,18 @@ pub fn api_gateway_v2_event(req: &FaasRequest) -> Value {
         }
     }
     headers.insert("x-request-id".into(), Value::from(req.request_id.as_str()));
+    // Decoded, and repeated keys joined with commas, as API Gateway does.
     let mut params = Map::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        params.insert(k.to_string(), Value::from(v));
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        match params.get_mut(k.as_ref()) {
+            Some(Value::String(prev)) => {
+                prev.push(',');
+                prev.push_str(&v);
+            }
+            _ => {
+                params.insert(k.into_owned(), Value::from(v.into_owned()));
+            }
+        }
     }
     let (body, b64) = match std::str::from_utf8(&req.body) {
         Ok(text) => (text.to_string(), false),
@@ -277,7 +285,7 @@ mod tests {
         headers.insert("x-api-key", HeaderValue::from_static("k"));
         let req = FaasRequest {
             method: http::Method::POST,
-            path_and_query: "/v1/verify?match=7&x".into(),
+            path_and_query: "/v1/verify?match=7&x&name=a%20b&tag=1&tag=2".into(),
             headers,
             body: Bytes::from_static(b"{\"kills\":3}"),
             client_ip: Some([10, 0, 0, 1].into()),
@@ -286,8 +294,10 @@ mod tests {
         let e = api_gateway_v2_event(&req);
         assert_eq!(e["version"], "2.0");
         assert_eq!(e["rawPath"], "/v1/verify");
-        assert_eq!(e["rawQueryString"], "match=7&x");
+        assert_eq!(e["rawQueryString"], "match=7&x&name=a%20b&tag=1&tag=2");
         assert_eq!(e["queryStringParameters"]["match"], "7");
+        assert_eq!(e["queryStringParameters"]["name"], "a b");
+        assert_eq!(e["queryStringParameters"]["tag"], "1,2");
         assert_eq!(e["requestContext"]["http"]["method"], "POST");
         assert_eq!(e["requestContext"]["http"]["sourceIp"], "10.0.0.1");
         assert_eq!(e["requestContext"]["domainName"], "api.arena.gg");

@@ -46,7 +46,12 @@ pub fn may_retry(retry: Option<&RetrySpec>, cause: RetryOn, s: &TryState) -> boo
         return false;
     }
     match retry {
-        Some(r) => r.retries_on(cause) && s.attempts < r.attempts && (s.idempotent || r.non_idempotent),
+        // A connect failure never reached the pod: safe to retry whatever the method.
+        Some(r) => {
+            r.retries_on(cause)
+                && s.attempts < r.attempts
+                && (s.idempotent || r.non_idempotent || cause == RetryOn::ConnectFailure)
+        }
         None => cause == RetryOn::ConnectFailure && s.attempts < DEFAULT_CONNECT_ATTEMPTS,
     }
 }
@@ -137,6 +142,11 @@ mod tests {
             ..state(1)
         };
         assert!(!may_retry(Some(&r), RetryOn::Timeout, &post));
+        let r3 = spec(2, vec![RetryOn::ConnectFailure]);
+        assert!(
+            may_retry(Some(&r3), RetryOn::ConnectFailure, &post),
+            "nothing reached the pod"
+        );
         let r2 = RetrySpec {
             non_idempotent: true,
             ..r.clone()

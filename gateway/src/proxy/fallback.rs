@@ -122,6 +122,10 @@ pub async fn serve(
             }
             h.insert_header("x-arena-attempts", ctx.attempts.to_string())?;
         }
+        if ctx.closing {
+            // pingora writes `Connection` itself from the session's keep-alive setting.
+            session.as_mut().set_keepalive(None);
+        }
         session.write_response_header(Box::new(h), false).await?;
         session.write_response_body(Some(resp.body.clone()), true).await
     };

@@ -60,6 +60,9 @@ pub struct RequestCtx {
     retry_decided: bool,
     /// Name of the function that answered, when one did.
     served_by: Option<String>,
+    /// The answer is written from pingora's failure path, after which pingora closes the
+    /// client connection whatever we say: tell the client so it does not reuse it.
+    closing: bool,
 }
 
 /// The gateway's proxy logic.
@@ -132,7 +135,7 @@ impl ArenaProxy {
                     Ok(()) => {
                         ctx.error = None;
                         let status = session.response_written().map_or(200, |r| r.status.as_u16());
-                        return (status, session.as_mut().is_body_done());
+                        return (status, !ctx.closing && session.as_mut().is_body_done());
                     }
                     Err(why) => {
                         err = GatewayError::FallbackFailed {
@@ -146,10 +149,11 @@ impl ArenaProxy {
         let status = err.status();
         // Keep the client's connection when its request was read whole: closing it after every
         // upstream failure would turn one bad pod into a reconnect storm.
-        let reusable = err.blame() != Blame::Client && session.as_mut().is_body_done();
+        let reusable = !ctx.closing && err.blame() != Blame::Client && session.as_mut().is_body_done();
         if let (None, Ok((mut header, body))) = (session.response_written(), err.render(&ctx.request_id)) {
             if !reusable {
-                let _ = header.insert_header(http::header::CONNECTION, "close");
+                // pingora writes `Connection` itself from the session's keep-alive setting.
+                session.as_mut().set_keepalive(None);
             }
             if self.debug_headers(ctx) {
                 if let Some(route) = &ctx.route {
@@ -172,6 +176,10 @@ impl ArenaProxy {
             if let Some(route) = &ctx.route {
                 header.insert_header("x-arena-route", route.spec.name.as_str())?;
             }
+        }
+        if err.blame() == Blame::Client && !matches!(err, GatewayError::NoRoute | GatewayError::RateLimited { .. }) {
+            // The rest of the request may be unread: do not reuse the connection.
+            session.as_mut().set_keepalive(None);
         }
         ctx.error = Some(err);
         session.write_response_header(Box::new(header), false).await?;
@@ -336,6 +344,7 @@ impl ProxyHttp for ArenaProxy {
             body_too_big_to_replay: false,
             retry_decided: false,
             served_by: None,
+            closing: false,
         }
     }
 
@@ -643,6 +652,7 @@ impl ProxyHttp for ArenaProxy {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
         Self::end_try_failed(ctx);
+        ctx.closing = true;
         let err = ctx
             .error
             .clone()
@@ -670,6 +680,7 @@ impl ProxyHttp for ArenaProxy {
 
     fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {
         // Client mistakes are counted in metrics; logging each would let clients flood the log.
-        ctx.error.as_ref().is_some_and(|e| e.blame() == Blame::Client)
+        // A request the function served is a success, not an error.
+        ctx.served_by.is_some() || ctx.error.as_ref().is_some_and(|e| e.blame() == Blame::Client)
     }
 }

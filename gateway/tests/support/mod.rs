@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod dnsmasq;
+pub mod faas;
 pub mod gateway;
 pub mod http;
 pub mod procs;
