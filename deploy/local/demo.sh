@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 deploy/local/prereqs.sh
+deploy/local/faas-setup.sh
 echo "==> building release binaries (first build takes a few minutes)"
 cargo build --release --locked -p arena-gateway -p arena-loadtest --bins
 
@@ -27,6 +28,11 @@ for i in 11 12 13; do
   pids+=($!)
 done
 
+# The FaaS fallback: Google's functions-framework serving the sample esports function.
+target/faas/venv/bin/functions-framework --target=handler --source loadtest/faas/http/main.py \
+  --host 127.0.0.1 --port 8095 >"$LOGS/faas.log" 2>&1 &
+pids+=($!)
+
 "$BIN/arena-gateway" check -c config/gateway.yaml
 "$BIN/arena-gateway" run -c config/gateway.yaml >"$LOGS/gateway.log" 2>&1 &
 pids+=($!)
@@ -45,6 +51,10 @@ Arena demo is running (logs: $LOGS)
   curl -i http://127.0.0.1:8080/v1/matches/lol-worlds25-final/live
   curl -i -H 'x-user-id: 42' http://127.0.0.1:8080/v1/players/faker/stats   # sticky by user
   curl -i http://127.0.0.1:8080/nope                              # 404 with a JSON error body
+  curl -i -XPOST -d '{"match":"lol-1","kills":3}' http://127.0.0.1:8080/v1/verify
+
+  # kill every pod and watch the function take over (x-arena-backend: faas=esports-fn):
+  pkill -f 'arena-pod --listen 127.0.0.1[123]'; curl -i http://127.0.0.1:8080/v1/matches
 
   curl -s http://127.0.0.1:9901/clusters                          # pods: in-flight, EWMA, reported load
   curl -s http://127.0.0.1:9901/metrics | grep arena_
