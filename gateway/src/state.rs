@@ -72,9 +72,9 @@ impl Snapshot {
             .iter()
             .filter_map(|r| {
                 let cluster = clusters.iter().find(|c| c.name() == r.cluster)?;
-                let quantile = match r.hedge.map(|h| h.after) {
-                    Some(HedgeAfter::Percentile(q)) => q,
-                    _ => 0.95,
+                let latency = match r.hedge.map(|h| h.after) {
+                    Some(HedgeAfter::Percentile(q)) => Some(LatencyWindow::new(q)),
+                    _ => None,
                 };
                 Some(Arc::new(Route {
                     metrics: metrics.route(&r.name, &r.cluster),
@@ -88,7 +88,7 @@ impl Snapshot {
                         .fallback
                         .as_ref()
                         .and_then(|f| functions.iter().find(|x| x.name() == f.faas).cloned()),
-                    latency: LatencyWindow::new(quantile),
+                    latency,
                     spec: r.clone(),
                 }))
             })

@@ -6,6 +6,8 @@
 
 /// Header a pod uses to report its own load.
 pub const HEADER: &str = "endpoint-load-metrics";
+/// The same, pre-parsed for header map lookups on the hot path.
+pub const HEADER_NAME: http::HeaderName = http::HeaderName::from_static(HEADER);
 
 /// What a pod said about its load in one response.
 #[derive(Debug, Clone, Copy, PartialEq)]

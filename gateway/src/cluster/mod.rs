@@ -312,7 +312,7 @@ mod tests {
             lb: LbKind::P2cEwma,
             hash_key: None,
             connect_timeout: Duration::from_millis(100),
-            idle_timeout: Duration::from_secs(1),
+            idle_timeout: None,
             load: LoadTuning::default(),
             per_try_timeout: None,
             max_in_flight: Some(2),

@@ -77,8 +77,9 @@ pub struct ClusterSpec {
     pub hash_key: Option<HashKey>,
     #[serde(serialize_with = "human")]
     pub connect_timeout: Duration,
-    #[serde(serialize_with = "human")]
-    pub idle_timeout: Duration,
+    /// How long an idle pooled connection is kept; `None` keeps it until the pod closes it.
+    #[serde(serialize_with = "human_opt")]
+    pub idle_timeout: Option<Duration>,
     pub load: LoadTuning,
     /// Deadline of one try (the route timeout bounds all tries together).
     #[serde(serialize_with = "human_opt")]

@@ -455,7 +455,7 @@ fn clusters(c: &mut Check<'_>, items: &[(usize, ClusterFile)]) -> Vec<(usize, Cl
                 lb: cl.lb,
                 hash_key,
                 connect_timeout: cl.connect_timeout.map(|d| d.0).unwrap_or(Duration::from_millis(250)),
-                idle_timeout: cl.idle_timeout.map(|d| d.0).unwrap_or(Duration::from_secs(60)),
+                idle_timeout: cl.idle_timeout.map(|d| d.0),
                 load,
                 per_try_timeout: cl.per_try_timeout.map(|d| d.0),
                 max_in_flight: cl.max_in_flight,

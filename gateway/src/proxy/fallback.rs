@@ -76,7 +76,7 @@ pub fn faas_request(session: &Session, ctx: &RequestCtx, body: Bytes) -> FaasReq
         headers: req.headers.clone(),
         body,
         client_ip: ctx.client_ip,
-        request_id: ctx.request_id.clone(),
+        request_id: ctx.rid().to_string(),
     }
 }
 
@@ -114,7 +114,7 @@ pub async fn serve(
             }
         }
         h.insert_header(http::header::CONTENT_LENGTH, resp.body.len().to_string())?;
-        h.insert_header("x-request-id", ctx.request_id.as_str())?;
+        h.insert_header("x-request-id", ctx.request_id.clone())?;
         if debug {
             h.insert_header("x-arena-backend", format!("faas={}", function.name()))?;
             if let Some(route) = &ctx.route {

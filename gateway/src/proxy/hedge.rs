@@ -50,7 +50,11 @@ pub fn hedge_delay(spec: &HedgeSpec, route: &Route) -> Option<Duration> {
     match spec.after {
         HedgeAfter::Fixed(d) => Some(d),
         // Until the route has a latency history there is nothing to compare with.
-        HedgeAfter::Percentile(_) => route.latency.current().map(|d| d.max(Duration::from_millis(1))),
+        HedgeAfter::Percentile(_) => route
+            .latency
+            .as_ref()?
+            .current()
+            .map(|d| d.max(Duration::from_millis(1))),
     }
 }
 
@@ -114,7 +118,7 @@ impl ArenaProxy {
         let mut peer = HttpPeer::new(ep.addr, false, String::new());
         peer.options.connection_timeout = Some(spec.connect_timeout.min(per_try));
         peer.options.total_connection_timeout = Some(spec.connect_timeout.min(per_try));
-        peer.options.idle_timeout = Some(spec.idle_timeout);
+        peer.options.idle_timeout = spec.idle_timeout;
         ctx.attempts += 1;
         ctx.tried.push(ep.addr);
         ctx.pod = Some(ep.addr);
@@ -267,7 +271,9 @@ impl ArenaProxy {
         ctx.pod = Some(t.addr);
         let ok = !header.status.is_server_error();
         if ok {
-            route.latency.record(t.started.elapsed());
+            if let Some(w) = &route.latency {
+                w.record(t.started.elapsed());
+            }
         }
         if let Some(g) = t.guard.take() {
             route.cluster.finish(g, ok, rep);

@@ -13,12 +13,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
+use smallvec::SmallVec;
 use tokio::time::Instant;
 
 use crate::balance::{report, InFlight};
@@ -31,6 +33,37 @@ use attempt::{FaasReason, TryState};
 
 pub use request_id::RequestIds;
 
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// The client's IP as a header value, IPv4 formatted by hand (the common case, hot path).
+fn ip_header_value(ip: IpAddr) -> Option<HeaderValue> {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut buf = [0u8; 15];
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                if octet >= 100 {
+                    buf[n] = b'0' + octet / 100;
+                    n += 1;
+                }
+                if octet >= 10 {
+                    buf[n] = b'0' + (octet / 10) % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + octet % 10;
+                n += 1;
+            }
+            HeaderValue::from_bytes(&buf[..n]).ok()
+        }
+        IpAddr::V6(_) => HeaderValue::from_str(&ip.to_string()).ok(),
+    }
+}
+
 thread_local! {
     static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_rng(&mut rand::rng()));
 }
@@ -42,13 +75,15 @@ fn with_rng<T>(f: impl FnOnce(&mut SmallRng) -> T) -> T {
 /// Per-request state shared across the proxy phases.
 pub struct RequestCtx {
     started: Instant,
-    request_id: String,
+    /// `x-request-id`, kept as a header value and cloned cheaply wherever it is needed.
+    request_id: HeaderValue,
     client_ip: Option<IpAddr>,
     snapshot: Option<Arc<Snapshot>>,
     route: Option<Arc<Route>>,
     deadline: Option<Instant>,
     attempts: u32,
-    tried: Vec<SocketAddr>,
+    /// Pods tried so far (inline: no allocation for the usual one to three tries).
+    tried: SmallVec<[SocketAddr; 4]>,
     inflight: Option<InFlight>,
     pod: Option<SocketAddr>,
     hash_key: Option<Vec<u8>>,
@@ -60,9 +95,18 @@ pub struct RequestCtx {
     retry_decided: bool,
     /// Name of the function that answered, when one did.
     served_by: Option<String>,
+    /// The request has no body (no write timeout needed, hedging possible).
+    bodyless: bool,
     /// The answer is written from pingora's failure path, after which pingora closes the
     /// client connection whatever we say: tell the client so it does not reuse it.
     closing: bool,
+}
+
+impl RequestCtx {
+    /// The request id as text (ids are checked to be visible ASCII).
+    pub fn rid(&self) -> &str {
+        self.request_id.to_str().unwrap_or_default()
+    }
 }
 
 /// The gateway's proxy logic.
@@ -74,13 +118,15 @@ pub struct ArenaProxy {
 
 /// Adds the headers the gateway sets on every request to a pod.
 fn add_forwarding_headers(upstream: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
-    upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+    upstream.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
     if let Some(ip) = ctx.client_ip {
-        let xff = match upstream.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prev) => format!("{prev}, {ip}"),
-            None => ip.to_string(),
+        let xff = match upstream.headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prev) => HeaderValue::from_str(&format!("{prev}, {ip}")).ok(),
+            None => ip_header_value(ip),
         };
-        upstream.insert_header("x-forwarded-for", xff)?;
+        if let Some(xff) = xff {
+            upstream.insert_header(X_FORWARDED_FOR, xff)?;
+        }
     }
     Ok(())
 }
@@ -107,7 +153,7 @@ impl ArenaProxy {
 
     /// Headers the gateway adds to every answer from a pod.
     fn response_headers(&self, response: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
-        response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        response.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
         if self.debug_headers(ctx) {
             if let Some(pod) = ctx.pod {
                 response.insert_header("x-arena-backend", pod.to_string())?;
@@ -150,7 +196,7 @@ impl ArenaProxy {
         // Keep the client's connection when its request was read whole: closing it after every
         // upstream failure would turn one bad pod into a reconnect storm.
         let reusable = !ctx.closing && err.blame() != Blame::Client && session.as_mut().is_body_done();
-        if let (None, Ok((mut header, body))) = (session.response_written(), err.render(&ctx.request_id)) {
+        if let (None, Ok((mut header, body))) = (session.response_written(), err.render(ctx.rid())) {
             if !reusable {
                 // pingora writes `Connection` itself from the session's keep-alive setting.
                 session.as_mut().set_keepalive(None);
@@ -171,7 +217,7 @@ impl ArenaProxy {
 
     /// Answers the client directly with a classified error (no upstream involved).
     async fn reject(&self, session: &mut Session, ctx: &mut RequestCtx, err: GatewayError) -> Result<bool> {
-        let (mut header, body) = err.render(&ctx.request_id)?;
+        let (mut header, body) = err.render(ctx.rid())?;
         if self.debug_headers(ctx) {
             if let Some(route) = &ctx.route {
                 header.insert_header("x-arena-route", route.spec.name.as_str())?;
@@ -329,13 +375,13 @@ impl ProxyHttp for ArenaProxy {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             started: Instant::now(),
-            request_id: String::new(),
+            request_id: HeaderValue::from_static(""),
             client_ip: None,
             snapshot: None,
             route: None,
             deadline: None,
             attempts: 0,
-            tried: Vec::new(),
+            tried: SmallVec::new(),
             inflight: None,
             pod: None,
             hash_key: None,
@@ -344,12 +390,13 @@ impl ProxyHttp for ArenaProxy {
             body_too_big_to_replay: false,
             retry_decided: false,
             served_by: None,
+            bodyless: true,
             closing: false,
         }
     }
 
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        ctx.request_id = self.ids.for_request(session.req_header().headers.get("x-request-id"));
+        ctx.request_id = self.ids.for_request(session.req_header().headers.get(&X_REQUEST_ID));
         ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         let snapshot = self.gw.snapshot();
         let limit = snapshot.config.server.max_request_header_bytes;
@@ -405,6 +452,7 @@ impl ProxyHttp for ArenaProxy {
             return self.reject(session, ctx, GatewayError::BodyTooLarge { limit }).await;
         }
         ctx.body_too_big_to_replay = declared.is_some_and(|n| n > route.spec.replay_buffer_bytes);
+        ctx.bodyless = declared == Some(0);
 
         let req = session.req_header();
         let cluster = &route.cluster.spec;
@@ -447,8 +495,10 @@ impl ProxyHttp for ArenaProxy {
             return self.reject(session, ctx, err).await;
         }
         if let Some(spec) = route.spec.hedge {
-            let bodyless = fallback::declared_body_len(session) == Some(0);
-            if bodyless && session.req_header().method.is_idempotent() && hedge::hedge_delay(&spec, &route).is_some() {
+            if ctx.bodyless
+                && session.req_header().method.is_idempotent()
+                && hedge::hedge_delay(&spec, &route).is_some()
+            {
                 return self.serve_hedged(session, ctx, route, spec).await;
             }
         }
@@ -544,8 +594,11 @@ impl ProxyHttp for ArenaProxy {
         opts.connection_timeout = Some(spec.connect_timeout.min(per_try));
         opts.total_connection_timeout = Some(spec.connect_timeout.min(per_try));
         opts.read_timeout = Some(per_try);
-        opts.write_timeout = Some(per_try);
-        opts.idle_timeout = Some(spec.idle_timeout);
+        // Each timeout is a timer armed on every read or write: set only those that matter.
+        if !ctx.bodyless {
+            opts.write_timeout = Some(per_try);
+        }
+        opts.idle_timeout = spec.idle_timeout;
         Ok(Box::new(peer))
     }
 
@@ -564,18 +617,23 @@ impl ProxyHttp for ArenaProxy {
         upstream: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let report = upstream
-            .headers
-            .get(report::HEADER)
-            .and_then(|v| report::parse(v.as_bytes()));
         // Pod load is internal information: never pass it on to clients.
-        upstream.remove_header(report::HEADER);
+        let report = match upstream.headers.get(&report::HEADER_NAME) {
+            Some(v) => {
+                let r = report::parse(v.as_bytes());
+                upstream.remove_header(&report::HEADER_NAME);
+                r
+            }
+            None => None,
+        };
         let Some(route) = ctx.route.clone() else { return Ok(()) };
         let status = upstream.status.as_u16();
         let failed = upstream.status.is_server_error();
         if let Some(guard) = ctx.inflight.take() {
             if !failed {
-                route.latency.record(guard.started().elapsed());
+                if let Some(w) = &route.latency {
+                    w.record(guard.started().elapsed());
+                }
             }
             route.cluster.finish(guard, !failed, report);
         }

@@ -18,18 +18,26 @@ impl RequestIds {
         }
     }
 
-    /// The client's `x-request-id` when it is printable and short, else a fresh id.
-    pub fn for_request(&self, incoming: Option<&HeaderValue>) -> String {
+    /// The client's `x-request-id` when it is printable and short, else a fresh id. The value
+    /// is built once and cloned (a refcount) into the upstream request and the response.
+    pub fn for_request(&self, incoming: Option<&HeaderValue>) -> HeaderValue {
         if let Some(v) = incoming {
             let b = v.as_bytes();
             if !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic()) {
-                if let Ok(s) = v.to_str() {
-                    return s.to_string();
-                }
+                return v.clone();
             }
         }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("{:016x}{:08x}", self.prefix, n)
+        // Hand-rolled hex: `format!` costs more than the rest of the id's life.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut buf = [0u8; 24];
+        for (i, b) in buf[..16].iter_mut().enumerate() {
+            *b = HEX[((self.prefix >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        for (i, b) in buf[16..].iter_mut().enumerate() {
+            *b = HEX[((n >> (28 - 4 * i)) & 0xf) as usize];
+        }
+        HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
     }
 }
 
@@ -41,6 +49,7 @@ impl Default for RequestIds {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -50,6 +59,9 @@ mod tests {
         let bad = HeaderValue::from_static("has space");
         let fresh = ids.for_request(Some(&bad));
         assert_eq!(fresh.len(), 24);
+        assert!(fresh.to_str().unwrap().bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(&fresh.to_str().unwrap()[..16], format!("{:016x}", ids.prefix));
+        assert_eq!(&ids.for_request(None).to_str().unwrap()[16..], "00000001");
         assert_ne!(ids.for_request(None), ids.for_request(None));
     }
 }

@@ -79,7 +79,8 @@ pub struct Route {
     pub budget: Option<RetryBudget>,
     pub limit: Option<RouteLimit>,
     pub fallback: Option<Arc<Function>>,
-    pub latency: LatencyWindow,
+    /// Recent latencies, kept only for routes that hedge at a live percentile.
+    pub latency: Option<LatencyWindow>,
 }
 
 /// Routes in file order.
