@@ -213,35 +213,5 @@ impl fmt::Display for GatewayError {
 impl std::error::Error for GatewayError {}
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn statuses_and_json_body() {
-        let e = GatewayError::NoRoute;
-        let (h, body) = e.render("abc123").unwrap();
-        assert_eq!(h.status.as_u16(), 404);
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(v["error"], "no_route");
-        assert_eq!(v["request_id"], "abc123");
-        assert_eq!(h.headers.get("x-request-id").unwrap(), "abc123");
-        assert_eq!(GatewayError::HeadersTooLarge { limit: 1 }.status(), 431);
-        assert_eq!(GatewayError::NoEndpoints { cluster: "c".into() }.status(), 503);
-    }
-
-    #[test]
-    fn classifies_upstream_errors() {
-        let mut e = Error::new(ErrorType::ConnectRefused);
-        e.as_up();
-        let pod = Some(SocketAddr::from(([127, 0, 0, 11], 9100)));
-        assert_eq!(GatewayError::from_pingora(&e, pod).status(), 502);
-        let mut e = Error::new(ErrorType::ReadTimedout);
-        e.as_up();
-        assert_eq!(GatewayError::from_pingora(&e, pod).status(), 504);
-        assert_eq!(
-            GatewayError::from_pingora(&Error::new(ErrorType::HTTPStatus(431)), None).status(),
-            431
-        );
-    }
-}
+#[path = "error_tests.rs"]
+mod tests;

@@ -26,6 +26,17 @@ async fn eventually<F: Future<Output = bool>>(what: &str, limit: Duration, mut f
     }
 }
 
+/// Starts a gateway and waits until its DNS clusters resolved (`/readyz`).
+async fn start_ready(body: &str) -> (Gateway, HttpClient) {
+    let gw = Gateway::start(body);
+    let c = client();
+    eventually("readyz", Duration::from_secs(10), || async {
+        get(&c, gw.admin, "/readyz", &[]).await.status == 200
+    })
+    .await;
+    (gw, c)
+}
+
 async fn clusters(c: &HttpClient, gw: &Gateway) -> serde_json::Value {
     get(c, gw.admin, "/clusters", &[]).await.json()["clusters"][0].clone()
 }
@@ -62,12 +73,7 @@ async fn pods_follow_dns_drain_and_survive_a_dns_outage() {
         "clusters:\n  - name: match-api\n    dns: {{ name: {SVC}, port: {port}, record: a, resolver: \"{}\", min_refresh: 200ms, max_refresh: 1s, timeout: 300ms }}\nroutes:\n  - name: matches\n    match: {{ path_prefix: /v1 }}\n    cluster: match-api\n    timeout: 5s\n",
         dns.addr()
     );
-    let gw = Gateway::start(&body);
-    let c = client();
-    eventually("readyz", Duration::from_secs(10), || async {
-        get(&c, gw.admin, "/readyz", &[]).await.status == 200
-    })
-    .await;
+    let (gw, c) = start_ready(&body).await;
 
     let seen = backends(&c, &gw, 30).await;
     assert!(
@@ -161,12 +167,7 @@ async fn srv_records_give_each_pod_its_port() {
         "clusters:\n  - name: stats\n    dns: {{ name: {srv}, record: srv, resolver: \"{}\", min_refresh: 200ms, timeout: 300ms }}\n    lb: round_robin\nroutes:\n  - name: all\n    match: {{}}\n    cluster: stats\n",
         dns.addr()
     );
-    let gw = Gateway::start(&body);
-    let c = client();
-    eventually("readyz", Duration::from_secs(10), || async {
-        get(&c, gw.admin, "/readyz", &[]).await.status == 200
-    })
-    .await;
+    let (gw, c) = start_ready(&body).await;
     let seen = backends(&c, &gw, 10).await;
     assert_eq!(seen, [a.addr.to_string(), b.addr.to_string()].into());
 }

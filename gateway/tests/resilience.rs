@@ -16,6 +16,13 @@ use support::gateway::{Gateway, Pod};
 use support::http::{client, get, send};
 use support::procs::{free_addr, Proc};
 
+/// The `/clusters` entry of `pod` (first cluster).
+async fn pod_view(c: &support::http::HttpClient, gw: &Gateway, pod: &Pod) -> serde_json::Value {
+    let view = get(c, gw.admin, "/clusters", &[]).await.json();
+    let pods = view["clusters"][0]["pods"].as_array().unwrap().clone();
+    pods.into_iter().find(|p| p["address"] == pod.addr.to_string()).unwrap()
+}
+
 fn endpoints(pods: &[&Pod]) -> String {
     pods.iter()
         .map(|p| format!("\"{}\"", p.addr))
@@ -88,14 +95,7 @@ async fn stuck_pod_costs_no_errors_and_gets_ejected() {
     );
 
     let c = client();
-    let view = get(&c, gw.admin, "/clusters", &[]).await.json();
-    let pod = view["clusters"][0]["pods"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["address"] == stuck.addr.to_string())
-        .unwrap()
-        .clone();
+    let pod = pod_view(&c, &gw, &stuck).await;
     assert_eq!(pod["state"], "ejected", "{pod}");
     assert!(pod["health"]["ejections"].as_u64().unwrap() >= 1);
     // After ejection the stuck pod is not tried any more: no further retries needed.
@@ -313,14 +313,7 @@ async fn hedging_hides_a_stuck_pod_and_gets_it_ejected() {
     let c = client();
     let m = get(&c, gw.admin, "/metrics", &[]).await.text();
     assert!(m.contains("arena_hedges_total{result=\"won\",route=\"live\"}"), "{m}");
-    let view = get(&c, gw.admin, "/clusters", &[]).await.json();
-    let pod = view["clusters"][0]["pods"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["address"] == stuck.addr.to_string())
-        .unwrap()
-        .clone();
+    let pod = pod_view(&c, &gw, &stuck).await;
     assert_eq!(
         pod["state"], "ejected",
         "lost hedge races count against the stuck pod: {pod}"

@@ -1,0 +1,214 @@
+//! Unit tests of `validate`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+use super::*;
+
+const GOOD: &str = "\
+listeners:
+  - name: public
+    address: 127.0.0.1:8080
+admin:
+  address: 127.0.0.1:9901
+clusters:
+  - name: match-api
+    endpoints: [\"127.0.0.11:9100\", \"127.0.0.12:9100\"]
+    connect_timeout: 250ms
+  - name: players
+    dns: { name: players.esports.svc.cluster.local, port: 9100, record: a, resolver: 127.0.0.1:5353 }
+    lb: consistent_hash
+    hash_key: header:x-user-id
+routes:
+  - name: matches
+    match: { host: api.arena.gg, path_prefix: /v1/matches, methods: [GET], headers: { x-tenant: douyu } }
+    cluster: match-api
+    timeout: 2s
+  - name: players
+    match: { path_prefix: /v1/players }
+    cluster: players
+";
+
+#[test]
+fn good_config_loads() {
+    let loaded = load(GOOD, "t.yaml").unwrap();
+    let cfg = loaded.config;
+    assert_eq!(cfg.clusters.len(), 2);
+    assert_eq!(cfg.routes[0].timeout, Duration::from_secs(2));
+    assert_eq!(cfg.routes[0].matcher.path, PathMatch::Prefix("/v1/matches".into()));
+    assert_eq!(
+        cfg.clusters[1].hash_key,
+        Some(HashKey::Header(HeaderName::from_static("x-user-id")))
+    );
+    assert!(matches!(cfg.clusters[1].source, Source::Dns(ref d) if d.port == Some(9100)));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}
+
+#[test]
+fn reports_all_errors_with_positions_and_hints() {
+    let text = "\
+listeners:
+  - name: public
+    address: 127.0.0.1:80800
+clusters:
+  - name: a
+    endpoints: [\"127.0.0.1:9100\", \"pod-b:9100\"]
+  - name: a
+    endpoints: [\"127.0.0.1:9101\"]
+    conect_timeout: 1s
+routes:
+  - name: r1
+    match: { path_prefix: /v1 }
+    cluster: b
+  - name: r2
+    match: { path_prefix: /v1 }
+    cluster: a
+    timeout: soon
+";
+    let errs = load(text, "bad.yaml").unwrap_err();
+    let msgs: Vec<String> = errs
+        .0
+        .iter()
+        .map(|d| format!("{} @ {} | {:?}", d.message, d.location, d.hint))
+        .collect();
+    let all = msgs.join("\n");
+    assert!(
+        all.contains("bad listener address `127.0.0.1:80800` @ bad.yaml:3:14"),
+        "{all}"
+    );
+    assert!(
+        all.contains("bad endpoint address `pod-b:9100` @ bad.yaml:6:35"),
+        "{all}"
+    );
+    assert!(all.contains("unknown key `conect_timeout` @ bad.yaml:9:5"), "{all}");
+    assert!(all.contains("did you mean `connect_timeout`"), "{all}");
+    assert!(all.contains("references unknown cluster `b` @ bad.yaml:13:14"), "{all}");
+    assert!(all.contains("bad duration `soon`"), "{all}");
+    assert!(errs.errors().count() >= 5, "{all}");
+}
+
+#[test]
+fn duplicate_names_and_shadowed_routes() {
+    let text = "\
+listeners: [{ name: p, address: 127.0.0.1:8080 }]
+clusters:
+  - { name: c, endpoints: [\"127.0.0.1:1\"] }
+routes:
+  - { name: all, match: { path_prefix: /v1 }, cluster: c }
+  - { name: narrow, match: { path_prefix: /v1/matches, methods: [GET] }, cluster: c }
+  - { name: all, match: { path: /x }, cluster: c }
+";
+    let errs = load(text, "d.yaml").unwrap_err();
+    let all = errs.to_string();
+    assert!(all.contains("duplicate name `all` in routes"), "{all}");
+    assert!(
+        all.contains("route `narrow` is shadowed by earlier route `all`"),
+        "{all}"
+    );
+    assert!(all.contains("warning"), "{all}");
+}
+
+#[test]
+fn shadowing_is_only_a_warning() {
+    let text = "\
+listeners: [{ name: p, address: 127.0.0.1:8080 }]
+clusters: [{ name: c, endpoints: [\"127.0.0.1:1\"] }]
+routes:
+  - { name: all, match: {}, cluster: c }
+  - { name: later, match: { host: a.b }, cluster: c }
+";
+    let loaded = load(text, "w.yaml").unwrap();
+    assert_eq!(loaded.warnings.len(), 1);
+    assert!(loaded.warnings[0].message.contains("shadowed"));
+}
+
+#[test]
+fn unknown_top_level_key_and_syntax_errors() {
+    let errs = load("listener: []\n", "x.yaml").unwrap_err();
+    assert!(errs.to_string().contains("did you mean `listeners`"), "{errs}");
+    let errs = load("listeners: [\n", "x.yaml").unwrap_err();
+    assert!(errs.to_string().contains("YAML syntax error"), "{errs}");
+}
+
+#[test]
+fn resilience_keys_are_checked() {
+    let text = "\
+listeners: [{ name: p, address: 127.0.0.1:8080 }]
+faas:
+  - { name: verify-fn, kind: http, url: http://127.0.0.1:8095 }
+  - { name: lam, kind: aws_lambda, function: verify }
+clusters:
+  - { name: c, endpoints: [\"127.0.0.1:1\"], outlier: { max_ejected_percent: 150 } }
+routes:
+  - name: r
+    match: {}
+    cluster: c
+    fallback: { faas: verify-fnn, warm_share: 200% }
+    rate_limit: { requests_per_second: 10, scope: cluster, key: cookie:x }
+    hedge: { after: soon }
+    retry: { attempts: 0 }
+";
+    let all = load(text, "r.yaml").unwrap_err().to_string();
+    for needle in [
+        "fallback names unknown function `verify-fnn`",
+        "did you mean `verify-fn`",
+        "r.yaml:11:23",
+        "bad warm_share",
+        "needs a `redis:` section",
+        "bad rate_limit.key",
+        "bad hedge.after `soon`",
+        "retry.attempts must be 1..10",
+        "kind `aws_lambda` needs `function` and `region`",
+        "max_ejected_percent must be 0..100",
+    ] {
+        assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
+    }
+}
+
+#[test]
+fn resilience_defaults_and_env_headers() {
+    std::env::set_var("ARENA_TEST_FN_TOKEN", "s3cret");
+    let text = "\
+listeners: [{ name: p, address: 127.0.0.1:8080 }]
+faas: [{ name: f, kind: http, url: \"http://127.0.0.1:8095/\", headers: { authorization: \"Bearer ${env:ARENA_TEST_FN_TOKEN}\" } }]
+clusters: [{ name: c, endpoints: [\"127.0.0.1:1\"], per_try_timeout: 800ms }]
+routes:
+  - { name: r, match: {}, cluster: c, retry: { attempts: 2 }, hedge: { after: p95 }, fallback: { faas: f, warm_share: 1% } }
+";
+    let cfg = load(text, "ok.yaml").unwrap().config;
+    let r = &cfg.routes[0];
+    assert_eq!(
+        r.retry.as_ref().unwrap().on,
+        vec![RetryOn::ConnectFailure, RetryOn::Reset, RetryOn::Timeout]
+    );
+    assert_eq!(r.hedge.unwrap().after, HedgeAfter::Percentile(0.95));
+    assert_eq!(r.fallback.as_ref().unwrap().warm_share, 0.01);
+    assert_eq!(r.fallback.as_ref().unwrap().on.len(), 3);
+    assert_eq!(cfg.faas[0].headers[0].1, "Bearer s3cret");
+    assert_eq!(
+        cfg.faas[0].target,
+        FaasTarget::Http {
+            url: "http://127.0.0.1:8095".into()
+        }
+    );
+    assert_eq!(cfg.clusters[0].per_try_timeout, Some(Duration::from_millis(800)));
+    assert_eq!(cfg.clusters[0].outlier.consecutive_failures, 5);
+    let missing = text.replace("ARENA_TEST_FN_TOKEN", "ARENA_TEST_UNSET_VAR");
+    assert!(load(&missing, "x.yaml")
+        .unwrap_err()
+        .to_string()
+        .contains("`ARENA_TEST_UNSET_VAR` is unset"));
+}
+
+#[test]
+fn dns_needs_port_unless_srv_and_hash_needs_key() {
+    let text = "\
+listeners: [{ name: p, address: 127.0.0.1:8080 }]
+clusters:
+  - { name: a, dns: { name: a.svc, record: aaaa } }
+  - { name: b, dns: { name: b.svc, record: srv }, lb: consistent_hash }
+routes:
+  - { name: a, match: { path_prefix: /a }, cluster: a }
+  - { name: b, match: { path_prefix: /b }, cluster: b }
+";
+    let all = load(text, "x.yaml").unwrap_err().to_string();
+    assert!(all.contains("set `dns.port`"), "{all}");
+    assert!(all.contains("consistent_hash needs a `hash_key`"), "{all}");
+}
