@@ -77,13 +77,15 @@ pub struct RequestCtx {
     started: Instant,
     /// `x-request-id`, kept as a header value and cloned cheaply wherever it is needed.
     request_id: HeaderValue,
+    /// The client sent its own `x-request-id` (so the answer echoes it).
+    client_sent_id: bool,
     client_ip: Option<IpAddr>,
     snapshot: Option<Arc<Snapshot>>,
     route: Option<Arc<Route>>,
     deadline: Option<Instant>,
     attempts: u32,
     /// Pods tried so far (inline: no allocation for the usual one to three tries).
-    tried: SmallVec<[SocketAddr; 4]>,
+    tried: SmallVec<[SocketAddr; 2]>,
     inflight: Option<InFlight>,
     pod: Option<SocketAddr>,
     hash_key: Option<Vec<u8>>,
@@ -153,8 +155,13 @@ impl ArenaProxy {
 
     /// Headers the gateway adds to every answer from a pod.
     fn response_headers(&self, response: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
-        response.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
-        if self.debug_headers(ctx) {
+        let debug = self.debug_headers(ctx);
+        // Echo the id to clients that sent one (or when debugging); error answers always carry
+        // it. Skipping it otherwise saves a header insert on every successful answer.
+        if ctx.client_sent_id || debug {
+            response.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
+        }
+        if debug {
             if let Some(pod) = ctx.pod {
                 response.insert_header("x-arena-backend", pod.to_string())?;
             }
@@ -376,6 +383,7 @@ impl ProxyHttp for ArenaProxy {
         RequestCtx {
             started: Instant::now(),
             request_id: HeaderValue::from_static(""),
+            client_sent_id: false,
             client_ip: None,
             snapshot: None,
             route: None,
@@ -396,7 +404,9 @@ impl ProxyHttp for ArenaProxy {
     }
 
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        ctx.request_id = self.ids.for_request(session.req_header().headers.get(&X_REQUEST_ID));
+        let incoming = session.req_header().headers.get(&X_REQUEST_ID);
+        ctx.request_id = self.ids.for_request(incoming);
+        ctx.client_sent_id = incoming.is_some_and(|v| *v == ctx.request_id);
         ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         let snapshot = self.gw.snapshot();
         let limit = snapshot.config.server.max_request_header_bytes;
