@@ -1,3 +1,7 @@
 //! Arena load tester library.
 
+pub mod engine;
+pub mod fleet;
 pub mod pod;
+pub mod report;
+pub mod scenario;

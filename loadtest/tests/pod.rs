@@ -112,8 +112,7 @@ impl Client {
         let resp = self.sender.send_request(req).await?;
         let (parts, body) = resp.into_parts();
         let bytes = body.collect().await?.to_bytes();
-        let json = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|e| panic!("non-JSON body {bytes:?}: {e}"));
+        let json = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("non-JSON body {bytes:?}: {e}"));
         Ok(Reply {
             status: parts.status,
             headers: parts.headers,
@@ -204,12 +203,8 @@ async fn json_endpoints_identify_the_pod() {
     let mut c = Client::connect(pod.addr).await;
 
     let mut req = request(Method::GET, "/v1/matches", "");
-    req.headers_mut()
-        .insert("x-request-id", "req-123".parse().unwrap());
-    let matches = tokio::time::timeout(STEP, c.send(req))
-        .await
-        .unwrap()
-        .unwrap();
+    req.headers_mut().insert("x-request-id", "req-123".parse().unwrap());
+    let matches = tokio::time::timeout(STEP, c.send(req)).await.unwrap().unwrap();
     assert_eq!(matches.status, StatusCode::OK);
     assert_identity(&matches, "pod-a", "canary");
     assert_eq!(header(&matches, "x-request-id"), "req-123");
@@ -298,11 +293,7 @@ async fn config_changes_knobs_live() {
     assert_eq!(c.get("/v1/matches").await.status, StatusCode::OK);
 
     let set = c
-        .call(
-            Method::POST,
-            "/_pod/config",
-            r#"{"error_rate":1.0,"latency_ms":150}"#,
-        )
+        .call(Method::POST, "/_pod/config", r#"{"error_rate":1.0,"latency_ms":150}"#)
         .await;
     assert_eq!(set.status, StatusCode::OK);
     assert_eq!(set.json["error_rate"], 1.0);
@@ -310,25 +301,16 @@ async fn config_changes_knobs_live() {
     assert_eq!(set.json["stuck"], false);
 
     let started = Instant::now();
-    assert_eq!(
-        c.get("/v1/matches").await.status,
-        StatusCode::INTERNAL_SERVER_ERROR
-    );
+    assert_eq!(c.get("/v1/matches").await.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(started.elapsed() >= Duration::from_millis(150));
 
-    let bad = c
-        .call(Method::POST, "/_pod/config", r#"{"error_rate":2}"#)
-        .await;
+    let bad = c.call(Method::POST, "/_pod/config", r#"{"error_rate":2}"#).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     // A rejected patch changes nothing.
     assert_eq!(c.get("/_pod/config").await.json["error_rate"], 1.0);
 
-    c.call(
-        Method::POST,
-        "/_pod/config",
-        r#"{"error_rate":0,"latency_ms":0}"#,
-    )
-    .await;
+    c.call(Method::POST, "/_pod/config", r#"{"error_rate":0,"latency_ms":0}"#)
+        .await;
     assert_eq!(c.get("/v1/matches").await.status, StatusCode::OK);
 }
 
@@ -338,11 +320,7 @@ async fn stuck_pod_never_answers_until_unstuck() {
 
     // A request that stays parked while the pod is stuck.
     let mut parked = Client::connect(pod.addr).await;
-    let parked = tokio::spawn(async move {
-        parked
-            .send(request(Method::GET, "/v1/players/p1/stats", ""))
-            .await
-    });
+    let parked = tokio::spawn(async move { parked.send(request(Method::GET, "/v1/players/p1/stats", "")).await });
 
     // Another one the client gives up on.
     let mut impatient = Client::connect(pod.addr).await;
@@ -359,9 +337,7 @@ async fn stuck_pod_never_answers_until_unstuck() {
     let mut control = Client::connect(pod.addr).await;
     assert_eq!(control.get("/_pod/healthz").await.status, StatusCode::OK);
 
-    let unstuck = control
-        .call(Method::POST, "/_pod/config", r#"{"stuck":false}"#)
-        .await;
+    let unstuck = control.call(Method::POST, "/_pod/config", r#"{"stuck":false}"#).await;
     assert_eq!(unstuck.status, StatusCode::OK);
     assert_eq!(unstuck.json["stuck"], false);
 
@@ -401,13 +377,7 @@ async fn crash_after_exits_with_code_1() {
 async fn load_report_header_is_parseable() {
     let pod = Pod::start(
         "127.0.0.28",
-        &[
-            "--load-report",
-            "--capacity",
-            "4",
-            "--report-utilization",
-            "0.42",
-        ],
+        &["--load-report", "--capacity", "4", "--report-utilization", "0.42"],
     );
     let mut c = Client::connect(pod.addr).await;
 
@@ -433,8 +403,7 @@ async fn load_report_header_is_parseable() {
         }));
     }
     wait_stat(pod.addr, "in_flight", 2).await;
-    c.call(Method::POST, "/_pod/config", r#"{"stuck":false}"#)
-        .await;
+    c.call(Method::POST, "/_pod/config", r#"{"stuck":false}"#).await;
 
     let mut max_inflight = 0.0f64;
     for h in handles {
@@ -442,10 +411,7 @@ async fn load_report_header_is_parseable() {
         assert_eq!(reply.status, StatusCode::OK);
         let pairs = parse_orca_text(header(&reply, "endpoint-load-metrics"));
         let inflight = orca_value(&pairs, "named_metrics.inflight");
-        assert_eq!(
-            orca_value(&pairs, "application_utilization"),
-            (inflight / 4.0).min(1.0)
-        );
+        assert_eq!(orca_value(&pairs, "application_utilization"), (inflight / 4.0).min(1.0));
         max_inflight = max_inflight.max(inflight);
     }
     assert_eq!(max_inflight, 2.0);
@@ -465,10 +431,7 @@ async fn in_process_pod_serves_and_shuts_down() {
         let _ = stop_rx.await;
     }));
 
-    let reply = Client::connect(addr)
-        .await
-        .get("/v1/players/p9/stats")
-        .await;
+    let reply = Client::connect(addr).await.get("/v1/players/p9/stats").await;
     assert_identity(&reply, "inproc", "v1");
 
     stop_tx.send(()).unwrap();

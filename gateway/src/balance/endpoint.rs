@@ -151,8 +151,12 @@ impl Endpoint {
                 }
             }
         }
-        let penalty =
-            1.0 + (s.penalty - 1.0) * decay_factor(now.saturating_duration_since(s.penalty_stamp), tuning.decay);
+        // Most pods have no recent error: skip the decay arithmetic for them (hot path).
+        let penalty = if s.penalty > 1.0 {
+            1.0 + (s.penalty - 1.0) * decay_factor(now.saturating_duration_since(s.penalty_stamp), tuning.decay)
+        } else {
+            1.0
+        };
         // Keep a floor so a pod with zero estimate still orders by queue length.
         (rtt.max(1_000.0)) * (queue + 1.0) * util * penalty
     }

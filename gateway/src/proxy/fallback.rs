@@ -38,16 +38,16 @@ pub fn divert<R: Rng>(route: &Route, rng: &mut R) -> Option<FaasReason> {
 
 /// Declared body length: `Some(0)` for requests without a body, `None` when unknown (chunked).
 pub fn declared_body_len(session: &mut Session) -> Option<usize> {
-    if let Some(n) = session
+    // The common GET: pingora already knows there is no body; skip the header lookup.
+    if session.as_mut().is_body_empty() {
+        return Some(0);
+    }
+    session
         .req_header()
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<usize>().ok())
-    {
-        return Some(n);
-    }
-    session.as_mut().is_body_empty().then_some(0)
 }
 
 /// Reads the whole request body into pingora's retry buffer (so pods can still be tried

@@ -33,9 +33,7 @@ fn main() -> ExitCode {
 fn run(config: PodConfig) -> std::io::Result<PodExit> {
     let runtime = if config.threads <= 1 {
         // One thread needs no work-stealing machinery.
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(usize::from(config.threads))

@@ -29,14 +29,11 @@ pub(crate) async fn handle(state: &PodState, req: Request<Incoming>) -> Response
     match (endpoint, req.method()) {
         ("healthz", &Method::GET) => json_response(StatusCode::OK, state.bodies.healthz.clone()),
         ("stats", &Method::GET) => json_response(StatusCode::OK, stats_body(state)),
-        ("config", &Method::GET) => {
-            json_response(StatusCode::OK, settings_body(state, state.knobs.snapshot()))
-        }
+        ("config", &Method::GET) => json_response(StatusCode::OK, settings_body(state, state.knobs.snapshot())),
         ("config", &Method::POST) => update_config(state, req.into_body()).await,
-        ("healthz" | "stats" | "config", _) => json_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            state.bodies.method_not_allowed.clone(),
-        ),
+        ("healthz" | "stats" | "config", _) => {
+            json_response(StatusCode::METHOD_NOT_ALLOWED, state.bodies.method_not_allowed.clone())
+        }
         _ => json_response(StatusCode::NOT_FOUND, state.bodies.not_found.clone()),
     }
 }
@@ -104,9 +101,7 @@ fn apply_patch(mut s: KnobSettings, patch: &Map<String, Value>) -> Result<KnobSe
             "jitter_ms" => s.jitter = duration_ms(key, value)?,
             "error_rate" => s.error_rate = fraction(key, value)?,
             "stuck" => {
-                s.stuck = value
-                    .as_bool()
-                    .ok_or_else(|| format!("{key} must be a boolean"))?;
+                s.stuck = value.as_bool().ok_or_else(|| format!("{key} must be a boolean"))?;
             }
             "report_utilization" => {
                 s.report_utilization = if value.is_null() {

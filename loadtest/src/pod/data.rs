@@ -111,13 +111,7 @@ impl Game {
 
     fn teams(self) -> &'static [&'static str] {
         match self {
-            Game::Lol => &[
-                "T1",
-                "Gen.G",
-                "Bilibili Gaming",
-                "G2 Esports",
-                "Top Esports",
-            ],
+            Game::Lol => &["T1", "Gen.G", "Bilibili Gaming", "G2 Esports", "Top Esports"],
             Game::Dota => &["Team Spirit", "Team Liquid", "Gaimin Gladiators", "Tundra"],
             Game::Cs2 => &["Vitality", "MOUZ", "Natus Vincere", "FaZe Clan", "Spirit"],
             Game::Valorant => &["Fnatic", "Paper Rex", "Sentinels", "Team Heretics"],
@@ -128,9 +122,7 @@ impl Game {
         match self {
             Game::Lol => &["Summoner's Rift"],
             Game::Dota => &["Dota 2 (Radiant/Dire)"],
-            Game::Cs2 => &[
-                "Mirage", "Inferno", "Nuke", "Ancient", "Anubis", "Dust2", "Train",
-            ],
+            Game::Cs2 => &["Mirage", "Inferno", "Nuke", "Ancient", "Anubis", "Dust2", "Train"],
             Game::Valorant => &["Ascent", "Bind", "Haven", "Lotus", "Sunset", "Icebox"],
         }
     }
@@ -199,12 +191,7 @@ pub(crate) fn live_body(ident: &Identity, match_id: &str) -> String {
             let a = (h >> 8) as usize % teams.len();
             // Offset in 1..len keeps the two sides distinct.
             let b = (a + 1 + (h >> 16) as usize % (teams.len() - 1)) % teams.len();
-            (
-                game,
-                teams[a],
-                teams[b],
-                (((h >> 24) % 2) as u8, ((h >> 25) % 2) as u8),
-            )
+            (game, teams[a], teams[b], (((h >> 24) % 2) as u8, ((h >> 25) % 2) as u8))
         }
     };
     let maps = game.maps();
@@ -223,11 +210,7 @@ pub(crate) fn live_body(ident: &Identity, match_id: &str) -> String {
         let won = (played * home_share / 100).min(12);
         let score = (won, (played - won).min(12));
         let played = score.0 + score.1;
-        (
-            played + 1,
-            score,
-            (played * 3 + score.0 * 2, played * 3 + score.1 * 2),
-        )
+        (played + 1, score, (played * 3 + score.0 * 2, played * 3 + score.1 * 2))
     } else {
         // MOBAs: the "round" is the game number within the series and the
         // score is the kill score, as broadcasts show it.

@@ -40,9 +40,7 @@ mod tests {
         let v = header_value(utilization(None, 3, 64), 3);
         assert_eq!(
             v.as_ref().and_then(|v| v.to_str().ok()),
-            Some(
-                "TEXT cpu_utilization=0.05, application_utilization=0.05, named_metrics.inflight=3"
-            )
+            Some("TEXT cpu_utilization=0.05, application_utilization=0.05, named_metrics.inflight=3")
         );
     }
 

@@ -75,11 +75,7 @@ pub async fn bind(config: PodConfig) -> io::Result<BoundPod> {
     let addr = listener.local_addr()?;
     let name = config.name.clone().unwrap_or_else(|| addr.to_string());
     let state = Arc::new(PodState::new(&config, name)?);
-    Ok(BoundPod {
-        listener,
-        addr,
-        state,
-    })
+    Ok(BoundPod { listener, addr, state })
 }
 
 /// Binds and serves until `--crash-after` is reached (or forever).
@@ -106,9 +102,7 @@ impl BoundPod {
     /// Serves until `signal` completes or `--crash-after` is reached, then
     /// stops accepting and gives open connections [`DRAIN_GRACE`] to finish.
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> io::Result<PodExit> {
-        let Self {
-            listener, state, ..
-        } = self;
+        let Self { listener, state, .. } = self;
         let builder = {
             let mut b = http1::Builder::new();
             // Idle keep-alive connections belong to the gateway's pool; hyper's
@@ -145,10 +139,7 @@ impl BoundPod {
 
         // Refuse new connections right away, as a dead process would.
         drop(listener);
-        let drained = tokio::time::timeout(DRAIN_GRACE, async {
-            while conns.join_next().await.is_some() {}
-        })
-        .await;
+        let drained = tokio::time::timeout(DRAIN_GRACE, async { while conns.join_next().await.is_some() {} }).await;
         if drained.is_err() {
             conns.shutdown().await;
         }
@@ -200,10 +191,7 @@ impl std::fmt::Display for Dropped {
 
 impl std::error::Error for Dropped {}
 
-async fn handle(
-    state: Arc<PodState>,
-    req: Request<Incoming>,
-) -> Result<Response<PodBody>, Dropped> {
+async fn handle(state: Arc<PodState>, req: Request<Incoming>) -> Result<Response<PodBody>, Dropped> {
     let request_id = req.headers().get(X_REQUEST_ID).cloned();
     let mut resp = if req.uri().path().starts_with("/_pod/") {
         control::handle(&state, req).await
@@ -251,8 +239,7 @@ async fn api(state: &PodState, req: Request<Incoming>) -> Option<Response<PodBod
     }
 
     let error_rate = knobs.error_rate();
-    let inject =
-        error_rate > 0.0 && (error_rate >= 1.0 || rand::rng().random::<f64>() < error_rate);
+    let inject = error_rate > 0.0 && (error_rate >= 1.0 || rand::rng().random::<f64>() < error_rate);
     let mut resp = if inject {
         counters.errors_injected.fetch_add(1, Ordering::Relaxed);
         json_response(state.fail_status, state.bodies.injected_error.clone())
@@ -334,11 +321,7 @@ async fn route(
     };
     if *method != allowed {
         let mut resp = json_response(StatusCode::METHOD_NOT_ALLOWED, b.method_not_allowed.clone());
-        let allow = if allowed == Method::GET {
-            "GET"
-        } else {
-            "POST"
-        };
+        let allow = if allowed == Method::GET { "GET" } else { "POST" };
         resp.headers_mut()
             .insert(http::header::ALLOW, HeaderValue::from_static(allow));
         return Some(resp);
@@ -353,20 +336,14 @@ async fn route(
                 (None, Some(body)) => count_body(body).await?,
                 (None, None) => 0,
             };
-            let out = state
-                .id
-                .object(&format!(r#""verified":true,"bytes":{bytes}"#));
+            let out = state.id.object(&format!(r#""verified":true,"bytes":{bytes}"#));
             json_response(StatusCode::OK, Bytes::from(out))
         }
         Route::NotFound => json_response(StatusCode::NOT_FOUND, b.not_found.clone()),
     })
 }
 
-fn by_id(
-    state: &PodState,
-    id: &str,
-    render: fn(&super::state::Identity, &str) -> String,
-) -> Response<PodBody> {
+fn by_id(state: &PodState, id: &str, render: fn(&super::state::Identity, &str) -> String) -> Response<PodBody> {
     if data::valid_id(id) {
         json_response(StatusCode::OK, Bytes::from(render(&state.id, id)))
     } else {

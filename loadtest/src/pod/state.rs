@@ -90,15 +90,11 @@ impl Knobs {
 
     /// Stores all knobs; releases parked requests if `stuck` was cleared.
     pub fn apply(&self, s: KnobSettings) {
-        self.latency_us
-            .store(duration_us(s.latency), Ordering::Relaxed);
-        self.jitter_us
-            .store(duration_us(s.jitter), Ordering::Relaxed);
-        self.error_rate
-            .store(s.error_rate.to_bits(), Ordering::Relaxed);
+        self.latency_us.store(duration_us(s.latency), Ordering::Relaxed);
+        self.jitter_us.store(duration_us(s.jitter), Ordering::Relaxed);
+        self.error_rate.store(s.error_rate.to_bits(), Ordering::Relaxed);
         self.report_utilization.store(
-            s.report_utilization
-                .map_or(NO_FORCED_UTILIZATION, f64::to_bits),
+            s.report_utilization.map_or(NO_FORCED_UTILIZATION, f64::to_bits),
             Ordering::Relaxed,
         );
         self.stuck.store(s.stuck, Ordering::Release);
@@ -166,11 +162,7 @@ impl Identity {
         };
         let x_pod = header(&name, "pod name")?;
         let x_pod_version = header(&version, "version label")?;
-        let json_fields = format!(
-            r#""pod":{},"version":{}"#,
-            json_string(&name)?,
-            json_string(&version)?
-        );
+        let json_fields = format!(r#""pod":{},"version":{}"#, json_string(&name)?, json_string(&version)?);
         Ok(Self {
             name,
             version,
@@ -242,9 +234,7 @@ impl PodState {
             matches: Bytes::from(data::matches_body(&id)?),
             healthz: Bytes::from(id.object(r#""status":"ok""#)),
             not_found: Bytes::from(id.object(r#""error":"not found","status":404"#)),
-            method_not_allowed: Bytes::from(
-                id.object(r#""error":"method not allowed","status":405"#),
-            ),
+            method_not_allowed: Bytes::from(id.object(r#""error":"method not allowed","status":405"#)),
             bad_id: Bytes::from(id.object(r#""error":"invalid id","status":400"#)),
             injected_error: Bytes::from(id.object(&format!(
                 r#""error":"injected failure","status":{}"#,

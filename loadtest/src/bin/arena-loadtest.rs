@@ -1,0 +1,191 @@
+//! `arena-loadtest`: runs a scenario file against a target and reports (see `arena_loadtest`).
+//!
+//! Exit codes: 0 all thresholds passed, 1 a threshold failed, 2 invalid run or bad input.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use std::sync::{Arc, Mutex};
+
+use arena_loadtest::engine::{self, progress::Progress, Fanout, Plan, PlanOptions};
+use arena_loadtest::fleet::{Fleet, FleetHooks, Timeline};
+use arena_loadtest::report::{Report, EXIT_INVALID, EXIT_PASS};
+use arena_loadtest::scenario;
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Arena load tester: open/closed-loop HTTP load from scenario files.
+#[derive(Debug, Parser)]
+#[command(name = "arena-loadtest", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a scenario and write JSON + HTML reports.
+    Run {
+        /// Scenario file (YAML).
+        scenario: PathBuf,
+        /// Directory for the reports.
+        #[arg(long, value_name = "DIR", default_value = "loadtest/results")]
+        out: PathBuf,
+        /// Generator threads (default: number of CPUs).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        threads: Option<u16>,
+        /// No progress line.
+        #[arg(long)]
+        quiet: bool,
+        /// Base URL, overriding the scenario's `target`.
+        #[arg(long, value_name = "URL")]
+        target: Option<String>,
+        /// Multiply every stage duration (e.g. 0.1 for a quick rehearsal).
+        #[arg(long, value_name = "F", default_value_t = 1.0)]
+        duration_scale: f64,
+    },
+    /// Validate a scenario file and print every problem.
+    Check {
+        /// Scenario file (YAML).
+        scenario: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Check { scenario } => check(scenario),
+        Command::Run {
+            scenario,
+            out,
+            threads,
+            quiet,
+            target,
+            duration_scale,
+        } => {
+            let opts = PlanOptions {
+                target,
+                threads: threads.map(usize::from),
+                duration_scale,
+            };
+            ExitCode::from(run(scenario, out, opts, quiet))
+        }
+    }
+}
+
+fn check(path: PathBuf) -> ExitCode {
+    match scenario::load_file(&path, &FleetHooks) {
+        Ok(s) => {
+            for w in &s.warnings {
+                eprintln!("{w}");
+            }
+            println!(
+                "{}: scenario `{}` is valid ({} stage(s), {} request kind(s), {} threshold(s), {:?} of load)",
+                path.display(),
+                s.name,
+                s.stages.len(),
+                s.requests.len(),
+                s.thresholds.len(),
+                s.duration()
+            );
+            ExitCode::from(EXIT_PASS)
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
+fn run(path: PathBuf, out: PathBuf, opts: PlanOptions, quiet: bool) -> u8 {
+    let scenario = match scenario::load_file(&path, &FleetHooks) {
+        Ok(s) => s,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return EXIT_INVALID;
+        }
+    };
+    for w in &scenario.warnings {
+        eprintln!("{w}");
+    }
+    // A scenario with a fleet brings up its own gateway, pods, functions and DNS first.
+    let fleet = match &scenario.fleet {
+        Some(spec) => {
+            eprintln!("arena-loadtest: starting the fleet…");
+            match Fleet::start(spec) {
+                Ok(f) => Some(Arc::new(Mutex::new(f))),
+                Err(e) => {
+                    eprintln!("arena-loadtest: fleet: {e}");
+                    return EXIT_INVALID;
+                }
+            }
+        }
+        None => None,
+    };
+    let mut opts = opts;
+    if opts.target.is_none() {
+        opts.target = fleet.as_ref().and_then(|f| f.lock().ok()?.target());
+    }
+    let plan = match Plan::new(&scenario, &opts) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("arena-loadtest: {e}");
+            return EXIT_INVALID;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("arena-loadtest: runtime: {e}");
+            return EXIT_INVALID;
+        }
+    };
+    let result = rt.block_on(async {
+        let stop = plan.stop_handle();
+        tokio::spawn(async move {
+            // First Ctrl-C: stop and still report; second: leave at once.
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\narena-loadtest: stopping (Ctrl-C again to abort)");
+                stop.stop();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+        let mut progress = Progress::new(!quiet);
+        match (&fleet, scenario.faults.clone()) {
+            (Some(fleet), Some(faults)) if !faults.is_empty() => {
+                // Fault offsets scale with the stages.
+                let faults = faults
+                    .into_iter()
+                    .map(|mut f| {
+                        f.at = f.at.mul_f64(plan.duration_scale);
+                        f
+                    })
+                    .collect();
+                let mut timeline = Timeline::new(Arc::clone(fleet), faults);
+                let mut both = Fanout(vec![&mut progress, &mut timeline]);
+                engine::run(plan, &mut both).await
+            }
+            _ => engine::run(plan, &mut progress).await,
+        }
+    });
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("arena-loadtest: {e}");
+            return EXIT_INVALID;
+        }
+    };
+    let report = Report::new(&scenario, &result);
+    print!("{}", report.summary());
+    match report.write(&out) {
+        Ok((json, html)) => println!("  reports    {}\n             {}", html.display(), json.display()),
+        Err(e) => {
+            eprintln!("arena-loadtest: cannot write reports to {}: {e}", out.display());
+            return EXIT_INVALID;
+        }
+    }
+    report.exit_code()
+}

@@ -1,0 +1,267 @@
+//! The weighted request mix, turned into ready-to-send hyper requests.
+//!
+//! Everything that does not depend on a variable (URI, header values, body) is built once;
+//! per request only the templated parts are rendered, into a reused scratch buffer.
+
+use std::io::Write as _;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, HOST};
+use http::{Method, Request, Uri};
+use http_body_util::Full;
+use rand::Rng;
+
+use crate::scenario::{BaseUrl, HttpVersion, RequestSpec, Template, Var};
+
+/// Request body type used on every connection.
+pub type Body = Full<Bytes>;
+
+#[derive(Debug)]
+struct Entry {
+    /// The whole HTTP/1.1 request when nothing in it is templated.
+    wire: Option<Vec<u8>>,
+    method: Method,
+    path: Template,
+    /// The URI when the path has no variables.
+    uri: Option<Uri>,
+    headers: Vec<(HeaderName, Template, Option<HeaderValue>)>,
+    body: Option<Template>,
+    static_body: Option<Bytes>,
+}
+
+/// Why a request could not be built (a templated value rendered into something invalid).
+#[derive(Debug, Clone)]
+pub struct BuildError(pub String);
+
+/// The compiled request mix of a run.
+#[derive(Debug)]
+pub struct RequestMix {
+    entries: Vec<Entry>,
+    names: Vec<String>,
+    /// Cumulative weights for the weighted pick.
+    cumulative: Vec<f64>,
+    vars: Vec<Var>,
+    host: HeaderValue,
+    /// `http://authority` for HTTP/2 (absolute URIs), empty for HTTP/1.1 (origin form).
+    uri_base: String,
+    prefix: String,
+    h2: bool,
+}
+
+impl RequestMix {
+    pub fn new(
+        requests: &[RequestSpec],
+        vars: &[Var],
+        target: &BaseUrl,
+        version: HttpVersion,
+    ) -> Result<Self, BuildError> {
+        let h2 = version == HttpVersion::Http2;
+        let host = HeaderValue::from_str(&target.authority)
+            .map_err(|_| BuildError(format!("bad target authority `{}`", target.authority)))?;
+        let uri_base = if h2 {
+            format!("http://{}", target.authority)
+        } else {
+            String::new()
+        };
+        let mut mix = RequestMix {
+            entries: Vec::with_capacity(requests.len()),
+            names: Vec::with_capacity(requests.len()),
+            cumulative: Vec::with_capacity(requests.len()),
+            vars: vars.to_vec(),
+            host,
+            uri_base,
+            prefix: target.prefix.clone(),
+            h2,
+        };
+        let mut total = 0.0;
+        for r in requests {
+            let uri = match r.path.as_static() {
+                Some(p) => Some(mix.uri(p)?),
+                None => None,
+            };
+            let mut headers = Vec::with_capacity(r.headers.len());
+            for (name, t) in &r.headers {
+                let fixed = match t.as_static() {
+                    Some(v) => Some(
+                        HeaderValue::from_str(v).map_err(|_| BuildError(format!("bad value for header `{name}`")))?,
+                    ),
+                    None => None,
+                };
+                headers.push((name.clone(), t.clone(), fixed));
+            }
+            let static_body = r
+                .body
+                .as_ref()
+                .and_then(|b| b.as_static().map(|s| Bytes::copy_from_slice(s.as_bytes())));
+            total += r.weight;
+            mix.cumulative.push(total);
+            mix.names.push(r.name.clone());
+            mix.entries.push(Entry {
+                wire: None,
+                method: r.method.clone(),
+                path: r.path.clone(),
+                uri,
+                headers,
+                body: r.body.clone(),
+                static_body,
+            });
+        }
+        if mix.entries.is_empty() {
+            return Err(BuildError("the scenario has no requests".into()));
+        }
+        // Pre-encode fully static requests: sending one is then a single copy.
+        for i in 0..mix.entries.len() {
+            let e = &mix.entries[i];
+            let is_static = e.uri.is_some()
+                && e.headers.iter().all(|h| h.2.is_some())
+                && (e.body.is_none() || e.static_body.is_some());
+            if is_static {
+                let mut wire = Vec::new();
+                mix.encode_entry(i, &mut rand::rng(), &mut String::new(), &mut wire)?;
+                mix.entries[i].wire = Some(wire);
+            }
+        }
+        Ok(mix)
+    }
+
+    /// Labels of the entries, by index.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    fn uri(&self, path: &str) -> Result<Uri, BuildError> {
+        let mut s = String::with_capacity(self.uri_base.len() + self.prefix.len() + path.len());
+        s.push_str(&self.uri_base);
+        s.push_str(&self.prefix);
+        s.push_str(path);
+        Uri::try_from(s).map_err(|e| BuildError(format!("bad request URI for path `{path}`: {e}")))
+    }
+
+    fn pick(&self, rng: &mut impl Rng) -> usize {
+        if self.entries.len() == 1 {
+            0
+        } else {
+            let total = self.cumulative.last().copied().unwrap_or(1.0);
+            let x = rng.random::<f64>() * total;
+            self.cumulative.partition_point(|c| *c <= x).min(self.entries.len() - 1)
+        }
+    }
+
+    /// Picks an entry by weight and writes it as an HTTP/1.1 request into `out` (cleared
+    /// first). Returns the entry index and whether it is a HEAD request (no response body).
+    pub fn encode_h1(
+        &self,
+        rng: &mut impl Rng,
+        scratch: &mut String,
+        out: &mut Vec<u8>,
+    ) -> Result<(usize, bool), BuildError> {
+        let idx = self.pick(rng);
+        out.clear();
+        match &self.entries[idx].wire {
+            Some(w) => out.extend_from_slice(w),
+            None => self.encode_entry(idx, rng, scratch, out)?,
+        }
+        Ok((idx, self.entries[idx].method == Method::HEAD))
+    }
+
+    fn encode_entry(
+        &self,
+        idx: usize,
+        rng: &mut impl Rng,
+        scratch: &mut String,
+        out: &mut Vec<u8>,
+    ) -> Result<(), BuildError> {
+        let e = &self.entries[idx];
+        out.extend_from_slice(e.method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.prefix.as_bytes());
+        scratch.clear();
+        e.path.render(&self.vars, rng, scratch);
+        if scratch.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(BuildError(format!(
+                "path `{scratch}` contains spaces or control characters"
+            )));
+        }
+        out.extend_from_slice(scratch.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+        out.extend_from_slice(self.host.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for (name, t, fixed) in &e.headers {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            match fixed {
+                Some(v) => out.extend_from_slice(v.as_bytes()),
+                None => {
+                    scratch.clear();
+                    t.render(&self.vars, rng, scratch);
+                    if scratch.bytes().any(|b| (b < b' ' && b != b'\t') || b == 0x7f) {
+                        return Err(BuildError(format!("header `{name}` rendered to an invalid value")));
+                    }
+                    out.extend_from_slice(scratch.as_bytes());
+                }
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        let body: &[u8] = match (&e.static_body, &e.body) {
+            (Some(b), _) => b,
+            (None, Some(t)) => {
+                scratch.clear();
+                t.render(&self.vars, rng, scratch);
+                scratch.as_bytes()
+            }
+            (None, None) => &[],
+        };
+        // Methods that carry a body always announce its length, even 0.
+        if !body.is_empty() || matches!(e.method, Method::POST | Method::PUT | Method::PATCH) {
+            let _ = write!(out, "content-length: {}\r\n", body.len());
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body);
+        Ok(())
+    }
+
+    /// Picks an entry by weight and builds it as a hyper request (HTTP/2); `scratch` is a
+    /// reusable buffer.
+    pub fn build(&self, rng: &mut impl Rng, scratch: &mut String) -> Result<(usize, Request<Body>), BuildError> {
+        let idx = self.pick(rng);
+        let e = &self.entries[idx];
+        let uri = match &e.uri {
+            Some(u) => u.clone(),
+            None => {
+                scratch.clear();
+                e.path.render(&self.vars, rng, scratch);
+                self.uri(scratch)?
+            }
+        };
+        let body = match (&e.static_body, &e.body) {
+            (Some(b), _) => b.clone(),
+            (None, Some(t)) => {
+                scratch.clear();
+                t.render(&self.vars, rng, scratch);
+                Bytes::copy_from_slice(scratch.as_bytes())
+            }
+            (None, None) => Bytes::new(),
+        };
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = e.method.clone();
+        *req.uri_mut() = uri;
+        let headers = req.headers_mut();
+        if !self.h2 {
+            // HTTP/2 carries the authority in the URI (`:authority`).
+            headers.insert(HOST, self.host.clone());
+        }
+        for (name, t, fixed) in &e.headers {
+            let value = match fixed {
+                Some(v) => v.clone(),
+                None => {
+                    scratch.clear();
+                    t.render(&self.vars, rng, scratch);
+                    HeaderValue::from_str(scratch)
+                        .map_err(|_| BuildError(format!("header `{name}` rendered to an invalid value")))?
+                }
+            };
+            headers.append(name.clone(), value);
+        }
+        Ok((idx, req))
+    }
+}

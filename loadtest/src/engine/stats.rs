@@ -1,0 +1,413 @@
+//! Measurement: per-worker recorders (no locks on the request path), 1-second windows sent to
+//! the controller as they close, and the merged results.
+//!
+//! Latencies are microseconds in HdrHistograms (3 significant digits, 1 µs – 60 s). Windows are
+//! keyed by completion time; each worker flushes its window at every second boundary, so the
+//! controller knows a window is complete once every worker has moved past it.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::client::DebugHeaders;
+
+/// Highest recorded value: 60 s in µs (larger values are clamped).
+pub const MAX_US: u64 = 60_000_000;
+/// Distinct keys kept per counter; the rest are pooled under `(other)`.
+const MAX_KEYS: usize = 1000;
+/// Distinct transport error messages kept as samples for the report.
+const MAX_ERROR_SAMPLES: usize = 10;
+
+/// A new, empty latency histogram with the engine's bounds (clone it for more).
+pub fn histogram() -> Result<Histogram<u64>, hdrhistogram::CreationError> {
+    Histogram::new_with_bounds(1, MAX_US, 3)
+}
+
+/// Microseconds of `d`, clamped into the histogram range.
+pub fn micros(d: Duration) -> u64 {
+    (d.as_micros() as u64).clamp(1, MAX_US)
+}
+
+/// Small insertion-ordered counter: a handful of distinct keys, linear scan beats hashing.
+#[derive(Debug, Clone, Default)]
+pub struct Counter<K> {
+    items: Vec<(K, u64)>,
+}
+
+impl<K: PartialEq> Counter<K> {
+    pub fn add(&mut self, key: K, n: u64) {
+        match self.items.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, c)) => *c += n,
+            None => self.items.push((key, n)),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(K, u64)> {
+        self.items.iter()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+impl Counter<String> {
+    /// Counts a header value without allocating once the key is known.
+    pub fn add_bytes(&mut self, key: &[u8]) {
+        if let Some((_, c)) = self.items.iter_mut().find(|(k, _)| k.as_bytes() == key) {
+            *c += 1;
+            return;
+        }
+        let name = if self.items.len() >= MAX_KEYS {
+            "(other)".to_string()
+        } else {
+            String::from_utf8_lossy(key).into_owned()
+        };
+        self.add(name, 1);
+    }
+
+    pub fn into_map(self) -> BTreeMap<String, u64> {
+        let mut m = BTreeMap::new();
+        for (k, v) in self.items {
+            *m.entry(k).or_insert(0) += v;
+        }
+        m
+    }
+}
+
+/// How one request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// A response with this status (error or not per the scenario's rule).
+    Status(u16, bool),
+    Timeout,
+    /// Connect failure, reset, protocol error, or an unbuildable request.
+    Transport,
+}
+
+/// One worker's counts for one second.
+#[derive(Debug)]
+pub struct WindowAcc {
+    pub idx: u64,
+    pub latency: Option<Histogram<u64>>,
+    pub requests: u64,
+    pub errors: u64,
+    pub timeouts: u64,
+    pub transport_errors: u64,
+    pub status_errors: u64,
+    pub dropped: u64,
+    pub bytes: u64,
+    pub lag_max_us: u64,
+    pub statuses: Counter<u16>,
+    pub backends: Counter<String>,
+}
+
+impl WindowAcc {
+    pub fn new(idx: u64) -> Self {
+        WindowAcc {
+            idx,
+            latency: None,
+            requests: 0,
+            errors: 0,
+            timeouts: 0,
+            transport_errors: 0,
+            status_errors: 0,
+            dropped: 0,
+            bytes: 0,
+            lag_max_us: 0,
+            statuses: Counter::default(),
+            backends: Counter::default(),
+        }
+    }
+
+    /// Adds another worker's counts for the same second.
+    pub fn merge(&mut self, o: WindowAcc) {
+        match (&mut self.latency, o.latency) {
+            (Some(h), Some(oh)) => {
+                let _ = h.add(&oh);
+            }
+            (None, Some(oh)) => self.latency = Some(oh),
+            _ => {}
+        }
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.timeouts += o.timeouts;
+        self.transport_errors += o.transport_errors;
+        self.status_errors += o.status_errors;
+        self.dropped += o.dropped;
+        self.bytes += o.bytes;
+        self.lag_max_us = self.lag_max_us.max(o.lag_max_us);
+        for (k, v) in o.statuses.items {
+            self.statuses.add(k, v);
+        }
+        for (k, v) in o.backends.items {
+            self.backends.add(k, v);
+        }
+    }
+}
+
+/// Run-level data a worker hands over when it finishes.
+#[derive(Debug)]
+pub struct WorkerTotals {
+    pub lag: Histogram<u64>,
+    pub routes: Counter<String>,
+    pub attempts: Counter<String>,
+    pub requests_by_name: Vec<u64>,
+    pub error_samples: Vec<String>,
+    pub sent: u64,
+}
+
+/// What a worker sends to the controller.
+#[derive(Debug)]
+pub enum WorkerMsg {
+    Window(usize, Box<WindowAcc>),
+    Done(usize, Box<WorkerTotals>),
+}
+
+/// Per-worker recorder; lives on the worker thread, touched by its scheduler and lanes.
+pub struct Recorder {
+    worker: usize,
+    start: Instant,
+    /// Empty histogram cloned for each new window.
+    blank: Histogram<u64>,
+    cur: WindowAcc,
+    totals: WorkerTotals,
+    tx: tokio::sync::mpsc::UnboundedSender<WorkerMsg>,
+}
+
+impl Recorder {
+    pub fn new(
+        worker: usize,
+        start: Instant,
+        blank: Histogram<u64>,
+        names: usize,
+        tx: tokio::sync::mpsc::UnboundedSender<WorkerMsg>,
+    ) -> Self {
+        Recorder {
+            worker,
+            start,
+            cur: WindowAcc::new(0),
+            totals: WorkerTotals {
+                lag: blank.clone(),
+                routes: Counter::default(),
+                attempts: Counter::default(),
+                requests_by_name: vec![0; names],
+                error_samples: Vec::new(),
+                sent: 0,
+            },
+            blank,
+            tx,
+        }
+    }
+
+    /// Window index of `now`.
+    fn idx(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.start).as_secs()
+    }
+
+    /// Sends the current window if `now` is past it.
+    pub fn roll(&mut self, now: Instant) {
+        let idx = self.idx(now);
+        if idx > self.cur.idx {
+            let done = std::mem::replace(&mut self.cur, WindowAcc::new(idx));
+            // The controller outlives the workers; a send error only means it gave up.
+            let _ = self.tx.send(WorkerMsg::Window(self.worker, Box::new(done)));
+        }
+    }
+
+    /// Scheduler: a request was queued `lag` after its intended time.
+    pub fn lag(&mut self, now: Instant, lag: Duration) {
+        self.roll(now);
+        let us = micros(lag);
+        let _ = self.totals.lag.record(us);
+        self.cur.lag_max_us = self.cur.lag_max_us.max(us);
+    }
+
+    /// Scheduler: a request could not even be queued (`max_in_flight` reached).
+    pub fn dropped(&mut self, now: Instant) {
+        self.roll(now);
+        self.cur.dropped += 1;
+    }
+
+    /// A request went out on a connection.
+    pub fn sent(&mut self) {
+        self.totals.sent += 1;
+    }
+
+    /// Records a finished request: latency from its intended time to `now`.
+    pub fn record(&mut self, now: Instant, intended: Instant, entry: usize, ending: Ending, bytes: u64) {
+        self.roll(now);
+        let us = micros(now.saturating_duration_since(intended));
+        let w = &mut self.cur;
+        let blank = &self.blank;
+        let _ = w.latency.get_or_insert_with(|| blank.clone()).record(us);
+        w.requests += 1;
+        w.bytes += bytes;
+        match ending {
+            Ending::Status(code, is_error) => {
+                w.statuses.add(code, 1);
+                if is_error {
+                    w.errors += 1;
+                    w.status_errors += 1;
+                }
+            }
+            Ending::Timeout => {
+                w.errors += 1;
+                w.timeouts += 1;
+            }
+            Ending::Transport => {
+                w.errors += 1;
+                w.transport_errors += 1;
+            }
+        }
+        if let Some(c) = self.totals.requests_by_name.get_mut(entry) {
+            *c += 1;
+        }
+    }
+
+    /// Counts the Arena debug headers of a response (`x-arena-backend` per window, route and
+    /// attempts per run).
+    pub fn headers(&mut self, debug: &DebugHeaders) {
+        if let Some(v) = debug.backend() {
+            self.cur.backends.add_bytes(v);
+        }
+        if let Some(v) = debug.route() {
+            self.totals.routes.add_bytes(v);
+        }
+        if let Some(v) = debug.attempts() {
+            self.totals.attempts.add_bytes(v);
+        }
+    }
+
+    /// Keeps a few distinct error messages for the report.
+    pub fn error_sample(&mut self, msg: impl FnOnce() -> String) {
+        if self.totals.error_samples.len() < MAX_ERROR_SAMPLES {
+            let m = msg();
+            if !self.totals.error_samples.contains(&m) {
+                self.totals.error_samples.push(m);
+            }
+        }
+    }
+
+    /// Flushes the last window and hands over the run-level data.
+    pub fn finish(&mut self) {
+        let cur = std::mem::replace(&mut self.cur, WindowAcc::new(u64::MAX));
+        let totals = WorkerTotals {
+            lag: self.blank.clone(),
+            routes: Counter::default(),
+            attempts: Counter::default(),
+            requests_by_name: Vec::new(),
+            error_samples: Vec::new(),
+            sent: 0,
+        };
+        let totals = std::mem::replace(&mut self.totals, totals);
+        let _ = self.tx.send(WorkerMsg::Window(self.worker, Box::new(cur)));
+        let _ = self.tx.send(WorkerMsg::Done(self.worker, Box::new(totals)));
+    }
+}
+
+/// Latency statistics in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Quantiles {
+    pub p50: u64,
+    pub p90: u64,
+    pub p95: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+    pub min: u64,
+    pub mean: f64,
+    pub count: u64,
+}
+
+impl Quantiles {
+    pub fn of(h: &Histogram<u64>) -> Quantiles {
+        if h.is_empty() {
+            return Quantiles::default();
+        }
+        Quantiles {
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p95: h.value_at_quantile(0.95),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+            min: h.min(),
+            mean: h.mean(),
+            count: h.len(),
+        }
+    }
+}
+
+/// One second of the run, all workers merged.
+#[derive(Debug, Clone, Serialize)]
+pub struct Window {
+    /// Seconds since the start (this window covers `[t, t+1)`).
+    pub t: u64,
+    /// Requests the schedule intended in this second (open loop; 0 in closed loop).
+    pub intended: f64,
+    /// Completed requests (responses, timeouts and transport errors).
+    pub requests: u64,
+    pub errors: u64,
+    pub timeouts: u64,
+    pub transport_errors: u64,
+    pub status_errors: u64,
+    pub dropped: u64,
+    pub bytes: u64,
+    pub lag_max_us: u64,
+    pub latency: Quantiles,
+    pub statuses: BTreeMap<u16, u64>,
+    pub backends: BTreeMap<String, u64>,
+}
+
+impl Window {
+    pub fn from_acc(acc: &WindowAcc, intended: f64) -> Window {
+        Window {
+            t: acc.idx,
+            intended,
+            requests: acc.requests,
+            errors: acc.errors,
+            timeouts: acc.timeouts,
+            transport_errors: acc.transport_errors,
+            status_errors: acc.status_errors,
+            dropped: acc.dropped,
+            bytes: acc.bytes,
+            lag_max_us: acc.lag_max_us,
+            latency: acc.latency.as_ref().map(Quantiles::of).unwrap_or_default(),
+            statuses: acc.statuses.iter().map(|(k, v)| (*k, *v)).collect(),
+            backends: acc.backends.clone().into_map(),
+        }
+    }
+}
+
+/// Totals over the whole run.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Totals {
+    /// Completed requests (responses, timeouts and transport errors).
+    pub requests: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub timeouts: u64,
+    pub transport_errors: u64,
+    pub status_errors: u64,
+    /// Scheduled requests never queued because `max_in_flight` was reached.
+    pub dropped: u64,
+    /// Requests handed to a connection.
+    pub sent: u64,
+    pub bytes: u64,
+}
+
+impl Totals {
+    pub fn add(&mut self, w: &Window) {
+        self.requests += w.requests;
+        self.errors += w.errors;
+        self.ok = self.requests - self.errors;
+        self.timeouts += w.timeouts;
+        self.transport_errors += w.transport_errors;
+        self.status_errors += w.status_errors;
+        self.dropped += w.dropped;
+        self.bytes += w.bytes;
+    }
+}

@@ -1,0 +1,496 @@
+//! Scenario files: YAML → typed file structs → validated [`Scenario`].
+//!
+//! Problems are reported all at once with `file:line:col` and a hint, in the same format as
+//! gateway configuration errors (the YAML-with-positions bridge is the gateway's). The `fleet:`
+//! and `faults:` sections belong to other modules: [`ScenarioHooks`] hands them their raw
+//! position-carrying nodes and a [`Diagnostics`] sink, and their typed results ride along in
+//! [`Scenario::fleet`] / [`Scenario::faults`].
+
+mod file;
+pub mod template;
+pub mod threshold;
+mod validate;
+
+use std::path::Path;
+use std::time::Duration;
+
+use arena_gateway::config::yaml::{self, Pos, Seg};
+use http::{HeaderName, Method};
+use saphyr::MarkedYamlOwned;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use arena_gateway::config::{ConfigErrors, Diagnostic, Severity};
+pub use file::TOP_LEVEL_KEYS;
+pub use template::{Template, Var, VarGen};
+pub use threshold::{LatencyStat, Metric, Op, Threshold};
+
+/// Open loop (requests at scheduled times) or closed loop (back-to-back per connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Open,
+    Closed,
+}
+
+/// What counts as an error besides transport failures and timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ErrorRule {
+    /// HTTP status ≥ 500.
+    #[serde(rename = "5xx")]
+    Status5xx,
+    /// Any status outside 200–299.
+    #[serde(rename = "non_2xx")]
+    Non2xx,
+}
+
+impl ErrorRule {
+    pub fn is_error(self, status: u16) -> bool {
+        match self {
+            ErrorRule::Status5xx => status >= 500,
+            ErrorRule::Non2xx => !(200..300).contains(&status),
+        }
+    }
+}
+
+/// HTTP protocol used towards the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum HttpVersion {
+    #[serde(rename = "1.1")]
+    Http1,
+    /// h2c with prior knowledge.
+    #[serde(rename = "2")]
+    Http2,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpSettings {
+    pub version: HttpVersion,
+    pub connections: usize,
+    /// Concurrent requests per connection (HTTP/2 only; 1 for HTTP/1.1).
+    pub streams: usize,
+    #[serde(with = "human")]
+    pub timeout: Duration,
+    #[serde(with = "human")]
+    pub connect_timeout: Duration,
+    /// Bound on queued + in-flight requests in open loop; beyond it requests are dropped.
+    pub max_in_flight: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            version: HttpVersion::Http1,
+            connections: 64,
+            streams: 1,
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(2),
+            max_in_flight: 10_000,
+        }
+    }
+}
+
+/// One load stage. `rate` is requests/s (open loop only); with `ramp` the rate moves
+/// linearly from the previous stage's rate (0 before the first) to `rate`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Stage {
+    #[serde(with = "human")]
+    pub duration: Duration,
+    pub rate: Option<f64>,
+    pub ramp: bool,
+}
+
+/// One entry of the weighted request mix.
+#[derive(Debug, Clone)]
+pub struct RequestSpec {
+    pub name: String,
+    pub weight: f64,
+    pub method: Method,
+    pub path: Template,
+    pub headers: Vec<(HeaderName, Template)>,
+    pub body: Option<Template>,
+}
+
+/// A validated scenario; `F` and `T` are what the hooks made of `fleet:` and `faults:`.
+#[derive(Debug)]
+pub struct Scenario<F = (), T = ()> {
+    /// File name (or other origin) used in messages.
+    pub origin: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// Base URL (`http://host:port[/prefix]`); may be absent when a fleet provides it.
+    pub target: Option<String>,
+    pub mode: Mode,
+    pub http: HttpSettings,
+    pub stages: Vec<Stage>,
+    pub requests: Vec<RequestSpec>,
+    pub vars: Vec<Var>,
+    pub errors: ErrorRule,
+    pub thresholds: Vec<Threshold>,
+    pub seed: Option<u64>,
+    pub fleet: Option<F>,
+    pub faults: Option<T>,
+    /// Non-fatal findings (printed by `check` and `run`).
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl<F, T> Scenario<F, T> {
+    /// Sum of the stage durations.
+    pub fn duration(&self) -> Duration {
+        self.stages.iter().map(|s| s.duration).sum()
+    }
+}
+
+/// Decoders for the sections owned by other modules (`fleet:`, `faults:`).
+///
+/// Each gets its raw node (positions intact) and a [`Diagnostics`] sink to report problems
+/// with `file:line:col`; returning `None` means "nothing usable" (errors already reported).
+pub trait ScenarioHooks {
+    type Fleet;
+    type Faults;
+
+    fn fleet(&self, node: &MarkedYamlOwned, diags: &mut Diagnostics<'_>) -> Option<Self::Fleet>;
+    fn faults(&self, node: &MarkedYamlOwned, diags: &mut Diagnostics<'_>) -> Option<Self::Faults>;
+
+    /// Cross-checks once everything is decoded (e.g. fault offsets against the total
+    /// duration, fault targets against fleet members). Default: nothing.
+    fn validate(&self, _scenario: &Scenario<Self::Fleet, Self::Faults>, _diags: &mut Diagnostics<'_>) {}
+}
+
+/// Hooks of a build without fleet/fault support: those sections are errors.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoExtensions;
+
+impl ScenarioHooks for NoExtensions {
+    type Fleet = ();
+    type Faults = ();
+
+    fn fleet(&self, node: &MarkedYamlOwned, diags: &mut Diagnostics<'_>) -> Option<()> {
+        diags.error(
+            yaml::pos(node),
+            "`fleet` is not supported by this build",
+            Some("remove `fleet:` and set `target:` (or pass --target)".into()),
+        );
+        None
+    }
+
+    fn faults(&self, node: &MarkedYamlOwned, diags: &mut Diagnostics<'_>) -> Option<()> {
+        diags.error(
+            yaml::pos(node),
+            "`faults` is not supported by this build",
+            Some("remove `faults:`".into()),
+        );
+        None
+    }
+}
+
+/// Collects diagnostics against one parsed document; handed to [`ScenarioHooks`].
+pub struct Diagnostics<'a> {
+    root: &'a MarkedYamlOwned,
+    origin: &'a str,
+    text: &'a str,
+    list: Vec<Diagnostic>,
+}
+
+impl<'a> Diagnostics<'a> {
+    fn new(root: &'a MarkedYamlOwned, origin: &'a str, text: &'a str) -> Self {
+        Diagnostics {
+            root,
+            origin,
+            text,
+            list: Vec::new(),
+        }
+    }
+
+    /// The source character at a position (to point inside quoted scalars).
+    pub fn char_at(&self, pos: Pos) -> Option<char> {
+        self.text
+            .lines()
+            .nth(pos.line.checked_sub(1)?)?
+            .chars()
+            .nth(pos.col.checked_sub(1)?)
+    }
+
+    /// The file name used in messages.
+    pub fn origin(&self) -> &str {
+        self.origin
+    }
+
+    /// The whole document (to look at sibling sections).
+    pub fn root(&self) -> &'a MarkedYamlOwned {
+        self.root
+    }
+
+    pub fn error(&mut self, pos: Pos, message: impl Into<String>, hint: Option<String>) {
+        self.push(Severity::Error, Some(pos), message.into(), hint);
+    }
+
+    pub fn warn(&mut self, pos: Pos, message: impl Into<String>, hint: Option<String>) {
+        self.push(Severity::Warning, Some(pos), message.into(), hint);
+    }
+
+    /// Reports at the node found by `path` (or its nearest existing ancestor).
+    pub fn error_at(&mut self, path: &[Seg], message: impl Into<String>, hint: Option<String>) {
+        let pos = yaml::locate(self.root, path);
+        self.error(pos, message, hint);
+    }
+
+    pub fn warn_at(&mut self, path: &[Seg], message: impl Into<String>, hint: Option<String>) {
+        let pos = yaml::locate(self.root, path);
+        self.warn(pos, message, hint);
+    }
+
+    /// True once any error was reported.
+    pub fn has_errors(&self) -> bool {
+        self.list.iter().any(Diagnostic::is_error)
+    }
+
+    /// Decodes one node into `T` (with `deny_unknown_fields` hints), reporting failures.
+    pub fn decode<T: DeserializeOwned>(&mut self, node: &MarkedYamlOwned) -> Option<T> {
+        match yaml::from_node::<T>(node) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let pos = e.pos.unwrap_or_else(|| yaml::pos(node));
+                self.push(Severity::Error, Some(pos), e.message, e.hint);
+                None
+            }
+        }
+    }
+
+    /// Decodes each item of a list on its own, so one bad item does not hide the next.
+    /// Returns `(index, value)` for the items that decoded.
+    pub fn decode_list<T: DeserializeOwned>(&mut self, node: &MarkedYamlOwned, key: &str) -> Vec<(usize, T)> {
+        if yaml::is_null(node) {
+            return Vec::new();
+        }
+        let Some(items) = yaml::items(node) else {
+            self.error(
+                yaml::pos(node),
+                format!("`{key}` must be a list"),
+                Some(format!("write `{key}:` followed by `- ...` items")),
+            );
+            return Vec::new();
+        };
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| self.decode::<T>(n).map(|v| (i, v)))
+            .collect()
+    }
+
+    fn push(&mut self, sev: Severity, pos: Option<Pos>, message: String, hint: Option<String>) {
+        self.list.push(Diagnostic::new(sev, self.origin, pos, message, hint));
+    }
+}
+
+/// Parses and validates scenario text; `origin` names it in messages.
+pub fn load<H: ScenarioHooks>(
+    text: &str,
+    origin: &str,
+    hooks: &H,
+) -> Result<Scenario<H::Fleet, H::Faults>, ConfigErrors> {
+    validate::load(text, origin, hooks)
+}
+
+/// Reads, parses and validates a scenario file.
+pub fn load_file<H: ScenarioHooks>(path: &Path, hooks: &H) -> Result<Scenario<H::Fleet, H::Faults>, ConfigErrors> {
+    let origin = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => load(&text, &origin, hooks),
+        Err(e) => Err(ConfigErrors(vec![Diagnostic::new(
+            Severity::Error,
+            &origin,
+            None,
+            format!("cannot read scenario: {e}"),
+            Some("check the path of the scenario file".into()),
+        )])),
+    }
+}
+
+/// A parsed `http://host:port[/prefix]` base URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BaseUrl {
+    /// `host:port` as written (used for `Host` / `:authority`).
+    pub authority: String,
+    pub host: String,
+    pub port: u16,
+    /// Path prefix without a trailing `/` (empty for none).
+    pub prefix: String,
+}
+
+impl BaseUrl {
+    /// Parses a target URL; only plain `http` is supported (HTTP/2 as h2c).
+    pub fn parse(text: &str) -> Result<BaseUrl, (String, String)> {
+        let uri: http::Uri = text.trim().parse().map_err(|e| {
+            (
+                format!("bad target URL `{text}`: {e}"),
+                "write e.g. `http://127.0.0.1:8080`".to_string(),
+            )
+        })?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some(other) => {
+                return Err((
+                    format!("unsupported scheme `{other}` in target"),
+                    "only `http://` targets are supported (HTTP/2 runs as h2c)".into(),
+                ))
+            }
+            None => {
+                return Err((
+                    format!("target `{text}` has no scheme"),
+                    "write e.g. `http://127.0.0.1:8080`".into(),
+                ))
+            }
+        }
+        let Some(auth) = uri.authority() else {
+            return Err((
+                format!("target `{text}` has no host"),
+                "write e.g. `http://127.0.0.1:8080`".into(),
+            ));
+        };
+        if uri.query().is_some() {
+            return Err((
+                "the target URL cannot have a query".into(),
+                "put query strings into request paths".into(),
+            ));
+        }
+        let host = auth.host().trim_start_matches('[').trim_end_matches(']').to_string();
+        let port = auth.port_u16().unwrap_or(80);
+        let prefix = uri.path().trim_end_matches('/').to_string();
+        Ok(BaseUrl {
+            authority: auth.as_str().to_string(),
+            host,
+            port,
+            prefix,
+        })
+    }
+}
+
+impl std::fmt::Display for BaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "http://{}{}", self.authority, self.prefix)
+    }
+}
+
+/// Human-readable durations in serialized output (`2s`, `250ms`).
+pub(crate) mod human {
+    use std::time::Duration;
+
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use serde::Deserialize;
+
+    const BASE: &str =
+        "name: t\ntarget: http://127.0.0.1:8080/api/\nstages: [{ duration: 1s, rate: 10 }]\nrequests: [{ path: /x }]\n";
+
+    #[test]
+    fn defaults_and_target_prefix() {
+        let s = load(BASE, "t.yaml", &NoExtensions).unwrap();
+        assert_eq!(s.mode, Mode::Open);
+        assert_eq!(s.http, HttpSettings::default());
+        assert_eq!(s.errors, ErrorRule::Status5xx);
+        assert_eq!(s.requests[0].method, Method::GET);
+        let url = BaseUrl::parse(s.target.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            (url.host.as_str(), url.port, url.prefix.as_str()),
+            ("127.0.0.1", 8080, "/api")
+        );
+        assert!(s.warnings.is_empty());
+    }
+
+    #[test]
+    fn extensions_are_rejected_without_hooks() {
+        let e = load(&format!("{BASE}fleet: {{ pods: 3 }}\n"), "t.yaml", &NoExtensions).unwrap_err();
+        assert!(e.to_string().contains("t.yaml:5:8"), "{e}");
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct FleetFile {
+        pods: u32,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct FaultFile {
+        at: String,
+        action: String,
+    }
+
+    /// What a sibling module does: decode its section with positions, cross-check later.
+    struct Hooks;
+
+    impl ScenarioHooks for Hooks {
+        type Fleet = FleetFile;
+        type Faults = Vec<FaultFile>;
+
+        fn fleet(&self, node: &MarkedYamlOwned, diags: &mut Diagnostics<'_>) -> Option<FleetFile> {
+            diags.decode(node)
+        }
+
+        fn faults(&self, node: &MarkedYamlOwned, diags: &mut Diagnostics<'_>) -> Option<Vec<FaultFile>> {
+            Some(diags.decode_list(node, "faults").into_iter().map(|(_, f)| f).collect())
+        }
+
+        fn validate(&self, s: &Scenario<FleetFile, Vec<FaultFile>>, diags: &mut Diagnostics<'_>) {
+            for (i, f) in s.faults.iter().flatten().enumerate() {
+                if f.action == "kill" && s.fleet.as_ref().is_none_or(|fl| fl.pods == 0) {
+                    diags.error_at(
+                        &[Seg::Key("faults"), Seg::Index(i), Seg::Key("action")],
+                        "nothing to kill",
+                        None,
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn hooks_decode_their_sections_with_positions() {
+        let text = format!(
+            "{BASE}fleet: {{ pods: 0 }}\nfaults:\n  - {{ at: 1s, action: kill }}\n  - {{ at: 2s, acton: x }}\n"
+        );
+        let e = load(&text, "t.yaml", &Hooks).unwrap_err();
+        let msgs: Vec<String> = e.0.iter().map(|d| format!("{} @ {}", d.message, d.location)).collect();
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("unknown key `acton`") && m.ends_with("t.yaml:8:15")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("nothing to kill") && m.ends_with("t.yaml:7:23")),
+            "{msgs:?}"
+        );
+        let ok = format!("{BASE}fleet: {{ pods: 2 }}\nfaults: [{{ at: 1s, action: kill }}]\n");
+        let s = load(&ok, "t.yaml", &Hooks).unwrap();
+        assert_eq!(s.fleet.unwrap().pods, 2);
+        assert_eq!(s.faults.unwrap()[0].at, "1s");
+    }
+
+    #[test]
+    fn missing_target_is_only_a_warning() {
+        let text = BASE.replace("target: http://127.0.0.1:8080/api/\n", "");
+        let s = load(&text, "t.yaml", &NoExtensions).unwrap();
+        assert!(s.target.is_none());
+        assert!(s.warnings[0].message.contains("no `target`"));
+    }
+
+    #[test]
+    fn closed_mode_rejects_rates_and_open_needs_them() {
+        let text = "name: c\nmode: closed\nstages: [{ duration: 1s, rate: 5 }]\nrequests: [{ path: / }]\n";
+        let e = load(text, "t.yaml", &NoExtensions).unwrap_err();
+        assert!(e.to_string().contains("closed-loop stages have no `rate`"), "{e}");
+        let text = "name: o\nstages: [{ duration: 1s }]\nrequests: [{ path: / }]\n";
+        assert!(load(text, "t.yaml", &NoExtensions).is_err());
+    }
+}

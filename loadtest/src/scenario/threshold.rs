@@ -1,0 +1,295 @@
+//! Threshold expressions: `METRIC OP VALUE`, e.g. `p99 < 50ms`, `errors < 0.1%`, `rps > 900`.
+//!
+//! Values are normalised when parsed (latencies to microseconds, shares and error rates to
+//! fractions) so evaluation is a plain comparison.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// Which latency statistic a threshold reads.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LatencyStat {
+    /// Quantile in `0..=1` (0.99 for `p99`).
+    Quantile(f64),
+    Max,
+    Mean,
+}
+
+/// What a threshold measures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    Latency(LatencyStat),
+    /// Fraction of requests that were errors.
+    Errors,
+    /// Completed requests per second of load.
+    Rps,
+    /// Fraction of responses whose `x-arena-backend` starts with `faas=`.
+    FaasShare,
+    /// Fraction of responses whose `x-arena-backend` starts with the prefix.
+    Share(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Op {
+    #[serde(rename = "<")]
+    Lt,
+    #[serde(rename = "<=")]
+    Le,
+    #[serde(rename = ">")]
+    Gt,
+    #[serde(rename = ">=")]
+    Ge,
+}
+
+impl Op {
+    pub fn holds(self, left: f64, right: f64) -> bool {
+        match self {
+            Op::Lt => left < right,
+            Op::Le => left <= right,
+            Op::Gt => left > right,
+            Op::Ge => left >= right,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One parsed threshold.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Threshold {
+    /// As written in the scenario.
+    pub text: String,
+    pub metric: Metric,
+    pub op: Op,
+    /// Normalised: µs for latencies, a fraction for errors and shares, requests/s for rps.
+    pub value: f64,
+}
+
+/// A parse failure: byte offset into the expression, message, hint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThresholdError {
+    pub offset: usize,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+const METRICS: &[&str] = &[
+    "p50",
+    "p90",
+    "p95",
+    "p99",
+    "p999",
+    "max",
+    "mean",
+    "errors",
+    "rps",
+    "faas_share",
+    "share",
+];
+
+fn err(offset: usize, message: impl Into<String>, hint: impl Into<Option<String>>) -> ThresholdError {
+    ThresholdError {
+        offset,
+        message: message.into(),
+        hint: hint.into(),
+    }
+}
+
+/// Parses one threshold expression.
+pub fn parse(text: &str) -> Result<Threshold, ThresholdError> {
+    let lead = text.len() - text.trim_start().len();
+    let s = text.trim_end();
+    let mut i = lead;
+    let bytes = s.as_bytes();
+    // Metric name, optionally with a parenthesised argument.
+    let name_start = i;
+    while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b'.') {
+        i += 1;
+    }
+    let name = &s[name_start..i];
+    if name.is_empty() {
+        return Err(err(
+            name_start,
+            format!("threshold `{text}` has no metric"),
+            Some(format!(
+                "write `METRIC OP VALUE`, metric one of: {}",
+                METRICS.join(", ")
+            )),
+        ));
+    }
+    let metric = if bytes.get(i) == Some(&b'(') {
+        let close = s[i..].find(')').map(|p| p + i).ok_or_else(|| {
+            err(
+                i,
+                "unclosed `(` in threshold",
+                Some("write e.g. `share(faas=) < 5%`".into()),
+            )
+        })?;
+        let arg = s[i + 1..close].trim().trim_matches('"');
+        if name != "share" {
+            return Err(err(
+                name_start,
+                format!("metric `{name}` takes no argument"),
+                Some("only `share(BACKEND_PREFIX)` takes one".into()),
+            ));
+        }
+        if arg.is_empty() {
+            return Err(err(
+                i,
+                "`share()` needs a backend prefix",
+                Some("e.g. `share(127.0.0.11) > 20%`".into()),
+            ));
+        }
+        i = close + 1;
+        Metric::Share(arg.to_string())
+    } else {
+        metric_by_name(name).ok_or_else(|| {
+            let hint = match arena_gateway::config::yaml::closest(name, METRICS) {
+                Some(best) => format!("did you mean `{best}`? metrics: {}", METRICS.join(", ")),
+                None => format!("metrics: {}", METRICS.join(", ")),
+            };
+            err(name_start, format!("unknown metric `{name}`"), Some(hint))
+        })?
+    };
+    while i < bytes.len() && bytes[i] == b' ' {
+        i += 1;
+    }
+    let op_start = i;
+    let op = match (bytes.get(i), bytes.get(i + 1)) {
+        (Some(b'<'), Some(b'=')) => Op::Le,
+        (Some(b'>'), Some(b'=')) => Op::Ge,
+        (Some(b'<'), _) => Op::Lt,
+        (Some(b'>'), _) => Op::Gt,
+        _ => {
+            return Err(err(
+                op_start,
+                format!("expected a comparison after `{}`", &s[name_start..i].trim_end()),
+                Some("one of: <, <=, >, >=".into()),
+            ))
+        }
+    };
+    i += op.as_str().len();
+    while i < bytes.len() && bytes[i] == b' ' {
+        i += 1;
+    }
+    let num_start = i;
+    while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.' || bytes[i] == b'-') {
+        i += 1;
+    }
+    let number: f64 = s[num_start..i].parse().map_err(|_| {
+        err(
+            num_start,
+            format!("expected a number, found `{}`", &s[num_start..]),
+            Some("e.g. `50ms`, `0.1%`, `900`".into()),
+        )
+    })?;
+    if !number.is_finite() || number < 0.0 {
+        return Err(err(num_start, "threshold values must be finite and not negative", None));
+    }
+    let unit = s[i..].trim();
+    let value = normalise(&metric, number, unit).map_err(|(m, h)| err(i, m, Some(h)))?;
+    Ok(Threshold {
+        text: text.trim().to_string(),
+        metric,
+        op,
+        value,
+    })
+}
+
+fn metric_by_name(name: &str) -> Option<Metric> {
+    Some(match name {
+        "p50" => Metric::Latency(LatencyStat::Quantile(0.5)),
+        "p90" => Metric::Latency(LatencyStat::Quantile(0.9)),
+        "p95" => Metric::Latency(LatencyStat::Quantile(0.95)),
+        "p99" => Metric::Latency(LatencyStat::Quantile(0.99)),
+        "p999" | "p99.9" => Metric::Latency(LatencyStat::Quantile(0.999)),
+        "max" => Metric::Latency(LatencyStat::Max),
+        "mean" => Metric::Latency(LatencyStat::Mean),
+        "errors" => Metric::Errors,
+        "rps" => Metric::Rps,
+        "faas_share" => Metric::FaasShare,
+        _ => return None,
+    })
+}
+
+fn normalise(metric: &Metric, n: f64, unit: &str) -> Result<f64, (String, String)> {
+    match metric {
+        Metric::Latency(_) => match unit {
+            "us" | "µs" => Ok(n),
+            "ms" => Ok(n * 1e3),
+            "s" => Ok(n * 1e6),
+            "" => Err((
+                "a latency threshold needs a unit".into(),
+                "write e.g. `50ms`, `1.5s` or `800us`".into(),
+            )),
+            other => Err((format!("unknown duration unit `{other}`"), "units: us, ms, s".into())),
+        },
+        Metric::Errors | Metric::FaasShare | Metric::Share(_) => match unit {
+            "%" => Ok(n / 100.0),
+            "" if n <= 1.0 => Ok(n),
+            "" => Err((
+                format!("a fraction must be between 0 and 1, found {n}"),
+                format!("write a percentage as `{n}%`"),
+            )),
+            other => Err((
+                format!("unknown unit `{other}` for a rate"),
+                "write a percentage (`0.1%`) or a fraction (`0.001`)".into(),
+            )),
+        },
+        Metric::Rps => match unit {
+            "" | "rps" | "/s" => Ok(n),
+            other => Err((
+                format!("unknown unit `{other}` for rps"),
+                "write a plain number, e.g. `rps > 900`".into(),
+            )),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn parses_all_forms() {
+        let t = parse("p99 < 50ms").unwrap();
+        assert_eq!(t.metric, Metric::Latency(LatencyStat::Quantile(0.99)));
+        assert_eq!((t.op, t.value), (Op::Lt, 50_000.0));
+        assert_eq!(parse("errors < 0.1%").unwrap().value, 0.001);
+        assert_eq!(parse("faas_share > 0").unwrap().value, 0.0);
+        assert_eq!(parse("rps >= 900").unwrap().op, Op::Ge);
+        assert_eq!(parse("p99.9<=1s").unwrap().value, 1e6);
+        let s = parse("share(faas=) <= 5%").unwrap();
+        assert_eq!(s.metric, Metric::Share("faas=".into()));
+    }
+
+    #[test]
+    fn reports_offsets_and_hints() {
+        let e = parse("p98 < 5ms").unwrap_err();
+        assert_eq!(e.offset, 0);
+        assert!(e.hint.unwrap().contains("p99"));
+        let e = parse("p99 = 5ms").unwrap_err();
+        assert_eq!(e.offset, 4);
+        let e = parse("p99 < 5").unwrap_err();
+        assert!(e.message.contains("unit"));
+        assert!(parse("errors < 5").is_err());
+        assert!(parse("rps > fast").is_err());
+    }
+}
