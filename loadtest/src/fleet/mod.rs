@@ -44,7 +44,15 @@ impl Observer for Timeline {
                     Ok(Ok(())) => markers.push_at(f.at, f.label.clone()),
                     Ok(Err(e)) => {
                         eprintln!("arena-loadtest: fault `{}` failed: {e}", f.label);
-                        markers.push_at(f.at, format!("{} (failed: {e})", f.label));
+                        // Keep the marker one short line: the full error went to stderr.
+                        let short: String = e
+                            .split_whitespace()
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                            .chars()
+                            .take(80)
+                            .collect();
+                        markers.push_at(f.at, format!("{} (failed: {short})", f.label));
                     }
                     Err(e) => markers.push_at(f.at, format!("{} (failed: {e})", f.label)),
                 }

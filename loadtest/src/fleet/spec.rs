@@ -173,7 +173,6 @@ impl ScenarioHooks for FleetHooks {
 
     fn fleet(&self, node: &MarkedYamlOwned, diags: &mut Diagnostics<'_>) -> Option<FleetSpec> {
         let f: FleetFile = diags.decode(node)?;
-        let mut ok = true;
         let mut pods: Vec<PodSpec> = Vec::new();
         for (i, p) in f.pods.iter().enumerate() {
             let at = |k: &'static str| [Seg::Key("fleet"), Seg::Key("pods"), Seg::Index(i), Seg::Key(k)];
@@ -190,18 +189,15 @@ impl ScenarioHooks for FleetHooks {
             };
             if pods.iter().any(|q| q.name == p.name) {
                 diags.error_at(&at("name"), format!("duplicate pod name `{}`", p.name), None);
-                ok = false;
             }
-            if let Some(ip) = ip {
-                pods.push(PodSpec {
-                    name: p.name.clone(),
-                    ip,
-                    port: p.port,
-                    args: p.args.clone(),
-                });
-            } else {
-                ok = false;
-            }
+            // A pod with a bad address is reported above but kept by name, so faults and
+            // gateway references to it are not reported a second time.
+            pods.push(PodSpec {
+                name: p.name.clone(),
+                ip: ip.unwrap_or(Ipv4Addr::LOCALHOST),
+                port: p.port,
+                args: p.args.clone(),
+            });
         }
         let faas: Vec<String> = f.faas.iter().map(|x| x.name.clone()).collect();
         let known = |name: &str| pods.iter().any(|p| p.name == name) || name.parse::<Ipv4Addr>().is_ok();
@@ -213,7 +209,6 @@ impl ScenarioHooks for FleetHooks {
                         format!("DNS record `{name}` names unknown pod `{t}`"),
                         Some(hint(t, &pods)),
                     );
-                    ok = false;
                 }
             }
         }
@@ -237,15 +232,15 @@ impl ScenarioHooks for FleetHooks {
                         ),
                         Some("define it under fleet.pods / fleet.faas / fleet.dns".into()),
                     );
-                    ok = false;
                 }
             }
         }
         if f.gateway.is_none() && pods.is_empty() {
             diags.error(yaml::pos(node), "a fleet needs a gateway or at least one pod", None);
-            ok = false;
         }
-        ok.then_some(FleetSpec {
+        // Returned even when something was reported (the load fails anyway), so the
+        // cross-checks in `validate` still run and report everything at once.
+        Some(FleetSpec {
             gateway: f.gateway.map(|g| g.config),
             pods,
             faas,
@@ -343,7 +338,8 @@ impl ScenarioHooks for FleetHooks {
 
     fn validate(&self, s: &Scenario<FleetSpec, Vec<Fault>>, diags: &mut Diagnostics<'_>) {
         let faults = s.faults.as_deref().unwrap_or_default();
-        if !faults.is_empty() && s.fleet.is_none() {
+        let fleet_written = yaml::entries(diags.root()).is_some_and(|e| e.iter().any(|(k, _, _)| k == "fleet"));
+        if !faults.is_empty() && s.fleet.is_none() && !fleet_written {
             diags.error_at(
                 &[Seg::Key("faults")],
                 "faults act on fleet members: add a `fleet:` section",
