@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
+use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::listening::Service;
@@ -73,13 +75,15 @@ pub fn build(config: Config, config_path: Option<PathBuf>) -> Result<(Server, Ar
 
     let listeners = config.listeners.clone();
     let admin_addr = config.admin.address;
+    let h2c = config.server.h2c;
     let gw = Gateway::new(config, config_path, Metrics::new()?).map_err(StartError::Runtime)?;
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        ArenaProxy::new(Arc::clone(&gw)),
-        "arena proxy",
-    );
+    let mut options = HttpServerOptions::default();
+    options.h2c = h2c;
+    let mut proxy = ProxyServiceBuilder::new(&server.configuration, ArenaProxy::new(Arc::clone(&gw)))
+        .name("arena proxy")
+        .server_options(options)
+        .build();
     for l in &listeners {
         let addr = l.address.to_string();
         match &l.tls {

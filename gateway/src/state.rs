@@ -314,6 +314,10 @@ fn keep_restart_only_parts(mut new: Config, old: &Config, warnings: &mut Vec<Dia
         note("admin");
         new.admin = old.admin.clone();
     }
+    if new.server.h2c != old.server.h2c {
+        note("server.h2c");
+        new.server.h2c = old.server.h2c;
+    }
     if new.server.threads != old.server.threads
         || new.server.upstream_keepalive_pool_size != old.server.upstream_keepalive_pool_size
     {

@@ -206,3 +206,25 @@ async fn dns_cluster_without_answer_is_503_and_not_ready() {
     assert_eq!(r.json()["waiting_for_discovery"][0], "nodns");
     assert_eq!(get(&c, gw.addr, "/v1/matches", &[]).await.status, 200);
 }
+
+#[tokio::test]
+async fn h2c_clients_are_served_when_enabled() {
+    use http_body_util::{BodyExt, Full};
+    let pod = Pod::start("127.0.0.57", &["--name", "h2-pod"]);
+    let gw = Gateway::start_with("  h2c: true\n", &two_routes(&[&pod]));
+    let c: hyper_util::client::legacy::Client<_, Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
+    for _ in 0..3 {
+        let req = http::Request::get(format!("http://{}/v1/matches", gw.addr))
+            .body(Full::default())
+            .unwrap();
+        let resp = c.request(req).await.unwrap();
+        assert_eq!(resp.version(), http::Version::HTTP_2);
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["x-pod"], "h2-pod");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(body.starts_with(b"{"));
+    }
+}

@@ -96,6 +96,9 @@ pub struct ServerFile {
     /// Debounce for the config file watcher (0 disables watching).
     #[serde(default)]
     pub watch_debounce: Option<Dur>,
+    /// Accept HTTP/2 without TLS (prior knowledge, h2c) on plaintext listeners.
+    #[serde(default)]
+    pub h2c: bool,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default, serde::Serialize)]

@@ -67,6 +67,7 @@ pub struct Server {
     pub max_request_body_bytes: usize,
     #[serde(serialize_with = "human")]
     pub watch_debounce: Duration,
+    pub h2c: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -335,6 +335,7 @@ fn server(c: &mut Check<'_>, s: &ServerFile) -> Server {
         max_request_header_bytes: s.max_request_header_bytes.unwrap_or(32 * 1024),
         max_request_body_bytes: s.max_request_body_bytes.unwrap_or(1024 * 1024),
         watch_debounce: dur(s.watch_debounce, Duration::from_millis(500)),
+        h2c: s.h2c,
     }
 }
 

@@ -18,25 +18,31 @@ pub struct Gateway {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub config: PathBuf,
+    server_extra: String,
     pub proc: Proc,
     _dir: TempDir,
 }
 
 impl Gateway {
     /// The listener/admin header every test config starts with.
-    pub fn header(addr: SocketAddr, admin: SocketAddr) -> String {
+    pub fn header(addr: SocketAddr, admin: SocketAddr, server_extra: &str) -> String {
         format!(
-            "listeners:\n  - name: public\n    address: {addr}\nadmin:\n  address: {admin}\n  token_env: ARENA_TEST_ADMIN_TOKEN\ndebug_headers: true\nserver:\n  threads: 2\n  watch_debounce: 200ms\n"
+            "listeners:\n  - name: public\n    address: {addr}\nadmin:\n  address: {admin}\n  token_env: ARENA_TEST_ADMIN_TOKEN\ndebug_headers: true\nserver:\n  threads: 2\n  watch_debounce: 200ms\n{server_extra}"
         )
     }
 
     /// Starts a gateway whose config is the standard header plus `body` (clusters, routes...).
     pub fn start(body: &str) -> Gateway {
+        Self::start_with("", body)
+    }
+
+    /// Like [`Gateway::start`], with extra `server:` lines (each indented two spaces).
+    pub fn start_with(server_extra: &str, body: &str) -> Gateway {
         let dir = TempDir::new("gw");
         let addr = free_addr("127.0.0.1");
         let admin = free_addr("127.0.0.1");
         let config = dir.0.join("gateway.yaml");
-        std::fs::write(&config, format!("{}{body}", Self::header(addr, admin))).unwrap();
+        std::fs::write(&config, format!("{}{body}", Self::header(addr, admin, server_extra))).unwrap();
         let check = Command::new(bin("arena-gateway"))
             .args(["check", "-c"])
             .arg(&config)
@@ -63,6 +69,7 @@ impl Gateway {
             addr,
             admin,
             config,
+            server_extra: server_extra.to_string(),
             proc,
             _dir: dir,
         }
@@ -71,7 +78,11 @@ impl Gateway {
     /// Rewrites the config file (same listeners/admin) with a new body.
     pub fn write_body(&self, body: &str) {
         let tmp = self.config.with_extension("tmp");
-        std::fs::write(&tmp, format!("{}{body}", Self::header(self.addr, self.admin))).unwrap();
+        std::fs::write(
+            &tmp,
+            format!("{}{body}", Self::header(self.addr, self.admin, &self.server_extra)),
+        )
+        .unwrap();
         std::fs::rename(&tmp, &self.config).unwrap();
     }
 }
