@@ -193,8 +193,11 @@ async fn smoke_scenario_runs_against_a_pod() {
         &["--target", &target, "--duration-scale", "0.3"],
     ))
     .await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
+    // Exit 2 is accepted only when the run was flagged because this busy machine made the
+    // generator itself lag (the honesty flag working), never for anything else.
+    let lagged = out.status.code() == Some(2) && stdout.contains("fell behind its schedule");
+    assert!(out.status.code() == Some(0) || lagged, "{}", text(&out));
     assert!(stdout.contains("statuses   200: "), "{stdout}");
     assert!(stdout.contains("errors     0 (0.000%)"), "{stdout}");
     let json = std::fs::read_dir(&dir)
