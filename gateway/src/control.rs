@@ -45,9 +45,21 @@ async fn run(gw: Arc<Gateway>, mut hangups: tokio::signal::unix::Signal) {
         let gw = Arc::clone(&gw);
         async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut n: u64 = 0;
             loop {
                 tick.tick().await;
-                crate::discovery::sweep(&gw.snapshot().clusters);
+                let snap = gw.snapshot();
+                crate::discovery::sweep(&snap.clusters);
+                n += 1;
+                if n.is_multiple_of(10) {
+                    // Rate-limit keys whose bucket is full again carry no state: forget them,
+                    // so a flood of one-off client IPs cannot grow memory without bound.
+                    for route in snap.routes.iter() {
+                        if let Some(limit) = &route.limit {
+                            limit.sweep();
+                        }
+                    }
+                }
             }
         }
     };

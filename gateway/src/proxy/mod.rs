@@ -187,7 +187,7 @@ impl ArenaProxy {
             (fallback, attempt::fallback_reason(&err), session.response_written())
         {
             if spec.on(on) {
-                match self.try_faas(session, ctx, reason).await {
+                match Box::pin(self.try_faas(session, ctx, reason)).await {
                     Ok(()) => {
                         ctx.error = None;
                         let status = session.response_written().map_or(200, |r| r.status.as_u16());
@@ -440,7 +440,12 @@ impl ProxyHttp for ArenaProxy {
 
         if let Some(limit) = &route.limit {
             let key = limit.key(ctx.client_ip, &session.req_header().headers);
-            if let Decision::Deny { retry_after } = limit.check(key, snapshot.redis.as_deref()).await {
+            let decision = match (limit.spec.scope, snapshot.redis.as_deref()) {
+                // Only the shared limit talks to Redis; keep its big future off the hot path.
+                (LimitScope::Cluster, Some(redis)) => Box::pin(limit.check(key, Some(redis))).await,
+                _ => limit.check_local(key),
+            };
+            if let Decision::Deny { retry_after } = decision {
                 let scope = if limit.spec.scope == LimitScope::Cluster {
                     "cluster"
                 } else {
@@ -483,7 +488,7 @@ impl ProxyHttp for ArenaProxy {
         }
 
         if let Some(reason) = with_rng(|rng| fallback::divert(&route, rng)) {
-            match self.try_faas(session, ctx, reason).await {
+            match Box::pin(self.try_faas(session, ctx, reason)).await {
                 Ok(()) => return Ok(true),
                 Err(why) if reason.pods_can_still_serve() => {
                     tracing::debug!(reason = reason.as_str(), %why, "function did not serve; using pods");
@@ -512,7 +517,7 @@ impl ProxyHttp for ArenaProxy {
                 && session.req_header().method.is_idempotent()
                 && hedge::hedge_delay(&spec, &route).is_some()
             {
-                return self.serve_hedged(session, ctx, route, spec).await;
+                return Box::pin(self.serve_hedged(session, ctx, route, spec)).await;
             }
         }
         Ok(false)
@@ -729,7 +734,7 @@ impl ProxyHttp for ArenaProxy {
             .as_deref()
             .cloned()
             .unwrap_or_else(|| GatewayError::from_pingora(e, ctx.pod));
-        let (error_code, can_reuse_downstream) = self.answer_failure(session, ctx, err).await;
+        let (error_code, can_reuse_downstream) = Box::pin(self.answer_failure(session, ctx, err)).await;
         FailToProxy {
             error_code,
             can_reuse_downstream,

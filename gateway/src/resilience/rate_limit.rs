@@ -264,6 +264,11 @@ impl RouteLimit {
                 }
             }
         }
+        self.check_local(key)
+    }
+
+    /// The in-process check (scope local, or cluster while Redis is out of the picture).
+    pub fn check_local(&self, key: KeyHash) -> Decision {
         self.local.check(key)
     }
 
