@@ -7,6 +7,8 @@ need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
 [ -x /usr/sbin/dnsmasq ] || command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)
+command -v curl >/dev/null 2>&1 || need+=(curl)          # TLS/h2 listener test client
+command -v openssl >/dev/null 2>&1 || need+=(openssl)    # test certificates
 for extra in "$@"; do
   case "$extra" in
     redis) command -v redis-server >/dev/null 2>&1 || need+=(redis-server) ;;

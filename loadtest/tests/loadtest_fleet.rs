@@ -114,3 +114,38 @@ fn check_points_at_fleet_and_fault_mistakes() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn gateway_restart_fault_brings_it_back() {
+    let dir = scratch("restart");
+    let file = dir.join("restart.yaml");
+    let text = SCENARIO
+        .replace("name: fleet-crash", "name: fleet-restart")
+        .replace("127.0.0.151", "127.0.0.153")
+        .replace("127.0.0.152", "127.0.0.154")
+        .replace(
+            "  - { at: 2s, pod: pod-2, action: crash, label: \"pod-2 crashes\" }\n  - { at: 4s, pod: pod-2, action: restart }\n",
+            "  - { at: 2s, action: restart_gateway }\n",
+        )
+        // A restart drops what is in flight; the run must recover, not be perfect.
+        .replace("thresholds: [\"errors < 0.1%\", \"share(127.0.0.153) > 40%\"]", "thresholds: [\"errors < 40%\"]");
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_arena-loadtest"))
+        .args(["run", "--quiet", "--threads", "1", "--out"])
+        .arg(&dir)
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("gateway restarts") && !stdout.contains("failed:"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -761,3 +761,7 @@ impl ProxyHttp for ArenaProxy {
         ctx.served_by.is_some() || ctx.error.as_ref().is_some_and(|e| e.blame() == Blame::Client)
     }
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -334,8 +334,10 @@ impl Fleet {
     }
 
     fn start_gateway(&self, body: &str) -> Result<Gateway, String> {
-        let addr = free_addr()?;
-        let admin = free_addr()?;
+        self.start_gateway_on(body, free_addr()?, free_addr()?)
+    }
+
+    fn start_gateway_on(&self, body: &str, addr: SocketAddr, admin: SocketAddr) -> Result<Gateway, String> {
         let header = format!(
             "listeners:\n  - name: public\n    address: {addr}\nadmin:\n  address: {admin}\n  token_env: ARENA_FLEET_TOKEN\ndebug_headers: true\n"
         );
@@ -422,6 +424,22 @@ impl Fleet {
                 std::fs::write(&tmp, format!("{}{text}", g.header)).map_err(|e| e.to_string())?;
                 std::fs::rename(&tmp, &g.config).map_err(|e| e.to_string())?;
                 g.proc.signal("HUP")
+            }
+            Action::RestartGateway => {
+                let g = self.gateway.take().ok_or("no gateway in the fleet")?;
+                let (addr, admin) = (g.addr, g.admin);
+                let text = std::fs::read_to_string(&g.config).map_err(|e| e.to_string())?;
+                let body = text.strip_prefix(g.header.as_str()).unwrap_or(&text).to_string();
+                // SIGINT is pingora's fast shutdown; wait until the port is free, then start again.
+                let _ = g.proc.signal("INT");
+                drop(g);
+                let deadline = Instant::now() + READY;
+                while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() && Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                self.gateway = Some(self.start_gateway_on(&body, addr, admin)?);
+                Ok(())
             }
             Action::StopFaas { name } => {
                 self.function_mut(name)?.proc = None;

@@ -69,6 +69,7 @@ enum ActionFile {
     Admin,
     Reload,
     Config,
+    RestartGateway,
     StopFaas,
     StartFaas,
 }
@@ -155,6 +156,8 @@ pub enum Action {
     Config {
         config: String,
     },
+    /// Stop the gateway and start it again on the same ports.
+    RestartGateway,
     StopFaas {
         name: String,
     },
@@ -299,6 +302,7 @@ impl ScenarioHooks for FleetHooks {
                     path: f.path.clone().unwrap_or_else(|| "/clusters".into()),
                 }),
                 ActionFile::Reload => Some(Action::Reload),
+                ActionFile::RestartGateway => Some(Action::RestartGateway),
                 ActionFile::Config => match &f.config {
                     Some(c) => Some(Action::Config { config: c.clone() }),
                     None => {
@@ -372,7 +376,10 @@ impl ScenarioHooks for FleetHooks {
                     Some(hint(p, &fleet.pods)),
                 );
             }
-            let needs_gateway = matches!(f.action, Action::Admin { .. } | Action::Reload | Action::Config { .. });
+            let needs_gateway = matches!(
+                f.action,
+                Action::Admin { .. } | Action::Reload | Action::Config { .. } | Action::RestartGateway
+            );
             if needs_gateway && fleet.gateway.is_none() {
                 diags.error_at(&path, "this fault acts on the gateway, but the fleet has none", None);
             }
@@ -431,6 +438,7 @@ fn describe(a: &Action) -> String {
         Action::Admin { method, path } => format!("admin {method} {path}"),
         Action::Reload => "gateway reload (SIGHUP)".into(),
         Action::Config { .. } => "gateway config changed".into(),
+        Action::RestartGateway => "gateway restarts".into(),
         Action::StopFaas { name } => format!("function {name} down"),
         Action::StartFaas { name } => format!("function {name} up"),
     }
