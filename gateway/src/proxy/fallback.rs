@@ -38,16 +38,13 @@ pub fn divert<R: Rng>(route: &Route, rng: &mut R) -> Option<FaasReason> {
 
 /// Declared body length: `Some(0)` for requests without a body, `None` when unknown (chunked).
 pub fn declared_body_len(session: &mut Session) -> Option<usize> {
-    // The common GET: pingora already knows there is no body; skip the header lookup.
-    if session.as_mut().is_body_empty() {
-        return Some(0);
+    let headers = &session.req_header().headers;
+    match headers.get(http::header::CONTENT_LENGTH) {
+        Some(v) => v.to_str().ok().and_then(|v| v.trim().parse::<usize>().ok()),
+        // HTTP/1: neither Content-Length nor Transfer-Encoding means no body (RFC 9112 §6.3).
+        None if session.as_http1().is_some() && !headers.contains_key(http::header::TRANSFER_ENCODING) => Some(0),
+        None => session.as_mut().is_body_empty().then_some(0),
     }
-    session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<usize>().ok())
 }
 
 /// Reads the whole request body into pingora's retry buffer (so pods can still be tried
@@ -129,7 +126,7 @@ pub async fn serve(
         session.write_response_header(Box::new(h), false).await?;
         session.write_response_body(Some(resp.body.clone()), true).await
     };
-    ctx.served_by = Some(function.name().to_string());
+    ctx.served_by = Some(function.name().into());
     if let Err(e) = write.await {
         // The client went away; the function did its job.
         tracing::debug!(error = %e, "writing the function's answer failed");

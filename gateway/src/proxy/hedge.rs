@@ -24,6 +24,9 @@ use crate::config::{HedgeAfter, HedgeSpec, RetryOn};
 use crate::error::GatewayError;
 use crate::route::Route;
 
+/// Hedge delay of a `pNN` route before it has enough latency samples.
+const PERCENTILE_FALLBACK: Duration = Duration::from_millis(50);
+
 /// Connection pool for hedged tries (separate from the proxy loop's pool).
 pub struct Hedger {
     connector: Arc<Connector>,
@@ -49,12 +52,15 @@ struct Try {
 pub fn hedge_delay(spec: &HedgeSpec, route: &Route) -> Option<Duration> {
     match spec.after {
         HedgeAfter::Fixed(d) => Some(d),
-        // Until the route has a latency history there is nothing to compare with.
-        HedgeAfter::Percentile(_) => route
-            .latency
-            .as_ref()?
-            .current()
-            .map(|d| d.max(Duration::from_millis(1))),
+        // Until the route has a latency history (after start or a reload), hedge after a
+        // fixed delay rather than not at all: a stuck pod must not cost a whole timeout.
+        HedgeAfter::Percentile(_) => Some(
+            route
+                .latency
+                .as_ref()
+                .and_then(|w| w.current())
+                .map_or(PERCENTILE_FALLBACK, |d| d.max(Duration::from_millis(1))),
+        ),
     }
 }
 

@@ -89,7 +89,8 @@ pub struct RequestCtx {
     tried: SmallVec<[SocketAddr; 2]>,
     inflight: Option<InFlight>,
     pod: Option<SocketAddr>,
-    hash_key: Option<Vec<u8>>,
+    /// Boxed: only consistent-hash routes have one, and the context moves with the request.
+    hash_key: Option<Box<[u8]>>,
     /// Boxed: rare, and the context is moved around with every request future.
     error: Option<Box<GatewayError>>,
     body_bytes: usize,
@@ -98,7 +99,7 @@ pub struct RequestCtx {
     /// A retry already decided in `upstream_response_filter` (5xx), for `error_while_proxy`.
     retry_decided: bool,
     /// Name of the function that answered, when one did.
-    served_by: Option<String>,
+    served_by: Option<Box<str>>,
     /// The request has no body (no write timeout needed, hedging possible).
     bodyless: bool,
     /// The answer is written from pingora's failure path, after which pingora closes the
@@ -122,8 +123,11 @@ pub struct ArenaProxy {
 
 /// Adds the headers the gateway sets on every request to a pod.
 fn add_forwarding_headers(upstream: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
-    // `&'static str` names are pingora's cheapest insert: no title-casing, no allocation.
-    upstream.insert_header("x-request-id", ctx.request_id.clone())?;
+    // `&'static str` names are pingora's cheapest insert: no title-casing, no allocation. A
+    // client's own id is already in the copied request: no insert needed.
+    if !ctx.client_sent_id {
+        upstream.insert_header("x-request-id", ctx.request_id.clone())?;
+    }
     if let Some(ip) = ctx.client_ip {
         let xff = match upstream.headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
             Some(prev) => HeaderValue::from_str(&format!("{prev}, {ip}")).ok(),
@@ -358,6 +362,14 @@ impl ArenaProxy {
 }
 
 /// Size of the request head as it arrived, for the 431 limit.
+/// Size of the request head: what arrived on the wire for HTTP/1 (free), else an estimate.
+fn head_size(session: &Session) -> usize {
+    match session.as_http1() {
+        Some(h1) => h1.get_headers_raw_bytes().len(),
+        None => header_bytes(session.req_header()),
+    }
+}
+
 fn header_bytes(req: &RequestHeader) -> usize {
     let line = req.method.as_str().len() + req.raw_path().len() + 12;
     req.headers
@@ -414,7 +426,7 @@ impl ProxyHttp for ArenaProxy {
         let snapshot = self.gw.snapshot();
         let limit = snapshot.config.server.max_request_header_bytes;
         ctx.snapshot = Some(snapshot);
-        if header_bytes(session.req_header()) > limit {
+        if head_size(session) > limit {
             return Err(Self::fail(ctx, GatewayError::HeadersTooLarge { limit }));
         }
         Ok(())
@@ -429,7 +441,11 @@ impl ProxyHttp for ArenaProxy {
         let req = session.req_header();
         let view = RequestView {
             method: &req.method,
-            host: host_of(&req.headers, &req.uri),
+            host: if snapshot.routes.uses_host() {
+                host_of(&req.headers, &req.uri)
+            } else {
+                ""
+            },
             path: req.uri.path(),
             headers: &req.headers,
         };
@@ -476,9 +492,9 @@ impl ProxyHttp for ArenaProxy {
         let cluster = &route.cluster.spec;
         if cluster.lb == LbKind::ConsistentHash {
             ctx.hash_key = match &cluster.hash_key {
-                Some(HashKey::Header(h)) => req.headers.get(h).map(|v| v.as_bytes().to_vec()),
-                Some(HashKey::Cookie(name)) => cookie(&req.headers, name).map(<[u8]>::to_vec),
-                Some(HashKey::ClientIp) => ctx.client_ip.map(|ip| ip.to_string().into_bytes()),
+                Some(HashKey::Header(h)) => req.headers.get(h).map(|v| v.as_bytes().into()),
+                Some(HashKey::Cookie(name)) => cookie(&req.headers, name).map(Into::into),
+                Some(HashKey::ClientIp) => ctx.client_ip.map(|ip| ip.to_string().into_bytes().into()),
                 None => None,
             };
         }

@@ -86,11 +86,18 @@ pub struct Route {
 /// Routes in file order.
 pub struct RouteTable {
     routes: Vec<Arc<Route>>,
+    /// Some route matches on host: only then is the request's host worth extracting.
+    uses_host: bool,
 }
 
 impl RouteTable {
     pub fn new(routes: Vec<Arc<Route>>) -> Self {
-        RouteTable { routes }
+        let uses_host = routes.iter().any(|r| r.spec.matcher.host.is_some());
+        RouteTable { routes, uses_host }
+    }
+
+    pub fn uses_host(&self) -> bool {
+        self.uses_host
     }
 
     pub fn find(&self, req: &RequestView<'_>) -> Option<&Arc<Route>> {
