@@ -22,7 +22,7 @@ ONLY=arena-loadtest,wrk,k6
 BUILD=1
 QUIET_WAIT=60
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 while [[ $# -gt 0 ]]; do
     case "$1" in

@@ -21,7 +21,7 @@ ONLY=arena,bare,nginx,haproxy,traefik
 BUILD=1
 QUIET_WAIT=60
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 while [[ $# -gt 0 ]]; do
     case "$1" in

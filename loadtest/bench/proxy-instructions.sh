@@ -22,7 +22,7 @@ TOP=15
 ONLY=bare,arena-p2c,arena-all
 BUILD=1
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 while [[ $# -gt 0 ]]; do
     case "$1" in

@@ -8,10 +8,10 @@
 #                                [--scenarios healthy,slow,stuck] [--no-build]
 #
 # Pods: `arena-pod --latency 5ms` on 127.0.0.41-44 (one port), restarted for every run. Per run:
-# start the pods and the proxy, send 50 requests that must all answer 200 (all pods healthy), then turn pod 1
-# slow (150 ms) or stuck (accepts, never answers) through its live knob and at once load the
-# proxy with arena-loadtest in open loop (RATE req/s for DURATION, latency measured from each
-# request's intended send time). Table: scenario × proxy → p50, p99, max, error %.
+# start the pods and the proxy, send 50 requests that must all answer 200 (all pods healthy),
+# then turn pod 1 slow (150 ms) or stuck (accepts, never answers) through its live knob and at
+# once load the proxy with arena-loadtest in open loop (RATE req/s for DURATION, latency measured
+# from each request's intended send time). Table: scenario × proxy → p50, p99, max, error %.
 set -euo pipefail
 
 BENCH=resilience
@@ -23,7 +23,7 @@ SCENARIOS=healthy,slow,stuck
 BUILD=1
 QUIET_WAIT=${QUIET_WAIT:-30}
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
