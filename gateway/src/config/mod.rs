@@ -3,6 +3,7 @@
 //! Loading reports every problem at once with `file:line:column` and a hint; a config with
 //! errors is never returned, so a reload can only ever swap in something that validated.
 
+pub mod check;
 pub mod diagnostic;
 pub mod file;
 mod validate;

@@ -8,98 +8,25 @@ use std::time::Duration;
 
 use http::{HeaderName, Method};
 use saphyr::MarkedYamlOwned;
-use serde::de::DeserializeOwned;
 
+use super::check::{parse_document, Diagnostics};
 use super::file::{self, AdminFile, ClusterFile, LbKind, ListenerFile, RouteFile, ServerFile, TOP_LEVEL_KEYS};
 use super::file::{FaasKind, LimitScope, RetryOn};
-use super::yaml::{self, Pos, Seg};
+use super::yaml::{self, Seg};
 use super::{
     Admin, ClusterSpec, Config, ConfigErrors, Diagnostic, DnsSpec, FaasSpec, FaasTarget, FallbackOn, FallbackSpec,
     HashKey, HedgeAfter, HedgeSpec, LimitKey, Listener, LoadTuning, Loaded, Match, OutlierSpec, PathMatch,
-    RateLimitSpec, RecordKind, RedisSpec, RetrySpec, RouteSpec, Server, Severity, Source, Tls,
+    RateLimitSpec, RecordKind, RedisSpec, RetrySpec, RouteSpec, Server, Source, Tls,
 };
 
-/// Collects diagnostics against one parsed document.
-struct Check<'a> {
-    root: &'a MarkedYamlOwned,
-    origin: &'a str,
-    diags: Vec<Diagnostic>,
-}
-
-impl Check<'_> {
-    fn report(&mut self, sev: Severity, path: &[Seg], msg: impl Into<String>, hint: Option<String>) {
-        let pos = yaml::locate(self.root, path);
-        self.diags
-            .push(Diagnostic::new(sev, self.origin, Some(pos), msg.into(), hint));
-    }
-    fn error(&mut self, path: &[Seg], msg: impl Into<String>, hint: Option<String>) {
-        self.report(Severity::Error, path, msg, hint);
-    }
-    fn warn(&mut self, path: &[Seg], msg: impl Into<String>, hint: Option<String>) {
-        self.report(Severity::Warning, path, msg, hint);
-    }
-    fn decode_error(&mut self, e: yaml::DeError, fallback: Pos) {
-        let pos = e.pos.unwrap_or(fallback);
-        self.diags.push(Diagnostic::new(
-            Severity::Error,
-            self.origin,
-            Some(pos),
-            e.message,
-            e.hint,
-        ));
-    }
-    /// Decodes one node, recording the failure instead of stopping.
-    fn decode<T: DeserializeOwned>(&mut self, node: &MarkedYamlOwned) -> Option<T> {
-        match yaml::from_node::<T>(node) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.decode_error(e, yaml::pos(node));
-                None
-            }
-        }
-    }
-    /// Decodes each item of a list section on its own, keeping the item index.
-    fn decode_list<T: DeserializeOwned>(&mut self, key: &'static str, node: &MarkedYamlOwned) -> Vec<(usize, T)> {
-        if yaml::is_null(node) {
-            return Vec::new();
-        }
-        let Some(items) = yaml::items(node) else {
-            self.error(
-                &[Seg::Key(key)],
-                format!("`{key}` must be a list"),
-                Some(format!("write `{key}:` followed by `- ...` items")),
-            );
-            return Vec::new();
-        };
-        items
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| self.decode::<T>(n).map(|v| (i, v)))
-            .collect()
-    }
-}
+type Check<'a> = Diagnostics<'a>;
 
 /// Parses, decodes and validates configuration text.
 pub fn load(text: &str, origin: &str) -> Result<Loaded, ConfigErrors> {
-    let root = match yaml::parse(text) {
-        Ok(r) => r,
-        Err((pos, msg)) => {
-            return Err(ConfigErrors(vec![Diagnostic::new(
-                Severity::Error,
-                origin,
-                Some(pos),
-                format!("YAML syntax error: {msg}"),
-                Some("check indentation and quoting near this position".into()),
-            )]))
-        }
-    };
-    let mut c = Check {
-        root: &root,
-        origin,
-        diags: Vec::new(),
-    };
+    let root = parse_document(text, origin)?;
+    let mut c = Diagnostics::new(&root, origin, text);
     let config = build(&mut c);
-    let diags = c.diags;
+    let diags = c.into_list();
     if diags.iter().any(Diagnostic::is_error) {
         return Err(ConfigErrors(diags));
     }
@@ -126,11 +53,11 @@ struct Sections {
 
 fn sections(c: &mut Check<'_>) -> Sections {
     let mut s = Sections::default();
-    if yaml::is_null(c.root) {
+    if yaml::is_null(c.root()) {
         return s;
     }
-    let Some(entries) = yaml::entries(c.root) else {
-        c.error(
+    let Some(entries) = yaml::entries(c.root()) else {
+        c.error_at(
             &[],
             "the configuration must be a mapping of sections",
             Some(format!("top-level keys: {}", TOP_LEVEL_KEYS.join(", "))),
@@ -139,10 +66,10 @@ fn sections(c: &mut Check<'_>) -> Sections {
     };
     for (key, key_node, value) in entries {
         match key.as_str() {
-            "listeners" => s.listeners = c.decode_list("listeners", value),
-            "clusters" => s.clusters = c.decode_list("clusters", value),
-            "routes" => s.routes = c.decode_list("routes", value),
-            "faas" => s.faas = c.decode_list("faas", value),
+            "listeners" => s.listeners = c.decode_list(value, "listeners"),
+            "clusters" => s.clusters = c.decode_list(value, "clusters"),
+            "routes" => s.routes = c.decode_list(value, "routes"),
+            "faas" => s.faas = c.decode_list(value, "faas"),
             "redis" => s.redis = c.decode(value),
             "admin" => s.admin = c.decode(value),
             "debug_headers" => s.debug_headers = c.decode(value).unwrap_or(false),
@@ -156,13 +83,11 @@ fn sections(c: &mut Check<'_>) -> Sections {
                     Some(best) => format!("did you mean `{best}`? top-level keys: {}", TOP_LEVEL_KEYS.join(", ")),
                     None => format!("top-level keys: {}", TOP_LEVEL_KEYS.join(", ")),
                 };
-                c.diags.push(Diagnostic::new(
-                    Severity::Error,
-                    c.origin,
-                    Some(yaml::pos(key_node)),
+                c.error(
+                    yaml::pos(key_node),
                     format!("unknown top-level key `{other}`"),
                     Some(hint),
-                ));
+                );
             }
         }
     }
@@ -198,7 +123,7 @@ fn parse_addr(c: &mut Check<'_>, path: &[Seg], text: &str, what: &str) -> Option
     match SocketAddr::from_str(text.trim()) {
         Ok(a) => Some(a),
         Err(_) => {
-            c.error(
+            c.error_at(
                 path,
                 format!("bad {what} address `{text}`"),
                 Some(
@@ -215,14 +140,14 @@ fn check_unique<'n>(c: &mut Check<'_>, section: &'static str, names: impl Iterat
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, name) in names {
         if name.trim().is_empty() {
-            c.error(
+            c.error_at(
                 &[Seg::Key(section), Seg::Index(i), Seg::Key("name")],
                 "name must not be empty",
                 None,
             );
         } else if let Some(first) = seen.get(name) {
-            let first_line = yaml::locate(c.root, &[Seg::Key(section), Seg::Index(*first)]).line;
-            c.error(
+            let first_line = yaml::locate(c.root(), &[Seg::Key(section), Seg::Index(*first)]).line;
+            c.error_at(
                 &[Seg::Key(section), Seg::Index(i), Seg::Key("name")],
                 format!("duplicate name `{name}` in {section}"),
                 Some(format!("first defined at line {first_line}; names must be unique")),
@@ -234,8 +159,8 @@ fn check_unique<'n>(c: &mut Check<'_>, section: &'static str, names: impl Iterat
 }
 
 fn listeners(c: &mut Check<'_>, items: &[(usize, ListenerFile)]) -> Vec<Listener> {
-    if items.is_empty() && !c.diags.iter().any(|d| d.message.contains("listeners")) {
-        c.error(
+    if items.is_empty() && !c.list().iter().any(|d| d.message.contains("listeners")) {
+        c.error_at(
             &[Seg::Key("listeners")],
             "no listeners configured",
             Some("add `listeners: [{ name: public, address: 127.0.0.1:8080 }]`".into()),
@@ -250,7 +175,7 @@ fn listeners(c: &mut Check<'_>, items: &[(usize, ListenerFile)]) -> Vec<Listener
             continue;
         };
         if !addrs.insert(address) {
-            c.error(&path, format!("address {address} is used by two listeners"), None);
+            c.error_at(&path, format!("address {address} is used by two listeners"), None);
         }
         let tls = l.tls.as_ref().map(|t| Tls {
             cert_file: PathBuf::from(&t.cert_file),
@@ -260,7 +185,7 @@ fn listeners(c: &mut Check<'_>, items: &[(usize, ListenerFile)]) -> Vec<Listener
         if let Some(t) = &tls {
             for (key, file) in [("cert_file", &t.cert_file), ("key_file", &t.key_file)] {
                 if let Err(e) = std::fs::metadata(file) {
-                    c.error(
+                    c.error_at(
                         &[Seg::Key("listeners"), Seg::Index(*i), Seg::Key("tls"), Seg::Key(key)],
                         format!("cannot read {key} `{}`: {e}", file.display()),
                         Some("give a PEM file readable by the gateway".into()),
@@ -284,14 +209,14 @@ fn admin(c: &mut Check<'_>, a: Option<AdminFile>, listeners: &[Listener]) -> Opt
     });
     let address = parse_addr(c, &[Seg::Key("admin"), Seg::Key("address")], &a.address, "admin")?;
     if listeners.iter().any(|l| l.address == address) {
-        c.error(
+        c.error_at(
             &[Seg::Key("admin"), Seg::Key("address")],
             format!("admin address {address} is also a listener"),
             Some("give the admin API its own port".into()),
         );
     }
     if !address.ip().is_loopback() && a.token_env.is_none() {
-        c.warn(
+        c.warn_at(
             &[Seg::Key("admin"), Seg::Key("address")],
             "admin API listens beyond loopback without a token",
             Some("set `admin.token_env` so mutating calls need a bearer token".into()),
@@ -303,7 +228,7 @@ fn admin(c: &mut Check<'_>, a: Option<AdminFile>, listeners: &[Listener]) -> Opt
         .and_then(|name| std::env::var(name).ok())
         .filter(|t| !t.is_empty());
     if let (Some(name), None) = (&a.token_env, &token) {
-        c.warn(
+        c.warn_at(
             &[Seg::Key("admin"), Seg::Key("token_env")],
             format!("environment variable `{name}` is unset: mutating admin calls (POST /reload) are disabled"),
             Some(format!("export {name}=<secret> before starting the gateway")),
@@ -320,7 +245,7 @@ fn server(c: &mut Check<'_>, s: &ServerFile) -> Server {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let threads = s.threads.unwrap_or(cpus);
     if threads == 0 {
-        c.error(
+        c.error_at(
             &[Seg::Key("server"), Seg::Key("threads")],
             "threads must be at least 1",
             None,
@@ -346,7 +271,7 @@ fn clusters(c: &mut Check<'_>, items: &[(usize, ClusterFile)]) -> Vec<(usize, Cl
         let at = |key: &'static str| [Seg::Key("clusters"), Seg::Index(*i), Seg::Key(key)];
         let source = match (&cl.endpoints, &cl.dns) {
             (Some(_), Some(_)) => {
-                c.error(
+                c.error_at(
                     &at("dns"),
                     format!("cluster `{}` has both `endpoints` and `dns`", cl.name),
                     Some("use one source of pods per cluster".into()),
@@ -354,7 +279,7 @@ fn clusters(c: &mut Check<'_>, items: &[(usize, ClusterFile)]) -> Vec<(usize, Cl
                 None
             }
             (None, None) => {
-                c.error(
+                c.error_at(
                     &[Seg::Key("clusters"), Seg::Index(*i)],
                     format!("cluster `{}` has no pods", cl.name),
                     Some(
@@ -370,7 +295,7 @@ fn clusters(c: &mut Check<'_>, items: &[(usize, ClusterFile)]) -> Vec<(usize, Cl
         let hash_key = match (&cl.hash_key, cl.lb) {
             (Some(k), LbKind::ConsistentHash) => parse_hash_key(c, &at("hash_key"), k),
             (None, LbKind::ConsistentHash) => {
-                c.error(
+                c.error_at(
                     &at("lb"),
                     "consistent_hash needs a `hash_key`",
                     Some("e.g. `hash_key: header:x-user-id`, `cookie:session` or `client_ip`".into()),
@@ -378,7 +303,7 @@ fn clusters(c: &mut Check<'_>, items: &[(usize, ClusterFile)]) -> Vec<(usize, Cl
                 None
             }
             (Some(_), _) => {
-                c.warn(
+                c.warn_at(
                     &at("hash_key"),
                     "hash_key is ignored unless `lb: consistent_hash`",
                     None,
@@ -396,10 +321,10 @@ fn clusters(c: &mut Check<'_>, items: &[(usize, ClusterFile)]) -> Vec<(usize, Cl
             error_penalty: load.error_penalty.unwrap_or(d.error_penalty),
         };
         if load.decay.is_zero() {
-            c.error(&at("load"), "load.decay must be greater than zero", None);
+            c.error_at(&at("load"), "load.decay must be greater than zero", None);
         }
         if !(1.0..=1000.0).contains(&load.error_penalty) {
-            c.error(&at("load"), "load.error_penalty must be between 1 and 1000", None);
+            c.error_at(&at("load"), "load.error_penalty must be between 1 and 1000", None);
         }
         let o = cl.outlier.clone();
         let d = OutlierSpec::default();
@@ -424,24 +349,24 @@ fn clusters(c: &mut Check<'_>, items: &[(usize, ClusterFile)]) -> Vec<(usize, Cl
                 .unwrap_or(d.max_ejected_percent),
         };
         if outlier.max_ejected_percent > 100 {
-            c.error(&at("outlier"), "outlier.max_ejected_percent must be 0..100", None);
+            c.error_at(&at("outlier"), "outlier.max_ejected_percent must be 0..100", None);
         }
         if outlier.base_ejection > outlier.max_ejection {
-            c.error(
+            c.error_at(
                 &at("outlier"),
                 "outlier.base_ejection is longer than outlier.max_ejection",
                 None,
             );
         }
         if cl.max_in_flight == Some(0) {
-            c.error(
+            c.error_at(
                 &at("max_in_flight"),
                 "max_in_flight must be at least 1",
                 Some("leave it out for no limit".into()),
             );
         }
         if cl.per_try_timeout.is_some_and(|d| d.0.is_zero()) {
-            c.error(
+            c.error_at(
                 &at("per_try_timeout"),
                 "per_try_timeout must be greater than zero",
                 None,
@@ -469,7 +394,7 @@ fn clusters(c: &mut Check<'_>, items: &[(usize, ClusterFile)]) -> Vec<(usize, Cl
 
 fn static_endpoints(c: &mut Check<'_>, i: usize, name: &str, list: &[String]) -> Option<Source> {
     if list.is_empty() {
-        c.error(
+        c.error_at(
             &[Seg::Key("clusters"), Seg::Index(i), Seg::Key("endpoints")],
             format!("cluster `{name}` has an empty endpoint list"),
             None,
@@ -486,7 +411,7 @@ fn static_endpoints(c: &mut Check<'_>, i: usize, name: &str, list: &[String]) ->
             Seg::Index(j),
         ];
         match parse_addr(c, &path, e, "endpoint") {
-            Some(a) if addrs.contains(&a) => c.warn(&path, format!("endpoint {a} is listed twice"), None),
+            Some(a) if addrs.contains(&a) => c.warn_at(&path, format!("endpoint {a} is listed twice"), None),
             Some(a) => addrs.push(a),
             None => ok = false,
         }
@@ -498,11 +423,11 @@ fn dns_spec(c: &mut Check<'_>, i: usize, d: &file::DnsFile) -> Option<DnsSpec> {
     let at = |key: &'static str| [Seg::Key("clusters"), Seg::Index(i), Seg::Key("dns"), Seg::Key(key)];
     let mut ok = true;
     if d.name.trim().is_empty() {
-        c.error(&at("name"), "dns.name must not be empty", None);
+        c.error_at(&at("name"), "dns.name must not be empty", None);
         ok = false;
     }
     if d.port.is_none() && d.record != RecordKind::Srv {
-        c.error(
+        c.error_at(
             &at("record"),
             "A/AAAA records carry no port: set `dns.port`",
             Some("or use `record: srv`, which gives a port per pod".into()),
@@ -520,7 +445,7 @@ fn dns_spec(c: &mut Check<'_>, i: usize, d: &file::DnsFile) -> Option<DnsSpec> {
     let min_refresh = d.min_refresh.map(|x| x.0).unwrap_or(Duration::from_secs(1));
     let max_refresh = d.max_refresh.map(|x| x.0).unwrap_or(Duration::from_secs(30));
     if min_refresh > max_refresh {
-        c.error(
+        c.error_at(
             &at("min_refresh"),
             "dns.min_refresh is greater than dns.max_refresh",
             None,
@@ -528,7 +453,7 @@ fn dns_spec(c: &mut Check<'_>, i: usize, d: &file::DnsFile) -> Option<DnsSpec> {
         ok = false;
     }
     if min_refresh.is_zero() {
-        c.error(
+        c.error_at(
             &at("min_refresh"),
             "dns.min_refresh must be greater than zero",
             Some("a zero refresh would query the DNS server in a loop".into()),
@@ -558,7 +483,7 @@ fn parse_hash_key(c: &mut Check<'_>, path: &[Seg], k: &str) -> Option<HashKey> {
         None
     };
     if key.is_none() {
-        c.error(path, format!("bad hash_key `{k}`"), Some(bad.into()));
+        c.error_at(path, format!("bad hash_key `{k}`"), Some(bad.into()));
     }
     key
 }
@@ -601,7 +526,7 @@ fn routes(
     let names: Vec<&str> = clusters.iter().map(|(_, c)| c.name.as_str()).collect();
     // Clusters written in the file but rejected are already reported; a route naming one of
     // them is not a second, misleading "unknown cluster" error.
-    let declared = declared_cluster_names(c.root);
+    let declared = declared_cluster_names(c.root());
     let all: Vec<&str> = declared.iter().map(String::as_str).collect();
     let mut out: Vec<(usize, RouteSpec)> = Vec::new();
     for (i, r) in items {
@@ -614,7 +539,7 @@ fn routes(
                 None if names.is_empty() => "define it under `clusters:`".to_string(),
                 None => format!("defined clusters: {}", names.join(", ")),
             };
-            c.error(
+            c.error_at(
                 &at("cluster"),
                 format!("route `{}` references unknown cluster `{}`", r.name, r.cluster),
                 Some(hint),
@@ -623,13 +548,13 @@ fn routes(
         let matcher = matcher(c, *i, &r.matcher);
         let timeout = r.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(15));
         if timeout.is_zero() {
-            c.error(&at("timeout"), "route timeout must be greater than zero", None);
+            c.error_at(&at("timeout"), "route timeout must be greater than zero", None);
         }
         let resilience = route_resilience(c, *i, r, extras);
         let Some(matcher) = matcher else { continue };
         if let Some((j, earlier)) = out.iter().find(|(_, e)| covers(&e.matcher, &matcher)) {
-            let line = yaml::locate(c.root, &[Seg::Key("routes"), Seg::Index(*j)]).line;
-            c.warn(
+            let line = yaml::locate(c.root(), &[Seg::Key("routes"), Seg::Index(*j)]).line;
+            c.warn_at(
                 &[Seg::Key("routes"), Seg::Index(*i), Seg::Key("name")],
                 format!(
                     "route `{}` is shadowed by earlier route `{}` and never matches",
@@ -661,7 +586,7 @@ fn routes(
     let used: BTreeSet<&str> = out.iter().map(|(_, r)| r.cluster.as_str()).collect();
     for (i, cl) in clusters {
         if !used.contains(cl.name.as_str()) {
-            c.warn(
+            c.warn_at(
                 &[Seg::Key("clusters"), Seg::Index(*i), Seg::Key("name")],
                 format!("cluster `{}` is not used by any route", cl.name),
                 None,
@@ -676,7 +601,7 @@ fn matcher(c: &mut Check<'_>, i: usize, m: &file::MatchFile) -> Option<Match> {
     let mut ok = true;
     let path = match (&m.path_prefix, &m.path) {
         (Some(_), Some(_)) => {
-            c.error(
+            c.error_at(
                 &at("path"),
                 "use either `path` (exact) or `path_prefix`, not both",
                 None,
@@ -686,7 +611,7 @@ fn matcher(c: &mut Check<'_>, i: usize, m: &file::MatchFile) -> Option<Match> {
         }
         (Some(p), None) | (None, Some(p)) if !p.starts_with('/') => {
             let key = if m.path.is_some() { "path" } else { "path_prefix" };
-            c.error(&at(key), format!("path `{p}` must start with `/`"), None);
+            c.error_at(&at(key), format!("path `{p}` must start with `/`"), None);
             ok = false;
             PathMatch::Any
         }
@@ -708,7 +633,7 @@ fn matcher(c: &mut Check<'_>, i: usize, m: &file::MatchFile) -> Option<Match> {
                         out.push(meth)
                     }
                     _ => {
-                        c.error(
+                        c.error_at(
                             &[
                                 Seg::Key("routes"),
                                 Seg::Index(i),
@@ -731,14 +656,14 @@ fn matcher(c: &mut Check<'_>, i: usize, m: &file::MatchFile) -> Option<Match> {
         match HeaderName::from_str(&k.to_ascii_lowercase()) {
             Ok(h) => headers.push((h, v.clone())),
             Err(_) => {
-                c.error(&at("headers"), format!("bad header name `{k}`"), None);
+                c.error_at(&at("headers"), format!("bad header name `{k}`"), None);
                 ok = false;
             }
         }
     }
     let host = m.host.as_ref().map(|h| h.trim().to_ascii_lowercase());
     if host.as_deref().is_some_and(|h| h.is_empty() || h.contains('/')) {
-        c.error(
+        c.error_at(
             &at("host"),
             "bad host",
             Some("write a bare host name such as `api.arena.gg`".into()),
@@ -765,7 +690,7 @@ fn route_resilience(c: &mut Check<'_>, i: usize, r: &RouteFile, extras: &RouteEx
     let at = |key: &'static str, sub: &'static str| [Seg::Key("routes"), Seg::Index(i), Seg::Key(key), Seg::Key(sub)];
     let mut out = Resilience::default();
     if r.replay_buffer_bytes.is_some_and(|n| n > 64 * 1024) {
-        c.error(
+        c.error_at(
             &[Seg::Key("routes"), Seg::Index(i), Seg::Key("replay_buffer_bytes")],
             "replay_buffer_bytes is at most 65536",
             Some("pingora keeps at most 64 KiB of a request body for replay".into()),
@@ -773,7 +698,7 @@ fn route_resilience(c: &mut Check<'_>, i: usize, r: &RouteFile, extras: &RouteEx
     }
     if let Some(rt) = &r.retry {
         if !(1..=10).contains(&rt.attempts) {
-            c.error(
+            c.error_at(
                 &at("retry", "attempts"),
                 "retry.attempts must be 1..10 (tries in total, the first included)",
                 None,
@@ -781,7 +706,7 @@ fn route_resilience(c: &mut Check<'_>, i: usize, r: &RouteFile, extras: &RouteEx
         }
         let budget = rt.budget_percent.unwrap_or(20.0);
         if !(0.0..=100.0).contains(&budget) {
-            c.error(
+            c.error_at(
                 &at("retry", "budget_percent"),
                 "retry.budget_percent must be 0..100",
                 None,
@@ -819,7 +744,7 @@ fn route_resilience(c: &mut Check<'_>, i: usize, r: &RouteFile, extras: &RouteEx
                     max_extra: h.max_extra.unwrap_or(1).clamp(1, 3),
                 })
             }
-            None => c.error(
+            None => c.error_at(
                 &at("hedge", "after"),
                 format!("bad hedge.after `{text}`"),
                 Some("a duration such as `50ms`, or a live percentile such as `p95`".into()),
@@ -836,14 +761,14 @@ fn route_resilience(c: &mut Check<'_>, i: usize, r: &RouteFile, extras: &RouteEx
                 .map(LimitKey::Header),
         };
         if key.is_none() {
-            c.error(
+            c.error_at(
                 &at("rate_limit", "key"),
                 "bad rate_limit.key",
                 Some("`client_ip`, `header:NAME` or `route`".into()),
             );
         }
         if rl.requests_per_second == 0 {
-            c.error(
+            c.error_at(
                 &at("rate_limit", "requests_per_second"),
                 "requests_per_second must be at least 1",
                 None,
@@ -851,7 +776,7 @@ fn route_resilience(c: &mut Check<'_>, i: usize, r: &RouteFile, extras: &RouteEx
         }
         let scope = rl.scope.unwrap_or(LimitScope::Local);
         if scope == LimitScope::Cluster && !extras.redis {
-            c.error(
+            c.error_at(
                 &at("rate_limit", "scope"),
                 "rate_limit scope `cluster` needs a `redis:` section",
                 Some("add `redis: { url: redis://127.0.0.1:6379 }`, or use `scope: local`".into()),
@@ -859,7 +784,7 @@ fn route_resilience(c: &mut Check<'_>, i: usize, r: &RouteFile, extras: &RouteEx
         }
         let share = rl.local_share.unwrap_or(1.0);
         if !(0.0..=1.0).contains(&share) || share == 0.0 {
-            c.error(&at("rate_limit", "local_share"), "local_share must be in (0, 1]", None);
+            c.error_at(&at("rate_limit", "local_share"), "local_share must be in (0, 1]", None);
         }
         if let Some(key) = key {
             out.rate_limit = Some(RateLimitSpec {
@@ -874,13 +799,13 @@ fn route_resilience(c: &mut Check<'_>, i: usize, r: &RouteFile, extras: &RouteEx
     }
     if let Some(f) = &r.fallback {
         let names: Vec<&str> = extras.faas.iter().map(|f| f.name.as_str()).collect();
-        if !names.contains(&f.faas.as_str()) && !declared_names(c.root, "faas").contains(&f.faas) {
+        if !names.contains(&f.faas.as_str()) && !declared_names(c.root(), "faas").contains(&f.faas) {
             let hint = match yaml::closest(&f.faas, &names) {
                 Some(best) => format!("did you mean `{best}`? defined functions: {}", names.join(", ")),
                 None if names.is_empty() => "define it under `faas:`".into(),
                 None => format!("defined functions: {}", names.join(", ")),
             };
-            c.error(
+            c.error_at(
                 &at("fallback", "faas"),
                 format!("fallback names unknown function `{}`", f.faas),
                 Some(hint),
@@ -895,14 +820,14 @@ fn route_resilience(c: &mut Check<'_>, i: usize, r: &RouteFile, extras: &RouteEx
             .filter(|x| (0.0..=1.0).contains(x)),
         };
         if warm.is_none() {
-            c.error(
+            c.error_at(
                 &at("fallback", "warm_share"),
                 "bad warm_share",
                 Some("a share such as `1%` or `0.01`".into()),
             );
         }
         if f.spillover_above_load.is_some_and(|x| !(0.0..=4.0).contains(&x)) {
-            c.error(
+            c.error_at(
                 &at("fallback", "spillover_above_load"),
                 "spillover_above_load is a utilisation, e.g. 0.9",
                 None,
@@ -956,7 +881,7 @@ fn faas(c: &mut Check<'_>, items: &[(usize, file::FaasFile)]) -> Vec<FaasSpec> {
                     url: u.trim_end_matches('/').to_string(),
                 }),
                 Some(u) => {
-                    c.error(
+                    c.error_at(
                         &at("url"),
                         format!("bad function url `{u}`"),
                         Some("an http:// or https:// URL".into()),
@@ -964,7 +889,7 @@ fn faas(c: &mut Check<'_>, items: &[(usize, file::FaasFile)]) -> Vec<FaasSpec> {
                     None
                 }
                 None => {
-                    c.error(&[Seg::Key("faas"), Seg::Index(*i)], "kind `http` needs a `url`", None);
+                    c.error_at(&[Seg::Key("faas"), Seg::Index(*i)], "kind `http` needs a `url`", None);
                     None
                 }
             },
@@ -974,7 +899,7 @@ fn faas(c: &mut Check<'_>, items: &[(usize, file::FaasFile)]) -> Vec<FaasSpec> {
                         .as_deref()
                         .is_some_and(|e| !(e.starts_with("http://") || e.starts_with("https://")))
                     {
-                        c.error(&at("endpoint"), "endpoint must be an http:// or https:// URL", None);
+                        c.error_at(&at("endpoint"), "endpoint must be an http:// or https:// URL", None);
                     }
                     Some(FaasTarget::AwsLambda {
                         function: function.clone(),
@@ -983,7 +908,7 @@ fn faas(c: &mut Check<'_>, items: &[(usize, file::FaasFile)]) -> Vec<FaasSpec> {
                     })
                 }
                 _ => {
-                    c.error(
+                    c.error_at(
                         &[Seg::Key("faas"), Seg::Index(*i)],
                         "kind `aws_lambda` needs `function` and `region`",
                         None,
@@ -997,13 +922,13 @@ fn faas(c: &mut Check<'_>, items: &[(usize, file::FaasFile)]) -> Vec<FaasSpec> {
             let name = HeaderName::from_str(&k.to_ascii_lowercase());
             match (name, expand_env(v)) {
                 (Ok(n), Ok(v)) if http::HeaderValue::from_str(&v).is_ok() => headers.push((n, v)),
-                (Err(_), _) => c.error(&at("headers"), format!("bad header name `{k}`"), None),
-                (_, Err(e)) => c.error(
+                (Err(_), _) => c.error_at(&at("headers"), format!("bad header name `{k}`"), None),
+                (_, Err(e)) => c.error_at(
                     &at("headers"),
                     format!("header `{k}`: {e}"),
                     Some("export the variable before starting the gateway".into()),
                 ),
-                _ => c.error(
+                _ => c.error_at(
                     &at("headers"),
                     format!("header `{k}` has a value that is not a valid header value"),
                     None,
@@ -1011,7 +936,7 @@ fn faas(c: &mut Check<'_>, items: &[(usize, file::FaasFile)]) -> Vec<FaasSpec> {
             }
         }
         if f.max_concurrency == Some(0) {
-            c.error(&at("max_concurrency"), "max_concurrency must be at least 1", None);
+            c.error_at(&at("max_concurrency"), "max_concurrency must be at least 1", None);
         }
         let Some(target) = target else { continue };
         out.push(FaasSpec {
@@ -1030,7 +955,7 @@ fn redis(c: &mut Check<'_>, r: &file::RedisFile) -> Option<RedisSpec> {
         .iter()
         .any(|p| r.url.starts_with(p));
     if !ok {
-        c.error(
+        c.error_at(
             &[Seg::Key("redis"), Seg::Key("url")],
             format!("bad redis url `{}`", r.url),
             Some("e.g. `redis://127.0.0.1:6379`".into()),

@@ -14,10 +14,9 @@ mod validate;
 use std::path::Path;
 use std::time::Duration;
 
-use arena_gateway::config::yaml::{self, Pos, Seg};
+use arena_gateway::config::yaml;
 use http::{HeaderName, Method};
 use saphyr::MarkedYamlOwned;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use arena_gateway::config::{ConfigErrors, Diagnostic, Severity};
@@ -184,104 +183,9 @@ impl ScenarioHooks for NoExtensions {
     }
 }
 
-/// Collects diagnostics against one parsed document; handed to [`ScenarioHooks`].
-pub struct Diagnostics<'a> {
-    root: &'a MarkedYamlOwned,
-    origin: &'a str,
-    text: &'a str,
-    list: Vec<Diagnostic>,
-}
-
-impl<'a> Diagnostics<'a> {
-    fn new(root: &'a MarkedYamlOwned, origin: &'a str, text: &'a str) -> Self {
-        Diagnostics {
-            root,
-            origin,
-            text,
-            list: Vec::new(),
-        }
-    }
-
-    /// The source character at a position (to point inside quoted scalars).
-    pub fn char_at(&self, pos: Pos) -> Option<char> {
-        self.text
-            .lines()
-            .nth(pos.line.checked_sub(1)?)?
-            .chars()
-            .nth(pos.col.checked_sub(1)?)
-    }
-
-    /// The file name used in messages.
-    pub fn origin(&self) -> &str {
-        self.origin
-    }
-
-    /// The whole document (to look at sibling sections).
-    pub fn root(&self) -> &'a MarkedYamlOwned {
-        self.root
-    }
-
-    pub fn error(&mut self, pos: Pos, message: impl Into<String>, hint: Option<String>) {
-        self.push(Severity::Error, Some(pos), message.into(), hint);
-    }
-
-    pub fn warn(&mut self, pos: Pos, message: impl Into<String>, hint: Option<String>) {
-        self.push(Severity::Warning, Some(pos), message.into(), hint);
-    }
-
-    /// Reports at the node found by `path` (or its nearest existing ancestor).
-    pub fn error_at(&mut self, path: &[Seg], message: impl Into<String>, hint: Option<String>) {
-        let pos = yaml::locate(self.root, path);
-        self.error(pos, message, hint);
-    }
-
-    pub fn warn_at(&mut self, path: &[Seg], message: impl Into<String>, hint: Option<String>) {
-        let pos = yaml::locate(self.root, path);
-        self.warn(pos, message, hint);
-    }
-
-    /// True once any error was reported.
-    pub fn has_errors(&self) -> bool {
-        self.list.iter().any(Diagnostic::is_error)
-    }
-
-    /// Decodes one node into `T` (with `deny_unknown_fields` hints), reporting failures.
-    pub fn decode<T: DeserializeOwned>(&mut self, node: &MarkedYamlOwned) -> Option<T> {
-        match yaml::from_node::<T>(node) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                let pos = e.pos.unwrap_or_else(|| yaml::pos(node));
-                self.push(Severity::Error, Some(pos), e.message, e.hint);
-                None
-            }
-        }
-    }
-
-    /// Decodes each item of a list on its own, so one bad item does not hide the next.
-    /// Returns `(index, value)` for the items that decoded.
-    pub fn decode_list<T: DeserializeOwned>(&mut self, node: &MarkedYamlOwned, key: &str) -> Vec<(usize, T)> {
-        if yaml::is_null(node) {
-            return Vec::new();
-        }
-        let Some(items) = yaml::items(node) else {
-            self.error(
-                yaml::pos(node),
-                format!("`{key}` must be a list"),
-                Some(format!("write `{key}:` followed by `- ...` items")),
-            );
-            return Vec::new();
-        };
-        items
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| self.decode::<T>(n).map(|v| (i, v)))
-            .collect()
-    }
-
-    fn push(&mut self, sev: Severity, pos: Option<Pos>, message: String, hint: Option<String>) {
-        self.list.push(Diagnostic::new(sev, self.origin, pos, message, hint));
-    }
-}
+/// Collects diagnostics against one parsed document; handed to [`ScenarioHooks`] (the
+/// gateway's collector, so scenario and config errors read alike).
+pub use arena_gateway::config::check::Diagnostics;
 
 /// Parses and validates scenario text; `origin` names it in messages.
 pub fn load<H: ScenarioHooks>(
@@ -387,6 +291,7 @@ pub(crate) mod human {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use arena_gateway::config::yaml::Seg;
     use serde::Deserialize;
 
     const BASE: &str =

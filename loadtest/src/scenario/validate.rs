@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use arena_gateway::config::check::parse_document;
 use arena_gateway::config::yaml::{self, Pos};
 use http::{HeaderName, Method};
 use rand::rngs::SmallRng;
@@ -13,7 +14,7 @@ use super::template::{self, Template, Var, VarGen};
 use super::threshold::{self, Threshold};
 use super::{
     BaseUrl, ConfigErrors, Diagnostic, Diagnostics, ErrorRule, HttpSettings, HttpVersion, Mode, RequestSpec, Scenario,
-    ScenarioHooks, Severity, Stage,
+    ScenarioHooks, Stage,
 };
 
 /// Nothing sensible runs longer than a day; catches `duration: 5000h` typos.
@@ -42,24 +43,13 @@ pub(super) fn load<H: ScenarioHooks>(
     origin: &str,
     hooks: &H,
 ) -> Result<Scenario<H::Fleet, H::Faults>, ConfigErrors> {
-    let root = match yaml::parse(text) {
-        Ok(r) => r,
-        Err((pos, msg)) => {
-            return Err(ConfigErrors(vec![Diagnostic::new(
-                Severity::Error,
-                origin,
-                Some(pos),
-                format!("YAML syntax error: {msg}"),
-                Some("check indentation and quoting near this position".into()),
-            )]))
-        }
-    };
+    let root = parse_document(text, origin)?;
     let mut d = Diagnostics::new(&root, origin, text);
     let scenario = build(&mut d, hooks);
     if let Some(s) = &scenario {
         hooks.validate(s, &mut d);
     }
-    let diags = std::mem::take(&mut d.list);
+    let diags = d.into_list();
     match scenario {
         Some(mut s) if !diags.iter().any(Diagnostic::is_error) => {
             s.warnings = diags;
