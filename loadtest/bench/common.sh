@@ -1,9 +1,10 @@
 # shellcheck shell=bash
 # common.sh — helpers shared by the benchmark scripts in loadtest/bench/ (sourced, never run).
 #
-# The sourcing script sets BENCH (its short name, used in messages) and then calls the helpers
-# below. Everything here binds loopback addresses only, tracks every process it starts in PIDS
-# and removes them (and their children) plus the temp dir WORK on exit.
+# The sourcing script sets BENCH (its short name, used in messages) and its defaults, sources
+# this file, reads its command line with parse_args and then calls the helpers below. Everything
+# here binds loopback addresses only, tracks every process it starts in PIDS and removes them
+# (and their children) plus the temp dir WORK on exit.
 
 : "${BENCH:=bench}"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -16,6 +17,57 @@ die() {
     printf '%s: %s\n' "$BENCH" "$*" >&2
     exit 1
 }
+
+# ---------------------------------------------------------------- command line
+# usage — the script's header comment: its lines from the second to the first non-comment line.
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+
+usage_error() { # message → stderr, exit 2
+    echo "$BENCH: $*" >&2
+    exit 2
+}
+
+# parse_args SPEC... -- ARG... — reads the command line ARG... into the variables the SPECs name:
+# `--opt=VAR` takes a value (`--opt VALUE`), `--flag:VAR=VALUE` sets VAR to VALUE. --no-build
+# (BUILD=0) and -h/--help are always understood; anything else prints the usage and exits 2.
+parse_args() {
+    local -A takes=() sets=([--no-build]=BUILD=0)
+    local spec
+    while [[ $1 != -- ]]; do
+        spec=$1
+        shift
+        if [[ $spec == *:* ]]; then sets[${spec%%:*}]=${spec#*:}; else takes[${spec%%=*}]=${spec#*=}; fi
+    done
+    shift
+    while [[ $# -gt 0 ]]; do
+        if [[ -n ${takes[$1]:-} ]]; then
+            printf -v "${takes[$1]}" '%s' "${2:?$1 needs a value}"
+            shift 2
+        elif [[ -n ${sets[$1]:-} ]]; then
+            printf -v "${sets[$1]%%=*}" '%s' "${sets[$1]#*=}"
+            shift
+        elif [[ $1 == -h || $1 == --help ]]; then
+            usage
+            exit 0
+        else
+            echo "$BENCH: unknown argument: $1" >&2
+            usage >&2
+            exit 2
+        fi
+    done
+}
+
+# need_positive VAR... — each VAR (set by --var) holds a positive integer, or exit 2.
+need_positive() {
+    local v
+    for v; do [[ ${!v} =~ ^[1-9][0-9]*$ ]] || usage_error "--${v,,} must be a positive integer"; done
+}
+
+# need_match VAR REGEX MESSAGE — VAR's value matches REGEX, or exit 2 with MESSAGE.
+need_match() { [[ ${!1} =~ $2 ]] || usage_error "$3"; }
+
+# has NAME — NAME is in the comma-separated list ONLY (the script's --only).
+has() { [[ ",$ONLY," == *",$1,"* ]]; }
 
 # ---------------------------------------------------------------- tools
 APT_UPDATED=0
@@ -104,9 +156,11 @@ git_rev() {
     echo "$rev"
 }
 
+cpu_model() { awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true; }
+
 machine_line() {
     local model
-    model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
+    model=$(cpu_model)
     echo "$(nproc) CPU(s), ${model:-unknown CPU}, Linux $(uname -r)"
 }
 
@@ -114,6 +168,8 @@ machine_line() {
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/$BENCH.XXXXXX")
 chmod 755 "$WORK" # nginx workers drop to `nobody` when started as root
 PIDS=()
+RUNS=$WORK/runs.tsv # one row per measured run; the script documents its columns
+: >"$RUNS"
 
 descendants() { # pid → its children, grandchildren, ... (one per line)
     local c kids=() t
@@ -201,32 +257,136 @@ http_status() {
         timeout 5 head -n1 <&3) 2>/dev/null | tr -d '\r' || true
 }
 
+# expect_200 NAME IP PORT — one GET of $URL_PATH must answer 200, or die.
+expect_200() {
+    local code
+    code=$(http_status "$2" "$3" "$URL_PATH")
+    [[ $code == *" 200"* ]] || die "$1 answered '$code' instead of 200 on $URL_PATH"
+}
+
+# launch NAME IP PORT TRIES COMMAND... — starts COMMAND in the background (output in
+# $WORK/NAME.log, pid in LAUNCHED and PIDS) and waits up to TRIES × 0.1 s until it listens.
+launch() {
+    local name=$1 ip=$2 port=$3 tries=$4 out="$WORK/$1.log"
+    shift 4
+    "$@" >"$out" 2>&1 &
+    LAUNCHED=$!
+    PIDS+=("$LAUNCHED")
+    wait_listening "$ip" "$port" "$LAUNCHED" "$tries" || {
+        cat "$out" >&2
+        die "$name did not start on $ip:$port"
+    }
+}
+
+# ---------------------------------------------------------------- the proxy under test
+# One proxy at a time listens on 127.0.0.1:$PROXY_PORT (the script picks the port), its pid in PROXY_PID.
+PROXY_PID=
+
+# run_proxy NAME TRIES COMMAND... — starts the proxy NAME (output in $WORK/NAME.log) and waits
+# up to TRIES × 0.1 s until it listens.
+run_proxy() {
+    launch "$1" 127.0.0.1 "$PROXY_PORT" "${@:2}"
+    PROXY_PID=$LAUNCHED
+}
+
+stop_proxy() {
+    [[ -n $PROXY_PID ]] || return 0
+    stop_pid "$PROXY_PID" # SIGINT: fast shutdown for pingora, nginx, haproxy and Traefik alike
+    PROXY_PID=
+    wait_closed 127.0.0.1 "$PROXY_PORT"
+}
+
+# bare_cmd — BARE_CMD: bare-pingora as the proxy under test, one thread, round robin over the pods.
+bare_cmd() {
+    local ip
+    BARE_CMD=("$BARE" --listen "127.0.0.1:$PROXY_PORT" --threads 1)
+    for ip in "${POD_IPS[@]}"; do BARE_CMD+=(--upstream "$ip:$POD_PORT"); done
+}
+
+pod_endpoints() { # the pods as a YAML flow list's items: "ip:port", "ip:port", ...
+    local list
+    list=$(printf '"%s:'"$POD_PORT"'", ' "${POD_IPS[@]}")
+    echo "${list%, }"
+}
+
+# arena_cluster NOTE LB — the start of an arena-gateway config (after a `# generated by` line
+# with NOTE): one thread on the proxy port, admin on $ADMIN_PORT, no debug headers, the cluster
+# `pods` of every pod balanced by LB. More cluster keys may follow, then arena_route.
+arena_cluster() {
+    cat <<EOF
+# generated by loadtest/bench/$BENCH.sh${1:+: $1}
+listeners: [{ name: bench, address: "127.0.0.1:$PROXY_PORT" }]
+admin: { address: "127.0.0.1:$ADMIN_PORT" }
+debug_headers: false
+server: { threads: 1, upstream_keepalive_pool_size: 4096 }
+clusters:
+  - name: pods
+    endpoints: [$(pod_endpoints)]
+    lb: $2
+    connect_timeout: 250ms
+EOF
+}
+
+# arena_route TIMEOUT — the config's one route: everything to `pods`. More route keys may follow.
+arena_route() {
+    cat <<EOF
+routes:
+  - name: all
+    match: { path_prefix: / }
+    cluster: pods
+    timeout: $1
+EOF
+}
+
+check_arena_config() { "$GATEWAY" check -c "$1" >&2 || die "generated config $1 does not validate"; }
+
 # ---------------------------------------------------------------- nginx upstream pods
 NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+# shellcheck disable=SC2034 # used by the sourcing scripts
+HAPROXY=$(command -v haproxy 2>/dev/null || echo /usr/sbin/haproxy)
 POD_BODY='{"match_id":"m-2026-0042","league":"arena-masters","status":"live","map":3,"teams":[{"id":"t-red","name":"Red Wolves","score":11},{"id":"t-blue","name":"Blue Owls","score":9}],"updated":"2026-11-21T18:04:05Z"}'
 POD_PIDS=()
 NGINX_WRAP=() # e.g. (taskset -c 0): a command that nginx is started under
+# nginx as the proxy under test, run from $WORK/nginx (its nginx.conf written by the script).
+# shellcheck disable=SC2034 # used by the sourcing scripts
+NGINX_PROXY=("$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log")
 
-# start_nginx_pod NAME IP PORT [access-log-file] — nginx, one worker, `return 200` of POD_BODY.
-start_nginx_pod() {
-    local name=$1 ip=$2 port=$3 alog=${4:-off} dir="$WORK/$1"
-    mkdir -p "$dir"
-    [[ $alog == off ]] || alog="$alog count"
-    cat >"$dir/nginx.conf" <<EOF
+# nginx_head DIR ACCESS-LOG — the start of an nginx.conf run from DIR (pid, logs and temp files
+# there), one worker in the foreground, up to the first lines inside `http {`. ACCESS-LOG is off
+# or a file that gets one '.' per request.
+nginx_head() {
+    local dir=$1
+    cat <<EOF
 worker_processes 1;
 daemon off;
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
 events { worker_connections 8192; }
 http {
-    log_format count '.';
-    access_log $alog;
+EOF
+    if [[ $2 == off ]]; then
+        echo "    access_log off;"
+    else
+        echo "    log_format count '.';"
+        echo "    access_log $2 count;"
+    fi
+    cat <<EOF
     client_body_temp_path $dir/client_body;
     proxy_temp_path $dir/proxy;
     fastcgi_temp_path $dir/fastcgi;
     uwsgi_temp_path $dir/uwsgi;
     scgi_temp_path $dir/scgi;
     keepalive_requests 100000;
+EOF
+}
+
+# start_nginx_pod NAME IP PORT [access-log-file] — nginx, one worker, `return 200` of POD_BODY.
+start_nginx_pod() {
+    local name=$1 ip=$2 port=$3 dir="$WORK/$1"
+    mkdir -p "$dir"
+    {
+        nginx_head "$dir" "${4:-off}"
+        cat <<EOF
     keepalive_timeout 75s;
     server {
         listen $ip:$port;
@@ -235,6 +395,7 @@ http {
     }
 }
 EOF
+    } >"$dir/nginx.conf"
     "${NGINX_WRAP[@]}" "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
@@ -243,6 +404,19 @@ EOF
         cat "$dir/error.log" "$dir/stdout.log" >&2 2>/dev/null || true
         die "nginx pod $name did not start on $ip:$port"
     }
+}
+
+# start_nginx_pods [ACCESS-LOG-NAME] — the three pods pod0-2 on POD_IPS 127.0.0.11-13, one port
+# POD_PORT; with ACCESS-LOG-NAME each logs its requests to $WORK/podN/ACCESS-LOG-NAME.
+# shellcheck disable=SC2120 # the argument is optional
+start_nginx_pods() {
+    local i
+    POD_IPS=(127.0.0.11 127.0.0.12 127.0.0.13)
+    POD_PORT=$(free_port "${POD_IPS[@]}")
+    for i in "${!POD_IPS[@]}"; do
+        start_nginx_pod "pod$i" "${POD_IPS[$i]}" "$POD_PORT" ${1:+"$WORK/pod$i/$1"}
+    done
+    log "3 nginx pods on ${POD_IPS[*]} port $POD_PORT ($(nginx_version))"
 }
 
 nginx_version() { "$NGINX" -v 2>&1 | sed 's/.*version: //'; }
@@ -334,10 +508,82 @@ wrk_parse() {
     echo "${requests:-0} ${rps:-0} $p50 $p99 $errors"
 }
 
+# ---------------------------------------------------------------- rounds
+# each_round COMMAND ITEM... — `COMMAND ROUND ITEM` for every ITEM in every round 1..ROUNDS, the
+# order rotated each round (A B C, B C A, ...) so that drift and position effects cancel.
+each_round() {
+    local cmd=$1 round k
+    shift
+    for ((round = 1; round <= ROUNDS; round++)); do
+        for ((k = 0; k < $#; k++)); do
+            "$cmd" "$round" "${@:$(((k + round - 1) % $# + 1)):1}"
+        done
+    done
+}
+
+# ---------------------------------------------------------------- wrk through the proxy under test
+# proxy-cost.sh and peers.sh: the script defines start_proxy NAME (run_proxy, then the route must
+# answer 200 on $URL_PATH) and sets CONNECTIONS, WARMUP and DURATION. wrk_measure adds to RUNS:
+#   round proxy requests rps p50_ms p99_ms cpu_s us_per_req errors elapsed_s other_cores
+RUN_NAME_WIDTH=8 # room for the proxy's name in the progress lines
+
+wrk_measure() { # round proxy
+    local round=$1 name=$2 out="$WORK/wrk-$1-$2.txt" url="http://127.0.0.1:$PROXY_PORT$URL_PATH"
+    wait_quiet
+    start_proxy "$name"
+    wrk -t1 -c"$CONNECTIONS" -d"$WARMUP" "$url" >"$WORK/warmup-$round-$name.txt" 2>&1 ||
+        die "warm-up against $name failed: $(cat "$WORK/warmup-$round-$name.txt")"
+    local t0 t1 n0 n1 b0 b1 p0 p1 w0 w1
+    times >"$WORK/times0"
+    b0=$(busy_ticks)
+    p0=$(tree_ticks "${POD_PIDS[@]}")
+    t0=$(tree_ticks "$PROXY_PID")
+    n0=$(date +%s%N)
+    wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$url" >"$out" 2>&1 || die "wrk against $name failed: $(cat "$out")"
+    n1=$(date +%s%N)
+    t1=$(tree_ticks "$PROXY_PID")
+    p1=$(tree_ticks "${POD_PIDS[@]}")
+    b1=$(busy_ticks)
+    times >"$WORK/times1"
+    stop_proxy
+    w0=$(children_ticks "$WORK/times0")
+    w1=$(children_ticks "$WORK/times1")
+    # Machine CPU not spent by the proxy, the pods or wrk during the measured run.
+    local other=$(((b1 - b0) - (t1 - t0) - (p1 - p0) - (w1 - w0)))
+    local requests rps p50 p99 errors
+    read -r requests rps p50 p99 errors < <(wrk_parse "$out")
+    [[ $requests -gt 0 ]] || die "could not read wrk's request count: $(cat "$out")"
+    awk -v r="$round" -v p="$name" -v n="$requests" -v rps="$rps" -v p50="$p50" -v p99="$p99" \
+        -v dt=$((t1 - t0)) -v hz="$CLK_TCK" -v e="$errors" -v ns=$((n1 - n0)) -v o="$other" 'BEGIN {
+        cpu = dt / hz; secs = ns / 1e9
+        printf "%s\t%s\t%d\t%.1f\t%.3f\t%.3f\t%.2f\t%.2f\t%d\t%.2f\t%.2f\n", r, p, n, rps, p50, p99, cpu, cpu * 1e6 / n, e, secs, (o > 0 ? o : 0) / hz / secs
+    }' >>"$RUNS"
+    log "$(tail -n1 "$RUNS" | awk -F'\t' -v w="$RUN_NAME_WIDTH" '{
+        fmt = "round %s %-" w "s %9d req  %8.0f rps  p50 %6.2f ms  p99 %6.2f ms  cpu %6.2f s (%3.0f%% of a core)  %6.2f µs/req  errors %d  others %.2f cores"
+        printf fmt, $1, $2, $3, $4, $5, $6, $7, 100 * $7 / $10, $8, $9, $11 }')"
+}
+
+wrk_runs_table() { # the rows of wrk_measure as a markdown table
+    echo "| round | proxy | requests | rps | p50 ms | p99 ms | proxy CPU s | % of a core | CPU µs/req | errors | others (cores) |"
+    echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    awk -F'\t' '{ printf "| %s | %s | %d | %.0f | %.2f | %.2f | %.2f | %.0f | %.2f | %d | %.2f |\n", $1, $2, $3, $4, $5, $6, $7, 100 * $7 / $10, $8, $9, $11 }' "$RUNS"
+}
+
+wrk_runs_json() { # the rows of wrk_measure as the items of a JSON list, one a line
+    awk -F'\t' 'NR > 1 { printf ",\n" } {
+        printf "    {\"round\": %d, \"proxy\": \"%s\", \"requests\": %d, \"rps\": %s, \"p50_ms\": %s, \"p99_ms\": %s, \"cpu_seconds\": %s, \"cpu_us_per_request\": %s, \"errors\": %d, \"elapsed_seconds\": %s, \"other_processes_cores\": %s}", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+    } END { printf "\n" }' "$RUNS"
+}
+
 # ---------------------------------------------------------------- small statistics
 median_of() { # numbers on stdin → median (0 when none)
     sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
+
+# RUNS rows keyed by their second column (proxy, generator):
+median() { awk -F'\t' -v c="$1" -v p="$2" '$2 == p { print $c }' "$RUNS" | median_of; } # COLUMN NAME → median over rounds
+sum_col() { awk -F'\t' -v c="$1" -v p="${2:-}" 'p == "" || $2 == p { s += $c } END { print s + 0 }' "$RUNS"; } # COLUMN [NAME] → sum
+max_others() { awk -F'\t' '$11 > m { m = $11 } END { printf "%.2f", m + 0 }' "$RUNS"; } # the most cores others used in a run (column 11)
 
 json_str() { # a JSON string literal
     local s=${1//\\/\\\\}
@@ -345,11 +591,34 @@ json_str() { # a JSON string literal
     printf '"%s"' "$s"
 }
 
-result_paths() { # prefix → sets STAMP MD JSON under loadtest/results
+# ---------------------------------------------------------------- results
+result_paths() { # prefix → sets STAMP, GIT_REV and the result files MD and JSON under loadtest/results
     STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+    GIT_REV=$(git_rev)
     mkdir -p "$ROOT/loadtest/results"
-    # shellcheck disable=SC2034 # used by the sourcing script
     MD=$ROOT/loadtest/results/$1-$STAMP.md
-    # shellcheck disable=SC2034
     JSON=$ROOT/loadtest/results/$1-$STAMP.json
+}
+
+json_head() { # the results JSON's opening: timestamp, commit, machine
+    printf '{\n  "timestamp": "%s",\n  "commit": "%s",\n  "machine": %s,\n' "$STAMP" "$GIT_REV" "$(json_str "$(machine_line)")"
+}
+
+# show_configs FILE... — the files under $WORK that exist, each as a markdown code block.
+show_configs() {
+    local f
+    for f; do
+        [[ -f $WORK/$f ]] || continue
+        echo "\`$f\`:"
+        echo
+        echo '```'
+        sed "s#$WORK#\$WORK#g" "$WORK/$f"
+        echo '```'
+        echo
+    done
+}
+
+show_results() { # prints the markdown, says where both files are
+    cat "$MD"
+    log "wrote $MD and $JSON"
 }

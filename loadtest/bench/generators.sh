@@ -22,29 +22,15 @@ ONLY=arena-loadtest,wrk,k6
 BUILD=1
 QUIET_WAIT=60
 
-usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
-
-while [[ $# -gt 0 ]]; do
-    case "$1" in
-        --rounds) ROUNDS=${2:?--rounds needs a value}; shift 2 ;;
-        --duration) DURATION=${2:?--duration needs a value}; shift 2 ;;
-        --connections) CONNECTIONS=${2:?--connections needs a value}; shift 2 ;;
-        --target) TARGET_KIND=${2:?--target needs pod or nginx}; shift 2 ;;
-        --quiet-wait) QUIET_WAIT=${2:?--quiet-wait needs seconds}; shift 2 ;;
-        --only) ONLY=${2:?--only needs a list}; shift 2 ;;
-        --no-build) BUILD=0; shift ;;
-        -h | --help) usage; exit 0 ;;
-        *) echo "$BENCH: unknown argument: $1" >&2; usage >&2; exit 2 ;;
-    esac
-done
-[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "$BENCH: --rounds must be a positive integer" >&2; exit 2; }
-[[ $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || { echo "$BENCH: --connections must be a positive integer" >&2; exit 2; }
-[[ $DURATION =~ ^[1-9][0-9]*s$ ]] || { echo "$BENCH: --duration in whole seconds, like 10s" >&2; exit 2; }
-[[ $TARGET_KIND == pod || $TARGET_KIND == nginx ]] || { echo "$BENCH: --target pod or nginx" >&2; exit 2; }
-[[ $QUIET_WAIT =~ ^[0-9]+$ ]] || { echo "$BENCH: --quiet-wait takes whole seconds" >&2; exit 2; }
-
 # shellcheck source=common.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+parse_args --rounds=ROUNDS --duration=DURATION --connections=CONNECTIONS --target=TARGET_KIND \
+    --quiet-wait=QUIET_WAIT --only=ONLY -- "$@"
+need_positive ROUNDS CONNECTIONS
+need_match DURATION '^[1-9][0-9]*s$' "--duration in whole seconds, like 10s"
+need_match TARGET_KIND '^(pod|nginx)$' "--target pod or nginx"
+need_match QUIET_WAIT '^[0-9]+$' "--quiet-wait takes whole seconds"
 cd "$ROOT"
 
 IFS=, read -ra GENS <<<"$ONLY"
@@ -54,7 +40,6 @@ declare -A LABEL=(
     [k6]="k6 (constant-vus)"
 )
 for g in "${GENS[@]}"; do [[ -n ${LABEL[$g]:-} ]] || die "unknown generator '$g' (arena-loadtest, wrk, k6)"; done
-has() { [[ ",$ONLY," == *",$1,"* ]]; }
 [[ $(nproc) -ge 2 ]] || die "needs 2 CPUs (target on CPU 0, generator on CPU 1)"
 
 apt_need wrk:wrk taskset:util-linux
@@ -79,10 +64,8 @@ TARGET_PORT=$(free_port "$TARGET_IP")
 URL_PATH=/v1/matches/m1/live
 URL="http://$TARGET_IP:$TARGET_PORT$URL_PATH"
 if [[ $TARGET_KIND == pod ]]; then
-    taskset -c 0 "$POD" --listen "$TARGET_IP:$TARGET_PORT" --threads 1 >"$WORK/pod.log" 2>&1 &
-    TARGET_PID=$!
-    PIDS+=("$TARGET_PID")
-    wait_listening "$TARGET_IP" "$TARGET_PORT" "$TARGET_PID" || { cat "$WORK/pod.log" >&2; die "arena-pod did not start"; }
+    launch pod "$TARGET_IP" "$TARGET_PORT" 100 taskset -c 0 "$POD" --listen "$TARGET_IP:$TARGET_PORT" --threads 1
+    TARGET_PID=$LAUNCHED
     TARGET_DESC="arena-pod --threads 1 (built $(binary_stamp "$POD"))"
 else
     NGINX_WRAP=(taskset -c 0)
@@ -90,8 +73,7 @@ else
     TARGET_PID=${POD_PIDS[0]}
     TARGET_DESC="$(nginx_version), 1 worker"
 fi
-code=$(http_status "$TARGET_IP" "$TARGET_PORT" "$URL_PATH")
-[[ $code == *" 200"* ]] || die "target answered '$code' instead of 200 on $URL_PATH"
+expect_200 target "$TARGET_IP" "$TARGET_PORT"
 log "target: $TARGET_DESC on $TARGET_IP:$TARGET_PORT (CPU 0)"
 
 # ---------------------------------------------------------------- generator inputs
@@ -124,8 +106,7 @@ if has arena-loadtest && [[ -z $LOADTEST_PROBLEM ]]; then
 fi
 
 # ---------------------------------------------------------------- runs
-RUNS="$WORK/runs.tsv" # round gen requests rps p50 p99 errors gen_cpu_s target_cpu_s elapsed_s other_cores
-: >"$RUNS"
+# RUNS: round gen requests rps p50 p99 errors gen_cpu_s target_cpu_s elapsed_s other_cores
 FAILS="$WORK/fails.txt"
 : >"$FAILS"
 
@@ -190,17 +171,11 @@ measure() { # round gen
 
 log "generators: ${GENS[*]} × $ROUNDS round(s), closed loop, $CONNECTIONS connections, $DURATION each, on CPU 1"
 taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s "$URL" >"$WORK/warmup.txt" 2>&1 || die "warm-up failed: $(cat "$WORK/warmup.txt")"
-for ((round = 1; round <= ROUNDS; round++)); do
-    for ((k = 0; k < ${#GENS[@]}; k++)); do
-        measure "$round" "${GENS[$(((k + round - 1) % ${#GENS[@]}))]}"
-    done
-done
+each_round measure "${GENS[@]}"
 
 # ---------------------------------------------------------------- report
-median() { awk -F'\t' -v c="$1" -v p="$2" '$2 == p { print $c }' "$RUNS" | median_of; }
 runs_of() { awk -F'\t' -v p="$1" '$2 == p { n++ } END { print n + 0 }' "$RUNS"; }
 result_paths generators
-GIT_REV=$(git_rev)
 WRK_RPS=$(median 4 wrk)
 TARGET_RATIO=0.8
 version_of() {
@@ -214,7 +189,7 @@ RATIO=null
 if [[ $(runs_of arena-loadtest) -gt 0 && $(runs_of wrk) -gt 0 ]]; then
     RATIO=$(awk -v a="$(median 4 arena-loadtest)" -v w="$WRK_RPS" 'BEGIN { printf "%.3f", a / w }')
 fi
-MAX_OTHER=$(awk -F'\t' '$11 > m { m = $11 } END { printf "%.2f", m + 0 }' "$RUNS")
+MAX_OTHER=$(max_others)
 
 {
     echo "# Load generators on one core — $STAMP"
@@ -266,7 +241,7 @@ MAX_OTHER=$(awk -F'\t' '$11 > m { m = $11 } END { printf "%.2f", m + 0 }' "$RUNS
 } >"$MD"
 
 {
-    printf '{\n  "timestamp": "%s",\n  "commit": "%s",\n  "machine": %s,\n' "$STAMP" "$GIT_REV" "$(json_str "$(machine_line)")"
+    json_head
     printf '  "target": {"kind": "%s", "description": %s, "cpu": 0, "path": "%s"},\n' "$TARGET_KIND" "$(json_str "$TARGET_DESC")" "$URL_PATH"
     printf '  "load": {"mode": "closed", "connections": %d, "duration_s": %d, "generator_cpu": 1},\n' "$CONNECTIONS" "$SECS"
     printf '  "rounds": %d,\n  "target_ratio": %s,\n  "ratio_arena_loadtest_over_wrk": %s,\n' "$ROUNDS" "$TARGET_RATIO" "$RATIO"
@@ -287,6 +262,5 @@ MAX_OTHER=$(awk -F'\t' '$11 > m { m = $11 } END { printf "%.2f", m + 0 }' "$RUNS
     printf '  ]\n}\n'
 } >"$JSON"
 
-cat "$MD"
-log "wrote $MD and $JSON"
+show_results
 [[ ! -s $FAILS ]] || exit 3

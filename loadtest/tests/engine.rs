@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,27 +12,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arena_loadtest::engine::{self, Observer, Plan, PlanOptions, RunContext, RunResult};
-use arena_loadtest::pod::{bind, PodConfig};
 use arena_loadtest::report::Report;
 use arena_loadtest::scenario::{self, NoExtensions, Scenario};
 use bytes::Bytes;
+use common::{pod, scratch, SERIAL};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
-
-/// Load tests share two cores: run them one at a time so they measure the target, not each other.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Starts an in-process `arena-pod` on `ip:0`.
-async fn pod(ip: &str) -> SocketAddr {
-    let pod = bind(PodConfig::new(format!("{ip}:0").parse().unwrap())).await.unwrap();
-    let addr = pod.local_addr();
-    tokio::spawn(pod.run());
-    addr
-}
 
 fn load(yaml: &str) -> Scenario {
     match scenario::load(yaml, "test.yaml", &NoExtensions) {
@@ -112,6 +103,22 @@ struct Stall {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
+impl Stall {
+    fn new(pod: SocketAddr, at: Duration, len: Duration) -> Self {
+        Stall {
+            pod,
+            at,
+            len,
+            task: None,
+        }
+    }
+
+    /// Waits until the pod has recovered (the fault task ends).
+    async fn finish(&mut self) {
+        self.task.take().unwrap().await.unwrap();
+    }
+}
+
 async fn pod_latency(pod: SocketAddr, ms: u64) {
     let stream = TcpStream::connect(pod).await.unwrap();
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -150,14 +157,9 @@ async fn coordinated_omission_is_corrected() {
         "name: co\nmode: open\nhttp: {{ connections: 16, timeout: 5s }}\nstages: [{{ duration: 4s, rate: {rate} }}]\n\
          requests: [{{ path: /v1/matches }}]\n"
     ));
-    let mut stall_obs = Stall {
-        pod: addr,
-        at: Duration::from_secs(1),
-        len: stall,
-        task: None,
-    };
+    let mut stall_obs = Stall::new(addr, Duration::from_secs(1), stall);
     let r = run(&open, addr, 2, &mut stall_obs).await;
-    stall_obs.task.take().unwrap().await.unwrap();
+    stall_obs.finish().await;
     assert_eq!(r.totals.errors, 0, "errors: {:?}", r.error_samples);
     let open_slow = slow(&r, Duration::from_millis(500));
     let want = rate * stall.as_secs_f64() / 2.0;
@@ -176,14 +178,9 @@ async fn coordinated_omission_is_corrected() {
         "name: co-closed\nmode: closed\nhttp: { connections: 16, timeout: 5s }\nstages: [{ duration: 4s }]\n\
          requests: [{ path: /v1/matches }]\n",
     );
-    let mut stall_obs = Stall {
-        pod: addr,
-        at: Duration::from_secs(1),
-        len: stall,
-        task: None,
-    };
+    let mut stall_obs = Stall::new(addr, Duration::from_secs(1), stall);
     let c = run(&closed, addr, 2, &mut stall_obs).await;
-    stall_obs.task.take().unwrap().await.unwrap();
+    stall_obs.finish().await;
     let closed_slow = slow(&c, Duration::from_millis(500));
     eprintln!(
         "1s stall at {rate} rps: open loop {open_slow} samples >= 500ms (p99 {}µs, max {}µs); closed loop {closed_slow} (p99 {}µs)",
@@ -285,7 +282,7 @@ async fn debug_headers_markers_and_html_report() {
     assert_eq!(verdicts, [true, true, true, false]);
     assert_eq!(report.exit_code(), 1);
 
-    let dir = std::env::temp_dir().join(format!("arena-lt-report-{}", std::process::id()));
+    let dir = scratch("report");
     let (json_path, html_path) = report.write(&dir).unwrap();
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
     assert_eq!(json["markers"][0]["label"], "kill <pod-1> & \"restart\"");

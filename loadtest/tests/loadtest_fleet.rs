@@ -4,14 +4,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("arena-lt-fleet-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use common::{json_report, loadtest_command, run_args, scratch, text, write};
+
+/// Runs `scenario`, written to `file` in a fresh scratch dir `fleet-{name}`, with the report in
+/// that dir too (removed by the caller once it has looked).
+fn run_fleet(name: &str, file: &str, scenario: &str) -> (PathBuf, Output) {
+    let dir = scratch(&format!("fleet-{name}"));
+    let file = write(&dir, file, scenario);
+    let out = loadtest_command().args(run_args(&file, &dir, &[])).output().unwrap();
+    (dir, out)
 }
 
 const SCENARIO: &str = r#"name: fleet-crash
@@ -46,27 +52,12 @@ thresholds: ["errors < 0.1%", "share(127.0.0.151) > 40%"]
 
 #[test]
 fn fleet_survives_a_pod_crash_and_records_markers() {
-    let dir = scratch("run");
-    let file = dir.join("fleet-crash.yaml");
-    std::fs::write(&file, SCENARIO).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_arena-loadtest"))
-        .args(["run", "--quiet", "--threads", "1", "--out"])
-        .arg(&dir)
-        .arg(&file)
-        .output()
-        .unwrap();
+    let (dir, out) = run_fleet("run", "fleet-crash.yaml", SCENARIO);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(stdout.contains("pod-2 crashes"), "{stdout}");
     assert!(stdout.contains("pod-2 restarts"), "{stdout}");
-    let json = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "json"))
-        .expect("JSON report");
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    let report = json_report(&dir);
     let labels: Vec<String> = report["markers"]
         .as_array()
         .unwrap()
@@ -86,8 +77,7 @@ fn fleet_survives_a_pod_crash_and_records_markers() {
 
 #[test]
 fn check_points_at_fleet_and_fault_mistakes() {
-    let dir = scratch("check");
-    let file = dir.join("bad.yaml");
+    let dir = scratch("fleet-check");
     let bad = SCENARIO
         .replace("ip: 127.0.0.152", "ip: 10.0.0.2")
         .replace(
@@ -95,12 +85,8 @@ fn check_points_at_fleet_and_fault_mistakes() {
             "{ at: 4s, pod: pod-9, action: restart }",
         )
         .replace("${pod:pod-2}", "${pod:pod-3}");
-    std::fs::write(&file, bad).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_arena-loadtest"))
-        .arg("check")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let file = write(&dir, "bad.yaml", &bad);
+    let out = loadtest_command().arg("check").arg(&file).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
@@ -117,9 +103,7 @@ fn check_points_at_fleet_and_fault_mistakes() {
 
 #[test]
 fn gateway_restart_fault_brings_it_back() {
-    let dir = scratch("restart");
-    let file = dir.join("restart.yaml");
-    let text = SCENARIO
+    let scenario = SCENARIO
         .replace("name: fleet-crash", "name: fleet-restart")
         .replace("127.0.0.151", "127.0.0.153")
         .replace("127.0.0.152", "127.0.0.154")
@@ -129,20 +113,9 @@ fn gateway_restart_fault_brings_it_back() {
         )
         // A restart drops what is in flight; the run must recover, not be perfect.
         .replace("thresholds: [\"errors < 0.1%\", \"share(127.0.0.153) > 40%\"]", "thresholds: [\"errors < 40%\"]");
-    std::fs::write(&file, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_arena-loadtest"))
-        .args(["run", "--quiet", "--threads", "1", "--out"])
-        .arg(&dir)
-        .arg(&file)
-        .output()
-        .unwrap();
+    let (dir, out) = run_fleet("restart", "restart.yaml", &scenario);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
         stdout.contains("gateway restarts") && !stdout.contains("failed:"),
         "{stdout}"

@@ -1,0 +1,73 @@
+//! Helpers shared by the integration tests: an in-process pod, scratch directories, and running
+//! the `arena-loadtest` binary and reading the report it wrote.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use arena_loadtest::pod::{bind, PodConfig};
+
+/// Load tests share two cores: run them one at a time so they measure the target, not each other.
+pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Starts an in-process `arena-pod` on `ip:0`.
+pub async fn pod(ip: &str) -> SocketAddr {
+    let pod = bind(PodConfig::new(format!("{ip}:0").parse().unwrap())).await.unwrap();
+    let addr = pod.local_addr();
+    tokio::spawn(pod.run());
+    addr
+}
+
+/// A fresh, empty scratch directory for one test (`arena-lt-{name}-{pid}` in the temp dir).
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("arena-lt-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes `body` to `dir/name`; returns the file's path.
+pub fn write(dir: &Path, name: &str, body: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p.display().to_string()
+}
+
+/// The `arena-loadtest` binary under test.
+pub fn loadtest_command() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_arena-loadtest"))
+}
+
+/// `run SCENARIO --quiet --threads 1 --out OUT EXTRA...`
+pub fn run_args(scenario: &str, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = ["run", scenario, "--quiet", "--threads", "1", "--out"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    v.push(out.display().to_string());
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+/// Exit status, stdout and stderr of a finished run, for assertion messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The JSON report a run wrote into `dir`.
+pub fn json_report(dir: &Path) -> serde_json::Value {
+    let json = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .expect("JSON report");
+    serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap()
+}
