@@ -618,6 +618,15 @@ show_configs() {
     done
 }
 
+# run_warnings ERRORS MAX_OTHER — markdown warnings (each followed by a blank line) when any run
+# had errors or other processes used more than 0.2 cores during a run.
+run_warnings() {
+    [[ $1 -eq 0 ]] || printf '%s\n\n' "**WARNING: $1 non-2xx responses or socket errors — figures are not valid.**"
+    if awk -v m="$2" 'BEGIN { exit !(m > 0.2) }'; then
+        printf '%s\n\n' "**Caution:** other processes used up to $2 cores during some runs (column \"others\"): those runs are skewed."
+    fi
+}
+
 show_results() { # prints the markdown, says where both files are
     cat "$MD"
     log "wrote $MD and $JSON"

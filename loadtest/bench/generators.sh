@@ -227,10 +227,7 @@ MAX_OTHER=$(max_others)
         sed 's/^/- /' "$FAILS"
         echo
     fi
-    if awk -v m="$MAX_OTHER" 'BEGIN { exit !(m > 0.2) }'; then
-        echo "**Caution:** other processes used up to $MAX_OTHER cores during some runs: those runs are skewed."
-        echo
-    fi
+    run_warnings 0 "$MAX_OTHER"
     echo "<details><summary>Every run</summary>"
     echo
     echo "| round | generator | requests | rps | p50 ms | p99 ms | errors | gen CPU s | target CPU s | others (cores) |"

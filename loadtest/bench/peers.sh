@@ -206,11 +206,7 @@ MAX_OTHER=$(max_others)
         }'
     done
     echo
-    [[ $TOTAL_ERRORS -eq 0 ]] || echo "**WARNING: $TOTAL_ERRORS non-2xx responses or socket errors — figures are not valid.**"
-    if awk -v m="$MAX_OTHER" 'BEGIN { exit !(m > 0.2) }'; then
-        echo "**Caution:** other processes used up to $MAX_OTHER cores during some runs (column \"others\"): those runs are skewed."
-        echo
-    fi
+    run_warnings "$TOTAL_ERRORS" "$MAX_OTHER"
     echo "<details><summary>Every run</summary>"
     echo
     wrk_runs_table

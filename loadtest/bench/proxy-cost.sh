@@ -113,12 +113,8 @@ PAIRED_MEDIAN=$(echo "$PAIRED_LIST" | sort -g |
     echo "**arena-gateway (p2c_ewma) / bare pingora CPU per request: $RATIO** (target ≤ $TARGET_RATIO: $VERDICT)"
     echo
     echo "Same ratio paired within each round (arena-p2c run / bare run of that round): $PAIRED (median $PAIRED_MEDIAN)."
-    [[ $TOTAL_ERRORS -eq 0 ]] || echo "**WARNING: $TOTAL_ERRORS non-2xx responses or socket errors — figures are not valid.**"
-    if awk -v m="$MAX_OTHER" 'BEGIN { exit !(m > 0.2) }'; then
-        echo
-        echo "**Caution:** other processes used up to $MAX_OTHER cores during some runs (column \"others\"): those runs are skewed."
-    fi
     echo
+    run_warnings "$TOTAL_ERRORS" "$MAX_OTHER"
     echo "<details><summary>Every run</summary>"
     echo
     wrk_runs_table
