@@ -338,6 +338,23 @@ routes:
 EOF
 }
 
+# arena_all_config — arena-gateway with every request-path feature on (per-try timeout, circuit
+# breaker, outlier ejection, retry budget, rate limit), none of them triggering: the proxy-cost
+# target's "routing, live-load LB, rate limiting, metrics and circuit breaking all on".
+arena_all_config() {
+    arena_cluster "every request-path feature on, none triggering" p2c_ewma
+    cat <<EOF
+    per_try_timeout: 1s
+    max_in_flight: 100000
+    outlier: { consecutive_failures: 5, base_ejection: 5s, max_ejection: 60s, max_ejected_percent: 50 }
+EOF
+    arena_route 2s
+    cat <<EOF
+    retry: { attempts: 2, on: [connect_failure, reset, timeout, 5xx], budget_percent: 20, min_per_second: 10, backoff: 25ms }
+    rate_limit: { requests_per_second: 10000000, burst: 10000000, key: client_ip, scope: local, max_keys: 100000 }
+EOF
+}
+
 check_arena_config() { "$GATEWAY" check -c "$1" >&2 || die "generated config $1 does not validate"; }
 
 # ---------------------------------------------------------------- nginx upstream pods

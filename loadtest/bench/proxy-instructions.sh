@@ -51,19 +51,7 @@ PROXY_PORT=$(free_port 127.0.0.1)
 ADMIN_PORT=$(free_port 127.0.0.1)
 
 { arena_cluster "arena with its defaults, p2c_ewma" p2c_ewma; arena_route 2s; } >"$WORK/arena-p2c.yaml"
-{
-    arena_cluster "every request-path feature on, none triggering" p2c_ewma
-    cat <<EOF
-    per_try_timeout: 1s
-    max_in_flight: 100000
-    outlier: { consecutive_failures: 5, base_ejection: 5s, max_ejection: 60s, max_ejected_percent: 50 }
-EOF
-    arena_route 2s
-    cat <<EOF
-    retry: { attempts: 2, on: [connect_failure, reset, timeout, 5xx], budget_percent: 20, min_per_second: 10, backoff: 25ms }
-    rate_limit: { requests_per_second: 10000000, burst: 10000000, key: client_ip, scope: local, max_keys: 100000 }
-EOF
-} >"$WORK/arena-all.yaml"
+arena_all_config >"$WORK/arena-all.yaml"
 check_arena_config "$WORK/arena-p2c.yaml"
 check_arena_config "$WORK/arena-all.yaml"
 
