@@ -78,27 +78,25 @@ async fn run(gw: Arc<Gateway>, mut hangups: tokio::signal::unix::Signal) {
     }
 }
 
-/// Watches the config file's directory (editors replace files by rename) and signals changes
-/// to the file itself after `debounce` of quiet.
+/// Watches the directory holding the config file and signals after `debounce` of quiet.
+///
+/// The path is deliberately not canonicalised: editors replace the file by rename, and a
+/// Kubernetes ConfigMap volume swaps a `..data` symlink to a new timestamped directory and
+/// deletes the old one, so only the directory as the operator named it stays valid. Any event
+/// there signals; the reload compares the file's text and ignores unrelated changes.
 fn watch(
     path: &Path,
     debounce: Duration,
     tx: mpsc::UnboundedSender<()>,
 ) -> Option<notify_debouncer_mini::Debouncer<notify::RecommendedWatcher>> {
-    let file: PathBuf = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let dir = file
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    let target = file.clone();
     let handler = move |res: notify_debouncer_mini::DebounceEventResult| {
-        if let Ok(events) = res {
-            if events
-                .iter()
-                .any(|e| e.path == target || e.path.file_name() == target.file_name())
-            {
-                let _ = tx.send(());
-            }
+        if res.is_ok_and(|events| !events.is_empty()) {
+            let _ = tx.send(());
         }
     };
     match notify_debouncer_mini::new_debouncer(debounce, handler) {

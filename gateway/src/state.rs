@@ -125,9 +125,10 @@ pub struct ReloadStatus {
     pub last_trigger: Option<String>,
     pub last_result: Option<String>,
     pub diagnostics: Vec<Diagnostic>,
-    /// Hash of the file text last accepted, so a file watch ignores saves that change nothing.
+    /// Hash of the file text last tried (accepted or rejected), so a file watch ignores events
+    /// that change nothing — including a bad file it has already reported.
     #[serde(skip)]
-    pub accepted_hash: Option<u64>,
+    pub tried_hash: Option<u64>,
 }
 
 /// The process-wide gateway.
@@ -146,7 +147,7 @@ impl Gateway {
         metrics.watch_endpoints(Arc::clone(&snapshot));
         metrics.config_generation.set(1);
         metrics.last_reload_success.set(unix_now());
-        let accepted_hash = config_path
+        let tried_hash = config_path
             .as_deref()
             .and_then(|p| std::fs::read_to_string(p).ok())
             .map(|t| text_hash(&t));
@@ -156,7 +157,7 @@ impl Gateway {
             config_path,
             reload_lock: Mutex::new(ReloadStatus {
                 generation: 1,
-                accepted_hash,
+                tried_hash,
                 ..Default::default()
             }),
             control: OnceLock::new(),
@@ -218,9 +219,10 @@ impl Gateway {
         };
         let hash = text_hash(&text);
         let mut status = self.reload_lock.lock().unwrap_or_else(PoisonError::into_inner);
-        if only_if_changed && status.accepted_hash == Some(hash) {
+        if only_if_changed && status.tried_hash == Some(hash) {
             return Ok(None);
         }
+        status.tried_hash = Some(hash);
         status.last_trigger = Some(trigger.to_string());
         let loaded = match config::load_str(&text, &origin) {
             Ok(l) => l,
@@ -266,7 +268,6 @@ impl Gateway {
         status.generation = generation;
         status.last_result = Some("ok".into());
         status.diagnostics = warnings;
-        status.accepted_hash = Some(hash);
         Ok(Some(status.clone()))
     }
 

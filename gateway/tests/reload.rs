@@ -174,3 +174,54 @@ async fn sighup_and_file_watch_reload_and_token_is_required() {
     }
     assert_eq!(get(&c, gw.addr, "/v1/players/1/stats", &[]).await.status, 200);
 }
+
+/// Polls `/config` until `done` holds for it (10 s at most).
+async fn wait_config(
+    c: &support::http::HttpClient,
+    gw: &Gateway,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if done(&get(c, gw.admin, "/config", &[]).await.json()) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_symlink_swaps_are_watched_every_time() {
+    let pod = Pod::start("127.0.0.85", &[]);
+    let addrs = vec![pod.addr.to_string()];
+    let gw = Gateway::start_configmap(&body(&addrs, "2s", "p2c_ewma", false));
+    let c = client();
+    assert_eq!(get(&c, gw.addr, "/v1/players/1/stats", &[]).await.status, 404);
+
+    // First ConfigMap update: the new route goes live.
+    gw.update_configmap(2, &body(&addrs, "2s", "p2c_ewma", true));
+    wait_config(&c, &gw, "first ConfigMap update not reloaded", |v| v["generation"] == 2).await;
+    assert_eq!(get(&c, gw.addr, "/v1/players/1/stats", &[]).await.status, 200);
+
+    // A bad update is rejected once, and unrelated events in the directory do not retry it.
+    gw.update_configmap(3, INVALID[0]);
+    wait_config(&c, &gw, "bad ConfigMap update not tried", |v| {
+        v["reload"]["last_result"] == "rejected"
+    })
+    .await;
+    std::fs::write(gw.config.parent().unwrap().join("unrelated"), "x").unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let metrics = get(&c, gw.admin, "/metrics", &[]).await.text();
+    assert!(
+        metrics.contains("arena_config_reloads_total{result=\"rejected\",trigger=\"watch\"} 1\n"),
+        "{metrics}"
+    );
+
+    // Later updates are still seen although the directory first watched is long gone.
+    gw.update_configmap(4, &body(&addrs, "2s", "p2c_ewma", false));
+    wait_config(&c, &gw, "third ConfigMap update not reloaded", |v| v["generation"] == 3).await;
+    assert_eq!(get(&c, gw.addr, "/v1/players/1/stats", &[]).await.status, 404);
+    assert_eq!(get(&c, gw.addr, "/v1/matches", &[]).await.status, 200);
+}

@@ -38,11 +38,27 @@ impl Gateway {
 
     /// Like [`Gateway::start`], with extra `server:` lines (each indented two spaces).
     pub fn start_with(server_extra: &str, body: &str) -> Gateway {
+        Self::launch(server_extra, body, false)
+    }
+
+    /// Like [`Gateway::start`], with the config laid out as a Kubernetes ConfigMap volume does
+    /// it: `gateway.yaml -> ..data/gateway.yaml`, `..data -> ..v1` (see [`Gateway::update_configmap`]).
+    pub fn start_configmap(body: &str) -> Gateway {
+        Self::launch("", body, true)
+    }
+
+    fn launch(server_extra: &str, body: &str, configmap: bool) -> Gateway {
         let dir = TempDir::new("gw");
         let addr = free_addr("127.0.0.1");
         let admin = free_addr("127.0.0.1");
         let config = dir.0.join("gateway.yaml");
-        std::fs::write(&config, format!("{}{body}", Self::header(addr, admin, server_extra))).unwrap();
+        let text = format!("{}{body}", Self::header(addr, admin, server_extra));
+        if configmap {
+            configmap_version(&dir.0, 1, &text);
+            std::os::unix::fs::symlink("..data/gateway.yaml", &config).unwrap();
+        } else {
+            std::fs::write(&config, text).unwrap();
+        }
         let check = Command::new(bin("arena-gateway"))
             .args(["check", "-c"])
             .arg(&config)
@@ -75,6 +91,18 @@ impl Gateway {
         }
     }
 
+    /// Updates a [`Gateway::start_configmap`] config the way the kubelet's atomic writer does:
+    /// a new `..vN` directory, `..data_tmp -> ..vN` renamed over `..data`, the old one removed.
+    pub fn update_configmap(&self, version: u32, body: &str) {
+        let dir = self.config.parent().unwrap();
+        configmap_version(
+            dir,
+            version,
+            &format!("{}{body}", Self::header(self.addr, self.admin, &self.server_extra)),
+        );
+        std::fs::remove_dir_all(dir.join(format!("..v{}", version - 1))).unwrap();
+    }
+
     /// Rewrites the config file (same listeners/admin) with a new body.
     pub fn write_body(&self, body: &str) {
         let tmp = self.config.with_extension("tmp");
@@ -85,6 +113,16 @@ impl Gateway {
         .unwrap();
         std::fs::rename(&tmp, &self.config).unwrap();
     }
+}
+
+/// Writes `..vN/gateway.yaml` in `dir` and points `..data` at it atomically (symlink + rename).
+fn configmap_version(dir: &std::path::Path, version: u32, text: &str) {
+    let versioned = format!("..v{version}");
+    std::fs::create_dir(dir.join(&versioned)).unwrap();
+    std::fs::write(dir.join(&versioned).join("gateway.yaml"), text).unwrap();
+    let tmp = dir.join("..data_tmp");
+    std::os::unix::fs::symlink(&versioned, &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
 }
 
 /// A running sample pod.
