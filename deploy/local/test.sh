@@ -6,6 +6,7 @@ cd "$(dirname "$0")/../.."
 
 deploy/local/prereqs.sh redis
 deploy/local/faas-setup.sh
+deploy/local/tools-setup.sh
 
 echo "==> format"
 cargo fmt --all -- --check

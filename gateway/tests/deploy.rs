@@ -1,0 +1,275 @@
+//! The shipped deploy files hold together: the Kubernetes manifests pass the API schemas
+//! strictly, the ConfigMap's gateway config validates and serves through a real DNS SRV answer
+//! with the sample pods' own arguments, the systemd unit verifies, and the container build
+//! matches the pinned toolchain and the binaries that exist.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use saphyr::{LoadableYamlNode, Yaml};
+use support::dnsmasq::Dnsmasq;
+use support::http::{client, get};
+use support::procs::{bin, free_addr, Proc, TempDir};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// Every document of a multi-document YAML file.
+fn docs(rel: &str) -> Vec<Yaml<'static>> {
+    Yaml::load_from_str(Box::leak(read(rel).into_boxed_str())).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn str_at<'a>(y: &'a Yaml<'_>, path: &[&str]) -> &'a str {
+    let mut node = y;
+    for key in path {
+        node = &node[*key];
+    }
+    node.as_str().unwrap_or_else(|| panic!("no string at {path:?}"))
+}
+
+/// The document of `kind` named `name` in `rel`.
+fn find(rel: &str, kind: &str, name: &str) -> Yaml<'static> {
+    docs(rel)
+        .into_iter()
+        .find(|d| str_at(d, &["kind"]) == kind && str_at(d, &["metadata", "name"]) == name)
+        .unwrap_or_else(|| panic!("{rel}: no {kind} {name}"))
+}
+
+/// The first container's `args` of a Deployment.
+fn container_args(deployment: &Yaml<'_>) -> Vec<String> {
+    deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+const MANIFESTS: [&str; 3] = [
+    "deploy/kubernetes/namespace.yaml",
+    "deploy/kubernetes/sample-pods.yaml",
+    "deploy/kubernetes/gateway.yaml",
+];
+
+#[test]
+fn kubernetes_manifests_pass_the_api_schemas_strictly() {
+    let validator = root().join("target/tools/venv/bin/kubernetes-validate");
+    assert!(
+        validator.exists(),
+        "{} missing: run deploy/local/tools-setup.sh",
+        validator.display()
+    );
+    let out = Command::new(&validator)
+        .arg("--strict")
+        .args(MANIFESTS.iter().map(|m| root().join(m)))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    // 1 + 2 + 8 resources, each reported as passed.
+    assert_eq!(text.matches(" passed for resource ").count(), 11, "{text}");
+
+    // The kustomization lists exactly these files.
+    let kustomization = &docs("deploy/kubernetes/kustomization.yaml")[0];
+    let listed: Vec<&str> = kustomization["resources"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    let want: Vec<&str> = MANIFESTS.iter().map(|m| m.rsplit('/').next().unwrap()).collect();
+    assert_eq!(listed, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_config_serves_the_headless_service_pods() {
+    let namespace = str_at(&docs("deploy/kubernetes/kustomization.yaml")[0], &["namespace"]).to_string();
+    let config = find("deploy/kubernetes/gateway.yaml", "ConfigMap", "arena-gateway-config");
+    let text = str_at(&config, &["data", "gateway.yaml"]).to_string();
+
+    // The SRV name the gateway asks for is the one Kubernetes publishes for the headless
+    // Service's named port: _<port>._tcp.<service>.<namespace>.svc.cluster.local.
+    let service = find("deploy/kubernetes/sample-pods.yaml", "Service", "match-api");
+    assert_eq!(service["spec"]["clusterIP"].as_str(), Some("None"), "must be headless");
+    let port = &service["spec"]["ports"][0];
+    let srv = format!(
+        "_{}._tcp.{}.{namespace}.svc.cluster.local",
+        str_at(port, &["name"]),
+        str_at(&service, &["metadata", "name"])
+    );
+    assert!(
+        text.contains(&format!("name: {srv}\n")),
+        "gateway config does not ask for {srv}"
+    );
+
+    // Two pods run with the Deployment's own arguments (listen address moved to loopback).
+    let pod_args = container_args(&find("deploy/kubernetes/sample-pods.yaml", "Deployment", "match-api"));
+    let listen_at = pod_args.iter().position(|a| a == "--listen").unwrap() + 1;
+    let pod_port = port["port"].as_integer().unwrap() as u16;
+    assert_eq!(pod_args[listen_at], format!("0.0.0.0:{pod_port}"));
+    let mut pods = Vec::new();
+    for ip in ["127.0.0.161", "127.0.0.162"] {
+        let mut args = pod_args.clone();
+        args[listen_at] = format!("{ip}:0");
+        let mut cmd = Command::new(bin("arena-pod"));
+        cmd.args(&args);
+        let (proc, line) = Proc::spawn_until("arena-pod", cmd, "listening on", Duration::from_secs(10));
+        let addr: std::net::SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
+        pods.push((proc, addr));
+    }
+    let dns = Dnsmasq::start(
+        &[],
+        &[
+            (srv.as_str(), "pod-1.match-api.local", pods[0].1.port(), "127.0.0.161"),
+            (srv.as_str(), "pod-2.match-api.local", pods[1].1.port(), "127.0.0.162"),
+        ],
+    );
+
+    // The shipped config, with only the bind addresses and the DNS server changed.
+    let (addr, admin) = (free_addr("127.0.0.1"), free_addr("127.0.0.1"));
+    let local = text
+        .replace("address: 0.0.0.0:8080", &format!("address: {addr}"))
+        .replace("address: 0.0.0.0:9901", &format!("address: {admin}"))
+        .replace(
+            &format!("name: {srv}\n"),
+            &format!("name: {srv}\n      resolver: \"{}\"\n", dns.addr()),
+        );
+    assert_ne!(local, text);
+    let dir = TempDir::new("deploy");
+    let file = dir.0.join("gateway.yaml");
+    std::fs::write(&file, &local).unwrap();
+    let check = Command::new(bin("arena-gateway"))
+        .args(["check", "-c"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+
+    // Started with the Deployment's own arguments (config path moved to the temp file).
+    let deployment = find("deploy/kubernetes/gateway.yaml", "Deployment", "arena-gateway");
+    let mut args = container_args(&deployment);
+    assert_eq!(args, ["run", "-c", "/etc/arena/gateway.yaml"]);
+    args[2] = file.display().to_string();
+    let mut cmd = Command::new(bin("arena-gateway"));
+    cmd.args(&args).env("RUST_LOG", "warn");
+    let _gw = Proc::spawn("arena-gateway", cmd);
+    support::procs::wait_listening(admin, Duration::from_secs(15));
+
+    // The probes' paths answer; readiness comes once DNS has given pods.
+    let c = client();
+    let probes = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        get(&c, admin, str_at(probes, &["livenessProbe", "httpGet", "path"]), &[])
+            .await
+            .status,
+        200
+    );
+    let ready = str_at(probes, &["readinessProbe", "httpGet", "path"]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while get(&c, admin, ready, &[]).await.status != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The pods' probe path answers too, and traffic reaches both pods through the gateway.
+    let pod_probe = str_at(
+        &find("deploy/kubernetes/sample-pods.yaml", "Deployment", "match-api")["spec"]["template"]["spec"]
+            ["containers"][0],
+        &["readinessProbe", "httpGet", "path"],
+    )
+    .to_string();
+    for (_, pod) in &pods {
+        assert_eq!(get(&c, *pod, &pod_probe, &[]).await.status, 200);
+    }
+    for _ in 0..20 {
+        assert_eq!(get(&c, addr, "/v1/matches", &[]).await.status, 200);
+    }
+    // Both pods were discovered through SRV, with the ports their records carry.
+    let clusters = get(&c, admin, "/clusters", &[]).await.json();
+    let mut found: Vec<String> = clusters["clusters"][0]["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["address"].as_str().unwrap().to_string())
+        .collect();
+    found.sort();
+    assert_eq!(found, [pods[0].1.to_string(), pods[1].1.to_string()], "{clusters}");
+}
+
+#[test]
+fn systemd_unit_verifies_and_is_locked_down() {
+    let unit = read("deploy/systemd/arena-gateway.service");
+    let dir = TempDir::new("systemd");
+    // verify checks that ExecStart's binary exists: point it at the one just built.
+    let path = dir.0.join("arena-gateway.service");
+    std::fs::write(
+        &path,
+        unit.replace(
+            "/usr/local/bin/arena-gateway",
+            &bin("arena-gateway").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze missing: run deploy/local/tools-setup.sh");
+    let stderr = String::from_utf8_lossy(&verify.stderr);
+    // verify exits 0 on unknown keys but says so: any message is a defect.
+    assert!(verify.status.success() && stderr.trim().is_empty(), "{stderr}");
+    let security = Command::new("systemd-analyze")
+        // The threshold is on systemd's internal 0-100 scale: 30 = the "3.0" it prints.
+        .args(["security", "--offline=true", "--threshold=30"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        security.status.success(),
+        "exposure above 3.0:\n{}",
+        String::from_utf8_lossy(&security.stdout)
+    );
+    // It runs the binary's real subcommands on a real config.
+    for sub in ["check -c /etc/arena/gateway.yaml", "run -c /etc/arena/gateway.yaml"] {
+        assert!(unit.contains(&format!("/usr/local/bin/arena-gateway {sub}")), "{sub}");
+    }
+}
+
+#[test]
+fn container_build_matches_the_toolchain_and_binaries() {
+    let dockerfile = read("deploy/container/Dockerfile");
+    let toolchain = read("rust-toolchain.toml");
+    let channel = toolchain
+        .lines()
+        .find_map(|l| l.strip_prefix("channel = "))
+        .unwrap()
+        .trim_matches('"');
+    assert!(
+        dockerfile.contains(&format!("FROM rust:{channel}-")),
+        "the build image must use the pinned toolchain {channel}"
+    );
+    for name in ["arena-gateway", "arena-pod"] {
+        assert!(dockerfile.contains(&format!("--bin {name}")), "{name} not built");
+        assert!(bin(name).exists(), "{name} is not a binary of this workspace");
+    }
+    // The manifests run this image.
+    for rel in ["deploy/kubernetes/gateway.yaml", "deploy/kubernetes/sample-pods.yaml"] {
+        for d in docs(rel).iter().filter(|d| str_at(d, &["kind"]) == "Deployment") {
+            let container = &d["spec"]["template"]["spec"]["containers"][0];
+            assert!(str_at(container, &["image"]).starts_with("arena:"), "{rel}");
+        }
+    }
+}
