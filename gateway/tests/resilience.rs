@@ -319,3 +319,60 @@ async fn hedging_hides_a_stuck_pod_and_gets_it_ejected() {
         "lost hedge races count against the stuck pod: {pod}"
     );
 }
+
+/// Script calls Redis has served (`EVALSHA` + `EVAL`), from `INFO commandstats`.
+fn redis_script_calls(addr: std::net::SocketAddr) -> u64 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"INFO commandstats\r\n").unwrap();
+    let mut r = BufReader::new(s);
+    let mut header = String::new();
+    r.read_line(&mut header).unwrap();
+    let len: usize = header.trim().trim_start_matches('$').parse().unwrap();
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).unwrap();
+    String::from_utf8(body)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| l.split(&[':', ','][..]).find_map(|kv| kv.strip_prefix("calls=")))
+        .map(|n| n.parse::<u64>().unwrap())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_rate_limit_leases_tokens_in_batches() {
+    let (_redis, redis_addr) = redis();
+    let pod = Pod::start("127.0.0.113", &[]);
+    let body = format!(
+        "redis: {{ url: \"redis://{redis_addr}\", timeout: 100ms }}\nclusters:\n  - name: c\n    endpoints: [\"{}\"]\nroutes:\n  - name: matches\n    match: {{}}\n    cluster: c\n    rate_limit: {{ requests_per_second: 100, burst: 20, batch: 10, key: route, scope: cluster }}\n",
+        pod.addr
+    );
+    let a = Gateway::start(&body);
+    let b = Gateway::start(&body);
+    // 100/s into each gateway for 4 s: 800 requests against one shared budget of 100/s.
+    let (ra, rb) = tokio::join!(steady(a.addr, 100, 4, &[]), steady(b.addr, 100, 4, &[]));
+    let admitted = ra.0 + rb.0;
+    let calls = redis_script_calls(redis_addr);
+    println!(
+        "batched shared limit admitted {admitted} (a {}, b {}) with {calls} Redis calls",
+        ra.0, rb.0
+    );
+    // Leases never admit more than the shared budget; unspent leased tokens may leave it a
+    // little under.
+    let expected = 100.0 * 4.0 + 20.0;
+    assert!(
+        admitted as f64 <= expected * 1.05 && admitted as f64 >= expected * 0.8,
+        "admitted {admitted}, expected ~{expected}"
+    );
+    // Replicas share it fairly (equal demand → roughly equal shares), not first-come-first-served.
+    for ok in [ra.0, rb.0] {
+        assert!(ok * 4 >= admitted, "unfair split: a {} b {}", ra.0, rb.0);
+    }
+    // One call per token would be ≥ 800 (every request, admitted or not); leases take ten at a
+    // time and a refused key waits for the next batch without asking.
+    assert!(
+        calls * 4 <= admitted as u64,
+        "{calls} Redis calls for {admitted} admitted requests"
+    );
+}

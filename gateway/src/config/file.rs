@@ -304,6 +304,10 @@ pub struct RateLimitFile {
     /// With `scope: cluster` and Redis unreachable, this gateway admits this share of the rate.
     #[serde(default)]
     pub local_share: Option<f64>,
+    /// With `scope: cluster`: tokens taken from Redis per round trip and spent locally
+    /// (default: 1 % of the rate, at least 1, at most `burst`).
+    #[serde(default)]
+    pub batch: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, serde::Serialize)]

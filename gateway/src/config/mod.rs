@@ -232,6 +232,8 @@ pub struct RateLimitSpec {
     pub scope: LimitScope,
     pub max_keys: usize,
     pub local_share: f64,
+    /// Tokens leased from Redis per round trip (scope cluster).
+    pub batch: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -786,14 +786,30 @@ fn route_resilience(c: &mut Check<'_>, i: usize, r: &RouteFile, extras: &RouteEx
         if !(0.0..=1.0).contains(&share) || share == 0.0 {
             c.error_at(&at("rate_limit", "local_share"), "local_share must be in (0, 1]", None);
         }
+        let burst = rl.burst.unwrap_or(rl.requests_per_second).max(1);
+        match rl.batch {
+            Some(0) => c.error_at(&at("rate_limit", "batch"), "batch must be at least 1", None),
+            Some(b) if b > burst => c.error_at(
+                &at("rate_limit", "batch"),
+                format!("batch {b} is larger than burst {burst}"),
+                Some("Redis can never grant more than `burst` tokens at once: lower `batch` or raise `burst`".into()),
+            ),
+            Some(_) if scope == LimitScope::Local => c.warn_at(
+                &at("rate_limit", "batch"),
+                "batch has no effect with `scope: local`",
+                Some("it sets how many tokens a gateway takes from Redis per round trip with `scope: cluster`".into()),
+            ),
+            _ => {}
+        }
         if let Some(key) = key {
             out.rate_limit = Some(RateLimitSpec {
                 requests_per_second: rl.requests_per_second.max(1),
-                burst: rl.burst.unwrap_or(rl.requests_per_second).max(1),
+                burst,
                 key,
                 scope,
                 max_keys: rl.max_keys.unwrap_or(100_000).max(1),
                 local_share: share,
+                batch: rl.batch.unwrap_or(rl.requests_per_second / 100).clamp(1, burst),
             });
         }
     }

@@ -141,7 +141,7 @@ routes:
     match: {}
     cluster: c
     fallback: { faas: verify-fnn, warm_share: 200% }
-    rate_limit: { requests_per_second: 10, scope: cluster, key: cookie:x }
+    rate_limit: { requests_per_second: 10, burst: 5, batch: 6, scope: cluster, key: cookie:x }
     hedge: { after: soon }
     retry: { attempts: 0 }
 ";
@@ -157,6 +157,7 @@ routes:
         "retry.attempts must be 1..10",
         "kind `aws_lambda` needs `function` and `region`",
         "max_ejected_percent must be 0..100",
+        "batch 6 is larger than burst 5",
     ] {
         assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
     }
@@ -211,4 +212,35 @@ routes:
     let all = load(text, "x.yaml").unwrap_err().to_string();
     assert!(all.contains("set `dns.port`"), "{all}");
     assert!(all.contains("consistent_hash needs a `hash_key`"), "{all}");
+}
+
+#[test]
+fn rate_limit_batch_defaults_to_a_percent_of_the_rate_within_burst() {
+    let text = |rl: &str| {
+        format!(
+            "listeners: [{{ name: p, address: 127.0.0.1:8080 }}]\nredis: {{ url: redis://127.0.0.1:6379 }}\nclusters: [{{ name: c, endpoints: [\"127.0.0.1:1\"] }}]\nroutes:\n  - {{ name: r, match: {{}}, cluster: c, rate_limit: {rl} }}\n"
+        )
+    };
+    let batch = |rl: &str| {
+        load(&text(rl), "b.yaml").unwrap().config.routes[0]
+            .rate_limit
+            .as_ref()
+            .unwrap()
+            .batch
+    };
+    assert_eq!(batch("{ requests_per_second: 5000, scope: cluster }"), 50);
+    assert_eq!(batch("{ requests_per_second: 5000, burst: 20, scope: cluster }"), 20);
+    assert_eq!(batch("{ requests_per_second: 30, scope: cluster }"), 1);
+    assert_eq!(batch("{ requests_per_second: 30, batch: 7, scope: cluster }"), 7);
+    let zero = load(&text("{ requests_per_second: 30, batch: 0, scope: cluster }"), "b.yaml").unwrap_err();
+    assert!(zero.to_string().contains("batch must be at least 1"), "{zero}");
+    let local = load(&text("{ requests_per_second: 30, batch: 3 }"), "b.yaml").unwrap();
+    assert!(
+        local
+            .warnings
+            .iter()
+            .any(|w| w.to_string().contains("batch has no effect")),
+        "{:?}",
+        local.warnings
+    );
 }

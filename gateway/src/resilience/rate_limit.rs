@@ -4,6 +4,13 @@
 //! replicas through an atomic Redis script (GCRA on Redis' own clock); when Redis is slow or
 //! down the gateway falls back to a local limiter at `local_share` of the rate and retries
 //! Redis after a short pause, so a Redis outage never stops traffic.
+//!
+//! Cluster scope leases tokens: one round trip takes up to `batch` tokens from the shared bucket
+//! and this gateway spends them locally; when the bucket is empty, Redis says when `batch`
+//! tokens will be there again and the key is refused locally until then. Redis sees about one
+//! call per `batch` admitted requests and almost none for a key that is being refused. Leased
+//! tokens were counted when taken, so replicas never admit more than the shared rate; unspent
+//! ones lapse after [`LEASE_TTL`].
 
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
@@ -11,6 +18,7 @@ use std::num::NonZeroU32;
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
+use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
@@ -104,22 +112,39 @@ impl<C: Clock + Clone> LocalLimiter<C> {
     }
 }
 
-/// GCRA in one atomic script on Redis' clock: returns {allowed, retry_after_us, remaining}.
+/// GCRA in one atomic script on Redis' own clock, taking up to ARGV[3] tokens at once.
+/// Returns {granted, wait_us, remaining}: wait_us is how long until ARGV[3] tokens are available
+/// again after this call (0 when they already are).
 const GCRA_SCRIPT: &str = r"
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - tolerance
-if allow_at > now then
-  return {0, allow_at - now, 0}
+local room = math.floor((now + tolerance - tat) / interval)
+if room < 0 then room = 0 end
+local n = math.min(want, room)
+if n > 0 then
+  tat = tat + n * interval
+  redis.call('SET', KEYS[1], tat, 'PX', math.floor(tolerance / 1000) + 1000)
 end
-redis.call('SET', KEYS[1], new_tat, 'PX', math.floor(tolerance / 1000) + 1000)
-return {1, 0, math.floor((now - allow_at) / interval)}
+local wait = tat + want * interval - tolerance - now
+if wait < 0 then wait = 0 end
+return {n, wait, room - n}
 ";
+
+/// One answer of the shared bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Grant {
+    /// Tokens taken (0 = refused).
+    granted: u32,
+    /// Until the bucket holds the wanted number of tokens again.
+    wait: Duration,
+    /// Tokens left in the shared bucket.
+    remaining: u32,
+}
 
 /// Shared connection to Redis for every cluster-scope limit of the process.
 pub struct RedisLimits {
@@ -181,8 +206,8 @@ impl RedisLimits {
         Ok(self.conn.get_or_init(|| c).clone())
     }
 
-    /// One shared-budget check; `None` when Redis cannot answer in time.
-    async fn check(&self, key: &str, spec: &RateLimitSpec) -> Option<Decision> {
+    /// Takes up to `want` tokens from the shared bucket; `None` when Redis cannot answer in time.
+    async fn take(&self, key: &str, spec: &RateLimitSpec, want: u32) -> Option<Grant> {
         if self.is_down() {
             return None;
         }
@@ -196,14 +221,14 @@ impl RedisLimits {
         let interval_us = (1_000_000.0 / spec.requests_per_second as f64).max(1.0) as u64;
         let tolerance_us = interval_us * spec.burst as u64;
         let mut invocation = self.script.key(key);
-        invocation.arg(interval_us).arg(tolerance_us);
+        invocation.arg(interval_us).arg(tolerance_us).arg(want.max(1));
         let call = invocation.invoke_async::<(i64, i64, i64)>(&mut conn);
+        let count = |v: i64| v.clamp(0, u32::MAX as i64) as u32;
         match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok((1, _, remaining))) => Some(Decision::Allow {
-                remaining: remaining.clamp(0, u32::MAX as i64) as u32,
-            }),
-            Ok(Ok((_, wait_us, _))) => Some(Decision::Deny {
-                retry_after: Duration::from_micros(wait_us.max(0) as u64),
+            Ok(Ok((granted, wait_us, remaining))) => Some(Grant {
+                granted: count(granted),
+                wait: Duration::from_micros(wait_us.max(0) as u64),
+                remaining: count(remaining),
             }),
             Ok(Err(e)) => {
                 self.mark_down(&e.to_string());
@@ -217,11 +242,37 @@ impl RedisLimits {
     }
 }
 
+/// How long leased tokens stay spendable: a pause in traffic lets them lapse instead of
+/// allowing a late burst.
+pub const LEASE_TTL: Duration = Duration::from_secs(1);
+
+/// Tokens of one key leased from Redis (scope cluster).
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    tokens: u32,
+    /// Before this, an empty lease refuses locally (Redis said the bucket is empty until then).
+    refill_at: Instant,
+    taken_at: Instant,
+}
+
+/// Tokens asked of Redis per round trip: the batch when the lease can be kept, else one.
+fn want_of(spec: &RateLimitSpec, keep: bool) -> u32 {
+    if keep {
+        spec.batch
+    } else {
+        1
+    }
+}
+
 /// The limit of one route.
 pub struct RouteLimit {
     pub spec: RateLimitSpec,
     route: String,
     local: LocalLimiter,
+    leases: DashMap<KeyHash, Lease>,
+    /// Uniform draw in [0, 1) spreading replicas' next ask when the shared bucket ran short
+    /// (injectable for tests).
+    jitter: fn() -> f64,
 }
 
 impl RouteLimit {
@@ -239,6 +290,8 @@ impl RouteLimit {
             spec: spec.clone(),
             route: route.to_string(),
             local: LocalLimiter::new(rate, burst, spec.max_keys),
+            leases: DashMap::new(),
+            jitter: rand::random::<f64>,
         }
     }
 
@@ -258,13 +311,84 @@ impl RouteLimit {
     pub async fn check(&self, key: KeyHash, redis: Option<&RedisLimits>) -> Decision {
         if self.spec.scope == LimitScope::Cluster {
             if let Some(r) = redis {
-                let name = format!("arena:rl:{}:{key:016x}", self.route);
-                if let Some(d) = r.check(&name, &self.spec).await {
+                if let Some(d) = self.check_shared(key, r).await {
                     return d;
                 }
             }
         }
         self.check_local(key)
+    }
+
+    /// Spends a leased token, refuses while the shared bucket is known to be empty, or leases
+    /// more from Redis; `None` when Redis cannot answer (the caller falls back to local).
+    async fn check_shared(&self, key: KeyHash, redis: &RedisLimits) -> Option<Decision> {
+        let now = Instant::now();
+        if let Some(d) = self.spend_lease(key, now) {
+            return Some(d);
+        }
+        // A full lease table takes single tokens rather than grow (bounded memory).
+        let keep = self.spec.batch > 1 && (self.leases.len() < self.spec.max_keys || self.leases.contains_key(&key));
+        let want = want_of(&self.spec, keep);
+        let name = format!("arena:rl:{}:{key:016x}", self.route);
+        let grant = redis.take(&name, &self.spec, want).await?;
+        Some(self.record_grant(key, keep, grant, Instant::now()))
+    }
+
+    /// The local answer from this key's lease, if it can give one.
+    fn spend_lease(&self, key: KeyHash, now: Instant) -> Option<Decision> {
+        let mut lease = self.leases.get_mut(&key)?;
+        if now.saturating_duration_since(lease.taken_at) > LEASE_TTL {
+            return None;
+        }
+        if lease.tokens > 0 {
+            lease.tokens -= 1;
+            return Some(Decision::Allow {
+                remaining: lease.tokens,
+            });
+        }
+        (now < lease.refill_at).then(|| Decision::Deny {
+            retry_after: lease.refill_at - now,
+        })
+    }
+
+    /// Admits or refuses on Redis' answer; keeps the rest of the grant for later requests.
+    fn record_grant(&self, key: KeyHash, keep: bool, grant: Grant, now: Instant) -> Decision {
+        let spare = grant.granted.saturating_sub(1);
+        let mut tokens = spare;
+        // Every replica that came up short computes the same moment the bucket refills; whoever
+        // asks first then would take the whole batch, and the same one would win every time.
+        // A random extra wait of up to one more refill makes the winner random: replicas share
+        // the budget fairly, and the tokens wait in the shared bucket meanwhile (not lost).
+        let wait = if grant.granted < want_of(&self.spec, keep) {
+            grant.wait.mul_f64(1.0 + (self.jitter)())
+        } else {
+            grant.wait
+        };
+        if keep {
+            let mut lease = self.leases.entry(key).or_insert(Lease {
+                tokens: 0,
+                refill_at: now,
+                taken_at: now,
+            });
+            // Concurrent round trips of one key add up; lapsed tokens are dropped.
+            if now.saturating_duration_since(lease.taken_at) <= LEASE_TTL {
+                tokens += lease.tokens;
+            }
+            *lease = Lease {
+                tokens,
+                refill_at: now + wait,
+                taken_at: now,
+            };
+        }
+        if grant.granted == 0 {
+            Decision::Deny {
+                retry_after: wait.max(Duration::from_millis(1)),
+            }
+        } else {
+            Decision::Allow {
+                remaining: grant.remaining.saturating_add(tokens),
+            }
+        }
     }
 
     /// The in-process check (scope local, or cluster while Redis is out of the picture).
@@ -274,6 +398,14 @@ impl RouteLimit {
 
     pub fn sweep(&self) {
         self.local.sweep();
+        let now = Instant::now();
+        self.leases
+            .retain(|_, l| now.saturating_duration_since(l.taken_at) <= LEASE_TTL || now < l.refill_at);
+    }
+
+    /// Keys holding a lease (for tests and `/clusters`-style introspection).
+    pub fn leased_keys(&self) -> usize {
+        self.leases.len()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Unit tests of `rate_limit`.
 #![allow(clippy::unwrap_used)]
 use super::*;
+use crate::config::{LimitKey, LimitScope, RateLimitSpec};
 use governor::clock::FakeRelativeClock;
 
 #[test]
@@ -32,4 +33,122 @@ fn key_set_is_bounded() {
     clock.advance(Duration::from_secs(5));
     l.sweep();
     assert_eq!(l.keys(), 0);
+}
+
+fn cluster_spec(batch: u32) -> RateLimitSpec {
+    RateLimitSpec {
+        requests_per_second: 100,
+        burst: 20,
+        key: LimitKey::Route,
+        scope: LimitScope::Cluster,
+        max_keys: 2,
+        local_share: 0.5,
+        batch,
+    }
+}
+
+fn grant(granted: u32, wait_ms: u64, remaining: u32) -> Grant {
+    Grant {
+        granted,
+        wait: Duration::from_millis(wait_ms),
+        remaining,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_is_spent_locally_then_asks_again() {
+    let l = RouteLimit::new("r", &cluster_spec(5));
+    let now = Instant::now();
+    // One round trip gave 5 tokens: this request takes one, four wait in the lease.
+    assert_eq!(
+        l.record_grant(1, true, grant(5, 0, 10), now),
+        Decision::Allow { remaining: 14 }
+    );
+    for left in (0..4).rev() {
+        assert_eq!(l.spend_lease(1, now), Some(Decision::Allow { remaining: left }));
+    }
+    // Empty, and Redis said more are available at once: the next request asks Redis.
+    assert_eq!(l.spend_lease(1, now), None);
+    // Another key has no lease.
+    assert_eq!(l.spend_lease(2, now), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_empty_shared_bucket_refuses_locally_until_refill() {
+    let mut l = RouteLimit::new("r", &cluster_spec(5));
+    l.jitter = || 0.0;
+    let now = Instant::now();
+    assert_eq!(
+        l.record_grant(1, true, grant(0, 200, 0), now),
+        Decision::Deny {
+            retry_after: Duration::from_millis(200)
+        }
+    );
+    tokio::time::advance(Duration::from_millis(50)).await;
+    assert_eq!(
+        l.spend_lease(1, Instant::now()),
+        Some(Decision::Deny {
+            retry_after: Duration::from_millis(150)
+        })
+    );
+    // When the batch is due again, Redis is asked.
+    tokio::time::advance(Duration::from_millis(150)).await;
+    assert_eq!(l.spend_lease(1, Instant::now()), None);
+
+    // A partial grant admits, keeps what it can, then refuses until the rest has accrued.
+    assert!(matches!(
+        l.record_grant(1, true, grant(2, 30, 0), Instant::now()),
+        Decision::Allow { remaining: 1 }
+    ));
+    assert!(matches!(
+        l.spend_lease(1, Instant::now()),
+        Some(Decision::Allow { remaining: 0 })
+    ));
+    assert!(matches!(l.spend_lease(1, Instant::now()), Some(Decision::Deny { .. })));
+}
+
+#[tokio::test(start_paused = true)]
+async fn unspent_tokens_lapse_and_are_swept() {
+    let l = RouteLimit::new("r", &cluster_spec(5));
+    let _ = l.record_grant(1, true, grant(5, 0, 0), Instant::now());
+    assert_eq!(l.leased_keys(), 1);
+    tokio::time::advance(LEASE_TTL + Duration::from_millis(1)).await;
+    assert_eq!(l.spend_lease(1, Instant::now()), None, "a lapsed lease is not spent");
+    // A fresh grant replaces the lapsed tokens rather than adding to them.
+    assert_eq!(
+        l.record_grant(1, true, grant(3, 0, 0), Instant::now()),
+        Decision::Allow { remaining: 2 }
+    );
+    tokio::time::advance(LEASE_TTL + Duration::from_millis(1)).await;
+    l.sweep();
+    assert_eq!(l.leased_keys(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn grants_not_kept_leave_no_lease() {
+    let l = RouteLimit::new("r", &cluster_spec(1));
+    assert_eq!(
+        l.record_grant(1, false, grant(1, 0, 7), Instant::now()),
+        Decision::Allow { remaining: 7 }
+    );
+    assert_eq!(l.leased_keys(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn short_grants_spread_the_next_ask() {
+    let mut l = RouteLimit::new("r", &cluster_spec(5));
+    l.jitter = || 0.5;
+    // Came up short: wait for the refill plus half a refill more.
+    assert_eq!(
+        l.record_grant(1, true, grant(0, 100, 0), Instant::now()),
+        Decision::Deny {
+            retry_after: Duration::from_millis(150)
+        }
+    );
+    // A full grant does not wait.
+    let _ = l.record_grant(2, true, grant(5, 0, 0), Instant::now());
+    for _ in 0..4 {
+        assert!(matches!(l.spend_lease(2, Instant::now()), Some(Decision::Allow { .. })));
+    }
+    assert_eq!(l.spend_lease(2, Instant::now()), None);
 }
