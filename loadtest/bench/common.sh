@@ -461,6 +461,15 @@ tree_ticks() { # pid... → CPU ticks of the processes and all their descendants
     echo "$n"
 }
 
+tree_peak_rss_kib() { # pid → sum of the peak resident memory (VmHWM) of it and its descendants
+    local n=0 p v
+    for p in "$1" $(descendants "$1"); do
+        v=$(awk '/^VmHWM:/ { print $2 }' "/proc/$p/status" 2>/dev/null || true)
+        n=$((n + ${v:-0}))
+    done
+    echo "$n"
+}
+
 busy_ticks() { # CPU ticks spent busy by the whole machine, all CPUs (/proc/stat)
     local _cpu user nice system _idle _iowait irq softirq steal _rest
     read -r _cpu user nice system _idle _iowait irq softirq steal _rest </proc/stat
@@ -541,7 +550,7 @@ each_round() {
 # ---------------------------------------------------------------- wrk through the proxy under test
 # proxy-cost.sh and peers.sh: the script defines start_proxy NAME (run_proxy, then the route must
 # answer 200 on $URL_PATH) and sets CONNECTIONS, WARMUP and DURATION. wrk_measure adds to RUNS:
-#   round proxy requests rps p50_ms p99_ms cpu_s us_per_req errors elapsed_s other_cores
+#   round proxy requests rps p50_ms p99_ms cpu_s us_per_req errors elapsed_s other_cores peak_rss_mib
 RUN_NAME_WIDTH=8 # room for the proxy's name in the progress lines
 
 wrk_measure() { # round proxy
@@ -550,7 +559,7 @@ wrk_measure() { # round proxy
     start_proxy "$name"
     wrk -t1 -c"$CONNECTIONS" -d"$WARMUP" "$url" >"$WORK/warmup-$round-$name.txt" 2>&1 ||
         die "warm-up against $name failed: $(cat "$WORK/warmup-$round-$name.txt")"
-    local t0 t1 n0 n1 b0 b1 p0 p1 w0 w1
+    local t0 t1 n0 n1 b0 b1 p0 p1 w0 w1 rss
     times >"$WORK/times0"
     b0=$(busy_ticks)
     p0=$(tree_ticks "${POD_PIDS[@]}")
@@ -562,6 +571,7 @@ wrk_measure() { # round proxy
     p1=$(tree_ticks "${POD_PIDS[@]}")
     b1=$(busy_ticks)
     times >"$WORK/times1"
+    rss=$(tree_peak_rss_kib "$PROXY_PID") # peak over the proxy's life: warm-up and run
     stop_proxy
     w0=$(children_ticks "$WORK/times0")
     w1=$(children_ticks "$WORK/times1")
@@ -571,24 +581,24 @@ wrk_measure() { # round proxy
     read -r requests rps p50 p99 errors < <(wrk_parse "$out")
     [[ $requests -gt 0 ]] || die "could not read wrk's request count: $(cat "$out")"
     awk -v r="$round" -v p="$name" -v n="$requests" -v rps="$rps" -v p50="$p50" -v p99="$p99" \
-        -v dt=$((t1 - t0)) -v hz="$CLK_TCK" -v e="$errors" -v ns=$((n1 - n0)) -v o="$other" 'BEGIN {
+        -v dt=$((t1 - t0)) -v hz="$CLK_TCK" -v e="$errors" -v ns=$((n1 - n0)) -v o="$other" -v rss="$rss" 'BEGIN {
         cpu = dt / hz; secs = ns / 1e9
-        printf "%s\t%s\t%d\t%.1f\t%.3f\t%.3f\t%.2f\t%.2f\t%d\t%.2f\t%.2f\n", r, p, n, rps, p50, p99, cpu, cpu * 1e6 / n, e, secs, (o > 0 ? o : 0) / hz / secs
+        printf "%s\t%s\t%d\t%.1f\t%.3f\t%.3f\t%.2f\t%.2f\t%d\t%.2f\t%.2f\t%.1f\n", r, p, n, rps, p50, p99, cpu, cpu * 1e6 / n, e, secs, (o > 0 ? o : 0) / hz / secs, rss / 1024
     }' >>"$RUNS"
     log "$(tail -n1 "$RUNS" | awk -F'\t' -v w="$RUN_NAME_WIDTH" '{
-        fmt = "round %s %-" w "s %9d req  %8.0f rps  p50 %6.2f ms  p99 %6.2f ms  cpu %6.2f s (%3.0f%% of a core)  %6.2f µs/req  errors %d  others %.2f cores"
-        printf fmt, $1, $2, $3, $4, $5, $6, $7, 100 * $7 / $10, $8, $9, $11 }')"
+        fmt = "round %s %-" w "s %9d req  %8.0f rps  p50 %6.2f ms  p99 %6.2f ms  cpu %6.2f s (%3.0f%% of a core)  %6.2f µs/req  errors %d  others %.2f cores  peak RSS %.1f MiB"
+        printf fmt, $1, $2, $3, $4, $5, $6, $7, 100 * $7 / $10, $8, $9, $11, $12 }')"
 }
 
 wrk_runs_table() { # the rows of wrk_measure as a markdown table
-    echo "| round | proxy | requests | rps | p50 ms | p99 ms | proxy CPU s | % of a core | CPU µs/req | errors | others (cores) |"
-    echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    awk -F'\t' '{ printf "| %s | %s | %d | %.0f | %.2f | %.2f | %.2f | %.0f | %.2f | %d | %.2f |\n", $1, $2, $3, $4, $5, $6, $7, 100 * $7 / $10, $8, $9, $11 }' "$RUNS"
+    echo "| round | proxy | requests | rps | p50 ms | p99 ms | proxy CPU s | % of a core | CPU µs/req | errors | others (cores) | peak RSS MiB |"
+    echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    awk -F'\t' '{ printf "| %s | %s | %d | %.0f | %.2f | %.2f | %.2f | %.0f | %.2f | %d | %.2f | %.1f |\n", $1, $2, $3, $4, $5, $6, $7, 100 * $7 / $10, $8, $9, $11, $12 }' "$RUNS"
 }
 
 wrk_runs_json() { # the rows of wrk_measure as the items of a JSON list, one a line
     awk -F'\t' 'NR > 1 { printf ",\n" } {
-        printf "    {\"round\": %d, \"proxy\": \"%s\", \"requests\": %d, \"rps\": %s, \"p50_ms\": %s, \"p99_ms\": %s, \"cpu_seconds\": %s, \"cpu_us_per_request\": %s, \"errors\": %d, \"elapsed_seconds\": %s, \"other_processes_cores\": %s}", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+        printf "    {\"round\": %d, \"proxy\": \"%s\", \"requests\": %d, \"rps\": %s, \"p50_ms\": %s, \"p99_ms\": %s, \"cpu_seconds\": %s, \"cpu_us_per_request\": %s, \"errors\": %d, \"elapsed_seconds\": %s, \"other_processes_cores\": %s, \"peak_rss_mib\": %s}", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
     } END { printf "\n" }' "$RUNS"
 }
 

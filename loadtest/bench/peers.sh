@@ -196,13 +196,13 @@ MAX_OTHER=$(max_others)
     echo
     echo "Medians over rounds. CPU µs/req = (utime+stime of the proxy's processes — nginx master + worker — during the run) / requests."
     echo
-    echo "| proxy | version | rps | p50 ms | p99 ms | CPU µs/req | × $REF | errors |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|"
+    echo "| proxy | version | rps | p50 ms | p99 ms | CPU µs/req | × $REF | peak RSS MiB | errors |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
     for p in "${PROXIES[@]}"; do
         us=$(median 8 "$p")
         awk -v l="${LABEL[$p]}" -v v="$(version_of "$p")" -v rps="$(median 4 "$p")" -v p50="$(median 5 "$p")" \
-            -v p99="$(median 6 "$p")" -v us="$us" -v b="$REF_US" -v e="$(sum_col 9 "$p")" 'BEGIN {
-            printf "| %s | %s | %.0f | %.2f | %.2f | %.2f | %.3f | %d |\n", l, v, rps, p50, p99, us, (b > 0 ? us / b : 0), e
+            -v p99="$(median 6 "$p")" -v us="$us" -v b="$REF_US" -v e="$(sum_col 9 "$p")" -v rss="$(median 12 "$p")" 'BEGIN {
+            printf "| %s | %s | %.0f | %.2f | %.2f | %.2f | %.3f | %.1f | %d |\n", l, v, rps, p50, p99, us, (b > 0 ? us / b : 0), rss, e
         }'
     done
     echo
@@ -230,9 +230,9 @@ MAX_OTHER=$(max_others)
     for p in "${PROXIES[@]}"; do
         [[ $first -eq 1 ]] || printf ',\n'
         first=0
-        printf '    "%s": {"label": %s, "version": %s, "rps": %s, "p50_ms": %s, "p99_ms": %s, "cpu_us_per_request": %s, "errors": %s}' \
+        printf '    "%s": {"label": %s, "version": %s, "rps": %s, "p50_ms": %s, "p99_ms": %s, "cpu_us_per_request": %s, "peak_rss_mib": %s, "errors": %s}' \
             "$p" "$(json_str "${LABEL[$p]}")" "$(json_str "$(version_of "$p")")" "$(median 4 "$p")" "$(median 5 "$p")" \
-            "$(median 6 "$p")" "$(median 8 "$p")" "$(sum_col 9 "$p")"
+            "$(median 6 "$p")" "$(median 8 "$p")" "$(median 12 "$p")" "$(sum_col 9 "$p")"
     done
     printf '\n  },\n  "runs": [\n'
     wrk_runs_json

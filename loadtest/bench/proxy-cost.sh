@@ -109,13 +109,13 @@ PAIRED_ALL_MEDIAN=$(paired_list arena-all | median_of)
     echo
     echo "Medians over rounds. CPU µs/req = (utime+stime of the whole proxy process during the measured run) / requests."
     echo
-    echo "| proxy | rps | p50 ms | p99 ms | CPU µs/req | × bare | errors |"
-    echo "|---|---:|---:|---:|---:|---:|---:|"
+    echo "| proxy | rps | p50 ms | p99 ms | CPU µs/req | × bare | peak RSS MiB | errors |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
     for p in "${PROXIES[@]}"; do
         us=$(median 8 "$p")
         awk -v l="${LABEL[$p]}" -v rps="$(median 4 "$p")" -v p50="$(median 5 "$p")" -v p99="$(median 6 "$p")" \
-            -v us="$us" -v b="$BARE_US" -v e="$(sum_col 9 "$p")" 'BEGIN {
-            printf "| %s | %.0f | %.2f | %.2f | %.2f | %.3f | %d |\n", l, rps, p50, p99, us, (b > 0 ? us / b : 0), e
+            -v us="$us" -v b="$BARE_US" -v e="$(sum_col 9 "$p")" -v rss="$(median 12 "$p")" 'BEGIN {
+            printf "| %s | %.0f | %.2f | %.2f | %.2f | %.3f | %.1f | %d |\n", l, rps, p50, p99, us, (b > 0 ? us / b : 0), rss, e
         }'
     done
     echo
@@ -149,8 +149,8 @@ PAIRED_ALL_MEDIAN=$(paired_list arena-all | median_of)
     for p in "${PROXIES[@]}"; do
         [[ $first -eq 1 ]] || printf ',\n'
         first=0
-        printf '    "%s": {"label": "%s", "rps": %s, "p50_ms": %s, "p99_ms": %s, "cpu_us_per_request": %s, "errors": %s}' \
-            "$p" "${LABEL[$p]}" "$(median 4 "$p")" "$(median 5 "$p")" "$(median 6 "$p")" "$(median 8 "$p")" "$(sum_col 9 "$p")"
+        printf '    "%s": {"label": "%s", "rps": %s, "p50_ms": %s, "p99_ms": %s, "cpu_us_per_request": %s, "peak_rss_mib": %s, "errors": %s}' \
+            "$p" "${LABEL[$p]}" "$(median 4 "$p")" "$(median 5 "$p")" "$(median 6 "$p")" "$(median 8 "$p")" "$(median 12 "$p")" "$(sum_col 9 "$p")"
     done
     printf '\n  },\n  "runs": [\n'
     wrk_runs_json
