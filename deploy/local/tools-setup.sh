@@ -2,7 +2,10 @@
 # Installs the checkers the deploy-file tests (gateway/tests/deploy.rs) run:
 #   - kubernetes-validate (PyPI, pinned in deploy/local/tools-requirements.txt) in a venv at
 #     target/tools/venv: the Kubernetes manifests against the API's schemas, strictly, offline;
-#   - systemd-analyze (Debian `systemd`): the systemd unit.
+#   - systemd-analyze (Debian `systemd`): the systemd unit;
+#   - promtool, extracted from Debian's `prometheus` package into target/tools/prometheus without
+#     installing it (installing would enable a Prometheus server and pull in node-exporter, whose
+#     port 9100 is the demo pods' port): the dashboards' rules (gateway/tests/dashboards.rs).
 # Idempotent: the venv is rebuilt only when the requirements or the interpreter change; Debian
 # packages are installed only when missing (`apt-get update` only then). Works from any directory.
 set -euo pipefail
@@ -37,4 +40,23 @@ else
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check --no-input -r "$reqs"
   echo "$want" >"$stamp"
+fi
+
+promtool="$root/target/tools/prometheus/usr/bin/promtool"
+if [ -x "$promtool" ]; then
+  echo "==> tools: promtool present ($("$promtool" --version 2>&1 | head -n1))"
+else
+  echo "==> tools: extracting promtool from Debian's prometheus package"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' EXIT
+  # apt-get download needs package lists: update only when they do not know the package.
+  (cd "$tmp" && apt-get download -qq prometheus 2>/dev/null) || {
+    $SUDO apt-get update -qq
+    (cd "$tmp" && apt-get download -qq prometheus)
+  }
+  rm -rf "$root/target/tools/prometheus"
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$root/target/tools/prometheus"
+  "$promtool" --version >/dev/null
 fi
