@@ -9,6 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root="$(pwd)"
+# shellcheck source=deploy/local/lib.sh source-path=SCRIPTDIR
+. deploy/local/lib.sh
 
 venv="$root/target/faas/venv"
 reqs="$root/loadtest/faas/http/requirements.txt"
@@ -18,37 +20,18 @@ sha() { sha256sum "$1" | awk '{print $1}'; }
 pkg_version() { node -p "require('$lambda_dir/node_modules/$1/package.json').version"; }
 
 # 1. Debian packages, only the missing ones.
-need=()
-if ! command -v python3 >/dev/null 2>&1; then
-  need+=(python3 python3-venv)
-elif ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-  need+=(python3-venv)
-fi
+# shellcheck disable=SC2207 # word splitting of package names is intended
+need=($(python_venv_needs))
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
-  echo "==> faas: installing Debian packages: ${need[*]}"
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  apt_install faas "${need[@]}"
 else
   echo "==> faas: Debian packages present (python3 venv, node $(node --version), npm $(npm --version 2>/dev/null))"
 fi
 
 # 2. Python venv with functions-framework, keyed on requirements.txt and the interpreter.
-want_py="$(python3 -c 'import sys; print(sys.version)' | sha256sum | awk '{print $1}')-$(sha "$reqs")"
-stamp_py="$venv/.arena-requirements.stamp"
-if [ -x "$venv/bin/functions-framework" ] && [ -f "$stamp_py" ] && [ "$(cat "$stamp_py")" = "$want_py" ]; then
-  echo "==> faas: venv up to date ($venv)"
-else
-  echo "==> faas: creating venv $venv and installing $(basename "$reqs")"
-  rm -rf "$venv"
-  mkdir -p "$(dirname "$venv")"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-input -r "$reqs"
-  echo "$want_py" >"$stamp_py"
-fi
+python_venv faas "$venv" "$reqs" functions-framework
 
 # 3. serverless + serverless-offline, keyed on package-lock.json and the node version.
 want_js="$(node --version)-$(sha "$lambda_dir/package-lock.json")"

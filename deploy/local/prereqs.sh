@@ -2,6 +2,8 @@
 # Installs what building and testing Arena needs on a fresh Debian/Ubuntu machine.
 # Idempotent: installs only what is missing; `apt-get update` runs once, and only if needed.
 set -euo pipefail
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib.sh"
 
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
@@ -16,13 +18,7 @@ for extra in "$@"; do
   esac
 done
 
-if [ ${#need[@]} -gt 0 ]; then
-  echo "==> installing: ${need[*]}"
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+apt_install prereqs "${need[@]}"
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "error: cargo not found; install Rust (https://rustup.rs) and retry" >&2

@@ -13,47 +13,25 @@ cd "$(dirname "$0")/../.."
 root="$(pwd)"
 venv="$root/target/tools/venv"
 reqs="$root/deploy/local/tools-requirements.txt"
+# shellcheck source=deploy/local/lib.sh source-path=SCRIPTDIR
+. deploy/local/lib.sh
 
-need=()
+# shellcheck disable=SC2207 # word splitting of package names is intended
+need=($(python_venv_needs))
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
-if ! command -v python3 >/dev/null 2>&1; then
-  need+=(python3 python3-venv)
-elif ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-  need+=(python3-venv)
-fi
-if [ ${#need[@]} -gt 0 ]; then
-  echo "==> tools: installing Debian packages: ${need[*]}"
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-
-want="$(python3 -c 'import sys; print(sys.version)' | sha256sum | awk '{print $1}')-$(sha256sum "$reqs" | awk '{print $1}')"
-stamp="$venv/.arena-requirements.stamp"
-if [ -x "$venv/bin/kubernetes-validate" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-  echo "==> tools: venv up to date ($venv)"
-else
-  echo "==> tools: creating venv $venv and installing $(basename "$reqs")"
-  rm -rf "$venv"
-  mkdir -p "$(dirname "$venv")"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-input -r "$reqs"
-  echo "$want" >"$stamp"
-fi
+apt_install tools "${need[@]}"
+python_venv tools "$venv" "$reqs" kubernetes-validate
 
 promtool="$root/target/tools/prometheus/usr/bin/promtool"
 if [ -x "$promtool" ]; then
   echo "==> tools: promtool present ($("$promtool" --version 2>&1 | head -n1))"
 else
   echo "==> tools: extracting promtool from Debian's prometheus package"
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
   # apt-get download needs package lists: update only when they do not know the package.
   (cd "$tmp" && apt-get download -qq prometheus 2>/dev/null) || {
-    $SUDO apt-get update -qq
+    if [ "$(id -u)" -ne 0 ]; then sudo apt-get update -qq; else apt-get update -qq; fi
     (cd "$tmp" && apt-get download -qq prometheus)
   }
   rm -rf "$root/target/tools/prometheus"
