@@ -162,3 +162,30 @@ async fn smoke_scenario_runs_against_a_pod() {
     assert_eq!(v["validity"]["valid"], !lagged);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn every_bundled_scenario_is_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let out = loadtest_command().arg("check").arg(&path).output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{}: {}", path.display(), text(&out));
+            names.push(path.file_stem().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    // The scenarios the README promises.
+    for want in [
+        "dns-scale-out",
+        "final-chaos",
+        "match-day-spike",
+        "pods-down-faas",
+        "reload-under-load",
+        "slow-pod",
+        "stuck-pod",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+    }
+}

@@ -122,3 +122,59 @@ fn gateway_restart_fault_brings_it_back() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `stop_dns` takes the fleet's DNS server away (the gateway keeps its last good pods and says
+/// it is stale) and `start_dns` brings it back on the same address.
+#[test]
+fn dns_outage_faults_make_discovery_stale_then_fresh() {
+    use arena_loadtest::fleet::{http_call, Action, Fleet, FleetHooks};
+    let yaml = r#"name: dns-blip
+mode: open
+stages: [{ duration: 1s, rate: 1 }]
+requests: [{ path: /v1/matches }]
+fleet:
+  pods:
+    - { name: pod-1, ip: 127.0.0.155 }
+  dns:
+    records: { match-api.esports.svc.cluster.local: [pod-1] }
+  gateway:
+    config: |
+      clusters:
+        - name: api
+          dns: { name: match-api.esports.svc.cluster.local, port: ${pod-port}, record: a, resolver: "${dns}", min_refresh: 200ms, max_refresh: 200ms, timeout: 200ms }
+      routes:
+        - { name: api, match: { path_prefix: /v1 }, cluster: api }
+faults:
+  - { at: 0s, action: stop_dns }
+  - { at: 1s, action: start_dns }
+"#;
+    let scenario = arena_loadtest::scenario::load(yaml, "dns-blip.yaml", &FleetHooks).unwrap();
+    let faults = scenario.faults.unwrap();
+    assert!(matches!(faults[0].action, Action::StopDns), "{faults:?}");
+    assert!(matches!(faults[1].action, Action::StartDns), "{faults:?}");
+    let mut fleet = Fleet::start(&scenario.fleet.unwrap()).unwrap();
+    let admin = fleet.admin().unwrap();
+    let target = fleet.target().unwrap();
+    let gateway: std::net::SocketAddr = target.trim_start_matches("http://").parse().unwrap();
+    let stale = || {
+        let (status, body) = http_call(admin, "GET", "/clusters", "", None).unwrap();
+        assert_eq!(status, 200);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["clusters"][0]["discovery"]["stale"].as_bool().unwrap()
+    };
+    let wait_for = |want: bool, what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while stale() != want {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    assert!(!stale());
+    fleet.apply(&faults[0].action).unwrap();
+    wait_for(true, "discovery never went stale with DNS down");
+    // The last good pod keeps serving.
+    assert_eq!(http_call(gateway, "GET", "/v1/matches", "", None).unwrap().0, 200);
+    fleet.apply(&faults[1].action).unwrap();
+    wait_for(false, "discovery stayed stale after DNS came back");
+    assert_eq!(http_call(gateway, "GET", "/v1/matches", "", None).unwrap().0, 200);
+}

@@ -74,7 +74,9 @@ struct Function {
 struct Dns {
     addr: SocketAddr,
     hosts: PathBuf,
-    proc: Proc,
+    conf: PathBuf,
+    /// `None` while stopped by a fault.
+    proc: Option<Proc>,
 }
 
 struct Gateway {
@@ -285,11 +287,7 @@ impl Fleet {
     }
 
     fn start_dns(&self, records: &BTreeMap<String, Vec<String>>) -> Result<Dns, String> {
-        let dnsmasq = ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-            .ok_or("dnsmasq is missing: apt-get install dnsmasq-base")?;
+        let dnsmasq = dnsmasq_bin()?;
         let hosts = self.dir.join("hosts");
         std::fs::write(&hosts, self.hosts_file(records)).map_err(|e| e.to_string())?;
         let port = free_port(&[Ipv4Addr::LOCALHOST])?;
@@ -307,16 +305,14 @@ impl Fleet {
             ),
         )
         .map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(dnsmasq);
-        cmd.arg("-k")
-            .arg("-C")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let proc = Proc::spawn("dnsmasq", cmd)?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        wait_until("dnsmasq", || dns_answers(addr))?;
-        Ok(Dns { addr, hosts, proc })
+        let proc = spawn_dnsmasq(&dnsmasq, &conf, addr)?;
+        Ok(Dns {
+            addr,
+            hosts,
+            conf,
+            proc: Some(proc),
+        })
     }
 
     fn expand(&self, body: &str) -> String {
@@ -402,7 +398,18 @@ impl Fleet {
                 let text = self.hosts_file(records);
                 let dns = self.dns.as_ref().ok_or("no DNS server in the fleet")?;
                 std::fs::write(&dns.hosts, text).map_err(|e| e.to_string())?;
-                dns.proc.signal("HUP")
+                // Stopped: the new records are served when it starts again.
+                dns.proc.as_ref().map_or(Ok(()), |p| p.signal("HUP"))
+            }
+            Action::StopDns => {
+                self.dns.as_mut().ok_or("no DNS server in the fleet")?.proc = None;
+                Ok(())
+            }
+            Action::StartDns => {
+                let dns = self.dns.as_mut().ok_or("no DNS server in the fleet")?;
+                dns.proc = None;
+                dns.proc = Some(spawn_dnsmasq(&dnsmasq_bin()?, &dns.conf, dns.addr)?);
+                Ok(())
             }
             Action::Admin { method, path } => {
                 let g = self.gateway.as_ref().ok_or("no gateway in the fleet")?;
@@ -474,6 +481,43 @@ impl Fleet {
             .iter_mut()
             .find(|f| f.name == name)
             .ok_or_else(|| format!("no function `{name}`"))
+    }
+}
+
+fn dnsmasq_bin() -> Result<PathBuf, String> {
+    ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or_else(|| "dnsmasq is missing: apt-get install dnsmasq-base".into())
+}
+
+/// Runs dnsmasq in the foreground with `conf` and waits until it answers on `addr`. A restart
+/// right after a stop may find the port still held for a moment: dnsmasq then exits at once
+/// and is started again.
+fn spawn_dnsmasq(exe: &Path, conf: &Path, addr: SocketAddr) -> Result<Proc, String> {
+    let deadline = Instant::now() + READY;
+    loop {
+        let mut cmd = Command::new(exe);
+        cmd.arg("-k")
+            .arg("-C")
+            .arg(conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut proc = Proc::spawn("dnsmasq", cmd)?;
+        while proc.child.try_wait().ok().flatten().is_none() {
+            if dns_answers(addr) {
+                return Ok(proc);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("dnsmasq not answering on {addr} after {READY:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("dnsmasq keeps exiting (is {addr} taken?)"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

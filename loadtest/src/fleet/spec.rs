@@ -72,6 +72,8 @@ enum ActionFile {
     RestartGateway,
     StopFaas,
     StartFaas,
+    StopDns,
+    StartDns,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -164,6 +166,10 @@ pub enum Action {
     StartFaas {
         name: String,
     },
+    /// Kill the DNS server: lookups time out (a cluster DNS blip).
+    StopDns,
+    /// Start the DNS server again on the same address with the current records.
+    StartDns,
 }
 
 /// Decodes `fleet:`/`faults:` for the scenario loader.
@@ -314,6 +320,8 @@ impl ScenarioHooks for FleetHooks {
                         None
                     }
                 },
+                ActionFile::StopDns => Some(Action::StopDns),
+                ActionFile::StartDns => Some(Action::StartDns),
                 ActionFile::StopFaas | ActionFile::StartFaas => match &f.faas {
                     Some(name) if kind == ActionFile::StopFaas => Some(Action::StopFaas { name: name.clone() }),
                     Some(name) => Some(Action::StartFaas { name: name.clone() }),
@@ -383,7 +391,7 @@ impl ScenarioHooks for FleetHooks {
             if needs_gateway && fleet.gateway.is_none() {
                 diags.error_at(&path, "this fault acts on the gateway, but the fleet has none", None);
             }
-            if matches!(f.action, Action::Dns { .. }) && fleet.dns.is_none() {
+            if matches!(f.action, Action::Dns { .. } | Action::StopDns | Action::StartDns) && fleet.dns.is_none() {
                 diags.error_at(&path, "a DNS fault needs `fleet.dns`", None);
             }
             if let Action::StopFaas { name } | Action::StartFaas { name } = &f.action {
@@ -441,5 +449,7 @@ fn describe(a: &Action) -> String {
         Action::RestartGateway => "gateway restarts".into(),
         Action::StopFaas { name } => format!("function {name} down"),
         Action::StartFaas { name } => format!("function {name} up"),
+        Action::StopDns => "DNS server down".into(),
+        Action::StartDns => "DNS server back".into(),
     }
 }
