@@ -30,6 +30,7 @@ pub struct Metrics {
     pub hedges: IntCounterVec,
     pub faas_requests: IntCounterVec,
     pub faas_duration: HistogramVec,
+    pub access_log_dropped: IntCounter,
 }
 
 /// Handles for one route, bumped without label lookups.
@@ -134,6 +135,14 @@ impl Metrics {
                 "Configuration reloads by trigger and result",
                 &["trigger", "result"],
             )?,
+            access_log_dropped: {
+                let c = IntCounter::new(
+                    "arena_access_log_dropped_total",
+                    "Access-log lines dropped because the writer fell behind",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
+            },
             config_generation: gauge(
                 &registry,
                 "arena_config_generation",

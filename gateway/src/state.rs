@@ -139,10 +139,19 @@ pub struct Gateway {
     reload_lock: Mutex<ReloadStatus>,
     /// Runtime of the control plane, where discovery tasks live.
     control: OnceLock<tokio::runtime::Handle>,
+    /// The access-log writer, when the config at start had `access_log`.
+    pub access_log: Option<crate::proxy::access_log::AccessLog>,
 }
 
 impl Gateway {
     pub fn new(config: Config, config_path: Option<PathBuf>, metrics: Metrics) -> Result<Arc<Self>, String> {
+        let access_log = match &config.access_log {
+            Some(spec) => Some(
+                crate::proxy::access_log::AccessLog::start(&spec.output, metrics.access_log_dropped.clone())
+                    .map_err(|e| format!("cannot open the access log {:?}: {e}", spec.output))?,
+            ),
+            None => None,
+        };
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None, &metrics, 1)?));
         metrics.watch_endpoints(Arc::clone(&snapshot));
         metrics.config_generation.set(1);
@@ -161,6 +170,7 @@ impl Gateway {
                 ..Default::default()
             }),
             control: OnceLock::new(),
+            access_log,
         }))
     }
 
@@ -314,6 +324,18 @@ fn keep_restart_only_parts(mut new: Config, old: &Config, warnings: &mut Vec<Dia
     if new.admin.address != old.admin.address || new.admin.token != old.admin.token {
         note("admin");
         new.admin = old.admin.clone();
+    }
+    // The writer is opened at start: its output stays, and turning the log on needs a restart.
+    match (&mut new.access_log, &old.access_log) {
+        (Some(n), Some(o)) if n.output != o.output => {
+            note("access_log.output");
+            n.output = o.output.clone();
+        }
+        (Some(_), None) => {
+            note("access_log (turned on)");
+            new.access_log = None;
+        }
+        _ => {}
     }
     if new.server.h2c != old.server.h2c {
         note("server.h2c");

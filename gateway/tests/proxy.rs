@@ -228,3 +228,77 @@ async fn h2c_clients_are_served_when_enabled() {
         assert!(body.starts_with(b"{"));
     }
 }
+
+/// The access-log lines in `file` once there are `n` of them (10 s at most).
+async fn access_lines(file: &std::path::Path, n: usize) -> Vec<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {n} lines:\n{text}",
+            lines.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn access_log_keeps_errors_always_and_samples_the_rest() {
+    let pod = Pod::start("127.0.0.56", &[]);
+    let dir = support::procs::TempDir::new("access-log");
+    let file = dir.0.join("access.log");
+    let body = |sample: &str| {
+        format!(
+            "access_log: {{ output: \"{}\", sample: \"{sample}\", slow: 10s }}\nclusters:\n  - {{ name: ok, endpoints: [\"{}\"] }}\n  - {{ name: gone, endpoints: [\"127.0.0.57:1\"] }}\nroutes:\n  - {{ name: matches, match: {{ path_prefix: /v1/matches }}, cluster: ok }}\n  - {{ name: down, match: {{ path_prefix: /down }}, cluster: gone }}\n",
+            file.display(),
+            pod.addr
+        )
+    };
+    let gw = Gateway::start(&body("0%"));
+    let c = client();
+    for _ in 0..5 {
+        assert_eq!(get(&c, gw.addr, "/v1/matches", &[]).await.status, 200);
+    }
+    assert_eq!(get(&c, gw.addr, "/nope", &[]).await.status, 404);
+    let failed = get(&c, gw.addr, "/down/x?y=1", &[("x-request-id", "final-42")]).await;
+    assert_eq!(failed.status, 502);
+
+    // Only the 5xx is kept.
+    let lines = access_lines(&file, 1).await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let l = &lines[0];
+    assert_eq!(l["request_id"], "final-42");
+    assert_eq!(l["status"], 502);
+    assert_eq!(l["error"], "upstream_unreachable");
+    assert_eq!(l["route"], "down");
+    assert_eq!(l["cluster"], "gone");
+    assert_eq!(l["method"], "GET");
+    assert_eq!(l["path"], "/down/x?y=1");
+    assert_eq!(l["backend"], "127.0.0.57:1");
+    assert_eq!(l["client_ip"], "127.0.0.1");
+    assert!(l["attempts"].as_u64().unwrap() >= 1, "{l}");
+
+    // A reload to sample everything: every request is kept, with its pod.
+    gw.write_body(&body("100%"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while get(&c, gw.admin, "/config", &[]).await.json()["generation"] != 2 {
+        assert!(tokio::time::Instant::now() < deadline, "reload not applied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ok = get(&c, gw.addr, "/v1/matches", &[]).await;
+    assert_eq!(ok.status, 200);
+    let lines = access_lines(&file, 2).await;
+    let l = &lines[1];
+    assert_eq!(l["request_id"], ok.header("x-request-id").unwrap());
+    assert_eq!(l["status"], 200);
+    assert_eq!(l["backend"], pod.addr.to_string());
+    assert_eq!(l["route"], "matches");
+    assert!(l["error"].is_null());
+    let metrics = get(&c, gw.admin, "/metrics", &[]).await.text();
+    assert!(metrics.contains("arena_access_log_dropped_total 0"), "{metrics}");
+}

@@ -31,6 +31,7 @@ impl fmt::Display for Dur {
 /// Top-level sections; decoded one by one so each reports its own problems.
 pub const TOP_LEVEL_KEYS: &[&str] = &[
     "listeners",
+    "access_log",
     "admin",
     "debug_headers",
     "server",
@@ -361,6 +362,24 @@ pub struct FaasFile {
     /// Extra request headers; values may use `${env:NAME}`.
     #[serde(default)]
     pub headers: Option<BTreeMap<String, String>>,
+}
+
+/// One JSON line per request worth keeping: errors and slow requests always, a sample of the rest.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogFile {
+    /// `stdout` (default), `stderr` or a file path (appended to).
+    #[serde(default)]
+    pub output: Option<String>,
+    /// Share of other requests logged, e.g. `1%` (default 0).
+    #[serde(default)]
+    pub sample: Option<String>,
+    /// Requests at least this slow are always logged (default: none).
+    #[serde(default)]
+    pub slow: Option<Dur>,
+    /// Log every 5xx and gateway-made error answer (default true).
+    #[serde(default)]
+    pub errors: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

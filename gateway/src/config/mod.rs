@@ -31,6 +31,26 @@ pub struct Config {
     pub routes: Vec<RouteSpec>,
     pub faas: Vec<FaasSpec>,
     pub redis: Option<RedisSpec>,
+    pub access_log: Option<AccessLogSpec>,
+}
+
+/// Which requests get an access-log line, and where lines go.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AccessLogSpec {
+    pub output: LogOutput,
+    /// Share (0..1) of requests that are neither errors nor slow.
+    pub sample: f64,
+    #[serde(serialize_with = "human_opt")]
+    pub slow: Option<Duration>,
+    pub errors: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogOutput {
+    Stdout,
+    Stderr,
+    File(PathBuf),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -14,9 +14,9 @@ use super::file::{self, AdminFile, ClusterFile, LbKind, ListenerFile, RouteFile,
 use super::file::{FaasKind, LimitScope, RetryOn};
 use super::yaml::{self, Seg};
 use super::{
-    Admin, ClusterSpec, Config, ConfigErrors, Diagnostic, DnsSpec, FaasSpec, FaasTarget, FallbackOn, FallbackSpec,
-    HashKey, HedgeAfter, HedgeSpec, LimitKey, Listener, LoadTuning, Loaded, Match, OutlierSpec, PathMatch,
-    RateLimitSpec, RecordKind, RedisSpec, RetrySpec, RouteSpec, Server, Source, Tls,
+    AccessLogSpec, Admin, ClusterSpec, Config, ConfigErrors, Diagnostic, DnsSpec, FaasSpec, FaasTarget, FallbackOn,
+    FallbackSpec, HashKey, HedgeAfter, HedgeSpec, LimitKey, Listener, LoadTuning, Loaded, LogOutput, Match,
+    OutlierSpec, PathMatch, RateLimitSpec, RecordKind, RedisSpec, RetrySpec, RouteSpec, Server, Source, Tls,
 };
 
 type Check<'a> = Diagnostics<'a>;
@@ -49,6 +49,7 @@ struct Sections {
     routes: Vec<(usize, RouteFile)>,
     faas: Vec<(usize, file::FaasFile)>,
     redis: Option<file::RedisFile>,
+    access_log: Option<file::AccessLogFile>,
 }
 
 fn sections(c: &mut Check<'_>) -> Sections {
@@ -71,6 +72,13 @@ fn sections(c: &mut Check<'_>) -> Sections {
             "routes" => s.routes = c.decode_list(value, "routes"),
             "faas" => s.faas = c.decode_list(value, "faas"),
             "redis" => s.redis = c.decode(value),
+            "access_log" => {
+                s.access_log = if yaml::is_null(value) {
+                    Some(file::AccessLogFile::default())
+                } else {
+                    c.decode(value)
+                }
+            }
             "admin" => s.admin = c.decode(value),
             "debug_headers" => s.debug_headers = c.decode(value).unwrap_or(false),
             "server" => {
@@ -102,6 +110,7 @@ fn build(c: &mut Check<'_>) -> Option<Config> {
     let clusters = clusters(c, &s.clusters);
     let faas = faas(c, &s.faas);
     let redis = s.redis.as_ref().and_then(|r| redis(c, r));
+    let access_log = s.access_log.as_ref().map(|a| access_log(c, a));
     let extras = RouteExtras {
         faas: &faas,
         redis: s.redis.is_some(),
@@ -116,6 +125,7 @@ fn build(c: &mut Check<'_>) -> Option<Config> {
         routes: routes.into_iter().map(|(_, r)| r).collect(),
         faas,
         redis,
+        access_log,
     })
 }
 
@@ -827,13 +837,9 @@ fn route_resilience(c: &mut Check<'_>, i: usize, r: &RouteFile, extras: &RouteEx
                 Some(hint),
             );
         }
-        let warm = match f.warm_share.as_deref().map(str::trim) {
+        let warm = match f.warm_share.as_deref() {
             None => Some(0.0),
-            Some(t) => match t.strip_suffix('%') {
-                Some(p) => p.trim().parse::<f64>().ok().map(|p| p / 100.0),
-                None => t.parse::<f64>().ok(),
-            }
-            .filter(|x| (0.0..=1.0).contains(x)),
+            Some(t) => parse_share(t),
         };
         if warm.is_none() {
             c.error_at(
@@ -964,6 +970,49 @@ fn faas(c: &mut Check<'_>, items: &[(usize, file::FaasFile)]) -> Vec<FaasSpec> {
         });
     }
     out
+}
+
+/// A share such as `1%` or `0.01`, within 0..=1.
+fn parse_share(text: &str) -> Option<f64> {
+    let t = text.trim();
+    match t.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().ok().map(|p| p / 100.0),
+        None => t.parse::<f64>().ok(),
+    }
+    .filter(|x| (0.0..=1.0).contains(x))
+}
+
+fn access_log(c: &mut Check<'_>, a: &file::AccessLogFile) -> AccessLogSpec {
+    let sample = match a.sample.as_deref() {
+        None => 0.0,
+        Some(t) => parse_share(t).unwrap_or_else(|| {
+            c.error_at(
+                &[Seg::Key("access_log"), Seg::Key("sample")],
+                format!("bad access_log.sample `{t}`"),
+                Some("a share such as `1%` or `0.01` (0 to 100%)".into()),
+            );
+            0.0
+        }),
+    };
+    let output = match a.output.as_deref().map(str::trim) {
+        None | Some("stdout") => LogOutput::Stdout,
+        Some("stderr") => LogOutput::Stderr,
+        Some("") => {
+            c.error_at(
+                &[Seg::Key("access_log"), Seg::Key("output")],
+                "empty access_log.output",
+                Some("`stdout`, `stderr` or a file path".into()),
+            );
+            LogOutput::Stdout
+        }
+        Some(path) => LogOutput::File(PathBuf::from(path)),
+    };
+    AccessLogSpec {
+        output,
+        sample,
+        slow: a.slow.map(|d| d.0),
+        errors: a.errors.unwrap_or(true),
+    }
 }
 
 fn redis(c: &mut Check<'_>, r: &file::RedisFile) -> Option<RedisSpec> {

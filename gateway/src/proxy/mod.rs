@@ -2,6 +2,7 @@
 //! route match → rate limit → (FaaS diversion) → pick → attempt (timeouts, retries) →
 //! (FaaS fallback) → response, calling plain modules for every decision.
 
+pub mod access_log;
 pub mod attempt;
 mod fallback;
 mod hedge;
@@ -158,6 +159,50 @@ impl ArenaProxy {
             ids: RequestIds::new(),
             hedger: hedge::Hedger::new(pool),
         }
+    }
+
+    /// Writes the request's access-log line when the policy wants one.
+    fn access_log(&self, session: &Session, ctx: &RequestCtx, status: u16, elapsed: std::time::Duration) {
+        let Some(log) = &self.gw.access_log else {
+            return;
+        };
+        let snapshot;
+        let config = match &ctx.snapshot {
+            Some(s) => &s.config,
+            None => {
+                snapshot = self.gw.snapshot();
+                &snapshot.config
+            }
+        };
+        let Some(spec) = &config.access_log else {
+            return;
+        };
+        if !access_log::wanted(spec, status, elapsed, rand::random::<f64>) {
+            return;
+        }
+        let req = session.req_header();
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri.host())
+            .unwrap_or_default();
+        let line = access_log::Line {
+            ts: access_log::Line::now(),
+            request_id: ctx.rid(),
+            client_ip: ctx.client_ip,
+            method: req.method.as_str(),
+            host,
+            path: req.uri.path_and_query().map_or("/", |p| p.as_str()),
+            status,
+            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            route: ctx.route.as_ref().map(|r| r.spec.name.as_str()),
+            cluster: ctx.route.as_ref().map(|r| r.spec.cluster.as_str()),
+            backend: access_log::Line::backend(ctx.served_by.as_deref(), ctx.pod),
+            attempts: ctx.attempts,
+            error: ctx.error.as_deref().map(GatewayError::code),
+        };
+        log.write(line.to_json());
     }
 
     /// Headers the gateway adds to every answer from a pod.
@@ -761,14 +806,15 @@ impl ProxyHttp for ArenaProxy {
         // Releases the in-flight slot if the client went away mid-attempt.
         ctx.inflight.take();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let elapsed = ctx.started.elapsed().as_secs_f64();
+        let elapsed = ctx.started.elapsed();
         match &ctx.route {
-            Some(route) => route.metrics.record(status, elapsed),
+            Some(route) => route.metrics.record(status, elapsed.as_secs_f64()),
             None => {
                 let reason = ctx.error.as_deref().map_or("client_closed", GatewayError::code);
                 self.gw.metrics.unrouted.with_label_values(&[reason]).inc();
             }
         }
+        self.access_log(session, ctx, status, elapsed);
     }
 
     fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {

@@ -1,0 +1,77 @@
+//! Unit tests of `access_log`.
+#![allow(clippy::unwrap_used)]
+use super::*;
+
+fn spec(sample: f64, slow: Option<u64>, errors: bool) -> AccessLogSpec {
+    AccessLogSpec {
+        output: LogOutput::Stdout,
+        sample,
+        slow: slow.map(Duration::from_millis),
+        errors,
+    }
+}
+
+#[test]
+fn errors_and_slow_requests_are_always_kept_the_rest_sampled() {
+    let fast = Duration::from_millis(3);
+    let never = || 0.999_999;
+    let always = || 0.0;
+    let s = spec(0.0, Some(500), true);
+    assert!(wanted(&s, 503, fast, never));
+    assert!(wanted(&s, 0, fast, never), "no answer written");
+    assert!(wanted(&s, 200, Duration::from_millis(500), never), "slow");
+    assert!(!wanted(&s, 200, fast, always), "sample 0 keeps nothing else");
+    assert!(!wanted(&s, 404, fast, always), "client errors are not errors here");
+    // errors: false drops 5xx unless slow or sampled.
+    assert!(!wanted(&spec(0.0, None, false), 502, fast, always));
+    // The sampled share.
+    let half = spec(0.5, None, true);
+    assert!(wanted(&half, 200, fast, || 0.49));
+    assert!(!wanted(&half, 200, fast, || 0.5));
+    // No draw when nothing is sampled (hot path).
+    assert!(!wanted(&spec(0.0, None, true), 200, fast, || panic!("drew")));
+}
+
+#[test]
+fn lines_are_json_with_the_backend_named() {
+    let line = Line {
+        ts: "2026-11-22T03:00:00.000Z".into(),
+        request_id: "abc",
+        client_ip: Some("127.0.0.9".parse().unwrap()),
+        method: "GET",
+        host: "api.arena.gg",
+        path: "/v1/matches?x=\"1\"",
+        status: 200,
+        duration_ms: 1.5,
+        route: Some("matches"),
+        cluster: Some("match-api"),
+        backend: Line::backend(Some("esports-fn"), None),
+        attempts: 2,
+        error: None,
+    };
+    let v: serde_json::Value = serde_json::from_str(&line.to_json()).unwrap();
+    assert_eq!(v["backend"], "faas=esports-fn");
+    assert_eq!(v["path"], "/v1/matches?x=\"1\"");
+    assert_eq!(v["client_ip"], "127.0.0.9");
+    assert_eq!(
+        Line::backend(None, Some("127.0.0.11:9100".parse().unwrap())).as_deref(),
+        Some("127.0.0.11:9100")
+    );
+}
+
+#[test]
+fn a_full_queue_drops_and_counts() {
+    let dropped = IntCounter::new("t_dropped", "t").unwrap();
+    let (tx, rx) = mpsc::sync_channel(1);
+    let log = AccessLog {
+        tx,
+        dropped: dropped.clone(),
+    };
+    log.write("a".into());
+    log.write("b".into());
+    assert_eq!(dropped.get(), 1);
+    assert_eq!(rx.try_recv().unwrap(), "a");
+    drop(rx);
+    log.write("c".into());
+    assert_eq!(dropped.get(), 2, "a stopped writer counts as dropped too");
+}
