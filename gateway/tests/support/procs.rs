@@ -10,8 +10,30 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// A free TCP port on `ip` (bound and released; the caller binds it again right away).
+/// A free TCP port on `ip` for a process the test starts (checked by binding, then released).
+///
+/// Chosen below the kernel's ephemeral range: a port 0 bind would come from that range, where
+/// any outgoing connection of a parallel test may take it before the child binds it. Ports
+/// are never handed out twice by one test process.
 pub fn free_addr(ip: &str) -> SocketAddr {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if low > 11_000 {
+        for _ in 0..500 {
+            let port = 10_000 + (rand::random::<u16>() % (low - 10_000));
+            if given.contains(&port) {
+                continue;
+            }
+            if let Ok(l) = TcpListener::bind((ip, port)) {
+                given.push(port);
+                return l.local_addr().unwrap();
+            }
+        }
+    }
     let l = TcpListener::bind((ip, 0)).expect("bind port 0");
     l.local_addr().unwrap()
 }

@@ -135,12 +135,26 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// A port free on every one of `ips`, for processes the fleet starts. Chosen below the kernel's
+/// ephemeral range, where a port-0 bind would land and where the load's own outgoing
+/// connections could take it before the child binds it; never the same port twice.
 fn free_port(ips: &[Ipv4Addr]) -> Result<u16, String> {
-    for _ in 0..50 {
-        let first =
-            TcpListener::bind((ips.first().copied().unwrap_or(Ipv4Addr::LOCALHOST), 0)).map_err(|e| e.to_string())?;
-        let port = first.local_addr().map_err(|e| e.to_string())?.port();
-        if ips.iter().skip(1).all(|ip| TcpListener::bind((*ip, port)).is_ok()) {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    let ips = if ips.is_empty() { &[Ipv4Addr::LOCALHOST][..] } else { ips };
+    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    for _ in 0..500 {
+        let port = if low > 11_000 {
+            10_000 + rand::random::<u16>() % (low - 10_000)
+        } else {
+            let l = TcpListener::bind((ips[0], 0)).map_err(|e| e.to_string())?;
+            l.local_addr().map_err(|e| e.to_string())?.port()
+        };
+        if !given.contains(&port) && ips.iter().all(|ip| TcpListener::bind((*ip, port)).is_ok()) {
+            given.push(port);
             return Ok(port);
         }
     }
@@ -148,8 +162,7 @@ fn free_port(ips: &[Ipv4Addr]) -> Result<u16, String> {
 }
 
 fn free_addr() -> Result<SocketAddr, String> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    l.local_addr().map_err(|e| e.to_string())
+    Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, free_port(&[Ipv4Addr::LOCALHOST])?)))
 }
 
 /// Minimal blocking HTTP/1.1 call (`Connection: close`) for control actions.
