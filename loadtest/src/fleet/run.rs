@@ -144,7 +144,11 @@ fn free_port(ips: &[Ipv4Addr]) -> Result<u16, String> {
         .ok()
         .and_then(|t| t.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
         .unwrap_or(32768);
-    let ips = if ips.is_empty() { &[Ipv4Addr::LOCALHOST][..] } else { ips };
+    let ips = if ips.is_empty() {
+        &[Ipv4Addr::LOCALHOST][..]
+    } else {
+        ips
+    };
     let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     for _ in 0..500 {
         let port = if low > 11_000 {
@@ -162,7 +166,10 @@ fn free_port(ips: &[Ipv4Addr]) -> Result<u16, String> {
 }
 
 fn free_addr() -> Result<SocketAddr, String> {
-    Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, free_port(&[Ipv4Addr::LOCALHOST])?)))
+    Ok(SocketAddr::from((
+        Ipv4Addr::LOCALHOST,
+        free_port(&[Ipv4Addr::LOCALHOST])?,
+    )))
 }
 
 /// Minimal blocking HTTP/1.1 call (`Connection: close`) for control actions.
