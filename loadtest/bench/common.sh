@@ -602,6 +602,25 @@ wrk_runs_json() { # the rows of wrk_measure as the items of a JSON list, one a l
     } END { printf "\n" }' "$RUNS"
 }
 
+# wrk_json_tail PROXY... — the end of a results JSON: `"median"` per proxy (its LABEL, its
+# version when the script defines version_of, the medians over rounds), then every run.
+wrk_json_tail() {
+    local p first=1 version
+    printf '  "median": {\n'
+    for p; do
+        [[ $first -eq 1 ]] || printf ',\n'
+        first=0
+        version=
+        if declare -F version_of >/dev/null; then version=", \"version\": $(json_str "$(version_of "$p")")"; fi
+        printf '    "%s": {"label": %s%s, "rps": %s, "p50_ms": %s, "p99_ms": %s, "cpu_us_per_request": %s, "peak_rss_mib": %s, "errors": %s}' \
+            "$p" "$(json_str "${LABEL[$p]}")" "$version" "$(median 4 "$p")" "$(median 5 "$p")" "$(median 6 "$p")" \
+            "$(median 8 "$p")" "$(median 12 "$p")" "$(sum_col 9 "$p")"
+    done
+    printf '\n  },\n  "runs": [\n'
+    wrk_runs_json
+    printf '  ]\n}\n'
+}
+
 # ---------------------------------------------------------------- small statistics
 median_of() { # numbers on stdin → median (0 when none)
     sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'

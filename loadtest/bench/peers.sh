@@ -225,18 +225,8 @@ MAX_OTHER=$(max_others)
     json_head
     printf '  "load": {"tool": "wrk", "threads": 1, "connections": %d, "duration": "%s", "warmup": "%s", "path": "%s", "body_bytes": %d},\n' \
         "$CONNECTIONS" "$DURATION" "$WARMUP" "$URL_PATH" "${#POD_BODY}"
-    printf '  "rounds": %d,\n  "reference": "%s",\n  "total_errors": %d,\n  "median": {\n' "$ROUNDS" "$REF" "$TOTAL_ERRORS"
-    first=1
-    for p in "${PROXIES[@]}"; do
-        [[ $first -eq 1 ]] || printf ',\n'
-        first=0
-        printf '    "%s": {"label": %s, "version": %s, "rps": %s, "p50_ms": %s, "p99_ms": %s, "cpu_us_per_request": %s, "peak_rss_mib": %s, "errors": %s}' \
-            "$p" "$(json_str "${LABEL[$p]}")" "$(json_str "$(version_of "$p")")" "$(median 4 "$p")" "$(median 5 "$p")" \
-            "$(median 6 "$p")" "$(median 8 "$p")" "$(median 12 "$p")" "$(sum_col 9 "$p")"
-    done
-    printf '\n  },\n  "runs": [\n'
-    wrk_runs_json
-    printf '  ]\n}\n'
+    printf '  "rounds": %d,\n  "reference": "%s",\n  "total_errors": %d,\n' "$ROUNDS" "$REF" "$TOTAL_ERRORS"
+    wrk_json_tail "${PROXIES[@]}"
 } >"$JSON"
 
 show_results

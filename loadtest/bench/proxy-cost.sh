@@ -144,17 +144,7 @@ PAIRED_ALL_MEDIAN=$(paired_list arena-all | median_of)
         "$ROUNDS" "$TARGET_RATIO" "$RATIO_ALL" "$RATIO" "$VERDICT" "$TOTAL_ERRORS"
     printf '  "paired_ratios_arena_all_over_bare": [%s],\n  "paired_ratio_all_median": %s,\n' "${PAIRED_ALL// /, }" "$PAIRED_ALL_MEDIAN"
     printf '  "paired_ratios_arena_p2c_over_bare": [%s],\n  "paired_ratio_median": %s,\n' "${PAIRED// /, }" "$PAIRED_MEDIAN"
-    printf '  "median": {\n'
-    first=1
-    for p in "${PROXIES[@]}"; do
-        [[ $first -eq 1 ]] || printf ',\n'
-        first=0
-        printf '    "%s": {"label": "%s", "rps": %s, "p50_ms": %s, "p99_ms": %s, "cpu_us_per_request": %s, "peak_rss_mib": %s, "errors": %s}' \
-            "$p" "${LABEL[$p]}" "$(median 4 "$p")" "$(median 5 "$p")" "$(median 6 "$p")" "$(median 8 "$p")" "$(median 12 "$p")" "$(sum_col 9 "$p")"
-    done
-    printf '\n  },\n  "runs": [\n'
-    wrk_runs_json
-    printf '  ]\n}\n'
+    wrk_json_tail "${PROXIES[@]}"
 } >"$JSON"
 
 show_results
