@@ -84,7 +84,7 @@ fn main() -> ExitCode {
                 tracing::warn!("{w}");
             }
             match server::build(loaded.config, Some(config)) {
-                Ok((server, _gw)) => server.run_forever(),
+                Ok((server, gw)) => server::serve(server, gw),
                 Err(e) => {
                     eprintln!("arena-gateway: cannot start: {e}");
                     ExitCode::from(2)

@@ -8,7 +8,7 @@ use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::ServerConf;
-use pingora::server::Server;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApi;
@@ -56,7 +56,56 @@ pub fn check_tls(listener: &str, tls: &Tls) -> Result<(), StartError> {
         .map_err(|e| fail(format!("certificate and key do not form a usable pair: {e}")))
 }
 
-/// Builds the server; `run_forever` on the result serves until SIGTERM/SIGINT.
+/// SIGTERM: drain for `server.drain_delay` (still accepting, `/readyz` 503, answers close
+/// their connections), then hand pingora its graceful shutdown: listeners close, in-flight
+/// requests get `grace_period`. SIGINT: fast shutdown at once, also while draining. SIGQUIT:
+/// pingora's graceful upgrade.
+struct DrainThenStop {
+    gw: Arc<Gateway>,
+}
+
+#[async_trait::async_trait]
+impl ShutdownSignalWatch for DrainThenStop {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut quit), Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::quit()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot watch shutdown signals; stopping");
+            return ShutdownSignal::FastShutdown;
+        };
+        tokio::select! {
+            _ = quit.recv() => return ShutdownSignal::GracefulUpgrade,
+            _ = int.recv() => return ShutdownSignal::FastShutdown,
+            _ = term.recv() => {}
+        }
+        let delay = self.gw.snapshot().config.server.drain_delay;
+        if !delay.is_zero() {
+            tracing::info!(
+                ?delay,
+                "SIGTERM: draining (readyz 503, connections close after their answer)"
+            );
+            self.gw.start_draining();
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = int.recv() => return ShutdownSignal::FastShutdown,
+            }
+        }
+        ShutdownSignal::GracefulTerminate
+    }
+}
+
+/// Serves until a shutdown signal has run its course, then exits the process.
+pub fn serve(server: Server, gw: Arc<Gateway>) -> ! {
+    server.run(RunArgs {
+        shutdown_signal: Box::new(DrainThenStop { gw }),
+    });
+    std::process::exit(0)
+}
+
+/// Builds the server; [`serve`] runs it.
 pub fn build(config: Config, config_path: Option<PathBuf>) -> Result<(Server, Arc<Gateway>), StartError> {
     for l in &config.listeners {
         if let Some(tls) = &l.tls {

@@ -141,6 +141,8 @@ pub struct Gateway {
     control: OnceLock<tokio::runtime::Handle>,
     /// The access-log writer, when the config at start had `access_log`.
     pub access_log: Option<crate::proxy::access_log::AccessLog>,
+    /// Set on SIGTERM: the process is leaving (see [`Gateway::start_draining`]).
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Gateway {
@@ -171,6 +173,7 @@ impl Gateway {
             }),
             control: OnceLock::new(),
             access_log,
+            draining: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -181,6 +184,17 @@ impl Gateway {
 
     pub fn reload_status(&self) -> ReloadStatus {
         self.reload_lock.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// SIGTERM arrived and `server.drain_delay` runs: `/readyz` says 503 (load balancers stop
+    /// sending) and answers close their connections (keep-alive clients reconnect to another
+    /// replica) while the listeners still accept.
+    pub fn start_draining(&self) {
+        self.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Called once by the control plane so reloads can start discovery tasks on it.

@@ -302,3 +302,87 @@ async fn access_log_keeps_errors_always_and_samples_the_rest() {
     let metrics = get(&c, gw.admin, "/metrics", &[]).await.text();
     assert!(metrics.contains("arena_access_log_dropped_total 0"), "{metrics}");
 }
+
+#[tokio::test]
+async fn sigterm_drains_readiness_fails_connections_close_then_exit() {
+    let pod = Pod::start("127.0.0.58", &[]);
+    let mut gw = Gateway::start_with(
+        "  drain_delay: 3s\n  grace_period: 1s\n  graceful_shutdown_timeout: 1s\n",
+        &format!(
+            "clusters:\n  - {{ name: ok, endpoints: [\"{}\"] }}\nroutes:\n  - {{ name: all, match: {{}}, cluster: ok }}\n",
+            pod.addr
+        ),
+    );
+    let c = client();
+    assert_eq!(get(&c, gw.admin, "/readyz", &[]).await.status, 200);
+    // A keep-alive answer before the signal does not close.
+    let (head, closed) = raw_get(gw.addr).await;
+    assert!(!head.to_ascii_lowercase().contains("connection: close"), "{head}");
+    assert!(!closed);
+
+    gw.proc.signal("TERM");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let r = get(&c, gw.admin, "/readyz", &[]).await;
+        if r.status == 503 {
+            assert_eq!(r.json()["draining"], true);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "/readyz still {}", r.status);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Still accepting while draining, but every answer closes its connection.
+    let (head, closed) = raw_get(gw.addr).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("connection: close"), "{head}");
+    assert!(closed, "the gateway kept the connection open while draining");
+    // Then it stops by itself.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !gw.proc.exited() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gateway did not exit after draining"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One keep-alive `GET /v1/matches` on a fresh connection: the answer's head, and whether the
+/// gateway closed the connection after it.
+async fn raw_get(addr: std::net::SocketAddr) -> (String, bool) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /v1/matches HTTP/1.1\r\nHost: arena\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // Read the head and the body (content-length framed).
+    let (head, body_len) = loop {
+        let n = s.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed before an answer");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            break (head, end + 4 + len);
+        }
+    };
+    while buf.len() < body_len {
+        let n = s.read(&mut chunk).await.unwrap();
+        assert!(n > 0);
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    // Closed = EOF within a short wait; open = still waiting for the next request.
+    let closed = matches!(
+        tokio::time::timeout(Duration::from_millis(500), s.read(&mut chunk)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    );
+    (head, closed)
+}

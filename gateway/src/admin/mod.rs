@@ -44,6 +44,10 @@ impl AdminApi {
     pub fn handle(&self, method: &Method, path: &str, auth: Option<&[u8]>) -> Response<Vec<u8>> {
         match (method, path) {
             (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+            (&Method::GET, "/readyz") if self.gw.is_draining() => json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"ready": false, "draining": true}),
+            ),
             (&Method::GET, "/readyz") => {
                 let snap = self.gw.snapshot();
                 let waiting: Vec<&str> = snap

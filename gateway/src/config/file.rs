@@ -82,10 +82,14 @@ pub struct ServerFile {
     /// Idle upstream connections kept in total across pods (pingora's default of 128 is too small).
     #[serde(default)]
     pub upstream_keepalive_pool_size: Option<usize>,
-    /// Time to keep serving after SIGTERM before closing listeners.
+    /// After SIGTERM, time to keep accepting while `/readyz` says 503 and answers close their
+    /// connections, so load balancers and keep-alive clients move away first (default 0).
+    #[serde(default)]
+    pub drain_delay: Option<Dur>,
+    /// Then, listeners closed: time for in-flight requests and open connections to finish.
     #[serde(default)]
     pub grace_period: Option<Dur>,
-    /// Time allowed for in-flight requests to finish after the grace period.
+    /// Then, time allowed for the runtimes to stop.
     #[serde(default)]
     pub graceful_shutdown_timeout: Option<Dur>,
     /// Largest request header block accepted; bigger gets 431.

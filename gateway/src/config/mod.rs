@@ -79,6 +79,8 @@ pub struct Admin {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Server {
     pub threads: usize,
+    #[serde(serialize_with = "human")]
+    pub drain_delay: Duration,
     pub upstream_keepalive_pool_size: usize,
     #[serde(serialize_with = "human")]
     pub grace_period: Duration,

@@ -265,6 +265,7 @@ fn server(c: &mut Check<'_>, s: &ServerFile) -> Server {
     Server {
         threads: threads.max(1),
         upstream_keepalive_pool_size: s.upstream_keepalive_pool_size.unwrap_or(4096),
+        drain_delay: dur(s.drain_delay, Duration::ZERO),
         grace_period: dur(s.grace_period, Duration::from_secs(5)),
         graceful_shutdown_timeout: dur(s.graceful_shutdown_timeout, Duration::from_secs(10)),
         max_request_header_bytes: s.max_request_header_bytes.unwrap_or(32 * 1024),

@@ -468,6 +468,10 @@ impl ProxyHttp for ArenaProxy {
         ctx.request_id = self.ids.for_request(incoming);
         ctx.client_sent_id = incoming.is_some_and(|v| *v == ctx.request_id);
         ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        if self.gw.is_draining() {
+            // Leaving: this answer closes the connection, so the client reconnects elsewhere.
+            session.set_keepalive(None);
+        }
         let snapshot = self.gw.snapshot();
         let limit = snapshot.config.server.max_request_header_bytes;
         ctx.snapshot = Some(snapshot);
