@@ -80,36 +80,52 @@ async fn run(gw: Arc<Gateway>, mut hangups: tokio::signal::unix::Signal) {
 
 /// Watches the directory holding the config file and signals after `debounce` of quiet.
 ///
-/// The path is deliberately not canonicalised: editors replace the file by rename, and a
-/// Kubernetes ConfigMap volume swaps a `..data` symlink to a new timestamped directory and
-/// deletes the old one, so only the directory as the operator named it stays valid. Any event
-/// there signals; the reload compares the file's text and ignores unrelated changes.
+/// The directory as the operator named it is always watched: editors replace the file by
+/// rename, and a Kubernetes ConfigMap volume swaps a `..data` symlink to a new timestamped
+/// directory and deletes the old one. When the file is a symlink into another directory (a
+/// deploy tool's checkout), that directory is watched too, since edits there make no event
+/// beside the link. Any event (or watch error) signals; the reload compares the file's text
+/// and ignores unrelated changes.
 fn watch(
     path: &Path,
     debounce: Duration,
     tx: mpsc::UnboundedSender<()>,
 ) -> Option<notify_debouncer_mini::Debouncer<notify::RecommendedWatcher>> {
     let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let dir = file
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let parent = |p: &Path| p.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let mut dirs = vec![parent(&file)];
+    if let Ok(target) = file.canonicalize() {
+        let target_dir = parent(&target);
+        // A ConfigMap's own `..2026_...` directory is replaced on every update: not worth it.
+        let transient = target_dir
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(".."));
+        if !transient && !dirs.contains(&target_dir) && dirs[0].canonicalize().ok().as_ref() != Some(&target_dir) {
+            dirs.push(target_dir);
+        }
+    }
     let handler = move |res: notify_debouncer_mini::DebounceEventResult| {
-        if res.is_ok_and(|events| !events.is_empty()) {
+        if res.map_or(true, |events| !events.is_empty()) {
             let _ = tx.send(());
         }
     };
-    match notify_debouncer_mini::new_debouncer(debounce, handler) {
-        Ok(mut d) => match d.watcher().watch(&dir, RecursiveMode::NonRecursive) {
-            Ok(()) => Some(d),
-            Err(e) => {
-                tracing::warn!(error = %e, dir = %dir.display(), "config file watch unavailable; use SIGHUP or POST /reload");
-                None
-            }
-        },
+    let mut debouncer = match notify_debouncer_mini::new_debouncer(debounce, handler) {
+        Ok(d) => d,
         Err(e) => {
             tracing::warn!(error = %e, "config file watch unavailable; use SIGHUP or POST /reload");
-            None
+            return None;
+        }
+    };
+    let mut watching = 0;
+    for dir in &dirs {
+        match debouncer.watcher().watch(dir, RecursiveMode::NonRecursive) {
+            Ok(()) => watching += 1,
+            Err(e) => tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the config directory"),
         }
     }
+    if watching == 0 {
+        tracing::warn!("config file watch unavailable; use SIGHUP or POST /reload");
+        return None;
+    }
+    Some(debouncer)
 }

@@ -56,10 +56,11 @@ pub fn check_tls(listener: &str, tls: &Tls) -> Result<(), StartError> {
         .map_err(|e| fail(format!("certificate and key do not form a usable pair: {e}")))
 }
 
-/// SIGTERM: drain for `server.drain_delay` (still accepting, `/readyz` 503, answers close
-/// their connections), then hand pingora its graceful shutdown: listeners close, in-flight
-/// requests get `grace_period`. SIGINT: fast shutdown at once, also while draining. SIGQUIT:
-/// pingora's graceful upgrade.
+/// SIGTERM: drain for `server.drain_delay` (still accepting, `/readyz` 503, HTTP/1 answers
+/// close their connections; HTTP/2 clients get their GOAWAY at the shutdown), then hand pingora
+/// its graceful shutdown: listeners close, in-flight requests get `grace_period`. SIGINT: stop
+/// at once, at any point (during the grace period too). SIGQUIT: pingora's graceful upgrade
+/// (ignored once draining has begun).
 struct DrainThenStop {
     gw: Arc<Gateway>,
 }
@@ -93,6 +94,16 @@ impl ShutdownSignalWatch for DrainThenStop {
                 _ = int.recv() => return ShutdownSignal::FastShutdown,
             }
         }
+        // pingora now sleeps through the grace period; our handler still owns SIGINT, so keep
+        // honouring it: write out the access log and leave.
+        let gw = Arc::clone(&self.gw);
+        tokio::spawn(async move {
+            if int.recv().await.is_some() {
+                tracing::info!("SIGINT during the grace period: stopping now");
+                flush_access_log(&gw);
+                std::process::exit(130);
+            }
+        });
         ShutdownSignal::GracefulTerminate
     }
 }
@@ -100,9 +111,17 @@ impl ShutdownSignalWatch for DrainThenStop {
 /// Serves until a shutdown signal has run its course, then exits the process.
 pub fn serve(server: Server, gw: Arc<Gateway>) -> ! {
     server.run(RunArgs {
-        shutdown_signal: Box::new(DrainThenStop { gw }),
+        shutdown_signal: Box::new(DrainThenStop { gw: Arc::clone(&gw) }),
     });
+    flush_access_log(&gw);
     std::process::exit(0)
+}
+
+/// Exit skips destructors: write out the access log's last lines first.
+fn flush_access_log(gw: &Gateway) {
+    if let Some(log) = &gw.access_log {
+        log.flush(std::time::Duration::from_secs(2));
+    }
 }
 
 /// Builds the server; [`serve`] runs it.

@@ -129,6 +129,10 @@ pub struct ReloadStatus {
     /// that change nothing — including a bad file it has already reported.
     #[serde(skip)]
     pub tried_hash: Option<u64>,
+    /// Modification time of the file when its text was last rejected: a rejection can come
+    /// from other files (a TLS certificate not installed yet), so touching the file retries it.
+    #[serde(skip)]
+    pub rejected_mtime: Option<std::time::SystemTime>,
 }
 
 /// The process-wide gateway.
@@ -242,11 +246,14 @@ impl Gateway {
             }
         };
         let hash = text_hash(&text);
+        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
         let mut status = self.reload_lock.lock().unwrap_or_else(PoisonError::into_inner);
-        if only_if_changed && status.tried_hash == Some(hash) {
+        let same_rejection = status.rejected_mtime.is_none() || status.rejected_mtime == mtime;
+        if only_if_changed && status.tried_hash == Some(hash) && same_rejection {
             return Ok(None);
         }
         status.tried_hash = Some(hash);
+        status.rejected_mtime = None;
         status.last_trigger = Some(trigger.to_string());
         let loaded = match config::load_str(&text, &origin) {
             Ok(l) => l,
@@ -260,13 +267,15 @@ impl Gateway {
                     );
                 }
                 status.last_result = Some("rejected".into());
+                status.rejected_mtime = mtime;
                 status.diagnostics = errors.0.clone();
                 return Err(errors);
             }
         };
         let old = self.snapshot.load_full();
         let (config, mut warnings) = (loaded.config, loaded.warnings);
-        let config = keep_restart_only_parts(config, &old.config, &mut warnings);
+        let opened = self.access_log.as_ref().map(|l| &l.output);
+        let config = keep_restart_only_parts(config, &old.config, opened, &mut warnings);
         let generation = status.generation + 1;
         let snap = match Snapshot::build(config, Some(&old), &self.metrics, generation) {
             Ok(s) => Arc::new(s),
@@ -275,6 +284,7 @@ impl Gateway {
                 self.metrics.reloads.with_label_values(&[trigger, "rejected"]).inc();
                 tracing::error!(trigger, "config rejected: {d}");
                 status.last_result = Some("rejected".into());
+                status.rejected_mtime = mtime;
                 status.diagnostics = vec![d.clone()];
                 return Err(ConfigErrors(vec![d]));
             }
@@ -321,7 +331,12 @@ impl Gateway {
 
 /// Listeners, the admin address and process settings are bound at start; keep the running
 /// ones and say so, rather than pretend a reload applied them.
-fn keep_restart_only_parts(mut new: Config, old: &Config, warnings: &mut Vec<Diagnostic>) -> Config {
+fn keep_restart_only_parts(
+    mut new: Config,
+    old: &Config,
+    log_output: Option<&config::LogOutput>,
+    warnings: &mut Vec<Diagnostic>,
+) -> Config {
     let mut note = |what: &str| {
         warnings.push(Diagnostic::new(
             Severity::Warning,
@@ -339,14 +354,14 @@ fn keep_restart_only_parts(mut new: Config, old: &Config, warnings: &mut Vec<Dia
         note("admin");
         new.admin = old.admin.clone();
     }
-    // The writer is opened at start: its output stays, and turning the log on needs a restart.
-    match (&mut new.access_log, &old.access_log) {
-        (Some(n), Some(o)) if n.output != o.output => {
+    // The writer is opened at start: its output stays, and a log not opened then needs a restart.
+    match (&mut new.access_log, log_output) {
+        (Some(n), Some(opened)) if n.output != *opened => {
             note("access_log.output");
-            n.output = o.output.clone();
+            n.output = opened.clone();
         }
         (Some(_), None) => {
-            note("access_log (turned on)");
+            note("access_log (not opened at start)");
             new.access_log = None;
         }
         _ => {}

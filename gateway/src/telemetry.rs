@@ -1,5 +1,5 @@
-//! Logging set-up: tracing with `RUST_LOG` filtering (default `info`); pingora's `log`
-//! records are forwarded into the same output.
+//! Logging set-up: tracing with `RUST_LOG` filtering (default `info`) on stderr — stdout is
+//! the access log's default — and pingora's `log` records are forwarded into the same output.
 
 use std::io::IsTerminal;
 
@@ -11,5 +11,6 @@ pub fn init_logging() {
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
         .try_init();
 }

@@ -225,3 +225,19 @@ async fn configmap_symlink_swaps_are_watched_every_time() {
     assert_eq!(get(&c, gw.addr, "/v1/players/1/stats", &[]).await.status, 404);
     assert_eq!(get(&c, gw.addr, "/v1/matches", &[]).await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_behind_a_symlinked_config_are_watched() {
+    let pod = Pod::start("127.0.0.86", &[]);
+    let addrs = vec![pod.addr.to_string()];
+    let gw = Gateway::start_symlinked(&body(&addrs, "2s", "p2c_ewma", false));
+    let c = client();
+    assert_eq!(get(&c, gw.addr, "/v1/players/1/stats", &[]).await.status, 404);
+    // The target is edited in place, in its own directory: no event beside the link.
+    gw.write_real(&body(&addrs, "2s", "p2c_ewma", true));
+    wait_config(&c, &gw, "edit behind the symlink not reloaded", |v| {
+        v["generation"] == 2
+    })
+    .await;
+    assert_eq!(get(&c, gw.addr, "/v1/players/1/stats", &[]).await.status, 200);
+}

@@ -82,6 +82,11 @@ fn decay_factor(elapsed: Duration, decay: Duration) -> f64 {
 impl Endpoint {
     /// A new pod starts at `default_rtt`, a deliberately cautious cost, so it is eased in.
     pub fn new(addr: SocketAddr, origin: Origin, tuning: &LoadTuning) -> Arc<Self> {
+        Self::with_rtt(addr, origin, tuning.default_rtt)
+    }
+
+    /// A new pod whose latency estimate starts at `rtt` (see [`Endpoint::seed_rtt`]).
+    pub fn with_rtt(addr: SocketAddr, origin: Origin, rtt: Duration) -> Arc<Self> {
         let now = Instant::now();
         Arc::new(Endpoint {
             addr,
@@ -91,7 +96,7 @@ impl Endpoint {
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             load: Mutex::new(LoadState {
-                rtt_ns: tuning.default_rtt.as_nanos() as f64,
+                rtt_ns: rtt.as_nanos() as f64,
                 stamp: now,
                 report: None,
                 penalty: 1.0,
@@ -196,6 +201,31 @@ impl Endpoint {
             .as_ref()
             .filter(|(_, at)| now.saturating_duration_since(*at) <= tuning.report_ttl)
             .map(|(r, _)| r.utilization)
+    }
+
+    /// Where a pod joining `peers` starts: twice their median latency estimate (at most
+    /// `default_rtt`), so it is eased
+    /// in (it wins against a pod with a request in flight, and against idle ones once its
+    /// estimate has decayed) without being starved — a fixed default far above the real
+    /// latency would keep it idle for several decay periods. `default_rtt` when no peer has
+    /// answered a request yet.
+    pub fn seed_rtt(peers: &[Arc<Endpoint>], now: Instant, tuning: &LoadTuning) -> Duration {
+        let mut known: Vec<f64> = peers
+            .iter()
+            .filter(|e| e.requests.load(Ordering::Relaxed) > 0)
+            .map(|e| {
+                let s = e.state();
+                s.rtt_ns * decay_factor(now.saturating_duration_since(s.stamp), tuning.decay)
+            })
+            .collect();
+        if known.is_empty() {
+            return tuning.default_rtt;
+        }
+        known.sort_by(f64::total_cmp);
+        let median = known[known.len() / 2];
+        // Never more pessimistic than the configured default: a slow cluster's newcomer learns
+        // its real latency from its first answer (the peak estimate jumps up at once).
+        Duration::from_nanos((2.0 * median).clamp(1_000.0, tuning.default_rtt.as_nanos() as f64) as u64)
     }
 
     /// Snapshot for admin views.

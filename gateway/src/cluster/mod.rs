@@ -118,13 +118,20 @@ impl Cluster {
             }
         }
         let mut active = Vec::with_capacity(addrs.len());
+        // New pods start relative to the ones already serving (this set, or the one a reload
+        // carries state from).
+        let peers: Vec<Arc<Endpoint>> = current
+            .active
+            .iter()
+            .chain(carry_from.map(|c| c.active.as_slice()).unwrap_or_default())
+            .cloned()
+            .collect();
+        let seed = Endpoint::seed_rtt(&peers, tokio::time::Instant::now(), &self.spec.load);
         for a in addrs {
             if active.iter().any(|e: &Arc<Endpoint>| e.addr == *a) {
                 continue;
             }
-            let ep = known
-                .remove(a)
-                .unwrap_or_else(|| Endpoint::new(*a, origin, &self.spec.load));
+            let ep = known.remove(a).unwrap_or_else(|| Endpoint::with_rtt(*a, origin, seed));
             ep.set_draining(false);
             active.push(ep);
         }

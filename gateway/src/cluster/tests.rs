@@ -84,3 +84,58 @@ async fn failing_pod_is_ejected_and_circuit_breaker_counts() {
     }
     assert!(c.has_available());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_joining_pod_is_eased_in_not_starved() {
+    let c = Cluster::new(spec(&[11, 12, 13]), None);
+    let tuning = LoadTuning::default();
+    // The serving pods answer in 3 ms, for long enough that their estimates have converged.
+    for _ in 0..60 {
+        tokio::time::advance(Duration::from_millis(500)).await;
+        let flights: Vec<_> = c.endpoints().active.iter().map(|e| e.start()).collect();
+        tokio::time::advance(Duration::from_millis(3)).await;
+        for f in flights {
+            f.success(&tuning, None);
+        }
+    }
+    let addrs: Vec<SocketAddr> = [11, 12, 13, 14]
+        .iter()
+        .map(|i| SocketAddr::from(([127, 0, 0, *i], 9100)))
+        .collect();
+    c.replace_endpoints(&addrs, Origin::Dns, None);
+    let set = c.endpoints();
+    let now = tokio::time::Instant::now();
+    let new = set
+        .active
+        .iter()
+        .find(|e| e.addr.ip().to_string() == "127.0.0.14")
+        .unwrap();
+    let old = &set.active[0];
+    let (new_ms, old_ms) = (new.view(now, &tuning).ewma_ms, old.view(now, &tuning).ewma_ms);
+    // Twice the serving pods' estimate: cautious, but nowhere near the 30 ms default.
+    assert!(
+        (new_ms - 2.0 * old_ms).abs() < 0.01,
+        "new {new_ms} ms, serving {old_ms} ms"
+    );
+    assert!(new_ms < tuning.default_rtt.as_secs_f64() * 1000.0 / 2.0);
+    // Idle pods everywhere: the newcomer loses every pair for now...
+    let mut rng = SmallRng::seed_from_u64(7);
+    let picks = |rng: &mut SmallRng| {
+        (0..400)
+            .filter(|_| c.pick(None, |_| true, rng).unwrap().addr.ip().to_string() == "127.0.0.14")
+            .count()
+    };
+    assert_eq!(picks(&mut rng), 0);
+    // ...but as soon as the serving pods are busy it takes its share.
+    let held: Vec<_> = set
+        .active
+        .iter()
+        .filter(|e| e.addr != new.addr)
+        .map(|e| e.start())
+        .collect();
+    assert!(
+        picks(&mut rng) > 50,
+        "a joining pod must get traffic when the others are busy"
+    );
+    drop(held);
+}

@@ -16,11 +16,33 @@ use crate::config::{AccessLogSpec, LogOutput};
 
 /// Lines queued for the writer at most; beyond this they are dropped.
 const QUEUE: usize = 16 * 1024;
+/// Longest `path` / `host` kept in a line (bounds the queue's memory: a client controls them).
+pub const MAX_FIELD: usize = 2048;
+
+/// `text` cut to at most [`MAX_FIELD`] bytes on a character boundary.
+pub fn clip(text: &str) -> &str {
+    if text.len() <= MAX_FIELD {
+        return text;
+    }
+    let mut end = MAX_FIELD;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
 
 /// The process's access-log writer.
 pub struct AccessLog {
-    tx: SyncSender<String>,
+    tx: SyncSender<Msg>,
     dropped: IntCounter,
+    /// Where lines go (fixed for the life of the process).
+    pub output: LogOutput,
+}
+
+enum Msg {
+    Line(String),
+    /// Write out everything queued so far, then acknowledge.
+    Flush(SyncSender<()>),
 }
 
 impl AccessLog {
@@ -35,28 +57,48 @@ impl AccessLog {
         std::thread::Builder::new()
             .name("arena-access-log".into())
             .spawn(move || write_lines(rx, sink))?;
-        Ok(AccessLog { tx, dropped })
+        Ok(AccessLog {
+            tx,
+            dropped,
+            output: output.clone(),
+        })
     }
 
     /// Queues one line; drops it (and counts) if the writer is behind.
     pub fn write(&self, line: String) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(line) {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(Msg::Line(line)) {
             self.dropped.inc();
+        }
+    }
+
+    /// Waits (up to `timeout`) until every line queued so far is written: before the process
+    /// exits, so the requests of the last moments are not lost.
+    pub fn flush(&self, timeout: Duration) {
+        let (ack, done) = mpsc::sync_channel(1);
+        if self.tx.send(Msg::Flush(ack)).is_ok() {
+            let _ = done.recv_timeout(timeout);
         }
     }
 }
 
 /// Writes lines as they come, flushing whenever the queue runs dry (lines appear promptly at
 /// low rates, in large writes at high ones).
-fn write_lines(rx: Receiver<String>, sink: Box<dyn Write + Send>) {
+fn write_lines(rx: Receiver<Msg>, sink: Box<dyn Write + Send>) {
     let mut out = BufWriter::with_capacity(64 * 1024, sink);
-    while let Ok(line) = rx.recv() {
-        let mut ok = writeln!(out, "{line}").is_ok();
-        while let Ok(line) = rx.try_recv() {
-            ok &= writeln!(out, "{line}").is_ok();
+    while let Ok(first) = rx.recv() {
+        let mut ok = true;
+        let mut acks = Vec::new();
+        for msg in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+            match msg {
+                Msg::Line(line) => ok &= writeln!(out, "{line}").is_ok(),
+                Msg::Flush(ack) => acks.push(ack),
+            }
         }
         if !(ok && out.flush().is_ok()) {
             tracing::warn!("access log write failed; lines lost");
+        }
+        for ack in acks {
+            let _ = ack.send(());
         }
     }
 }

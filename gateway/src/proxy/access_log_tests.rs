@@ -66,12 +66,36 @@ fn a_full_queue_drops_and_counts() {
     let log = AccessLog {
         tx,
         dropped: dropped.clone(),
+        output: LogOutput::Stdout,
     };
     log.write("a".into());
     log.write("b".into());
     assert_eq!(dropped.get(), 1);
-    assert_eq!(rx.try_recv().unwrap(), "a");
+    assert!(matches!(rx.try_recv().unwrap(), Msg::Line(l) if l == "a"));
     drop(rx);
     log.write("c".into());
     assert_eq!(dropped.get(), 2, "a stopped writer counts as dropped too");
+}
+
+#[test]
+fn long_fields_are_clipped_on_a_char_boundary() {
+    let long = "é".repeat(MAX_FIELD);
+    let c = clip(&long);
+    assert!(c.len() <= MAX_FIELD && c.len() >= MAX_FIELD - 1);
+    assert_eq!(clip("/v1/matches"), "/v1/matches");
+}
+
+#[test]
+fn flush_waits_for_queued_lines() {
+    let dir = std::env::temp_dir().join(format!("arena-access-flush-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let file = dir.join("a.log");
+    let dropped = IntCounter::new("t_dropped2", "t").unwrap();
+    let log = AccessLog::start(&LogOutput::File(file.clone()), dropped).unwrap();
+    for i in 0..1000 {
+        log.write(format!("line {i}"));
+    }
+    log.flush(Duration::from_secs(10));
+    assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 1000);
+    let _ = std::fs::remove_dir_all(&dir);
 }

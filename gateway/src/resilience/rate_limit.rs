@@ -8,9 +8,11 @@
 //! Cluster scope leases tokens: one round trip takes up to `batch` tokens from the shared bucket
 //! and this gateway spends them locally; when the bucket is empty, Redis says when `batch`
 //! tokens will be there again and the key is refused locally until then. Redis sees about one
-//! call per `batch` admitted requests and almost none for a key that is being refused. Leased
-//! tokens were counted when taken, so replicas never admit more than the shared rate; unspent
-//! ones lapse after [`LEASE_TTL`].
+//! call per `batch` admitted requests and almost none for a key that is being refused; one key
+//! has at most one batch in flight. Leased tokens were counted when taken, so over time the
+//! replicas admit no more than the shared rate; within a short window they may admit up to
+//! `burst` plus the tokens still held in leases (taken within the last [`LEASE_TTL`]), after
+//! which unspent ones lapse.
 
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
@@ -253,6 +255,9 @@ struct Lease {
     /// Before this, an empty lease refuses locally (Redis said the bucket is empty until then).
     refill_at: Instant,
     taken_at: Instant,
+    /// A batch is being fetched: other misses meanwhile ask for single tokens, so one key never
+    /// has more than one batch in flight (no hoarding by a burst of concurrent misses).
+    fetching: bool,
 }
 
 /// Tokens asked of Redis per round trip: the batch when the lease can be kept, else one.
@@ -326,12 +331,48 @@ impl RouteLimit {
         if let Some(d) = self.spend_lease(key, now) {
             return Some(d);
         }
-        // A full lease table takes single tokens rather than grow (bounded memory).
-        let keep = self.spec.batch > 1 && (self.leases.len() < self.spec.max_keys || self.leases.contains_key(&key));
+        let keep = self.claim_fetch(key, now);
         let want = want_of(&self.spec, keep);
         let name = format!("arena:rl:{}:{key:016x}", self.route);
-        let grant = redis.take(&name, &self.spec, want).await?;
+        let Some(grant) = redis.take(&name, &self.spec, want).await else {
+            if keep {
+                if let Some(mut lease) = self.leases.get_mut(&key) {
+                    lease.fetching = false;
+                }
+            }
+            return None;
+        };
         Some(self.record_grant(key, keep, grant, Instant::now()))
+    }
+
+    /// Whether this miss fetches a batch for the key's lease (marking it in flight). Not when
+    /// batches are off, another fetch is in flight, or a full lease table cannot take the key
+    /// (bounded memory): then the request asks Redis for its own single token.
+    fn claim_fetch(&self, key: KeyHash, now: Instant) -> bool {
+        if self.spec.batch <= 1 {
+            return false;
+        }
+        if let Some(mut lease) = self.leases.get_mut(&key) {
+            if lease.fetching {
+                return false;
+            }
+            lease.fetching = true;
+            return true;
+        }
+        if self.leases.len() >= self.spec.max_keys {
+            return false;
+        }
+        let mut lease = self.leases.entry(key).or_insert(Lease {
+            tokens: 0,
+            refill_at: now,
+            taken_at: now,
+            fetching: false,
+        });
+        if lease.fetching {
+            return false;
+        }
+        lease.fetching = true;
+        true
     }
 
     /// The local answer from this key's lease, if it can give one.
@@ -353,8 +394,8 @@ impl RouteLimit {
 
     /// Admits or refuses on Redis' answer; keeps the rest of the grant for later requests.
     fn record_grant(&self, key: KeyHash, keep: bool, grant: Grant, now: Instant) -> Decision {
-        let spare = grant.granted.saturating_sub(1);
-        let mut tokens = spare;
+        let mut allowed = grant.granted > 0;
+        let mut tokens = grant.granted.saturating_sub(1);
         // Every replica that came up short computes the same moment the bucket refills; whoever
         // asks first then would take the whole batch, and the same one would win every time.
         // A random extra wait of up to one more refill makes the winner random: replicas share
@@ -364,29 +405,48 @@ impl RouteLimit {
         } else {
             grant.wait
         };
-        if keep {
-            let mut lease = self.leases.entry(key).or_insert(Lease {
+        let lease = if keep {
+            Some(self.leases.entry(key).or_insert(Lease {
                 tokens: 0,
                 refill_at: now,
                 taken_at: now,
-            });
-            // Concurrent round trips of one key add up; lapsed tokens are dropped.
-            if now.saturating_duration_since(lease.taken_at) <= LEASE_TTL {
-                tokens += lease.tokens;
-            }
-            *lease = Lease {
-                tokens,
-                refill_at: now + wait,
-                taken_at: now,
-            };
-        }
-        if grant.granted == 0 {
-            Decision::Deny {
-                retry_after: wait.max(Duration::from_millis(1)),
-            }
+                fetching: false,
+            }))
         } else {
+            self.leases.get_mut(&key)
+        };
+        if let Some(mut lease) = lease {
+            // Lapsed tokens are dropped; tokens that arrived meanwhile are used before refusing.
+            let held = if now.saturating_duration_since(lease.taken_at) <= LEASE_TTL {
+                lease.tokens
+            } else {
+                0
+            };
+            if keep {
+                tokens += held;
+                if !allowed && tokens > 0 {
+                    tokens -= 1;
+                    allowed = true;
+                }
+                *lease = Lease {
+                    tokens,
+                    refill_at: now + wait,
+                    taken_at: now,
+                    fetching: false,
+                };
+            } else if !allowed && held > 0 {
+                lease.tokens = held - 1;
+                allowed = true;
+                tokens = held - 1;
+            }
+        }
+        if allowed {
             Decision::Allow {
                 remaining: grant.remaining.saturating_add(tokens),
+            }
+        } else {
+            Decision::Deny {
+                retry_after: wait.max(Duration::from_millis(1)),
             }
         }
     }

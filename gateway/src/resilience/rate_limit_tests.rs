@@ -152,3 +152,37 @@ async fn short_grants_spread_the_next_ask() {
     }
     assert_eq!(l.spend_lease(2, Instant::now()), None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn one_batch_in_flight_per_key_and_no_refusal_while_tokens_are_held() {
+    let mut l = RouteLimit::new("r", &cluster_spec(5));
+    l.jitter = || 0.0;
+    let now = Instant::now();
+    // The first miss fetches the batch; a concurrent miss asks for its own single token.
+    assert!(l.claim_fetch(1, now));
+    assert!(!l.claim_fetch(1, now));
+    // The single-token ask came back empty-handed before the batch arrived: refused.
+    assert!(matches!(
+        l.record_grant(1, false, grant(0, 50, 0), now),
+        Decision::Deny { .. }
+    ));
+    // The batch arrives; the next miss may fetch again.
+    assert!(matches!(
+        l.record_grant(1, true, grant(5, 0, 0), now),
+        Decision::Allow { remaining: 4 }
+    ));
+    assert!(l.claim_fetch(1, now));
+    // A concurrent single-token ask that got nothing uses a held token instead of refusing.
+    assert_eq!(
+        l.record_grant(1, false, grant(0, 50, 0), now),
+        Decision::Allow { remaining: 3 }
+    );
+    // So does a batch fetch that got nothing.
+    assert_eq!(
+        l.record_grant(1, true, grant(0, 50, 0), now),
+        Decision::Allow { remaining: 2 }
+    );
+    // A full table does not take new keys: their misses ask for single tokens.
+    assert!(l.claim_fetch(2, now));
+    assert!(!l.claim_fetch(3, now), "max_keys is 2");
+}

@@ -38,26 +38,48 @@ impl Gateway {
 
     /// Like [`Gateway::start`], with extra `server:` lines (each indented two spaces).
     pub fn start_with(server_extra: &str, body: &str) -> Gateway {
-        Self::launch(server_extra, body, false)
+        Self::launch(server_extra, body, Layout::Plain)
     }
 
     /// Like [`Gateway::start`], with the config laid out as a Kubernetes ConfigMap volume does
     /// it: `gateway.yaml -> ..data/gateway.yaml`, `..data -> ..v1` (see [`Gateway::update_configmap`]).
     pub fn start_configmap(body: &str) -> Gateway {
-        Self::launch("", body, true)
+        Self::launch("", body, Layout::ConfigMap)
     }
 
-    fn launch(server_extra: &str, body: &str, configmap: bool) -> Gateway {
+    /// Like [`Gateway::start`], with `gateway.yaml` a symlink to `real/gateway.yaml` (a deploy
+    /// tool's checkout); [`Gateway::write_real`] edits the target in place.
+    pub fn start_symlinked(body: &str) -> Gateway {
+        Self::launch("", body, Layout::Symlinked)
+    }
+
+    /// Rewrites the symlink target of a [`Gateway::start_symlinked`] config in place.
+    pub fn write_real(&self, body: &str) {
+        let real = self.config.parent().unwrap().join("real/gateway.yaml");
+        std::fs::write(
+            real,
+            format!("{}{body}", Self::header(self.addr, self.admin, &self.server_extra)),
+        )
+        .unwrap();
+    }
+
+    fn launch(server_extra: &str, body: &str, layout: Layout) -> Gateway {
         let dir = TempDir::new("gw");
         let addr = free_addr("127.0.0.1");
         let admin = free_addr("127.0.0.1");
         let config = dir.0.join("gateway.yaml");
         let text = format!("{}{body}", Self::header(addr, admin, server_extra));
-        if configmap {
-            configmap_version(&dir.0, 1, &text);
-            std::os::unix::fs::symlink("..data/gateway.yaml", &config).unwrap();
-        } else {
-            std::fs::write(&config, text).unwrap();
+        match layout {
+            Layout::Plain => std::fs::write(&config, text).unwrap(),
+            Layout::ConfigMap => {
+                configmap_version(&dir.0, 1, &text);
+                std::os::unix::fs::symlink("..data/gateway.yaml", &config).unwrap();
+            }
+            Layout::Symlinked => {
+                std::fs::create_dir(dir.0.join("real")).unwrap();
+                std::fs::write(dir.0.join("real/gateway.yaml"), text).unwrap();
+                std::os::unix::fs::symlink(dir.0.join("real/gateway.yaml"), &config).unwrap();
+            }
         }
         let check = Command::new(bin("arena-gateway"))
             .args(["check", "-c"])
@@ -78,6 +100,10 @@ impl Gateway {
                 std::env::var("ARENA_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(Stdio::null());
+        // Logs go to stderr: quiet unless asked for (ARENA_TEST_LOG=info cargo test ...).
+        if std::env::var_os("ARENA_TEST_LOG").is_none() {
+            cmd.stderr(Stdio::null());
+        }
         let proc = Proc::spawn("arena-gateway", cmd);
         wait_listening(addr, Duration::from_secs(15));
         wait_listening(admin, Duration::from_secs(15));
@@ -113,6 +139,13 @@ impl Gateway {
         .unwrap();
         std::fs::rename(&tmp, &self.config).unwrap();
     }
+}
+
+/// How a test gateway's config file is laid out on disk.
+enum Layout {
+    Plain,
+    ConfigMap,
+    Symlinked,
 }
 
 /// Writes `..vN/gateway.yaml` in `dir` and points `..data` at it atomically (symlink + rename).

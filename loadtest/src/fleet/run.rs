@@ -157,7 +157,10 @@ fn free_port(ips: &[Ipv4Addr]) -> Result<u16, String> {
             let l = TcpListener::bind((ips[0], 0)).map_err(|e| e.to_string())?;
             l.local_addr().map_err(|e| e.to_string())?.port()
         };
-        if !given.contains(&port) && ips.iter().all(|ip| TcpListener::bind((*ip, port)).is_ok()) {
+        // UDP too: the fleet's DNS server takes its port for both.
+        let free =
+            |ip: &Ipv4Addr| TcpListener::bind((*ip, port)).is_ok() && std::net::UdpSocket::bind((*ip, port)).is_ok();
+        if !given.contains(&port) && ips.iter().all(free) {
             given.push(port);
             return Ok(port);
         }
