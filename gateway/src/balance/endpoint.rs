@@ -82,11 +82,18 @@ fn decay_factor(elapsed: Duration, decay: Duration) -> f64 {
 impl Endpoint {
     /// A new pod starts at `default_rtt`, a deliberately cautious cost, so it is eased in.
     pub fn new(addr: SocketAddr, origin: Origin, tuning: &LoadTuning) -> Arc<Self> {
-        Self::with_rtt(addr, origin, tuning.default_rtt)
+        Self::seeded(
+            addr,
+            origin,
+            Seed {
+                rtt: tuning.default_rtt,
+                utilization: None,
+            },
+        )
     }
 
-    /// A new pod whose latency estimate starts at `rtt` (see [`Endpoint::seed_rtt`]).
-    pub fn with_rtt(addr: SocketAddr, origin: Origin, rtt: Duration) -> Arc<Self> {
+    /// A new pod whose load signal starts at `seed` (see [`Endpoint::seed`]).
+    pub fn seeded(addr: SocketAddr, origin: Origin, seed: Seed) -> Arc<Self> {
         let now = Instant::now();
         Arc::new(Endpoint {
             addr,
@@ -96,9 +103,18 @@ impl Endpoint {
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             load: Mutex::new(LoadState {
-                rtt_ns: rtt.as_nanos() as f64,
+                rtt_ns: seed.rtt.as_nanos() as f64,
                 stamp: now,
-                report: None,
+                // Stands in until the pod's own first report (it expires like any report).
+                report: seed.utilization.map(|u| {
+                    (
+                        LoadReport {
+                            utilization: u,
+                            inflight: None,
+                        },
+                        now,
+                    )
+                }),
                 penalty: 1.0,
                 penalty_stamp: now,
             }),
@@ -203,29 +219,43 @@ impl Endpoint {
             .map(|(r, _)| r.utilization)
     }
 
-    /// Where a pod joining `peers` starts: twice their median latency estimate (at most
-    /// `default_rtt`), so it is eased
-    /// in (it wins against a pod with a request in flight, and against idle ones once its
-    /// estimate has decayed) without being starved — a fixed default far above the real
-    /// latency would keep it idle for several decay periods. `default_rtt` when no peer has
-    /// answered a request yet.
-    pub fn seed_rtt(peers: &[Arc<Endpoint>], now: Instant, tuning: &LoadTuning) -> Duration {
-        let mut known: Vec<f64> = peers
+    /// Where a pod joining `peers` starts, so it is eased in (it wins against a pod with a
+    /// request in flight, and against idle ones once its estimate has decayed) without being
+    /// starved: latency at twice the peers' median estimate (at most `default_rtt`, which is
+    /// also used when no peer has answered yet), and — when peers report their load — their
+    /// median reported utilisation until its own first report. A fixed default far above the
+    /// real latency, or the neutral utilisation of a pod that never reported against peers
+    /// reporting low load, would keep it idle indefinitely.
+    pub fn seed(peers: &[Arc<Endpoint>], now: Instant, tuning: &LoadTuning) -> Seed {
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied()
+        };
+        let served: Vec<&Arc<Endpoint>> = peers
             .iter()
             .filter(|e| e.requests.load(Ordering::Relaxed) > 0)
-            .map(|e| {
-                let s = e.state();
-                s.rtt_ns * decay_factor(now.saturating_duration_since(s.stamp), tuning.decay)
-            })
             .collect();
-        if known.is_empty() {
-            return tuning.default_rtt;
-        }
-        known.sort_by(f64::total_cmp);
-        let median = known[known.len() / 2];
+        let rtt = median(
+            served
+                .iter()
+                .map(|e| {
+                    let s = e.state();
+                    s.rtt_ns * decay_factor(now.saturating_duration_since(s.stamp), tuning.decay)
+                })
+                .collect(),
+        )
         // Never more pessimistic than the configured default: a slow cluster's newcomer learns
         // its real latency from its first answer (the peak estimate jumps up at once).
-        Duration::from_nanos((2.0 * median).clamp(1_000.0, tuning.default_rtt.as_nanos() as f64) as u64)
+        .map_or(tuning.default_rtt, |m| {
+            Duration::from_nanos((2.0 * m).clamp(1_000.0, tuning.default_rtt.as_nanos() as f64) as u64)
+        });
+        let utilization = median(
+            served
+                .iter()
+                .filter_map(|e| e.reported_utilization(now, tuning))
+                .collect(),
+        );
+        Seed { rtt, utilization }
     }
 
     /// Snapshot for admin views.
@@ -247,6 +277,13 @@ impl Endpoint {
             failures: self.failures.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Starting load signal of a new pod.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Seed {
+    pub rtt: Duration,
+    pub utilization: Option<f64>,
 }
 
 /// One request in progress on an endpoint. Dropping it without `success`/`failure` (client

@@ -126,12 +126,12 @@ impl Cluster {
             .chain(carry_from.map(|c| c.active.as_slice()).unwrap_or_default())
             .cloned()
             .collect();
-        let seed = Endpoint::seed_rtt(&peers, tokio::time::Instant::now(), &self.spec.load);
+        let seed = Endpoint::seed(&peers, tokio::time::Instant::now(), &self.spec.load);
         for a in addrs {
             if active.iter().any(|e: &Arc<Endpoint>| e.addr == *a) {
                 continue;
             }
-            let ep = known.remove(a).unwrap_or_else(|| Endpoint::with_rtt(*a, origin, seed));
+            let ep = known.remove(a).unwrap_or_else(|| Endpoint::seeded(*a, origin, seed));
             ep.set_draining(false);
             active.push(ep);
         }

@@ -95,7 +95,12 @@ async fn a_joining_pod_is_eased_in_not_starved() {
         let flights: Vec<_> = c.endpoints().active.iter().map(|e| e.start()).collect();
         tokio::time::advance(Duration::from_millis(3)).await;
         for f in flights {
-            f.success(&tuning, None);
+            // They report light load, as arena-pod --load-report does.
+            let report = crate::balance::report::LoadReport {
+                utilization: 0.1,
+                inflight: None,
+            };
+            f.success(&tuning, Some(report));
         }
     }
     let addrs: Vec<SocketAddr> = [11, 12, 13, 14]
@@ -118,6 +123,9 @@ async fn a_joining_pod_is_eased_in_not_starved() {
         "new {new_ms} ms, serving {old_ms} ms"
     );
     assert!(new_ms < tuning.default_rtt.as_secs_f64() * 1000.0 / 2.0);
+    // It borrows the serving pods' reported load until its own first report: a pod that has
+    // not reported yet must not look five times busier than lightly loaded reporting pods.
+    assert_eq!(new.reported_utilization(now, &tuning), Some(0.1));
     // Idle pods everywhere: the newcomer loses every pair for now...
     let mut rng = SmallRng::seed_from_u64(7);
     let picks = |rng: &mut SmallRng| {
