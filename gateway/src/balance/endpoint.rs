@@ -161,18 +161,31 @@ impl Endpoint {
 
     /// Balancer cost at `now`; lower is better.
     pub fn cost(&self, now: Instant, tuning: &LoadTuning) -> f64 {
+        let (base, util) = self.cost_parts(now, tuning);
+        base * util.unwrap_or(UNREPORTED_UTILIZATION)
+    }
+
+    /// The cost without the utilisation factor, and the fresh reported utilisation if any (one
+    /// lock). The pick compares two pods and lets one without a report borrow its rival's
+    /// utilisation (see `balance::p2c`).
+    pub fn cost_parts(&self, now: Instant, tuning: &LoadTuning) -> (f64, Option<f64>) {
         let s = self.state();
-        self.cost_locked(&s, now, tuning)
+        self.cost_parts_locked(&s, now, tuning)
     }
 
     fn cost_locked(&self, s: &LoadState, now: Instant, tuning: &LoadTuning) -> f64 {
+        let (base, util) = self.cost_parts_locked(s, now, tuning);
+        base * util.unwrap_or(UNREPORTED_UTILIZATION)
+    }
+
+    fn cost_parts_locked(&self, s: &LoadState, now: Instant, tuning: &LoadTuning) -> (f64, Option<f64>) {
         // Decay towards zero while idle, as tower does, so an avoided pod is eventually re-tried.
         let rtt = s.rtt_ns * decay_factor(now.saturating_duration_since(s.stamp), tuning.decay);
         let mut queue = self.in_flight() as f64;
-        let mut util = UNREPORTED_UTILIZATION;
+        let mut util = None;
         if let Some((report, at)) = &s.report {
             if now.saturating_duration_since(*at) <= tuning.report_ttl {
-                util = report.utilization.max(MIN_UTILIZATION);
+                util = Some(report.utilization.max(MIN_UTILIZATION));
                 if let Some(n) = report.inflight {
                     // The pod also serves other gateway replicas; trust the larger queue.
                     queue = queue.max(n as f64);
@@ -186,7 +199,7 @@ impl Endpoint {
             1.0
         };
         // Keep a floor so a pod with zero estimate still orders by queue length.
-        (rtt.max(1_000.0)) * (queue + 1.0) * util * penalty
+        ((rtt.max(1_000.0)) * (queue + 1.0) * penalty, util)
     }
 
     fn observe(&self, rtt: Duration, now: Instant, tuning: &LoadTuning, report: Option<LoadReport>, failed: bool) {

@@ -58,8 +58,20 @@ pub fn p2c<R: Rng>(
     }
 }
 
+/// The cheaper of two pods. A pod without a fresh load report (new, or its reports stopped)
+/// is compared as if it reported its rival's utilisation: a fixed stand-in would make it look
+/// far busier than lightly loaded reporting pods (never picked, so never reporting) or far
+/// idler than busy ones (swamped). Both without reports: compared on latency × queue alone.
 fn cheaper(eps: &[Arc<Endpoint>], a: usize, b: usize, now: Instant, tuning: &LoadTuning) -> usize {
-    if eps[a].cost(now, tuning) <= eps[b].cost(now, tuning) {
+    let (base_a, util_a) = eps[a].cost_parts(now, tuning);
+    let (base_b, util_b) = eps[b].cost_parts(now, tuning);
+    let (ua, ub) = match (util_a, util_b) {
+        (Some(x), Some(y)) => (x, y),
+        (Some(x), None) => (x, x),
+        (None, Some(y)) => (y, y),
+        (None, None) => (1.0, 1.0),
+    };
+    if base_a * ua <= base_b * ub {
         a
     } else {
         b

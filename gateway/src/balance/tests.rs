@@ -97,3 +97,29 @@ fn hash_ring_is_sticky_and_fails_over() {
     }
     assert_eq!(seen.len(), 4);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_that_has_not_reported_yet_is_not_starved_by_reporting_ones() {
+    let t = LoadTuning::default();
+    let eps = set(4);
+    // Three pods answered once and report light load; the fourth has not been tried yet.
+    for e in &eps[..3] {
+        let g = e.start();
+        tokio::time::advance(Duration::from_millis(5)).await;
+        g.success(
+            &t,
+            Some(report::LoadReport {
+                utilization: 0.1,
+                inflight: None,
+            }),
+        );
+    }
+    tokio::time::advance(Duration::from_millis(100)).await;
+    let mut rng = SmallRng::seed_from_u64(3);
+    let fourth = (0..400)
+        .filter(|_| p2c(&eps, |_| true, &mut rng, Instant::now(), &t) == Some(3))
+        .count();
+    // It is compared as if it reported its rival's load, so latency and queue decide; with a
+    // fixed stand-in of 0.5 it would look five times busier and never be tried.
+    assert!(fourth > 100, "the untried pod got {fourth} of 400 picks");
+}
