@@ -100,7 +100,7 @@ fn watch(
         let transient = target_dir
             .file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with(".."));
-        if !transient && !dirs.contains(&target_dir) && dirs[0].canonicalize().ok().as_ref() != Some(&target_dir) {
+        if !transient && dirs[0].canonicalize().ok().as_ref() != Some(&target_dir) {
             dirs.push(target_dir);
         }
     }

@@ -596,6 +596,14 @@ wrk_runs_table() { # the rows of wrk_measure as a markdown table
     awk -F'\t' '{ printf "| %s | %s | %d | %.0f | %.2f | %.2f | %.2f | %.0f | %.2f | %d | %.2f | %.1f |\n", $1, $2, $3, $4, $5, $6, $7, 100 * $7 / $10, $8, $9, $11, $12 }' "$RUNS"
 }
 
+wrk_runs_details() { # the per-run table, folded away
+    echo "<details><summary>Every run</summary>"
+    echo
+    wrk_runs_table
+    echo
+    echo "</details>"
+}
+
 wrk_runs_json() { # the rows of wrk_measure as the items of a JSON list, one a line
     awk -F'\t' 'NR > 1 { printf ",\n" } {
         printf "    {\"round\": %d, \"proxy\": \"%s\", \"requests\": %d, \"rps\": %s, \"p50_ms\": %s, \"p99_ms\": %s, \"cpu_seconds\": %s, \"cpu_us_per_request\": %s, \"errors\": %d, \"elapsed_seconds\": %s, \"other_processes_cores\": %s, \"peak_rss_mib\": %s}", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12

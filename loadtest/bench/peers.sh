@@ -207,11 +207,7 @@ MAX_OTHER=$(max_others)
     done
     echo
     run_warnings "$TOTAL_ERRORS" "$MAX_OTHER"
-    echo "<details><summary>Every run</summary>"
-    echo
-    wrk_runs_table
-    echo
-    echo "</details>"
+    wrk_runs_details
     echo
     echo "<details><summary>Proxy configurations</summary>"
     echo

@@ -125,11 +125,7 @@ PAIRED_ALL_MEDIAN=$(paired_list arena-all | median_of)
     echo "Same ratios paired within each round (arena run / bare run of that round): everything on $PAIRED_ALL (median $PAIRED_ALL_MEDIAN); defaults $PAIRED (median $PAIRED_MEDIAN)."
     echo
     run_warnings "$TOTAL_ERRORS" "$MAX_OTHER"
-    echo "<details><summary>Every run</summary>"
-    echo
-    wrk_runs_table
-    echo
-    echo "</details>"
+    wrk_runs_details
 } >"$MD"
 
 {

@@ -161,8 +161,7 @@ impl Endpoint {
 
     /// Balancer cost at `now`; lower is better.
     pub fn cost(&self, now: Instant, tuning: &LoadTuning) -> f64 {
-        let (base, util) = self.cost_parts(now, tuning);
-        base * util.unwrap_or(UNREPORTED_UTILIZATION)
+        self.cost_locked(&self.state(), now, tuning)
     }
 
     /// The cost without the utilisation factor, and the fresh reported utilisation if any (one

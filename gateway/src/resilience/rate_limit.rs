@@ -260,6 +260,17 @@ struct Lease {
     fetching: bool,
 }
 
+impl Lease {
+    fn empty(now: Instant) -> Self {
+        Lease {
+            tokens: 0,
+            refill_at: now,
+            taken_at: now,
+            fetching: false,
+        }
+    }
+}
+
 /// Tokens asked of Redis per round trip: the batch when the lease can be kept, else one.
 fn want_of(spec: &RateLimitSpec, keep: bool) -> u32 {
     if keep {
@@ -349,30 +360,12 @@ impl RouteLimit {
     /// batches are off, another fetch is in flight, or a full lease table cannot take the key
     /// (bounded memory): then the request asks Redis for its own single token.
     fn claim_fetch(&self, key: KeyHash, now: Instant) -> bool {
-        if self.spec.batch <= 1 {
+        let full = self.leases.len() >= self.spec.max_keys && !self.leases.contains_key(&key);
+        if self.spec.batch <= 1 || full {
             return false;
         }
-        if let Some(mut lease) = self.leases.get_mut(&key) {
-            if lease.fetching {
-                return false;
-            }
-            lease.fetching = true;
-            return true;
-        }
-        if self.leases.len() >= self.spec.max_keys {
-            return false;
-        }
-        let mut lease = self.leases.entry(key).or_insert(Lease {
-            tokens: 0,
-            refill_at: now,
-            taken_at: now,
-            fetching: false,
-        });
-        if lease.fetching {
-            return false;
-        }
-        lease.fetching = true;
-        true
+        let mut lease = self.leases.entry(key).or_insert_with(|| Lease::empty(now));
+        !std::mem::replace(&mut lease.fetching, true)
     }
 
     /// The local answer from this key's lease, if it can give one.
@@ -406,12 +399,7 @@ impl RouteLimit {
             grant.wait
         };
         let lease = if keep {
-            Some(self.leases.entry(key).or_insert(Lease {
-                tokens: 0,
-                refill_at: now,
-                taken_at: now,
-                fetching: false,
-            }))
+            Some(self.leases.entry(key).or_insert_with(|| Lease::empty(now)))
         } else {
             self.leases.get_mut(&key)
         };
