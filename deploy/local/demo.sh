@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 deploy/local/prereqs.sh
 deploy/local/faas-setup.sh
 echo "==> building release binaries (first build takes a few minutes)"
-cargo build --release --locked -p arena-gateway -p arena-loadtest --bins
+cargo build --release --locked -p arena-gateway -p arena-loadtest -p arena-pod --bins
 
 BIN=target/release
 LOGS=$(mktemp -d -t arena-demo.XXXXXX)

@@ -16,5 +16,5 @@ shift
 deploy/local/prereqs.sh
 if grep -q 'faas:' "$scenario"; then deploy/local/faas-setup.sh; fi
 echo "==> building release binaries"
-cargo build --release --locked -p arena-gateway -p arena-loadtest --bins
+cargo build --release --locked -p arena-gateway -p arena-loadtest -p arena-pod --bins
 exec target/release/arena-loadtest run "$scenario" "$@"

@@ -49,7 +49,7 @@ async fn run(gw: Arc<Gateway>, mut hangups: tokio::signal::unix::Signal) {
             loop {
                 tick.tick().await;
                 let snap = gw.snapshot();
-                crate::discovery::sweep(&snap.clusters);
+                arena_core::discovery::sweep(&snap.clusters);
                 n += 1;
                 if n.is_multiple_of(10) {
                     // Rate-limit keys whose bucket is full again carry no state: forget them,

@@ -7,16 +7,12 @@
 //! what requests read; [`admin`] and [`control`] run beside the traffic.
 
 pub mod admin;
-pub mod balance;
-pub mod cluster;
 pub mod config;
 pub mod control;
-pub mod discovery;
 pub mod error;
 pub mod faas;
 pub mod metrics;
 pub mod proxy;
-pub mod resilience;
 pub mod route;
 pub mod server;
 pub mod state;

@@ -10,14 +10,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
-use crate::cluster::Cluster;
 use crate::config::{self, Config, ConfigErrors, Diagnostic, HedgeAfter, Severity, Source};
 use crate::faas::Function;
 use crate::metrics::Metrics;
-use crate::resilience::budget::RetryBudget;
-use crate::resilience::latency::LatencyWindow;
-use crate::resilience::rate_limit::{RedisLimits, RouteLimit};
 use crate::route::{Route, RouteTable};
+use arena_core::cluster::Cluster;
+use arena_core::resilience::budget::RetryBudget;
+use arena_core::resilience::latency::LatencyWindow;
+use arena_core::resilience::rate_limit::{RedisLimits, RouteLimit};
 
 /// Everything a request needs, consistent with one configuration generation.
 pub struct Snapshot {
@@ -310,7 +310,7 @@ impl Gateway {
     pub fn start_discovery(&self, clusters: Vec<Arc<Cluster>>) {
         if let Some(rt) = self.control.get() {
             for c in clusters {
-                rt.spawn(crate::discovery::run(
+                rt.spawn(arena_core::discovery::run(
                     Arc::downgrade(&c),
                     self.metrics.dns_refreshes.clone(),
                 ));

@@ -9,8 +9,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use arena_core::discovery::dns::{DnsError, DnsResolver, Resolution};
 use arena_gateway::config::{DnsSpec, RecordKind};
-use arena_gateway::discovery::dns::{DnsError, DnsResolver, Resolution};
 use support::dnsmasq::Dnsmasq;
 
 const SVC: &str = "match-api.esports.svc.cluster.local";

@@ -124,7 +124,7 @@ build_release() {
         command -v cargo >/dev/null 2>&1 || die "cargo not found (install Rust first)"
         apt_need cmake:cmake # pingora-core builds zlib-ng
         log "building release binaries (may wait on the cargo lock)"
-        (cd "$ROOT" && cargo build --release -p arena-gateway -p arena-loadtest >&2) ||
+        (cd "$ROOT" && cargo build --release --workspace --bins >&2) ||
             die "cargo build failed; fix it or pass --no-build to use the binaries already in $TARGET_DIR/release"
     fi
     # Run private copies: other people rebuilding target/release mid-run must not swap a

@@ -2,6 +2,5 @@
 
 pub mod engine;
 pub mod fleet;
-pub mod pod;
 pub mod report;
 pub mod scenario;

@@ -1,6 +1,9 @@
 //! Unit tests of `validate`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use super::*;
+use crate::config::*;
+use http::HeaderName;
+use std::time::Duration;
 
 const GOOD: &str = "\
 listeners:

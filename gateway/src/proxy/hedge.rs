@@ -19,10 +19,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::{attempt, with_rng, ArenaProxy, RequestCtx};
-use crate::balance::{report, InFlight};
 use crate::config::{HedgeAfter, HedgeSpec, RetryOn};
 use crate::error::GatewayError;
 use crate::route::Route;
+use arena_core::balance::{report, InFlight};
 
 /// Hedge delay of a `pNN` route before it has enough latency samples.
 const PERCENTILE_FALLBACK: Duration = Duration::from_millis(50);

@@ -24,12 +24,12 @@ use rand::SeedableRng;
 use smallvec::SmallVec;
 use tokio::time::Instant;
 
-use crate::balance::{report, InFlight};
 use crate::config::{HashKey, LbKind, LimitScope, RetryOn};
 use crate::error::{Blame, GatewayError};
-use crate::resilience::rate_limit::Decision;
 use crate::route::{host_of, RequestView, Route};
 use crate::state::{Gateway, Snapshot};
+use arena_core::balance::{report, InFlight};
+use arena_core::resilience::rate_limit::Decision;
 use attempt::{FaasReason, TryState};
 
 pub use request_id::RequestIds;

@@ -125,7 +125,7 @@ fn bin(name: &str) -> Result<PathBuf, String> {
         Ok(path)
     } else {
         Err(format!(
-            "{} is missing: build it with `cargo build --release -p arena-gateway -p arena-loadtest`",
+            "{} is missing: build it with `cargo build --release --workspace --bins`",
             path.display()
         ))
     }

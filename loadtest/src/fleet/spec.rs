@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use arena_gateway::config::file::Dur;
-use arena_gateway::config::yaml::{self, Seg};
+use arena_core::config::Dur;
+use arena_core::diag::yaml::{self, Seg};
 use saphyr::MarkedYamlOwned;
 use serde::Deserialize;
 

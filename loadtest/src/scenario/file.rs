@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use arena_gateway::config::file::Dur;
+use arena_core::config::Dur;
 use serde::Deserialize;
 
 /// Top-level keys; `fleet` and `faults` are decoded by [`super::ScenarioHooks`].

@@ -14,12 +14,12 @@ mod validate;
 use std::path::Path;
 use std::time::Duration;
 
-use arena_gateway::config::yaml;
+use arena_core::diag::yaml;
 use http::{HeaderName, Method};
 use saphyr::MarkedYamlOwned;
 use serde::Serialize;
 
-pub use arena_gateway::config::{ConfigErrors, Diagnostic, Severity};
+pub use arena_core::diag::{ConfigErrors, Diagnostic, Severity};
 pub use file::TOP_LEVEL_KEYS;
 pub use template::{Template, Var, VarGen};
 pub use threshold::{LatencyStat, Metric, Op, Threshold};
@@ -185,7 +185,7 @@ impl ScenarioHooks for NoExtensions {
 
 /// Collects diagnostics against one parsed document; handed to [`ScenarioHooks`] (the
 /// gateway's collector, so scenario and config errors read alike).
-pub use arena_gateway::config::check::Diagnostics;
+pub use arena_core::diag::Diagnostics;
 
 /// Parses and validates scenario text; `origin` names it in messages.
 pub fn load<H: ScenarioHooks>(
@@ -291,7 +291,7 @@ pub(crate) mod human {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use arena_gateway::config::yaml::Seg;
+    use arena_core::diag::yaml::Seg;
     use serde::Deserialize;
 
     const BASE: &str =

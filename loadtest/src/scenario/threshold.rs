@@ -160,7 +160,7 @@ pub fn parse(text: &str) -> Result<Threshold, ThresholdError> {
         Metric::Share(arg.to_string())
     } else {
         metric_by_name(name).ok_or_else(|| {
-            let hint = match arena_gateway::config::yaml::closest(name, METRICS) {
+            let hint = match arena_core::diag::yaml::closest(name, METRICS) {
                 Some(best) => format!("did you mean `{best}`? metrics: {}", METRICS.join(", ")),
                 None => format!("metrics: {}", METRICS.join(", ")),
             };

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use arena_gateway::config::check::parse_document;
-use arena_gateway::config::yaml::{self, Pos};
+use arena_core::diag::parse_document;
+use arena_core::diag::yaml::{self, Pos};
 use http::{HeaderName, Method};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;

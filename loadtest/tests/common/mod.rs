@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use arena_loadtest::pod::{bind, PodConfig};
+use arena_pod::{bind, PodConfig};
 
 /// Load tests share two cores: run them one at a time so they measure the target, not each other.
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

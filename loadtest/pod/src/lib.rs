@@ -11,7 +11,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use arena_loadtest::pod::{bind, PodConfig};
+//! use arena_pod::{bind, PodConfig};
 //! let pod = bind(PodConfig::new("127.0.0.1:0".parse().map_err(std::io::Error::other)?)).await?;
 //! let addr = pod.local_addr();
 //! let task = tokio::spawn(pod.run());

@@ -1,9 +1,9 @@
-//! `arena-pod`: one simulated esports API pod (see `arena_loadtest::pod`).
+//! `arena-pod`: one simulated esports API pod (see the `arena_pod` library).
 
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use arena_loadtest::pod::{self, PodConfig, PodExit};
+use arena_pod::{PodConfig, PodExit};
 use clap::Parser;
 
 #[global_allocator]
@@ -41,7 +41,7 @@ fn run(config: PodConfig) -> std::io::Result<PodExit> {
             .build()?
     };
     runtime.block_on(async {
-        let pod = pod::bind(config).await?;
+        let pod = arena_pod::bind(config).await?;
         // Exactly one line: launchers and tests wait for it.
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "arena-pod listening on {}", pod.local_addr())?;

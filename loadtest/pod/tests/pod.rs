@@ -419,7 +419,7 @@ async fn load_report_header_is_parseable() {
 
 #[tokio::test]
 async fn in_process_pod_serves_and_shuts_down() {
-    use arena_loadtest::pod::{bind, PodConfig, PodExit};
+    use arena_pod::{bind, PodConfig, PodExit};
 
     let mut config = PodConfig::new("127.0.0.29:0".parse().unwrap());
     config.name = Some("inproc".into());

@@ -1,0 +1,152 @@
+//! Every default of the configuration language, named, in one place: what a key means when
+//! a file leaves it out. Validators read these; nothing else writes a default inline.
+
+use std::time::Duration;
+
+/// Process-wide knobs (`server:`).
+pub mod server {
+    use super::Duration;
+
+    /// Idle upstream connections kept (pingora's own default of 128 is too small for many pods).
+    pub const UPSTREAM_KEEPALIVE_POOL_SIZE: usize = 4096;
+    /// After SIGTERM, time spent accepting with `/readyz` 503 before listeners close.
+    pub const DRAIN_DELAY: Duration = Duration::ZERO;
+    /// Then, time in-flight requests get to finish.
+    pub const GRACE_PERIOD: Duration = Duration::from_secs(5);
+    /// Then, time the runtimes get to stop.
+    pub const GRACEFUL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Largest request head accepted; bigger gets 431.
+    pub const MAX_REQUEST_HEADER_BYTES: usize = 32 * 1024;
+    /// Largest request body accepted; bigger gets 413.
+    pub const MAX_REQUEST_BODY_BYTES: usize = 1024 * 1024;
+    /// Quiet time before a changed config file is reloaded.
+    pub const WATCH_DEBOUNCE: Duration = Duration::from_millis(500);
+}
+
+/// The admin API (`admin:`).
+pub mod admin {
+    /// Loopback only unless the operator says otherwise.
+    pub const ADDRESS: &str = "127.0.0.1:9901";
+}
+
+/// A cluster of pods (`clusters:`).
+pub mod cluster {
+    use super::Duration;
+
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
+    /// Time constant of the peak-EWMA latency estimate.
+    pub const LOAD_DECAY: Duration = Duration::from_secs(10);
+    /// Latency a pod starts at before it has answered, so it is eased in, not swamped.
+    pub const LOAD_DEFAULT_RTT: Duration = Duration::from_millis(30);
+    /// How long a pod's `endpoint-load-metrics` report counts.
+    pub const LOAD_REPORT_TTL: Duration = Duration::from_secs(5);
+    /// Cost multiplier after a failure, decaying with `decay`.
+    pub const LOAD_ERROR_PENALTY: f64 = 4.0;
+    pub const OUTLIER_CONSECUTIVE_FAILURES: u32 = 5;
+    pub const OUTLIER_BASE_EJECTION: Duration = Duration::from_secs(5);
+    pub const OUTLIER_MAX_EJECTION: Duration = Duration::from_secs(60);
+    pub const OUTLIER_MAX_EJECTED_PERCENT: u32 = 50;
+}
+
+/// DNS discovery of a cluster (`clusters[].dns:`).
+pub mod dns {
+    use super::Duration;
+
+    /// The answer's TTL is clamped to `[min_refresh, max_refresh]`.
+    pub const MIN_REFRESH: Duration = Duration::from_secs(1);
+    pub const MAX_REFRESH: Duration = Duration::from_secs(30);
+    pub const TIMEOUT: Duration = Duration::from_secs(2);
+}
+
+/// A route (`routes:`).
+pub mod route {
+    use super::Duration;
+
+    /// Total time for a request, retries included.
+    pub const TIMEOUT: Duration = Duration::from_secs(15);
+    /// Request bodies up to this size are kept for replay; also the most pingora keeps.
+    pub const REPLAY_BUFFER_BYTES: usize = 64 * 1024;
+    pub const MAX_REPLAY_BUFFER_BYTES: usize = 64 * 1024;
+}
+
+/// `routes[].retry:`.
+pub mod retry {
+    use super::Duration;
+
+    /// Tries in total, the first included, may be 1..=MAX_ATTEMPTS.
+    pub const MAX_ATTEMPTS: u32 = 10;
+    /// Retries may add this percentage of the live request rate...
+    pub const BUDGET_PERCENT: f64 = 20.0;
+    /// ...plus this many per second, so quiet routes can still retry.
+    pub const MIN_PER_SECOND: u32 = 10;
+    pub const BACKOFF: Duration = Duration::from_millis(25);
+    /// Connect failures are retried this often on a route without a `retry` block: nothing
+    /// reached the pod, so another pod may always take the request.
+    pub const CONNECT_ATTEMPTS_WITHOUT_POLICY: u32 = 3;
+    /// What is retried when `retry.on` is left out (a 5xx may be the pod's considered answer).
+    pub const ON: &[crate::config::RetryOn] = &[
+        crate::config::RetryOn::ConnectFailure,
+        crate::config::RetryOn::Reset,
+        crate::config::RetryOn::Timeout,
+    ];
+}
+
+/// `routes[].hedge:`.
+pub mod hedge {
+    use super::Duration;
+
+    pub const MAX_EXTRA: u32 = 1;
+    pub const MAX_EXTRA_LIMIT: u32 = 3;
+    /// Delay of a `pNN` hedge while the route has no latency history yet (after start or a
+    /// reload): hedge after a fixed time rather than not at all.
+    pub const PERCENTILE_FALLBACK: Duration = Duration::from_millis(50);
+}
+
+/// `routes[].rate_limit:`.
+pub mod rate_limit {
+    /// Keys tracked at most per route; idle ones are evicted first.
+    pub const MAX_KEYS: usize = 100_000;
+    /// Share of the rate admitted locally while Redis is unreachable (`scope: cluster`).
+    pub const LOCAL_SHARE: f64 = 1.0;
+    /// Tokens leased per Redis round trip: this fraction of the rate (at least 1, at most burst).
+    pub const BATCH_FRACTION: u32 = 100;
+}
+
+/// `routes[].fallback:`.
+pub mod fallback {
+    use crate::config::FallbackOn;
+
+    /// Every trigger, when `fallback.on` is left out.
+    pub const ON: &[FallbackOn] = &[
+        FallbackOn::RetriesExhausted,
+        FallbackOn::NoHealthyPods,
+        FallbackOn::CircuitOpen,
+    ];
+    /// Share of normal traffic sent to the function to keep it warm.
+    pub const WARM_SHARE: f64 = 0.0;
+}
+
+/// `access_log:`.
+pub mod access_log {
+    /// Every 5xx and gateway-made error answer is logged.
+    pub const ERRORS: bool = true;
+    /// Share of the other requests logged.
+    pub const SAMPLE: f64 = 0.0;
+}
+
+/// `faas:` functions.
+pub mod faas {
+    use super::Duration;
+
+    /// Must cover a cold start.
+    pub const TIMEOUT: Duration = Duration::from_secs(3);
+    pub const MAX_CONCURRENCY: u32 = 256;
+}
+
+/// `redis:`.
+pub mod redis {
+    use super::Duration;
+
+    /// Longest wait for Redis on the request path before falling back to local limits.
+    pub const TIMEOUT: Duration = Duration::from_millis(50);
+}

@@ -1,0 +1,532 @@
+//! `routes:` — which requests go where (first match in file order wins), and what protects
+//! them: total timeout, retries, hedging, rate limit and the FaaS fallback.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+use http::{HeaderName, Method};
+use serde::{Deserialize, Serialize};
+
+use super::defaults::{fallback as fallback_def, hedge as hedge_def, retry as retry_def, route as def};
+use super::fields::{check_unique, declared_names, parse_share, path, unknown_name_hint};
+use super::limits::{self, RateLimitFile, RateLimitSpec};
+use super::ser::{header_pairs, human, methods};
+use super::{dur_or, ClusterSpec, Dur, FaasSpec};
+use crate::diag::{yaml, Diagnostics, Seg};
+
+// ------------------------------------------------------------------------------ as written
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MatchFile {
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    #[serde(default)]
+    pub headers: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    pub name: String,
+    #[serde(rename = "match", default)]
+    pub matcher: MatchFile,
+    pub cluster: String,
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+    #[serde(default)]
+    pub retry: Option<RetryFile>,
+    #[serde(default)]
+    pub hedge: Option<HedgeFile>,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitFile>,
+    #[serde(default)]
+    pub fallback: Option<FallbackFile>,
+    /// Request bodies up to this size are kept for replay (retry, hedge, FaaS).
+    #[serde(default)]
+    pub replay_buffer_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryOn {
+    ConnectFailure,
+    Reset,
+    Timeout,
+    #[serde(rename = "5xx")]
+    Status5xx,
+}
+
+impl RetryOn {
+    /// Label for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryOn::ConnectFailure => "connect_failure",
+            RetryOn::Reset => "reset",
+            RetryOn::Timeout => "timeout",
+            RetryOn::Status5xx => "5xx",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryFile {
+    /// Total tries per request, the first included (2 = one retry).
+    pub attempts: u32,
+    #[serde(default)]
+    pub on: Option<Vec<RetryOn>>,
+    /// Retries allowed as a percentage of live requests...
+    #[serde(default)]
+    pub budget_percent: Option<f64>,
+    /// ...plus this many per second, so quiet routes can still retry.
+    #[serde(default)]
+    pub min_per_second: Option<u32>,
+    /// Base of the jittered backoff between tries.
+    #[serde(default)]
+    pub backoff: Option<Dur>,
+    /// Also retry POST/PATCH (only when the request is known to be safe to replay).
+    #[serde(default)]
+    pub non_idempotent: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HedgeFile {
+    /// A duration, or `pNN` for the route's live latency percentile.
+    pub after: String,
+    #[serde(default)]
+    pub max_extra: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FallbackOn {
+    RetriesExhausted,
+    NoHealthyPods,
+    CircuitOpen,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackFile {
+    pub faas: String,
+    #[serde(default)]
+    pub on: Option<Vec<FallbackOn>>,
+    #[serde(default)]
+    pub spillover_above_load: Option<f64>,
+    /// `1%` or `0.01`.
+    #[serde(default)]
+    pub warm_share: Option<String>,
+}
+
+// ------------------------------------------------------------------------------ validated
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteSpec {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub matcher: Match,
+    pub cluster: String,
+    #[serde(serialize_with = "human")]
+    pub timeout: Duration,
+    pub retry: Option<RetrySpec>,
+    pub hedge: Option<HedgeSpec>,
+    pub rate_limit: Option<RateLimitSpec>,
+    pub fallback: Option<FallbackSpec>,
+    pub replay_buffer_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RetrySpec {
+    /// Total tries, the first included.
+    pub attempts: u32,
+    pub on: Vec<RetryOn>,
+    pub budget_percent: f64,
+    pub min_per_second: u32,
+    #[serde(serialize_with = "human")]
+    pub backoff: Duration,
+    pub non_idempotent: bool,
+}
+
+impl RetrySpec {
+    pub fn retries_on(&self, cause: RetryOn) -> bool {
+        self.on.contains(&cause)
+    }
+}
+
+/// When to send a hedged (extra) try.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HedgeAfter {
+    Fixed(#[serde(serialize_with = "human")] Duration),
+    /// The route's live latency quantile (0.95 for `p95`).
+    Percentile(f64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct HedgeSpec {
+    pub after: HedgeAfter,
+    pub max_extra: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FallbackSpec {
+    pub faas: String,
+    pub on: Vec<FallbackOn>,
+    pub spillover_above_load: Option<f64>,
+    /// Share of normal traffic sent to the function to keep it warm (0..1).
+    pub warm_share: f64,
+}
+
+impl FallbackSpec {
+    pub fn on(&self, why: FallbackOn) -> bool {
+        self.on.contains(&why)
+    }
+}
+
+/// Request predicate of a route; every present part must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Match {
+    /// Lower-case host without port.
+    pub host: Option<String>,
+    pub path: PathMatch,
+    #[serde(serialize_with = "methods")]
+    pub methods: Option<Vec<Method>>,
+    #[serde(serialize_with = "header_pairs")]
+    pub headers: Vec<(HeaderName, String)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathMatch {
+    #[default]
+    Any,
+    Prefix(String),
+    Exact(String),
+}
+
+// ------------------------------------------------------------------------------ validation
+
+/// What routes may refer to besides clusters.
+pub struct References<'a> {
+    pub clusters: &'a [(usize, ClusterSpec)],
+    pub faas: &'a [FaasSpec],
+    /// The file has a `redis:` section (needed by `scope: cluster` limits).
+    pub redis: bool,
+}
+
+/// Validates the decoded `routes:` items; warns about shadowed routes and unused clusters.
+pub fn validate(
+    c: &mut Diagnostics<'_>,
+    items: &[(usize, RouteFile)],
+    refs: &References<'_>,
+) -> Vec<(usize, RouteSpec)> {
+    check_unique(c, "routes", items.iter().map(|(i, r)| (*i, r.name.as_str())));
+    let mut out: Vec<(usize, RouteSpec)> = Vec::new();
+    for (i, r) in items {
+        let known = check_cluster(c, *i, r, refs.clusters);
+        let matcher = matcher(c, *i, &r.matcher);
+        let timeout = dur_or(r.timeout, def::TIMEOUT);
+        if timeout.is_zero() {
+            c.error_at(&at(*i, "timeout"), "route timeout must be greater than zero", None);
+        }
+        let protection = protection(c, *i, r, refs);
+        let Some(matcher) = matcher else { continue };
+        warn_if_shadowed(c, *i, r, &matcher, &out);
+        if known {
+            out.push((
+                *i,
+                RouteSpec {
+                    name: r.name.clone(),
+                    matcher,
+                    cluster: r.cluster.clone(),
+                    timeout,
+                    retry: protection.retry,
+                    hedge: protection.hedge,
+                    rate_limit: protection.rate_limit,
+                    fallback: protection.fallback,
+                    replay_buffer_bytes: r.replay_buffer_bytes.unwrap_or(def::REPLAY_BUFFER_BYTES),
+                },
+            ));
+        }
+    }
+    warn_unused_clusters(c, &out, refs.clusters);
+    out
+}
+
+fn at(i: usize, key: &'static str) -> [Seg; 3] {
+    [Seg::Key("routes"), Seg::Index(i), Seg::Key(key)]
+}
+
+/// True when the route's cluster is defined (and valid); reports an unknown one.
+fn check_cluster(c: &mut Diagnostics<'_>, i: usize, r: &RouteFile, clusters: &[(usize, ClusterSpec)]) -> bool {
+    if clusters.iter().any(|(_, cl)| cl.name == r.cluster) {
+        return true;
+    }
+    // Clusters written in the file but rejected are already reported; a route naming one of
+    // them is not a second, misleading "unknown cluster" error.
+    let declared = declared_names(c.root(), "clusters");
+    if !declared.contains(&r.cluster) {
+        let names: Vec<&str> = declared.iter().map(String::as_str).collect();
+        c.error_at(
+            &at(i, "cluster"),
+            format!("route `{}` references unknown cluster `{}`", r.name, r.cluster),
+            Some(unknown_name_hint(&r.cluster, &names, "clusters", "clusters")),
+        );
+    }
+    false
+}
+
+fn warn_if_shadowed(c: &mut Diagnostics<'_>, i: usize, r: &RouteFile, matcher: &Match, earlier: &[(usize, RouteSpec)]) {
+    let Some((j, first)) = earlier.iter().find(|(_, e)| covers(&e.matcher, matcher)) else {
+        return;
+    };
+    let line = yaml::locate(c.root(), &[Seg::Key("routes"), Seg::Index(*j)]).line;
+    c.warn_at(
+        &at(i, "name"),
+        format!(
+            "route `{}` is shadowed by earlier route `{}` and never matches",
+            r.name, first.name
+        ),
+        Some(format!(
+            "routes match first-to-last; move it above line {line} or narrow `{}`",
+            first.name
+        )),
+    );
+}
+
+fn warn_unused_clusters(c: &mut Diagnostics<'_>, routes: &[(usize, RouteSpec)], clusters: &[(usize, ClusterSpec)]) {
+    let used: BTreeSet<&str> = routes.iter().map(|(_, r)| r.cluster.as_str()).collect();
+    for (i, cl) in clusters {
+        if !used.contains(cl.name.as_str()) {
+            c.warn_at(
+                &[Seg::Key("clusters"), Seg::Index(*i), Seg::Key("name")],
+                format!("cluster `{}` is not used by any route", cl.name),
+                None,
+            );
+        }
+    }
+}
+
+const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+
+fn matcher(c: &mut Diagnostics<'_>, i: usize, m: &MatchFile) -> Option<Match> {
+    let at = |key: &'static str| [Seg::Key("routes"), Seg::Index(i), Seg::Key("match"), Seg::Key(key)];
+    let path = path_match(c, &at, m);
+    let mut ok = path.is_some();
+    let mut methods = None;
+    if let Some(list) = &m.methods {
+        let mut out = Vec::new();
+        for (j, name) in list.iter().enumerate() {
+            let upper = name.trim().to_ascii_uppercase();
+            match Method::from_str(&upper) {
+                Ok(meth) if METHODS.contains(&upper.as_str()) => out.push(meth),
+                _ => {
+                    let mut p = at("methods").to_vec();
+                    p.push(Seg::Index(j));
+                    c.error_at(
+                        &p,
+                        format!("unknown HTTP method `{name}`"),
+                        Some("one of GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS".into()),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        methods = Some(out);
+    }
+    let mut headers = Vec::new();
+    for (k, v) in m.headers.iter().flatten() {
+        match HeaderName::from_str(&k.to_ascii_lowercase()) {
+            Ok(h) => headers.push((h, v.clone())),
+            Err(_) => {
+                c.error_at(&at("headers"), format!("bad header name `{k}`"), None);
+                ok = false;
+            }
+        }
+    }
+    let host = m.host.as_ref().map(|h| h.trim().to_ascii_lowercase());
+    if host.as_deref().is_some_and(|h| h.is_empty() || h.contains('/')) {
+        c.error_at(
+            &at("host"),
+            "bad host",
+            Some("write a bare host name such as `api.arena.gg`".into()),
+        );
+        ok = false;
+    }
+    ok.then(|| Match {
+        host,
+        path: path.unwrap_or_default(),
+        methods,
+        headers,
+    })
+}
+
+fn path_match(c: &mut Diagnostics<'_>, at: &impl Fn(&'static str) -> [Seg; 4], m: &MatchFile) -> Option<PathMatch> {
+    match (&m.path_prefix, &m.path) {
+        (Some(_), Some(_)) => {
+            c.error_at(
+                &at("path"),
+                "use either `path` (exact) or `path_prefix`, not both",
+                None,
+            );
+            None
+        }
+        (Some(p), None) | (None, Some(p)) if !p.starts_with('/') => {
+            let key = if m.path.is_some() { "path" } else { "path_prefix" };
+            c.error_at(&at(key), format!("path `{p}` must start with `/`"), None);
+            None
+        }
+        (Some(p), None) if p == "/" => Some(PathMatch::Any),
+        (Some(p), None) => Some(PathMatch::Prefix(p.clone())),
+        (None, Some(p)) => Some(PathMatch::Exact(p.clone())),
+        (None, None) => Some(PathMatch::Any),
+    }
+}
+
+/// A route's protections, each validated on its own.
+#[derive(Default)]
+struct Protection {
+    retry: Option<RetrySpec>,
+    hedge: Option<HedgeSpec>,
+    rate_limit: Option<RateLimitSpec>,
+    fallback: Option<FallbackSpec>,
+}
+
+fn protection(c: &mut Diagnostics<'_>, i: usize, r: &RouteFile, refs: &References<'_>) -> Protection {
+    if r.replay_buffer_bytes.is_some_and(|n| n > def::MAX_REPLAY_BUFFER_BYTES) {
+        c.error_at(
+            &at(i, "replay_buffer_bytes"),
+            "replay_buffer_bytes is at most 65536",
+            Some("pingora keeps at most 64 KiB of a request body for replay".into()),
+        );
+    }
+    Protection {
+        retry: r.retry.as_ref().map(|rt| retry(c, &at(i, "retry"), rt)),
+        hedge: r.hedge.as_ref().and_then(|h| hedge(c, &at(i, "hedge"), h)),
+        rate_limit: r
+            .rate_limit
+            .as_ref()
+            .and_then(|rl| limits::rate_limit(c, &at(i, "rate_limit"), rl, refs.redis)),
+        fallback: r
+            .fallback
+            .as_ref()
+            .map(|f| fallback(c, &at(i, "fallback"), f, refs.faas)),
+    }
+}
+
+fn retry(c: &mut Diagnostics<'_>, base: &[Seg], rt: &RetryFile) -> RetrySpec {
+    if !(1..=retry_def::MAX_ATTEMPTS).contains(&rt.attempts) {
+        c.error_at(
+            &path(base, &["attempts"]),
+            "retry.attempts must be 1..10 (tries in total, the first included)",
+            None,
+        );
+    }
+    let budget = rt.budget_percent.unwrap_or(retry_def::BUDGET_PERCENT);
+    if !(0.0..=100.0).contains(&budget) {
+        c.error_at(
+            &path(base, &["budget_percent"]),
+            "retry.budget_percent must be 0..100",
+            None,
+        );
+    }
+    RetrySpec {
+        attempts: rt.attempts.clamp(1, retry_def::MAX_ATTEMPTS),
+        on: rt.on.clone().unwrap_or_else(|| retry_def::ON.to_vec()),
+        budget_percent: budget,
+        min_per_second: rt.min_per_second.unwrap_or(retry_def::MIN_PER_SECOND),
+        backoff: dur_or(rt.backoff, retry_def::BACKOFF),
+        non_idempotent: rt.non_idempotent,
+    }
+}
+
+fn hedge(c: &mut Diagnostics<'_>, base: &[Seg], h: &HedgeFile) -> Option<HedgeSpec> {
+    let text = h.after.trim();
+    let after = if let Some(p) = text.strip_prefix('p') {
+        p.parse::<f64>()
+            .ok()
+            .filter(|p| *p > 0.0 && *p < 100.0)
+            .map(|p| HedgeAfter::Percentile(p / 100.0))
+    } else {
+        humantime::parse_duration(text)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .map(HedgeAfter::Fixed)
+    };
+    if after.is_none() {
+        c.error_at(
+            &path(base, &["after"]),
+            format!("bad hedge.after `{text}`"),
+            Some("a duration such as `50ms`, or a live percentile such as `p95`".into()),
+        );
+    }
+    Some(HedgeSpec {
+        after: after?,
+        max_extra: h
+            .max_extra
+            .unwrap_or(hedge_def::MAX_EXTRA)
+            .clamp(1, hedge_def::MAX_EXTRA_LIMIT),
+    })
+}
+
+fn fallback(c: &mut Diagnostics<'_>, base: &[Seg], f: &FallbackFile, faas: &[FaasSpec]) -> FallbackSpec {
+    let names: Vec<&str> = faas.iter().map(|f| f.name.as_str()).collect();
+    if !names.contains(&f.faas.as_str()) && !declared_names(c.root(), "faas").contains(&f.faas) {
+        c.error_at(
+            &path(base, &["faas"]),
+            format!("fallback names unknown function `{}`", f.faas),
+            Some(unknown_name_hint(&f.faas, &names, "functions", "faas")),
+        );
+    }
+    let warm = match f.warm_share.as_deref() {
+        None => Some(fallback_def::WARM_SHARE),
+        Some(t) => parse_share(t),
+    };
+    if warm.is_none() {
+        c.error_at(
+            &path(base, &["warm_share"]),
+            "bad warm_share",
+            Some("a share such as `1%` or `0.01`".into()),
+        );
+    }
+    if f.spillover_above_load.is_some_and(|x| !(0.0..=4.0).contains(&x)) {
+        c.error_at(
+            &path(base, &["spillover_above_load"]),
+            "spillover_above_load is a utilisation, e.g. 0.9",
+            None,
+        );
+    }
+    FallbackSpec {
+        faas: f.faas.clone(),
+        on: f.on.clone().unwrap_or_else(|| fallback_def::ON.to_vec()),
+        spillover_above_load: f.spillover_above_load,
+        warm_share: warm.unwrap_or(fallback_def::WARM_SHARE),
+    }
+}
+
+/// True when every request matching `b` also matches `a` (so `b` after `a` is dead).
+pub fn covers(a: &Match, b: &Match) -> bool {
+    let host = a.host.is_none() || a.host == b.host;
+    let path = match (&a.path, &b.path) {
+        (PathMatch::Any, _) => true,
+        (PathMatch::Prefix(pa), PathMatch::Prefix(pb) | PathMatch::Exact(pb)) => pb.starts_with(pa.as_str()),
+        (PathMatch::Exact(pa), PathMatch::Exact(pb)) => pa == pb,
+        _ => false,
+    };
+    let methods = match (&a.methods, &b.methods) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(ma), Some(mb)) => mb.iter().all(|m| ma.contains(m)),
+    };
+    let headers = a.headers.iter().all(|h| b.headers.contains(h));
+    host && path && methods && headers
+}

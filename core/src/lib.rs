@@ -1,0 +1,21 @@
+//! Arena's engine, shared by the gateway, the sidecar and the load tester: what a proxy needs
+//! to know about pods and how to spread requests over them, with no proxy in it.
+//!
+//! - [`diag`]: the YAML configuration language — positions, diagnostics with fix hints, the
+//!   collector that reports every problem of a document at once.
+//! - [`config`]: typed, validated specs of the sections every Arena proxy shares (clusters,
+//!   rate limits, Redis) and the named defaults of all configuration keys.
+//! - [`cluster`]: a cluster's live pod set and picking one pod; [`balance`]: the load signal
+//!   per pod and the pickers; [`discovery`]: DNS discovery with last-good on failure;
+//!   [`resilience`]: outlier ejection, retry budget, latency window, rate limits; [`route`]:
+//!   matching a request against a route.
+//!
+//! Pure and deterministic under test: the clock is tokio's (pausable) and randomness is passed in.
+
+pub mod balance;
+pub mod cluster;
+pub mod config;
+pub mod diag;
+pub mod discovery;
+pub mod resilience;
+pub mod route;

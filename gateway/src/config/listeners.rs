@@ -1,0 +1,99 @@
+//! `listeners:` and `admin:` — the addresses the gateway binds at start.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use arena_core::config::defaults::admin as def;
+use arena_core::config::fields::{check_unique, parse_addr};
+use arena_core::diag::{Diagnostics, Seg};
+
+use super::file::{AdminFile, ListenerFile};
+use super::{Admin, Listener, Tls};
+
+pub fn listeners(c: &mut Diagnostics<'_>, items: &[(usize, ListenerFile)]) -> Vec<Listener> {
+    if items.is_empty() && !c.list().iter().any(|d| d.message.contains("listeners")) {
+        c.error_at(
+            &[Seg::Key("listeners")],
+            "no listeners configured",
+            Some("add `listeners: [{ name: public, address: 127.0.0.1:8080 }]`".into()),
+        );
+    }
+    check_unique(c, "listeners", items.iter().map(|(i, l)| (*i, l.name.as_str())));
+    let mut out = Vec::new();
+    let mut addrs: HashSet<SocketAddr> = HashSet::new();
+    for (i, l) in items {
+        let path = [Seg::Key("listeners"), Seg::Index(*i), Seg::Key("address")];
+        let Some(address) = parse_addr(c, &path, &l.address, "listener") else {
+            continue;
+        };
+        if !addrs.insert(address) {
+            c.error_at(&path, format!("address {address} is used by two listeners"), None);
+        }
+        let tls = l.tls.as_ref().map(|t| Tls {
+            cert_file: PathBuf::from(&t.cert_file),
+            key_file: PathBuf::from(&t.key_file),
+            http2: t.http2,
+        });
+        if let Some(t) = &tls {
+            check_tls_files(c, *i, t);
+        }
+        out.push(Listener {
+            name: l.name.clone(),
+            address,
+            tls,
+        });
+    }
+    out
+}
+
+fn check_tls_files(c: &mut Diagnostics<'_>, i: usize, t: &Tls) {
+    for (key, file) in [("cert_file", &t.cert_file), ("key_file", &t.key_file)] {
+        if let Err(e) = std::fs::metadata(file) {
+            c.error_at(
+                &[Seg::Key("listeners"), Seg::Index(i), Seg::Key("tls"), Seg::Key(key)],
+                format!("cannot read {key} `{}`: {e}", file.display()),
+                Some("give a PEM file readable by the gateway".into()),
+            );
+        }
+    }
+}
+
+pub fn admin(c: &mut Diagnostics<'_>, a: Option<AdminFile>, listeners: &[Listener]) -> Option<Admin> {
+    let a = a.unwrap_or(AdminFile {
+        address: def::ADDRESS.into(),
+        token_env: None,
+    });
+    let address = parse_addr(c, &[Seg::Key("admin"), Seg::Key("address")], &a.address, "admin")?;
+    if listeners.iter().any(|l| l.address == address) {
+        c.error_at(
+            &[Seg::Key("admin"), Seg::Key("address")],
+            format!("admin address {address} is also a listener"),
+            Some("give the admin API its own port".into()),
+        );
+    }
+    if !address.ip().is_loopback() && a.token_env.is_none() {
+        c.warn_at(
+            &[Seg::Key("admin"), Seg::Key("address")],
+            "admin API listens beyond loopback without a token",
+            Some("set `admin.token_env` so mutating calls need a bearer token".into()),
+        );
+    }
+    let token = a
+        .token_env
+        .as_ref()
+        .and_then(|name| std::env::var(name).ok())
+        .filter(|t| !t.is_empty());
+    if let (Some(name), None) = (&a.token_env, &token) {
+        c.warn_at(
+            &[Seg::Key("admin"), Seg::Key("token_env")],
+            format!("environment variable `{name}` is unset: mutating admin calls (POST /reload) are disabled"),
+            Some(format!("export {name}=<secret> before starting the gateway")),
+        );
+    }
+    Some(Admin {
+        address,
+        token_env: a.token_env,
+        token,
+    })
+}
