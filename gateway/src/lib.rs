@@ -9,7 +9,6 @@
 pub mod admin;
 pub mod config;
 pub mod control;
-pub mod error;
 pub mod faas;
 pub mod metrics;
 pub mod proxy;

@@ -83,8 +83,8 @@ fn main() -> ExitCode {
             for w in &loaded.warnings {
                 tracing::warn!("{w}");
             }
-            match server::build(loaded.config, Some(config)) {
-                Ok((server, gw)) => server::serve(server, gw),
+            match server::build(loaded.config, Some(config), Some(loaded.text_hash)) {
+                Ok(built) => server::serve(built),
                 Err(e) => {
                     eprintln!("arena-gateway: cannot start: {e}");
                     ExitCode::from(2)

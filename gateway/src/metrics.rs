@@ -1,17 +1,10 @@
 //! Prometheus metrics. Hot-path handles are resolved once per route at (re)load, so a request
-//! only bumps atomics; per-pod gauges are read from the live endpoints at scrape time.
+//! only bumps atomics. Per-pod gauges are read from the live endpoints at scrape time by the
+//! admin API's collector (`admin::pod_gauges`).
 
-use std::sync::Arc;
-
-use arc_swap::ArcSwap;
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::MetricFamily;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
-use tokio::time::Instant;
-
-use crate::state::Snapshot;
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
@@ -21,25 +14,40 @@ pub struct Metrics {
     requests: IntCounterVec,
     duration: HistogramVec,
     pub unrouted: IntCounterVec,
-    pub retries: IntCounterVec,
+    retries: IntCounterVec,
     pub dns_refreshes: IntCounterVec,
     pub reloads: IntCounterVec,
     pub config_generation: IntGauge,
     pub last_reload_success: IntGauge,
     pub rate_limited: IntCounterVec,
-    pub hedges: IntCounterVec,
+    hedges: IntCounterVec,
     pub faas_requests: IntCounterVec,
     pub faas_duration: HistogramVec,
     pub access_log_dropped: IntCounter,
 }
 
-/// Handles for one route, bumped without label lookups.
+/// Handles for one route, bumped without label lookups (retries and hedges, rare, look theirs up).
 pub struct RouteMetrics {
+    name: String,
     by_class: [IntCounter; 5],
     pub duration: Histogram,
+    retries: IntCounterVec,
+    hedges: IntCounterVec,
 }
 
 impl RouteMetrics {
+    /// A retry (by cause) or a retry the budget refused (`budget_exhausted`).
+    pub fn retry(&self, cause: &str) {
+        self.retries.with_label_values(&[self.name.as_str(), cause]).inc();
+    }
+
+    /// Hedged tries `launched`, or hedges that `won`.
+    pub fn hedge(&self, result: &str, n: u32) {
+        self.hedges
+            .with_label_values(&[self.name.as_str(), result])
+            .inc_by(u64::from(n));
+    }
+
     pub fn record(&self, status: u16, seconds: f64) {
         let class = match status {
             100..=199 => 0,
@@ -161,14 +169,12 @@ impl Metrics {
 
     pub fn route(&self, route: &str, cluster: &str) -> RouteMetrics {
         RouteMetrics {
+            name: route.to_string(),
             by_class: CLASSES.map(|c| self.requests.with_label_values(&[route, cluster, c])),
             duration: self.duration.with_label_values(&[route]),
+            retries: self.retries.clone(),
+            hedges: self.hedges.clone(),
         }
-    }
-
-    /// Adds the per-pod collector that reads the current snapshot at scrape time.
-    pub fn watch_endpoints(&self, snapshot: Arc<ArcSwap<Snapshot>>) {
-        let _ = self.registry.register(Box::new(EndpointCollector::new(snapshot)));
     }
 
     /// Prometheus text exposition of everything registered.
@@ -177,128 +183,6 @@ impl Metrics {
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "metrics encoding failed");
         }
-        out
-    }
-}
-
-/// Gauges read from the live endpoint objects when Prometheus scrapes.
-struct EndpointCollector {
-    snapshot: Arc<ArcSwap<Snapshot>>,
-    descs: Vec<Desc>,
-}
-
-const POD_GAUGES: [(&str, &str); 8] = [
-    (
-        "arena_endpoint_in_flight",
-        "Requests in flight to the pod from this gateway",
-    ),
-    ("arena_endpoint_ewma_seconds", "Peak-EWMA latency estimate of the pod"),
-    (
-        "arena_endpoint_reported_utilization",
-        "Utilisation the pod last reported in endpoint-load-metrics (-1 when none is fresh)",
-    ),
-    ("arena_endpoint_cost", "Balancer cost of the pod (lower is preferred)"),
-    ("arena_endpoint_requests_total", "Requests sent to the pod"),
-    ("arena_endpoint_failures_total", "Failed requests to the pod"),
-    (
-        "arena_endpoint_ejected",
-        "1 while the pod is ejected by outlier detection",
-    ),
-    ("arena_endpoint_ejections_total", "Times the pod was ejected"),
-];
-
-impl EndpointCollector {
-    fn new(snapshot: Arc<ArcSwap<Snapshot>>) -> Self {
-        let mut descs: Vec<Desc> = POD_GAUGES
-            .iter()
-            .filter_map(|(n, h)| {
-                Desc::new(
-                    (*n).into(),
-                    (*h).into(),
-                    vec!["cluster".into(), "pod".into(), "state".into()],
-                    Default::default(),
-                )
-                .ok()
-            })
-            .collect();
-        descs.extend(
-            Desc::new(
-                "arena_cluster_endpoints".into(),
-                "Pods per cluster and state".into(),
-                vec!["cluster".into(), "state".into()],
-                Default::default(),
-            )
-            .ok(),
-        );
-        descs.extend(
-            Desc::new(
-                "arena_discovery_stale".into(),
-                "1 while a DNS cluster serves its last good answer after a failed lookup".into(),
-                vec!["cluster".into()],
-                Default::default(),
-            )
-            .ok(),
-        );
-        EndpointCollector { snapshot, descs }
-    }
-}
-
-impl Collector for EndpointCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        let snap = self.snapshot.load();
-        let now = Instant::now();
-        let mut gauges: Vec<prometheus::GaugeVec> = POD_GAUGES
-            .iter()
-            .filter_map(|(n, h)| prometheus::GaugeVec::new(Opts::new(*n, *h), &["cluster", "pod", "state"]).ok())
-            .collect();
-        let counts = prometheus::GaugeVec::new(
-            Opts::new("arena_cluster_endpoints", "Pods per cluster and state"),
-            &["cluster", "state"],
-        )
-        .ok();
-        let stale = prometheus::GaugeVec::new(
-            Opts::new("arena_discovery_stale", "1 while serving a stale DNS answer"),
-            &["cluster"],
-        )
-        .ok();
-        for cluster in &snap.clusters {
-            let set = cluster.endpoints();
-            let name = cluster.name();
-            for (state, list) in [("healthy", &set.active), ("draining", &set.draining)] {
-                if let Some(c) = &counts {
-                    c.with_label_values(&[name, state]).set(list.len() as f64);
-                }
-                for e in list.iter() {
-                    let v = e.view(now, &cluster.spec.load);
-                    let h = e.health.view(now);
-                    let pod = e.addr.to_string();
-                    let values = [
-                        v.in_flight as f64,
-                        v.ewma_ms / 1000.0,
-                        v.reported_utilization.unwrap_or(-1.0),
-                        v.cost,
-                        v.requests as f64,
-                        v.failures as f64,
-                        if h.ejected { 1.0 } else { 0.0 },
-                        h.ejections as f64,
-                    ];
-                    for (g, value) in gauges.iter_mut().zip(values) {
-                        g.with_label_values(&[name, &pod, state]).set(value);
-                    }
-                }
-            }
-            if let Some(s) = &stale {
-                s.with_label_values(&[name])
-                    .set(if cluster.discovery_status().stale { 1.0 } else { 0.0 });
-            }
-        }
-        let mut out: Vec<MetricFamily> = gauges.iter().flat_map(|g| g.collect()).collect();
-        out.extend(counts.iter().flat_map(|c| c.collect()));
-        out.extend(stale.iter().flat_map(|c| c.collect()));
         out
     }
 }

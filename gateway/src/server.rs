@@ -14,6 +14,7 @@ use pingora::services::listening::Service;
 use crate::admin::AdminApi;
 use crate::config::{Config, Tls};
 use crate::metrics::Metrics;
+use crate::proxy::access_log::AccessLog;
 use crate::proxy::ArenaProxy;
 use crate::state::Gateway;
 
@@ -63,6 +64,7 @@ pub fn check_tls(listener: &str, tls: &Tls) -> Result<(), StartError> {
 /// (ignored once draining has begun).
 struct DrainThenStop {
     gw: Arc<Gateway>,
+    access_log: Option<Arc<AccessLog>>,
 }
 
 #[async_trait::async_trait]
@@ -96,11 +98,11 @@ impl ShutdownSignalWatch for DrainThenStop {
         }
         // pingora now sleeps through the grace period; our handler still owns SIGINT, so keep
         // honouring it: write out the access log and leave.
-        let gw = Arc::clone(&self.gw);
+        let log = self.access_log.clone();
         tokio::spawn(async move {
             if int.recv().await.is_some() {
                 tracing::info!("SIGINT during the grace period: stopping now");
-                flush_access_log(&gw);
+                flush_access_log(log.as_deref());
                 std::process::exit(130);
             }
         });
@@ -108,24 +110,36 @@ impl ShutdownSignalWatch for DrainThenStop {
     }
 }
 
+/// A built gateway, ready to [`serve`].
+pub struct Built {
+    pub server: Server,
+    pub gw: Arc<Gateway>,
+    access_log: Option<Arc<AccessLog>>,
+}
+
 /// Serves until a shutdown signal has run its course, then exits the process.
-pub fn serve(server: Server, gw: Arc<Gateway>) -> ! {
+pub fn serve(built: Built) -> ! {
+    let Built { server, gw, access_log } = built;
     server.run(RunArgs {
-        shutdown_signal: Box::new(DrainThenStop { gw: Arc::clone(&gw) }),
+        shutdown_signal: Box::new(DrainThenStop {
+            gw,
+            access_log: access_log.clone(),
+        }),
     });
-    flush_access_log(&gw);
+    flush_access_log(access_log.as_deref());
     std::process::exit(0)
 }
 
 /// Exit skips destructors: write out the access log's last lines first.
-fn flush_access_log(gw: &Gateway) {
-    if let Some(log) = &gw.access_log {
+fn flush_access_log(log: Option<&AccessLog>) {
+    if let Some(log) = log {
         log.flush(std::time::Duration::from_secs(2));
     }
 }
 
-/// Builds the server; [`serve`] runs it.
-pub fn build(config: Config, config_path: Option<PathBuf>) -> Result<(Server, Arc<Gateway>), StartError> {
+/// Builds the server from a loaded configuration (`text_hash`: of the file text it came from);
+/// [`serve`] runs it.
+pub fn build(config: Config, config_path: Option<PathBuf>, text_hash: Option<u64>) -> Result<Built, StartError> {
     for l in &config.listeners {
         if let Some(tls) = &l.tls {
             check_tls(&l.name, tls)?;
@@ -144,14 +158,25 @@ pub fn build(config: Config, config_path: Option<PathBuf>) -> Result<(Server, Ar
     let listeners = config.listeners.clone();
     let admin_addr = config.admin.address;
     let h2c = config.server.h2c;
-    let gw = Gateway::new(config, config_path, Metrics::new()?).map_err(StartError::Runtime)?;
+    let metrics = Metrics::new()?;
+    let access_log = match &config.access_log {
+        Some(spec) => Some(Arc::new(
+            AccessLog::start(&spec.output, metrics.access_log_dropped.clone())
+                .map_err(|e| StartError::Runtime(format!("cannot open the access log {:?}: {e}", spec.output)))?,
+        )),
+        None => None,
+    };
+    let gw = Gateway::new(config, config_path, text_hash, metrics).map_err(StartError::Runtime)?;
 
     let mut options = HttpServerOptions::default();
     options.h2c = h2c;
-    let mut proxy = ProxyServiceBuilder::new(&server.configuration, ArenaProxy::new(Arc::clone(&gw)))
-        .name("arena proxy")
-        .server_options(options)
-        .build();
+    let mut proxy = ProxyServiceBuilder::new(
+        &server.configuration,
+        ArenaProxy::new(Arc::clone(&gw), access_log.clone()),
+    )
+    .name("arena proxy")
+    .server_options(options)
+    .build();
     for l in &listeners {
         let addr = l.address.to_string();
         match &l.tls {
@@ -177,5 +202,5 @@ pub fn build(config: Config, config_path: Option<PathBuf>) -> Result<(Server, Ar
     server.add_service(proxy);
     server.add_service(admin);
     crate::control::start(Arc::clone(&gw))?;
-    Ok((server, gw))
+    Ok(Built { server, gw, access_log })
 }

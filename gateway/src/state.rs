@@ -143,40 +143,36 @@ pub struct Gateway {
     reload_lock: Mutex<ReloadStatus>,
     /// Runtime of the control plane, where discovery tasks live.
     control: OnceLock<tokio::runtime::Handle>,
-    /// The access-log writer, when the config at start had `access_log`.
-    pub access_log: Option<crate::proxy::access_log::AccessLog>,
+    /// Where the access log opened at start writes (restart-only: a reload cannot move it).
+    pub access_log_output: Option<config::LogOutput>,
     /// Set on SIGTERM: the process is leaving (see [`Gateway::start_draining`]).
     draining: std::sync::atomic::AtomicBool,
 }
 
 impl Gateway {
-    pub fn new(config: Config, config_path: Option<PathBuf>, metrics: Metrics) -> Result<Arc<Self>, String> {
-        let access_log = match &config.access_log {
-            Some(spec) => Some(
-                crate::proxy::access_log::AccessLog::start(&spec.output, metrics.access_log_dropped.clone())
-                    .map_err(|e| format!("cannot open the access log {:?}: {e}", spec.output))?,
-            ),
-            None => None,
-        };
+    /// The gateway for a loaded `config`; `text_hash` is the hash of the file text it was
+    /// loaded from (so the file watch ignores events that do not change it).
+    pub fn new(
+        config: Config,
+        config_path: Option<PathBuf>,
+        text_hash: Option<u64>,
+        metrics: Metrics,
+    ) -> Result<Arc<Self>, String> {
+        let access_log_output = config.access_log.as_ref().map(|a| a.output.clone());
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None, &metrics, 1)?));
-        metrics.watch_endpoints(Arc::clone(&snapshot));
         metrics.config_generation.set(1);
         metrics.last_reload_success.set(unix_now());
-        let tried_hash = config_path
-            .as_deref()
-            .and_then(|p| std::fs::read_to_string(p).ok())
-            .map(|t| text_hash(&t));
         Ok(Arc::new(Gateway {
             snapshot,
             metrics,
             config_path,
             reload_lock: Mutex::new(ReloadStatus {
                 generation: 1,
-                tried_hash,
+                tried_hash: text_hash,
                 ..Default::default()
             }),
             control: OnceLock::new(),
-            access_log,
+            access_log_output,
             draining: std::sync::atomic::AtomicBool::new(false),
         }))
     }
@@ -184,6 +180,11 @@ impl Gateway {
     /// The snapshot requests should use now.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// The swappable snapshot itself, for readers that outlive one request (scrape-time gauges).
+    pub fn snapshots(&self) -> Arc<ArcSwap<Snapshot>> {
+        Arc::clone(&self.snapshot)
     }
 
     pub fn reload_status(&self) -> ReloadStatus {
@@ -245,7 +246,7 @@ impl Gateway {
                 return Err(ConfigErrors(vec![d]));
             }
         };
-        let hash = text_hash(&text);
+        let hash = config::text_hash(&text);
         let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
         let mut status = self.reload_lock.lock().unwrap_or_else(PoisonError::into_inner);
         let same_rejection = status.rejected_mtime.is_none() || status.rejected_mtime == mtime;
@@ -274,7 +275,7 @@ impl Gateway {
         };
         let old = self.snapshot.load_full();
         let (config, mut warnings) = (loaded.config, loaded.warnings);
-        let opened = self.access_log.as_ref().map(|l| &l.output);
+        let opened = self.access_log_output.as_ref();
         let config = keep_restart_only_parts(config, &old.config, opened, &mut warnings);
         let generation = status.generation + 1;
         let snap = match Snapshot::build(config, Some(&old), &self.metrics, generation) {
@@ -378,13 +379,6 @@ fn keep_restart_only_parts(
         new.server.upstream_keepalive_pool_size = old.server.upstream_keepalive_pool_size;
     }
     new
-}
-
-fn text_hash(text: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut h);
-    h.finish()
 }
 
 fn unix_now() -> i64 {

@@ -16,6 +16,7 @@ use std::time::Duration;
 use arena_core::config::ser::{human, human_opt};
 use serde::Serialize;
 
+pub use arena_core::config::defaults;
 pub use arena_core::config::{
     ClusterSpec, DnsSpec, FaasKind, FaasSpec, FaasTarget, FallbackOn, FallbackSpec, HashKey, HedgeAfter, HedgeSpec,
     LbKind, LimitKey, LimitScope, LoadTuning, Match, OutlierSpec, PathMatch, RateLimitSpec, RecordKind, RedisSpec,

@@ -1,103 +1,228 @@
-//! Attempt decisions as plain functions: classify a failed try, decide whether another try
-//! is allowed, how long to back off, and whether the FaaS fallback takes over.
+//! The try engine: one try of a request on one pod, the same for pingora's proxy loop and for
+//! hedged tries — pick the pod and take its in-flight slot ([`start`]), build the peer with the
+//! try's timeouts ([`peer`]), the request headers the pod gets ([`forwarding_headers`],
+//! [`upstream_request`]), and record how it ended ([`answered`], [`failed`]): latency, the
+//! pod's load report, outlier state.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use pingora::{Error, ErrorType};
+use arena_core::balance::report;
+use http::{HeaderName, HeaderValue};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::Result;
 use rand::Rng;
+use tokio::time::Instant;
 
-use crate::config::{FallbackOn, RetryOn, RetrySpec};
-use crate::error::GatewayError;
+use super::classify::Fault;
+use super::ctx::{RequestId, Routed, Try};
+use super::error::GatewayError;
+use crate::config::ClusterSpec;
+use crate::route::Route;
 
-/// Connect failures are retried this often when the route has no `retry` block: nothing
-/// reached the pod, so another pod may always take the request.
-pub const DEFAULT_CONNECT_ATTEMPTS: u32 = 3;
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
-/// What went wrong with one try.
-pub fn cause_of(e: &Error) -> RetryOn {
-    use ErrorType::*;
-    match e.etype() {
-        ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | TLSHandshakeFailure | SocketError
-        | BindError => RetryOn::ConnectFailure,
-        ReadTimedout | WriteTimedout => RetryOn::Timeout,
-        HTTPStatus(s) if *s >= 500 => RetryOn::Status5xx,
-        _ => RetryOn::Reset,
+/// Starts the next try of `routed`: the circuit and the deadline allow it, a pod is picked
+/// (one not tried yet; with `revisit`, a tried one when all were — a sequential retry may go
+/// back, a hedge never races a pod against itself) and its slot taken. Returns the try and
+/// its timeout (the per-try timeout, never past the route's deadline).
+pub fn start<R: Rng>(
+    routed: &mut Routed,
+    revisit: bool,
+    now: Instant,
+    rng: &mut R,
+) -> Result<(Try, Duration), GatewayError> {
+    let remaining = routed.remaining(now);
+    if remaining.is_zero() {
+        return Err(GatewayError::UpstreamTimeout {
+            pod: routed.tries.last_pod,
+        });
     }
+    let cluster = routed.cluster();
+    if cluster.circuit_open() {
+        return Err(GatewayError::CircuitOpen {
+            cluster: cluster.name().to_string(),
+        });
+    }
+    let tried = &routed.tries.tried;
+    let key = routed.target.hash_key.as_deref();
+    let picked = cluster.pick(key, |e| !tried.contains(&e.addr), rng).or_else(|| {
+        (revisit && !tried.is_empty())
+            .then(|| cluster.pick(key, |_| true, rng))
+            .flatten()
+    });
+    let Some(endpoint) = picked else {
+        return Err(GatewayError::NoEndpoints {
+            cluster: cluster.name().to_string(),
+        });
+    };
+    let slot = cluster.start(&endpoint);
+    let per_try = cluster.spec.per_try_timeout.map_or(remaining, |p| p.min(remaining));
+    let tries = &mut routed.tries;
+    tries.count += 1;
+    tries.tried.push(endpoint.addr);
+    tries.last_pod = Some(endpoint.addr);
+    Ok((
+        Try {
+            pod: endpoint.addr,
+            slot,
+        },
+        per_try,
+    ))
 }
 
-/// Facts about the request that bound its retries.
-#[derive(Debug, Clone, Copy)]
-pub struct TryState {
-    /// Tries made so far, the failed one included.
-    pub attempts: u32,
-    /// GET/HEAD/PUT/DELETE/OPTIONS... (or the route opted in for the others).
-    pub idempotent: bool,
-    /// The request body can be sent again (fully buffered).
-    pub replayable: bool,
-    /// Bytes of the answer already went to the client: nothing can be retried.
-    pub response_started: bool,
-    /// Time left before the route's total deadline.
-    pub remaining: Duration,
+/// The pingora peer of a try, with its timeouts. Each timeout is a timer armed on every read
+/// or write, so only those that matter are set: no write timeout for a bodyless request.
+pub fn peer(spec: &ClusterSpec, pod: SocketAddr, per_try: Duration, bodyless: bool) -> HttpPeer {
+    let mut peer = HttpPeer::new(pod, false, String::new());
+    let opts = &mut peer.options;
+    opts.connection_timeout = Some(spec.connect_timeout.min(per_try));
+    opts.total_connection_timeout = Some(spec.connect_timeout.min(per_try));
+    opts.read_timeout = Some(per_try);
+    if !bodyless {
+        opts.write_timeout = Some(per_try);
+    }
+    opts.idle_timeout = spec.idle_timeout;
+    peer
 }
 
-/// Whether the route's policy allows one more try after `cause` (budget not included).
-pub fn may_retry(retry: Option<&RetrySpec>, cause: RetryOn, s: &TryState) -> bool {
-    if s.response_started || !s.replayable || s.remaining.is_zero() {
-        return false;
-    }
-    match retry {
-        // A connect failure never reached the pod: safe to retry whatever the method.
-        Some(r) => {
-            r.retries_on(cause)
-                && s.attempts < r.attempts
-                && (s.idempotent || r.non_idempotent || cause == RetryOn::ConnectFailure)
+/// The pod answered with `resp`: its load report is taken off the header (internal: never
+/// passed to clients) and the try recorded — a 5xx as the pod's failure, anything else as a
+/// success whose latency feeds the balancer (and the route's hedge percentile). Returns the
+/// status and whether it was a server error.
+pub fn answered(route: &Route, t: Option<Try>, resp: &mut ResponseHeader) -> (u16, bool) {
+    let load = match resp.headers.get(&report::HEADER_NAME) {
+        Some(v) => {
+            let r = report::parse(v.as_bytes());
+            resp.remove_header(&report::HEADER_NAME);
+            r
         }
-        None => cause == RetryOn::ConnectFailure && s.attempts < DEFAULT_CONNECT_ATTEMPTS,
+        None => None,
+    };
+    let failed = resp.status.is_server_error();
+    if let Some(t) = t {
+        if !failed {
+            if let Some(w) = &route.latency {
+                w.record(t.started().elapsed());
+            }
+        }
+        route.cluster.finish(t.slot, !failed, load);
+    }
+    (resp.status.as_u16(), failed)
+}
+
+/// The try ended with `fault`: the pod's failure when it is to blame, else (the client went
+/// away, the gateway failed) only its slot is released.
+pub fn failed(route: &Route, t: Try, fault: &Fault) {
+    if fault.counts_against_pod() {
+        route.cluster.finish(t.slot, false, None);
     }
 }
 
-/// Jittered exponential backoff before try number `attempts + 1`: base × 2^(attempts−1) × [0.5, 1.5).
-pub fn backoff<R: Rng>(base: Duration, attempts: u32, rng: &mut R) -> Duration {
-    let exp = 1u32 << attempts.saturating_sub(1).min(6);
-    base.saturating_mul(exp).mul_f64(rng.random_range(0.5..1.5))
+/// A try that was still waiting when another one won a hedged race: it was slower than a
+/// whole request elsewhere, which is how a stuck pod gets ejected even though hedging hides it.
+pub fn lost_to_a_faster_pod(route: &Route, t: Try) {
+    route.cluster.finish(t.slot, false, None);
 }
 
-/// Why a request goes to the function instead of (or after) the pods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FaasReason {
-    RetriesExhausted,
-    NoHealthyPods,
-    CircuitOpen,
-    Spillover,
-    Warm,
-}
-
-impl FaasReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FaasReason::RetriesExhausted => "retries_exhausted",
-            FaasReason::NoHealthyPods => "no_healthy_pods",
-            FaasReason::CircuitOpen => "circuit_open",
-            FaasReason::Spillover => "spillover",
-            FaasReason::Warm => "warm",
+/// Adds the headers the gateway sets on every request to a pod: the request id (unless it is
+/// the client's own, already in the copied request) and the client in `x-forwarded-for`.
+pub fn forwarding_headers(upstream: &mut RequestHeader, id: &RequestId, client_ip: Option<IpAddr>) -> Result<()> {
+    // `&'static str` names are pingora's cheapest insert: no title-casing, no allocation.
+    if !id.from_client {
+        upstream.insert_header("x-request-id", id.value.clone())?;
+    }
+    if let Some(ip) = client_ip {
+        let xff = match upstream.headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prev) => HeaderValue::from_str(&format!("{prev}, {ip}")).ok(),
+            None => ip_header_value(ip),
+        };
+        if let Some(xff) = xff {
+            upstream.insert_header("x-forwarded-for", xff)?;
         }
     }
+    Ok(())
+}
 
-    /// Warm-up and spillover traffic may still go to the pods if the function fails.
-    pub fn pods_can_still_serve(self) -> bool {
-        matches!(self, FaasReason::Spillover | FaasReason::Warm)
+/// The request a try sends when the gateway drives it itself (hedged tries): the client's
+/// request as HTTP/1.1 with a `Host`, hop-by-hop headers removed as pingora's proxy loop does
+/// for its own tries (RFC 9110 §7.6.1, and whatever `Connection` nominates), plus the
+/// forwarding headers.
+pub fn upstream_request(client: &RequestHeader, id: &RequestId, client_ip: Option<IpAddr>) -> Result<RequestHeader> {
+    let mut req = client.clone();
+    req.set_version(http::Version::HTTP_11);
+    strip_hop_by_hop(&mut req);
+    if !req.headers.contains_key(http::header::HOST) {
+        if let Some(a) = req.uri.authority().map(|a| a.as_str().to_string()) {
+            req.insert_header(http::header::HOST, a)?;
+        }
+    }
+    forwarding_headers(&mut req, id, client_ip)?;
+    Ok(req)
+}
+
+/// Headers meaningful for one connection only; never forwarded.
+const HOP_BY_HOP: [&str; 10] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "http2-settings",
+];
+
+/// Names a forwarding proxy must keep even if `Connection` nominates them.
+const PROTECTED: [&str; 4] = ["host", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"];
+
+fn strip_hop_by_hop(req: &mut RequestHeader) {
+    let nominated: Vec<HeaderName> = req
+        .headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter_map(|t| HeaderName::from_bytes(t).ok())
+        .filter(|n| !PROTECTED.contains(&n.as_str()))
+        .take(16)
+        .collect();
+    for name in &nominated {
+        req.remove_header(name);
+    }
+    for name in HOP_BY_HOP {
+        req.remove_header(name);
     }
 }
 
-/// Which fallback trigger a final error corresponds to, if any.
-pub fn fallback_reason(err: &GatewayError) -> Option<(FallbackOn, FaasReason)> {
-    match err {
-        GatewayError::NoEndpoints { .. } => Some((FallbackOn::NoHealthyPods, FaasReason::NoHealthyPods)),
-        GatewayError::CircuitOpen { .. } => Some((FallbackOn::CircuitOpen, FaasReason::CircuitOpen)),
-        GatewayError::Unreachable { .. } | GatewayError::UpstreamTimeout { .. } | GatewayError::BadStatus { .. } => {
-            Some((FallbackOn::RetriesExhausted, FaasReason::RetriesExhausted))
+/// The client's IP as a header value, IPv4 formatted by hand (the common case, hot path).
+pub fn ip_header_value(ip: IpAddr) -> Option<HeaderValue> {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut buf = [0u8; 15];
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                if octet >= 100 {
+                    buf[n] = b'0' + octet / 100;
+                    n += 1;
+                }
+                if octet >= 10 {
+                    buf[n] = b'0' + (octet / 10) % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + octet % 10;
+                n += 1;
+            }
+            HeaderValue::from_bytes(&buf[..n]).ok()
         }
-        _ => None,
+        IpAddr::V6(_) => HeaderValue::from_str(&ip.to_string()).ok(),
     }
 }
 

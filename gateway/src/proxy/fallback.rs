@@ -1,5 +1,8 @@
-//! Glue for the FaaS fallback: when to divert before trying pods, gathering the request for
-//! replay, and writing the function's answer to the client.
+//! Fall back: when the request goes to the route's function instead of (or after) the pods —
+//! diverted before any try ([`divert`]: no healthy pod, circuit open, spillover, warm-up
+//! share), or after the tries failed ([`reason_after`]) — gathering the request for replay and
+//! writing the function's answer. [`answer_failure`] is the last word on a request the pods
+//! could not serve: the function when the policy says so, else the classified error.
 
 use std::time::Instant as StdInstant;
 
@@ -9,12 +12,41 @@ use pingora::proxy::Session;
 use pingora::Result;
 use rand::Rng;
 
-use super::attempt::FaasReason;
-use super::RequestCtx;
+use super::admit::declared_body_len;
+use super::ctx::RequestCtx;
+use super::error::GatewayError;
+use super::respond::{self, Backend};
 use crate::config::FallbackOn;
 use crate::faas::{is_hop_header, FaasError, FaasRequest, Function};
 use crate::metrics::Metrics;
 use crate::route::Route;
+
+/// Why a request goes to the function instead of (or after) the pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaasReason {
+    RetriesExhausted,
+    NoHealthyPods,
+    CircuitOpen,
+    Spillover,
+    Warm,
+}
+
+impl FaasReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaasReason::RetriesExhausted => "retries_exhausted",
+            FaasReason::NoHealthyPods => "no_healthy_pods",
+            FaasReason::CircuitOpen => "circuit_open",
+            FaasReason::Spillover => "spillover",
+            FaasReason::Warm => "warm",
+        }
+    }
+
+    /// Warm-up and spillover traffic may still go to the pods if the function fails.
+    pub fn pods_can_still_serve(self) -> bool {
+        matches!(self, FaasReason::Spillover | FaasReason::Warm)
+    }
+}
 
 /// Whether to send the request to the function before any pod is tried.
 pub fn divert<R: Rng>(route: &Route, rng: &mut R) -> Option<FaasReason> {
@@ -36,20 +68,142 @@ pub fn divert<R: Rng>(route: &Route, rng: &mut R) -> Option<FaasReason> {
     None
 }
 
-/// Declared body length: `Some(0)` for requests without a body, `None` when unknown (chunked).
-pub fn declared_body_len(session: &mut Session) -> Option<usize> {
-    let headers = &session.req_header().headers;
-    match headers.get(http::header::CONTENT_LENGTH) {
-        Some(v) => v.to_str().ok().and_then(|v| v.trim().parse::<usize>().ok()),
-        // HTTP/1: neither Content-Length nor Transfer-Encoding means no body (RFC 9112 §6.3).
-        None if session.as_http1().is_some() && !headers.contains_key(http::header::TRANSFER_ENCODING) => Some(0),
-        None => session.as_mut().is_body_empty().then_some(0),
+/// Which fallback trigger a final error corresponds to, if any.
+pub fn reason_after(err: &GatewayError) -> Option<(FallbackOn, FaasReason)> {
+    match err {
+        GatewayError::NoEndpoints { .. } => Some((FallbackOn::NoHealthyPods, FaasReason::NoHealthyPods)),
+        GatewayError::CircuitOpen { .. } => Some((FallbackOn::CircuitOpen, FaasReason::CircuitOpen)),
+        GatewayError::Unreachable { .. } | GatewayError::UpstreamTimeout { .. } | GatewayError::BadStatus { .. } => {
+            Some((FallbackOn::RetriesExhausted, FaasReason::RetriesExhausted))
+        }
+        _ => None,
+    }
+}
+
+/// True when the route replays on its function once the pods' tries are spent (so a pod's
+/// final 5xx is not passed on).
+pub fn after_retries(route: &Route) -> bool {
+    route.fallback.is_some()
+        && route
+            .spec
+            .fallback
+            .as_ref()
+            .is_some_and(|f| f.on(FallbackOn::RetriesExhausted))
+}
+
+/// The error for a diverted request whose function failed while no pod could serve it.
+pub fn diverted_failure(route: &Route, reason: FaasReason, why: String) -> GatewayError {
+    let upstream = match reason {
+        FaasReason::CircuitOpen => format!("cluster `{}` is at its in-flight limit", route.cluster.name()),
+        _ => format!("cluster `{}` has no pod available", route.cluster.name()),
+    };
+    GatewayError::FallbackFailed { upstream, faas: why }
+}
+
+/// Final answer for a request the pods could not serve: the route's function when the policy
+/// says so, else the error. Returns (status, the client's connection is reusable).
+pub async fn answer_failure(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    mut err: GatewayError,
+    metrics: &Metrics,
+) -> (u16, bool) {
+    let policy = ctx.routed.as_ref().and_then(|r| {
+        r.route
+            .spec
+            .fallback
+            .as_ref()
+            .map(|f| (f.clone(), r.route.fallback.is_some()))
+    });
+    if let (Some((spec, true)), Some((on, reason)), None) = (policy, reason_after(&err), session.response_written()) {
+        if spec.on(on) {
+            match Box::pin(replay(session, ctx, reason, metrics)).await {
+                Ok(()) => {
+                    ctx.outcome.error = None;
+                    let status = session.response_written().map_or(200, |r| r.status.as_u16());
+                    return (status, !ctx.outcome.closing && session.as_mut().is_body_done());
+                }
+                Err(why) => {
+                    err = GatewayError::FallbackFailed {
+                        upstream: err.to_string(),
+                        faas: why,
+                    };
+                }
+            }
+        }
+    }
+    let status = err.status();
+    let reusable = respond::reusable_after(&err, ctx, session.as_mut().is_body_done());
+    respond::error(session, ctx, err, reusable).await;
+    (status, reusable)
+}
+
+/// Replays the request on the route's function for `reason`; `Ok` when it answered.
+pub async fn replay(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    reason: FaasReason,
+    metrics: &Metrics,
+) -> std::result::Result<(), String> {
+    let Some(routed) = ctx.routed.as_mut() else {
+        return Err("no route".into());
+    };
+    let Some(function) = routed.route.fallback.clone() else {
+        return Err("no function".into());
+    };
+    let limit = routed.route.spec.replay_buffer_bytes;
+    let body = match gather_body(session, limit, reason).await {
+        Ok(b) => b,
+        Err(Gather::TooBig(why)) => {
+            routed.body.too_big_to_replay = true;
+            return Err(why);
+        }
+        Err(Gather::Other(why)) => return Err(why),
+    };
+    serve(session, ctx, &function, reason, body, metrics)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+enum Gather {
+    TooBig(String),
+    Other(String),
+}
+
+/// The whole request body for a replay, kept in pingora's retry buffer so pods can still be
+/// tried afterwards.
+async fn gather_body(session: &mut Session, limit: usize, reason: FaasReason) -> std::result::Result<Bytes, Gather> {
+    if session.as_mut().is_body_done() {
+        // Already read (or proxied) in full: pingora's retry buffer holds it.
+        return match session.as_ref().get_retry_buffer() {
+            Some(b) => Ok(b),
+            None if session.as_mut().is_body_empty() => Ok(Bytes::new()),
+            None => Err(Gather::Other("request body was not kept for replay".into())),
+        };
+    }
+    match declared_body_len(session) {
+        Some(n) if n > limit => {
+            return Err(Gather::Other(format!(
+                "request body of {n} bytes is over the replay buffer"
+            )))
+        }
+        None if reason.pods_can_still_serve() => {
+            return Err(Gather::Other("body of unknown length is not diverted".into()))
+        }
+        _ => {}
+    }
+    let prior = session.as_ref().get_retry_buffer().unwrap_or_default();
+    match read_body(session, limit).await {
+        Ok(Some(rest)) if prior.is_empty() => Ok(rest),
+        Ok(Some(rest)) => Ok([prior, rest].concat().into()),
+        Ok(None) => Err(Gather::TooBig("request body is over the replay buffer".into())),
+        Err(e) => Err(Gather::Other(format!("reading the request body: {e}"))),
     }
 }
 
 /// Reads the whole request body into pingora's retry buffer (so pods can still be tried
 /// afterwards) and returns it; `None` when it is larger than `limit`.
-pub async fn read_body(session: &mut Session, limit: usize) -> Result<Option<Bytes>> {
+async fn read_body(session: &mut Session, limit: usize) -> Result<Option<Bytes>> {
     session.as_mut().enable_retry_buffering();
     let mut buf = BytesMut::new();
     while let Some(chunk) = session.read_request_body().await? {
@@ -62,7 +216,7 @@ pub async fn read_body(session: &mut Session, limit: usize) -> Result<Option<Byt
 }
 
 /// The request as received, ready for a function.
-pub fn faas_request(session: &Session, ctx: &RequestCtx, body: Bytes) -> FaasRequest {
+fn faas_request(session: &Session, ctx: &RequestCtx, body: Bytes) -> FaasRequest {
     let req = session.req_header();
     FaasRequest {
         method: req.method.clone(),
@@ -78,14 +232,13 @@ pub fn faas_request(session: &Session, ctx: &RequestCtx, body: Bytes) -> FaasReq
 }
 
 /// Invokes the function and, on success, answers the client with its response.
-pub async fn serve(
+async fn serve(
     session: &mut Session,
     ctx: &mut RequestCtx,
     function: &Function,
     reason: FaasReason,
     body: Bytes,
     metrics: &Metrics,
-    debug: bool,
 ) -> std::result::Result<(), FaasError> {
     let req = faas_request(session, ctx, body);
     let t0 = StdInstant::now();
@@ -106,30 +259,29 @@ pub async fn serve(
     let write = async {
         let mut h = ResponseHeader::build(resp.status, Some(resp.headers.len() + 5))?;
         for (k, v) in &resp.headers {
-            if !is_hop_header(k.as_str()) && k.as_str() != super::report::HEADER {
+            if !is_hop_header(k.as_str()) && k.as_str() != arena_core::balance::report::HEADER {
                 h.append_header(k.clone(), v.clone())?;
             }
         }
         h.insert_header(http::header::CONTENT_LENGTH, resp.body.len().to_string())?;
-        h.insert_header("x-request-id", ctx.request_id.clone())?;
-        if debug {
-            h.insert_header("x-arena-backend", format!("faas={}", function.name()))?;
-            if let Some(route) = &ctx.route {
-                h.insert_header("x-arena-route", route.spec.name.as_str())?;
-            }
-            h.insert_header("x-arena-attempts", ctx.attempts.to_string())?;
-        }
-        if ctx.closing {
+        h.insert_header("x-request-id", ctx.id.value.clone())?;
+        respond::debug_headers(&mut h, ctx, Backend::Function(function.name()))?;
+        if ctx.outcome.closing {
             // pingora writes `Connection` itself from the session's keep-alive setting.
             session.as_mut().set_keepalive(None);
         }
         session.write_response_header(Box::new(h), false).await?;
         session.write_response_body(Some(resp.body.clone()), true).await
     };
-    ctx.served_by = Some(function.name().into());
-    if let Err(e) = write.await {
+    let written = write.await;
+    ctx.outcome.served_by = Some(function.name().into());
+    if let Err(e) = written {
         // The client went away; the function did its job.
         tracing::debug!(error = %e, "writing the function's answer failed");
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "fallback_tests.rs"]
+mod tests;

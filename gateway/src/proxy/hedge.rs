@@ -1,10 +1,21 @@
-//! Hedged requests: for idempotent, bodyless requests on routes with `hedge`, a second try
-//! goes to another pod when the first has not answered after `hedge.after` (fixed, or the
-//! route's live percentile). The first good answer wins; the losers are cancelled (their
-//! connections dropped). pingora's proxy loop runs one try at a time, so these tries are
-//! driven here with pingora's own HTTP connector.
+//! Hedging: for idempotent, bodyless requests on routes with `hedge`, another try goes to
+//! another pod when the first has not answered after `hedge.after` (fixed, or the route's live
+//! percentile); the first good answer wins and the others are cancelled.
+//!
+//! The race ([`race`]) is plain concurrency over tries it does not know: a [`Racer`] starts
+//! them and is told how they end. The gateway's racer ([`PodRace`]) starts each try with the
+//! try engine (`attempt`), decides retries with `retry` and classifies failures with
+//! `classify`, exactly as pingora's proxy loop does; it only drives the connection itself,
+//! because pingora runs one upstream try at a time.
+//!
+//! Connections: pingora 0.9.1 keeps its proxy loop's connector private (`HttpProxy` builds it
+//! from `ServerConf` and exposes no handle), so hedged tries use a second pool, the
+//! [`Hedger`]'s: the same size as `server.upstream_keepalive_pool_size`, per-pod idle timeout
+//! from the cluster, used only by hedged routes.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,21 +24,21 @@ use pingora::connectors::ConnectorOptions;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::protocols::http::client::HttpSession;
-use pingora::proxy::Session;
 use pingora::{Error, ErrorType};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{attempt, with_rng, ArenaProxy, RequestCtx};
+use super::attempt;
+use super::classify::{classify, Fault};
+use super::ctx::{Routed, Try};
+use super::error::GatewayError;
+use super::random;
+use super::retry::{self, TryState, Verdict};
+use crate::config::defaults::hedge::PERCENTILE_FALLBACK;
 use crate::config::{HedgeAfter, HedgeSpec, RetryOn};
-use crate::error::GatewayError;
 use crate::route::Route;
-use arena_core::balance::{report, InFlight};
 
-/// Hedge delay of a `pNN` route before it has enough latency samples.
-const PERCENTILE_FALLBACK: Duration = Duration::from_millis(50);
-
-/// Connection pool for hedged tries (separate from the proxy loop's pool).
+/// The connection pool of hedged tries.
 pub struct Hedger {
     connector: Arc<Connector>,
 }
@@ -38,38 +49,264 @@ impl Hedger {
             connector: Arc::new(Connector::new(Some(ConnectorOptions::new(pool_size)))),
         }
     }
-}
 
-/// One try in flight: its pod, peer and in-flight slot.
-struct Try {
-    addr: SocketAddr,
-    peer: HttpPeer,
-    guard: Option<InFlight>,
-    started: Instant,
-}
-
-/// How long to wait before hedging, or `None` to not hedge this request.
-pub fn hedge_delay(spec: &HedgeSpec, route: &Route) -> Option<Duration> {
-    match spec.after {
-        HedgeAfter::Fixed(d) => Some(d),
-        // Until the route has a latency history (after start or a reload), hedge after a
-        // fixed delay rather than not at all: a stuck pod must not cost a whole timeout.
-        HedgeAfter::Percentile(_) => Some(
-            route
-                .latency
-                .as_ref()
-                .and_then(|w| w.current())
-                .map_or(PERCENTILE_FALLBACK, |d| d.max(Duration::from_millis(1))),
-        ),
+    /// Returns a connection whose answer was read to the end to the pool.
+    pub async fn release(&self, s: HttpSession, peer: &HttpPeer) {
+        self.connector
+            .release_http_session(s, peer, peer.options.idle_timeout)
+            .await;
     }
 }
 
+/// How long to wait before hedging.
+pub fn hedge_delay(spec: &HedgeSpec, route: &Route) -> Duration {
+    match spec.after {
+        HedgeAfter::Fixed(d) => d,
+        // Until the route has a latency history (after start or a reload), hedge after a
+        // fixed delay rather than not at all: a stuck pod must not cost a whole timeout.
+        HedgeAfter::Percentile(_) => route
+            .latency
+            .as_ref()
+            .and_then(|w| w.current())
+            .map_or(PERCENTILE_FALLBACK, |d| d.max(Duration::from_millis(1))),
+    }
+}
+
+/// The hedge plan of a request, when it is hedged: only requests that can be sent twice
+/// (idempotent, no body) on routes with `hedge`.
+pub fn plan(route: &Route, idempotent: bool, bodyless: bool, deadline: Instant) -> Option<Plan> {
+    let spec = route.spec.hedge?;
+    (idempotent && bodyless).then(|| Plan {
+        delay: hedge_delay(&spec, route),
+        max_extra: spec.max_extra,
+        deadline,
+    })
+}
+
+/// When to hedge and until when to wait.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub delay: Duration,
+    /// Hedged tries beyond the first, at most.
+    pub max_extra: u32,
+    pub deadline: Instant,
+}
+
+/// How one try of a race ended.
+pub enum Reply<S> {
+    /// The pod answered (`status` ≥ 500 is a server error, not a win).
+    Answer(S, u16),
+    Failed(Fault),
+}
+
+/// A try's future, as a [`Racer`] starts it.
+pub type TryFuture<S> = Pin<Box<dyn Future<Output = Reply<S>> + Send>>;
+
+/// The tries of one race, seen from the race.
+pub trait Racer {
+    type Session: Send + 'static;
+    /// Starts one more try (on a pod not tried yet); the error when none can start.
+    fn launch(&mut self) -> Result<(usize, TryFuture<Self::Session>), GatewayError>;
+    /// A hedge (not a retry) is due: may it go (the retry budget pays for hedges too)?
+    fn hedge_allowed(&mut self) -> bool;
+    /// Try `idx` failed with `fault`.
+    fn failed(&mut self, idx: usize, fault: &Fault);
+    /// Nothing is in flight after a failure with `cause`: may the request be tried again?
+    fn may_retry(&mut self, cause: RetryOn) -> bool;
+    /// The pod try `idx` went to (for error messages).
+    fn pod(&self, idx: usize) -> Option<SocketAddr>;
+}
+
+/// How a race ended.
+pub struct RaceEnd<S> {
+    /// The first good answer, with its try's index.
+    pub winner: Option<(usize, S)>,
+    /// The last server-error answer, passed on when nothing better came and no fallback wants it.
+    pub server_error: Option<(usize, S)>,
+    /// Why the request was not served, when it was not.
+    pub failure: Option<GatewayError>,
+    /// Hedged tries launched.
+    pub hedges: u32,
+}
+
+/// Runs tries until one answers well, hedging after `plan.delay` (at most `plan.max_extra`
+/// times) and retrying when a failure leaves nothing in flight, until `plan.deadline`. Tries
+/// still running when it returns are cancelled.
+pub async fn race<R: Racer>(plan: &Plan, racer: &mut R) -> RaceEnd<R::Session> {
+    let mut set: JoinSet<(usize, Reply<R::Session>)> = JoinSet::new();
+    let mut end = RaceEnd {
+        winner: None,
+        server_error: None,
+        failure: None,
+        hedges: 0,
+    };
+    let mut last = None;
+    let mut spawn = |set: &mut JoinSet<_>, (idx, fut): (usize, TryFuture<R::Session>)| {
+        last = Some(idx);
+        set.spawn(async move { (idx, fut.await) });
+    };
+    match racer.launch() {
+        Ok(t) => spawn(&mut set, t),
+        Err(e) => end.failure = Some(e),
+    }
+    let mut extra = 0u32;
+    let mut last_launch = Instant::now();
+    while !set.is_empty() {
+        let hedge_at = if extra < plan.max_extra {
+            last_launch + plan.delay
+        } else {
+            plan.deadline
+        };
+        tokio::select! {
+            joined = set.join_next() => {
+                let Some(Ok((idx, reply))) = joined else { continue };
+                let cause = match reply {
+                    Reply::Answer(s, status) if status < 500 => {
+                        end.winner = Some((idx, s));
+                        break;
+                    }
+                    Reply::Answer(s, status) => {
+                        end.failure = Some(GatewayError::BadStatus { pod: racer.pod(idx), status });
+                        end.server_error = Some((idx, s));
+                        Some(RetryOn::Status5xx)
+                    }
+                    Reply::Failed(fault) => {
+                        racer.failed(idx, &fault);
+                        let cause = fault.retry_on;
+                        end.failure = Some(fault.error);
+                        cause
+                    }
+                };
+                if set.is_empty() && cause.is_some_and(|c| racer.may_retry(c)) {
+                    if let Ok(t) = racer.launch() {
+                        spawn(&mut set, t);
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(hedge_at), if hedge_at < plan.deadline => {
+                extra += 1;
+                match racer.hedge_allowed().then(|| racer.launch()) {
+                    Some(Ok(t)) => {
+                        spawn(&mut set, t);
+                        end.hedges += 1;
+                        last_launch = Instant::now();
+                    }
+                    _ => extra = plan.max_extra,
+                }
+            }
+            _ = tokio::time::sleep_until(plan.deadline) => {
+                end.failure = Some(GatewayError::UpstreamTimeout {
+                    pod: last.and_then(|i| racer.pod(i)),
+                });
+                break;
+            }
+        }
+    }
+    set.abort_all();
+    end
+}
+
+/// A try the race launched: its pod, its peer (to pool the connection) and the try until it ends.
+pub struct Launched {
+    pub pod: SocketAddr,
+    pub peer: HttpPeer,
+    pub open: Option<Try>,
+}
+
+/// The gateway's racer: real tries on the route's pods.
+pub struct PodRace<'a> {
+    pub routed: &'a mut Routed,
+    pub hedger: &'a Hedger,
+    /// The request every try sends.
+    pub request: RequestHeader,
+    /// Each launched try, by index.
+    pub tries: Vec<Launched>,
+    /// Retry facts that do not change during the race.
+    pub idempotent: bool,
+}
+
+impl Racer for PodRace<'_> {
+    type Session = HttpSession;
+
+    fn launch(&mut self) -> Result<(usize, TryFuture<HttpSession>), GatewayError> {
+        let (t, per_try) = random::with_rng(|rng| attempt::start(self.routed, false, Instant::now(), rng))?;
+        let peer = attempt::peer(&self.routed.cluster().spec, t.pod, per_try, true);
+        let idx = self.tries.len();
+        let (connector, req, p) = (Arc::clone(&self.hedger.connector), self.request.clone(), peer.clone());
+        let pod = t.pod;
+        self.tries.push(Launched {
+            pod,
+            peer,
+            open: Some(t),
+        });
+        Ok((idx, Box::pin(one_try(connector, p, req, per_try, pod))))
+    }
+
+    fn hedge_allowed(&mut self) -> bool {
+        self.routed.route.budget.as_ref().is_none_or(|b| b.try_retry())
+    }
+
+    fn failed(&mut self, idx: usize, fault: &Fault) {
+        if let Some(t) = self.tries.get_mut(idx).and_then(|l| l.open.take()) {
+            attempt::failed(&self.routed.route, t, fault);
+        }
+    }
+
+    fn pod(&self, idx: usize) -> Option<SocketAddr> {
+        self.tries.get(idx).map(|l| l.pod)
+    }
+
+    fn may_retry(&mut self, cause: RetryOn) -> bool {
+        let state = TryState {
+            attempts: self.routed.tries.count,
+            idempotent: self.idempotent,
+            replayable: true,
+            response_started: false,
+            remaining: self.routed.remaining(Instant::now()),
+        };
+        retry::decide(&self.routed.route, cause, &state, self.routed.tries.tried.len()) == Verdict::Retry
+    }
+}
+
+impl PodRace<'_> {
+    /// Ends the tries that lost: one that started before the winner (or when nothing won) and
+    /// still had not answered is counted against its pod; later ones only release their slot.
+    pub fn settle_losers(&mut self, winner: Option<usize>) {
+        let winner_started = winner
+            .and_then(|w| self.tries.get(w))
+            .and_then(|l| l.open.as_ref())
+            .map(Try::started);
+        for (i, l) in self.tries.iter_mut().enumerate() {
+            if Some(i) == winner {
+                continue;
+            }
+            if let Some(t) = l.open.take() {
+                if winner_started.is_none_or(|ws| t.started() <= ws) {
+                    attempt::lost_to_a_faster_pod(&self.routed.route, t);
+                }
+            }
+        }
+    }
+
+    /// The chosen try's answer header, recorded as its try's end (load report stripped).
+    pub fn take_answer(&mut self, idx: usize, s: &HttpSession) -> Option<(ResponseHeader, HttpPeer)> {
+        let l = self.tries.get_mut(idx)?;
+        let t = l.open.take()?;
+        let mut header = s.response_header()?.clone();
+        self.routed.tries.last_pod = Some(t.pod);
+        attempt::answered(&self.routed.route, Some(t), &mut header);
+        Some((header, l.peer.clone()))
+    }
+}
+
+/// One hedged try: connect (or reuse), send the head, read the answer's head, within `per_try`.
 async fn one_try(
     connector: Arc<Connector>,
     peer: HttpPeer,
     req: RequestHeader,
     per_try: Duration,
-) -> pingora::Result<HttpSession> {
+    pod: SocketAddr,
+) -> Reply<HttpSession> {
     let work = async {
         let (mut s, _reused) = connector.get_http_session(&peer).await?;
         s.set_read_timeout(Some(per_try));
@@ -77,225 +314,21 @@ async fn one_try(
         s.write_request_header(Box::new(req)).await?;
         s.finish_request_body().await?;
         s.read_response_header().await?;
-        Ok(s)
+        Ok::<_, Box<Error>>(s)
     };
-    match tokio::time::timeout(per_try, work).await {
+    let result = match tokio::time::timeout(per_try, work).await {
         Ok(r) => r,
         Err(_) => Err(Error::explain(ErrorType::ReadTimedout, "try exceeded per_try_timeout")),
+    };
+    match result {
+        Ok(s) => match s.response_header().map(|h| h.status.as_u16()) {
+            Some(status) => Reply::Answer(s, status),
+            None => Reply::Failed(classify(&Error::new(ErrorType::InvalidHTTPHeader).into_up(), Some(pod))),
+        },
+        Err(e) => Reply::Failed(classify(&e.into_up(), Some(pod))),
     }
 }
 
-impl ArenaProxy {
-    /// The request to send to pods: the client's, with the gateway's headers added.
-    fn upstream_request(session: &Session, ctx: &RequestCtx) -> pingora::Result<RequestHeader> {
-        let mut req = session.req_header().clone();
-        req.set_version(http::Version::HTTP_11);
-        if !req.headers.contains_key(http::header::HOST) {
-            if let Some(a) = req.uri.authority().map(|a| a.as_str().to_string()) {
-                req.insert_header(http::header::HOST, a)?;
-            }
-        }
-        super::add_forwarding_headers(&mut req, ctx)?;
-        Ok(req)
-    }
-
-    /// Picks a pod not tried yet and starts a try on it.
-    fn launch(
-        &self,
-        set: &mut JoinSet<(usize, pingora::Result<HttpSession>)>,
-        tries: &mut Vec<Try>,
-        ctx: &mut RequestCtx,
-        route: &Route,
-        req: &RequestHeader,
-    ) -> bool {
-        let cluster = &route.cluster;
-        let remaining = ctx
-            .deadline
-            .map_or(route.spec.timeout, |d| d.saturating_duration_since(Instant::now()));
-        if remaining.is_zero() || cluster.circuit_open() {
-            return false;
-        }
-        let tried = &ctx.tried;
-        let Some(ep) = with_rng(|rng| cluster.pick(ctx.hash_key.as_deref(), |e| !tried.contains(&e.addr), rng)) else {
-            return false;
-        };
-        let spec = &cluster.spec;
-        let per_try = spec.per_try_timeout.map_or(remaining, |p| p.min(remaining));
-        let mut peer = HttpPeer::new(ep.addr, false, String::new());
-        peer.options.connection_timeout = Some(spec.connect_timeout.min(per_try));
-        peer.options.total_connection_timeout = Some(spec.connect_timeout.min(per_try));
-        peer.options.idle_timeout = spec.idle_timeout;
-        ctx.attempts += 1;
-        ctx.tried.push(ep.addr);
-        ctx.pod = Some(ep.addr);
-        let idx = tries.len();
-        tries.push(Try {
-            addr: ep.addr,
-            peer: peer.clone(),
-            guard: Some(cluster.start(&ep)),
-            started: Instant::now(),
-        });
-        let connector = Arc::clone(&self.hedger.connector);
-        let req = req.clone();
-        set.spawn(async move { (idx, one_try(connector, peer, req, per_try).await) });
-        true
-    }
-
-    /// Serves a hedged request completely. Always answers the client (or fails writing to it).
-    pub(super) async fn serve_hedged(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        route: Arc<Route>,
-        spec: HedgeSpec,
-    ) -> pingora::Result<bool> {
-        let req = Self::upstream_request(session, ctx)?;
-        let delay = hedge_delay(&spec, &route);
-        let deadline = ctx.deadline.unwrap_or_else(|| Instant::now() + route.spec.timeout);
-        let mut set = JoinSet::new();
-        let mut tries: Vec<Try> = Vec::new();
-        let mut extra = 0u32;
-        let mut failure: Option<GatewayError> = None;
-        let mut server_error: Option<(usize, HttpSession)> = None;
-        let mut winner: Option<(usize, HttpSession)> = None;
-        let name = route.spec.name.clone();
-
-        if !self.launch(&mut set, &mut tries, ctx, &route, &req) {
-            failure = Some(GatewayError::NoEndpoints {
-                cluster: route.cluster.name().to_string(),
-            });
-        }
-        let mut last_launch = Instant::now();
-        while !set.is_empty() {
-            let hedge_at = match delay {
-                Some(d) if extra < spec.max_extra => last_launch + d,
-                _ => deadline,
-            };
-            tokio::select! {
-                joined = set.join_next() => {
-                    let Some(Ok((idx, result))) = joined else { continue };
-                    let t = &mut tries[idx];
-                    match result {
-                        Ok(s) if s.response_header().is_some_and(|h| !h.status.is_server_error()) => {
-                            winner = Some((idx, s));
-                            break;
-                        }
-                        Ok(s) => {
-                            let status = s.response_header().map_or(502, |h| h.status.as_u16());
-                            failure = Some(GatewayError::BadStatus { pod: Some(t.addr), status });
-                            server_error = Some((idx, s));
-                            if set.is_empty() && self.retry_allowed(session, ctx, RetryOn::Status5xx) {
-                                self.launch(&mut set, &mut tries, ctx, &route, &req);
-                            }
-                        }
-                        Err(e) => {
-                            if let Some(g) = t.guard.take() {
-                                route.cluster.finish(g, false, None);
-                            }
-                            let cause = attempt::cause_of(&e);
-                            failure = Some(GatewayError::from_pingora(&e.into_up(), Some(t.addr)));
-                            if set.is_empty() && self.retry_allowed(session, ctx, cause) {
-                                self.launch(&mut set, &mut tries, ctx, &route, &req);
-                            }
-                        }
-                    }
-                }
-                _ = tokio::time::sleep_until(hedge_at), if hedge_at < deadline => {
-                    extra += 1;
-                    let budget_ok = route.budget.as_ref().is_none_or(|b| b.try_retry());
-                    if budget_ok && self.launch(&mut set, &mut tries, ctx, &route, &req) {
-                        self.gw.metrics.hedges.with_label_values(&[name.as_str(), "launched"]).inc();
-                        last_launch = Instant::now();
-                    } else {
-                        extra = spec.max_extra;
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline) => {
-                    failure = Some(GatewayError::UpstreamTimeout { pod: ctx.pod });
-                    break;
-                }
-            }
-        }
-        // Cancel the losers. A try that started before the winner and still had not answered
-        // was slower than a whole request elsewhere: count it against its pod (a stuck pod
-        // gets ejected this way even though hedging hides it from clients).
-        set.abort_all();
-        let winner_started = winner.as_ref().map(|(w, _)| tries[*w].started);
-        for (i, t) in tries.iter_mut().enumerate() {
-            if winner.as_ref().is_some_and(|(w, _)| *w == i) {
-                continue;
-            }
-            if let Some(g) = t.guard.take() {
-                if winner_started.is_none_or(|ws| t.started <= ws) {
-                    route.cluster.finish(g, false, None);
-                }
-            }
-        }
-        match (winner, server_error) {
-            (Some((idx, s)), _) => {
-                if idx > 0 {
-                    self.gw.metrics.hedges.with_label_values(&[name.as_str(), "won"]).inc();
-                }
-                self.relay(session, ctx, &route, idx, &mut tries, s).await
-            }
-            (None, Some((idx, s))) if !super::wants_fallback(&route) => {
-                self.relay(session, ctx, &route, idx, &mut tries, s).await
-            }
-            _ => {
-                let err = failure.unwrap_or(GatewayError::UpstreamTimeout { pod: ctx.pod });
-                self.answer_failure(session, ctx, err).await;
-                Ok(true)
-            }
-        }
-    }
-
-    /// Streams the chosen try's answer to the client and returns its connection to the pool.
-    async fn relay(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        route: &Route,
-        idx: usize,
-        tries: &mut [Try],
-        mut s: HttpSession,
-    ) -> pingora::Result<bool> {
-        let t = &mut tries[idx];
-        let mut header: ResponseHeader = match s.response_header() {
-            Some(h) => h.clone(),
-            None => {
-                return Err(Error::explain(
-                    ErrorType::InternalError,
-                    "hedged try without a response header",
-                ))
-            }
-        };
-        let rep = header
-            .headers
-            .get(report::HEADER)
-            .and_then(|v| report::parse(v.as_bytes()));
-        header.remove_header(report::HEADER);
-        ctx.pod = Some(t.addr);
-        let ok = !header.status.is_server_error();
-        if ok {
-            if let Some(w) = &route.latency {
-                w.record(t.started.elapsed());
-            }
-        }
-        if let Some(g) = t.guard.take() {
-            route.cluster.finish(g, ok, rep);
-        }
-        self.response_headers(&mut header, ctx)?;
-        session.write_response_header(Box::new(header), false).await?;
-        while let Some(chunk) = s.read_response_body().await? {
-            session.write_response_body(Some(chunk), false).await?;
-        }
-        session.write_response_body(None, true).await?;
-        if s.response_done() {
-            self.hedger
-                .connector
-                .release_http_session(s, &t.peer, t.peer.options.idle_timeout)
-                .await;
-        }
-        Ok(true)
-    }
-}
+#[cfg(test)]
+#[path = "hedge_tests.rs"]
+mod tests;

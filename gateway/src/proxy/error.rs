@@ -1,7 +1,8 @@
 //! The one error type of the request path and its single mapping to an HTTP answer.
 //!
-//! Every failure a client can see is classified here (client / upstream / internal) and becomes
-//! a status plus a small JSON body carrying the request id.
+//! Every failure a client can see is one of these, with the side at fault (client / upstream /
+//! gateway); it becomes a status plus a small JSON body carrying the request id. Pingora's
+//! errors are turned into these in one place, `classify`.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -11,9 +12,9 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::{Error, ErrorSource, ErrorType};
 
-/// Who is at fault, for logs and metrics.
+/// Who is at fault: a client's fault never counts against a pod, a retry budget or a FaaS bill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Blame {
+pub enum Side {
     Client,
     Upstream,
     Gateway,
@@ -100,54 +101,33 @@ impl GatewayError {
         }
     }
 
-    pub fn blame(&self) -> Blame {
+    pub fn side(&self) -> Side {
         match self {
             GatewayError::NoRoute
             | GatewayError::HeadersTooLarge { .. }
             | GatewayError::BodyTooLarge { .. }
             | GatewayError::BadRequest(_)
-            | GatewayError::RateLimited { .. } => Blame::Client,
+            | GatewayError::RateLimited { .. } => Side::Client,
             GatewayError::NoEndpoints { .. }
             | GatewayError::Unreachable { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::CircuitOpen { .. }
             | GatewayError::BadStatus { .. }
-            | GatewayError::FallbackFailed { .. } => Blame::Upstream,
-            GatewayError::Internal(_) => Blame::Gateway,
+            | GatewayError::FallbackFailed { .. } => Side::Upstream,
+            GatewayError::Internal(_) => Side::Gateway,
         }
     }
 
-    /// Classifies a pingora error raised while talking to a pod.
-    pub fn from_pingora(e: &Error, pod: Option<SocketAddr>) -> GatewayError {
-        use ErrorType::*;
-        match e.etype() {
-            HTTPStatus(431) => GatewayError::HeadersTooLarge { limit: 0 },
-            HTTPStatus(413) => GatewayError::BodyTooLarge { limit: 0 },
-            HTTPStatus(code) if (400..500).contains(code) => GatewayError::BadRequest(e.to_string()),
-            ConnectTimedout | ReadTimedout | WriteTimedout => GatewayError::UpstreamTimeout { pod },
-            ConnectRefused | ConnectNoRoute | ConnectError | ConnectionClosed | ReadError | WriteError
-            | TLSHandshakeFailure | InvalidHTTPHeader | H1Error | H2Error
-                if e.esource() == &ErrorSource::Upstream =>
-            {
-                GatewayError::Unreachable {
-                    pod,
-                    cause: e.etype().as_str().to_string(),
-                }
-            }
-            _ => match e.esource() {
-                ErrorSource::Upstream => GatewayError::Unreachable {
-                    pod,
-                    cause: e.etype().as_str().to_string(),
-                },
-                ErrorSource::Downstream => GatewayError::BadRequest(e.etype().as_str().to_string()),
-                _ => GatewayError::Internal(e.etype().as_str().to_string()),
-            },
-        }
-    }
-
-    /// A pingora error carrying this error's status, to stop the proxy pipeline.
+    /// A pingora error carrying this error's status, to stop the proxy pipeline. Its source
+    /// is `Internal`: the gateway decided, so `classify` never reads it as a pod's answer (the
+    /// error itself travels in the request's outcome).
     pub fn to_pingora(&self) -> Box<Error> {
-        Error::explain(ErrorType::HTTPStatus(self.status()), self.to_string())
+        Error::create(
+            ErrorType::HTTPStatus(self.status()),
+            ErrorSource::Internal,
+            Some(self.to_string().into()),
+            None,
+        )
     }
 
     /// Status line, headers and JSON body for the client.

@@ -14,18 +14,3 @@ fn statuses_and_json_body() {
     assert_eq!(GatewayError::HeadersTooLarge { limit: 1 }.status(), 431);
     assert_eq!(GatewayError::NoEndpoints { cluster: "c".into() }.status(), 503);
 }
-
-#[test]
-fn classifies_upstream_errors() {
-    let mut e = Error::new(ErrorType::ConnectRefused);
-    e.as_up();
-    let pod = Some(SocketAddr::from(([127, 0, 0, 11], 9100)));
-    assert_eq!(GatewayError::from_pingora(&e, pod).status(), 502);
-    let mut e = Error::new(ErrorType::ReadTimedout);
-    e.as_up();
-    assert_eq!(GatewayError::from_pingora(&e, pod).status(), 504);
-    assert_eq!(
-        GatewayError::from_pingora(&Error::new(ErrorType::HTTPStatus(431)), None).status(),
-        431
-    );
-}

@@ -1,0 +1,171 @@
+//! The per-request context, by phase: what every request has from the start ([`RequestCtx`]),
+//! what exists once a route matched ([`Routed`]: route, target, deadline, body, tries) and how
+//! the request ended ([`Outcome`]). A stage that needs a route takes a `Routed`; there is no
+//! "cannot be None here".
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arena_core::balance::InFlight;
+use arena_core::cluster::Cluster;
+use http::HeaderValue;
+use smallvec::SmallVec;
+use tokio::time::Instant;
+
+use super::error::GatewayError;
+use super::split::Target;
+use crate::route::Route;
+use crate::state::Snapshot;
+
+/// Per-request state shared across the proxy phases.
+pub struct RequestCtx {
+    pub started: Instant,
+    pub id: RequestId,
+    pub client_ip: Option<IpAddr>,
+    /// The configuration this request runs under, start to end (a reload does not change it).
+    pub snapshot: Arc<Snapshot>,
+    /// Set by the admit stage once a route matched.
+    pub routed: Option<Routed>,
+    pub outcome: Outcome,
+}
+
+impl RequestCtx {
+    pub fn new(snapshot: Arc<Snapshot>) -> Self {
+        RequestCtx {
+            started: Instant::now(),
+            id: RequestId {
+                value: HeaderValue::from_static(""),
+                from_client: false,
+            },
+            client_ip: None,
+            snapshot,
+            routed: None,
+            outcome: Outcome::default(),
+        }
+    }
+
+    /// The request id as text (ids are checked to be visible ASCII).
+    pub fn rid(&self) -> &str {
+        self.id.value.to_str().unwrap_or_default()
+    }
+
+    /// The route's name, once routed.
+    pub fn route_name(&self) -> Option<&str> {
+        self.routed.as_ref().map(|r| r.route.spec.name.as_str())
+    }
+
+    /// Pods tried so far.
+    pub fn attempts(&self) -> u32 {
+        self.routed.as_ref().map_or(0, |r| r.tries.count)
+    }
+
+    /// The pod tried last.
+    pub fn last_pod(&self) -> Option<SocketAddr> {
+        self.routed.as_ref().and_then(|r| r.tries.last_pod)
+    }
+
+    /// Whether answers carry the `x-arena-*` debug headers.
+    pub fn debug(&self) -> bool {
+        self.snapshot.config.debug_headers
+    }
+}
+
+/// `x-request-id`: the client's when it sent a sane one, else minted; kept as a header value
+/// and cloned (a refcount) wherever it is needed.
+pub struct RequestId {
+    pub value: HeaderValue,
+    /// The client sent this id itself (so the answer echoes it).
+    pub from_client: bool,
+}
+
+/// A request that matched a route.
+pub struct Routed {
+    pub route: Arc<Route>,
+    /// Where the split stage sends it.
+    pub target: Target,
+    /// The route's total deadline: every try and backoff fits before it.
+    pub deadline: Instant,
+    pub body: BodyState,
+    pub tries: Tries,
+}
+
+impl Routed {
+    pub fn new(route: Arc<Route>, target: Target, started: Instant) -> Self {
+        Routed {
+            deadline: started + route.spec.timeout,
+            route,
+            target,
+            body: BodyState::default(),
+            tries: Tries::default(),
+        }
+    }
+
+    /// The cluster the tries go to.
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.route.cluster
+    }
+
+    /// Time left before the deadline.
+    pub fn remaining(&self, now: Instant) -> Duration {
+        self.deadline.saturating_duration_since(now)
+    }
+}
+
+/// What is known about the request body.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyState {
+    /// Bytes read so far.
+    pub bytes: usize,
+    /// The request has no body (no write timeout needed, hedging possible).
+    pub empty: bool,
+    /// The body did not fit the replay buffer: no retry, no fallback replay.
+    pub too_big_to_replay: bool,
+}
+
+impl Default for BodyState {
+    fn default() -> Self {
+        BodyState {
+            bytes: 0,
+            empty: true,
+            too_big_to_replay: false,
+        }
+    }
+}
+
+/// The tries of a request through pingora's proxy loop (hedged requests keep theirs in the
+/// hedge stage): how many, on which pods, and the one in flight.
+#[derive(Default)]
+pub struct Tries {
+    pub count: u32,
+    /// Pods tried so far (inline: no allocation for the usual one to three tries).
+    pub tried: SmallVec<[SocketAddr; 2]>,
+    pub current: Option<Try>,
+    pub last_pod: Option<SocketAddr>,
+}
+
+/// A try in flight: its pod and the in-flight slot it holds (dropping it releases the slot
+/// unrecorded). Started and ended only by the try engine (`attempt`).
+#[derive(Debug)]
+pub struct Try {
+    pub pod: SocketAddr,
+    pub(super) slot: InFlight,
+}
+
+impl Try {
+    pub fn started(&self) -> Instant {
+        self.slot.started()
+    }
+}
+
+/// How the request ended, for the answer, the metrics and the access log.
+#[derive(Default)]
+pub struct Outcome {
+    /// Boxed: rare, and the context moves with every request future.
+    pub error: Option<Box<GatewayError>>,
+    /// Name of the function that answered, when one did.
+    pub served_by: Option<Box<str>>,
+    /// The answer is written from pingora's failure path, after which pingora closes the
+    /// client connection whatever we say: tell the client so it does not reuse it.
+    pub closing: bool,
+}
