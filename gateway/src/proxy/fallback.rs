@@ -15,6 +15,7 @@ use rand::Rng;
 use super::admit::declared_body_len;
 use super::ctx::RequestCtx;
 use super::error::GatewayError;
+use super::random::with_rng;
 use super::respond::{self, Backend};
 use crate::config::FallbackOn;
 use crate::faas::{is_hop_header, FaasError, FaasRequest, Function};
@@ -66,6 +67,25 @@ pub fn divert<R: Rng>(route: &Route, rng: &mut R) -> Option<FaasReason> {
         return Some(FaasReason::Warm);
     }
     None
+}
+
+/// The divert stage: sends the request to the route's function before any try when
+/// [`divert`] says so. `Some(done)` when the request was answered (by the function, or with
+/// the error when no pod could serve it either); `None` to go on to the pods.
+pub async fn divert_request(session: &mut Session, ctx: &mut RequestCtx, metrics: &Metrics) -> Option<Result<bool>> {
+    let route = std::sync::Arc::clone(&ctx.routed.as_ref()?.route);
+    let reason = with_rng(|rng| divert(&route, rng))?;
+    match Box::pin(replay(session, ctx, reason, metrics)).await {
+        Ok(()) => Some(Ok(true)),
+        Err(why) if reason.pods_can_still_serve() => {
+            tracing::debug!(reason = reason.as_str(), %why, "function did not serve; using pods");
+            None
+        }
+        Err(why) => {
+            let err = diverted_failure(&route, reason, why);
+            Some(respond::reject(session, ctx, err).await)
+        }
+    }
 }
 
 /// Which fallback trigger a final error corresponds to, if any.

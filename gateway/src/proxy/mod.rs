@@ -41,7 +41,7 @@ use access_log::AccessLog;
 use classify::{classify, Fault};
 use ctx::{RequestCtx, Routed};
 use error::{GatewayError, Side};
-use hedge::{Hedger, PodRace};
+use hedge::Hedger;
 use random::with_rng;
 use retry::{TryState, Verdict};
 
@@ -105,88 +105,6 @@ impl ArenaProxy {
             None => Verdict::Stop,
         }
     }
-
-    /// Diverts to the route's function before any try when `fallback` says so. `Some(done)`
-    /// when the request was answered (by the function or with the error).
-    async fn divert(&self, session: &mut Session, ctx: &mut RequestCtx) -> Option<Result<bool>> {
-        let route = Arc::clone(&ctx.routed.as_ref()?.route);
-        let reason = with_rng(|rng| fallback::divert(&route, rng))?;
-        match Box::pin(fallback::replay(session, ctx, reason, &self.gw.metrics)).await {
-            Ok(()) => Some(Ok(true)),
-            Err(why) if reason.pods_can_still_serve() => {
-                tracing::debug!(reason = reason.as_str(), %why, "function did not serve; using pods");
-                None
-            }
-            Err(why) => {
-                let err = fallback::diverted_failure(&route, reason, why);
-                Some(respond::reject(session, ctx, err).await)
-            }
-        }
-    }
-
-    /// Serves a hedged request completely: the race, then the winner's answer, a pod's server
-    /// error, the function or the error. Always answers the client (or fails writing to it).
-    async fn serve_hedged(&self, session: &mut Session, ctx: &mut RequestCtx, plan: hedge::Plan) -> Result<bool> {
-        let request = attempt::upstream_request(session.req_header(), &ctx.id, ctx.client_ip)?;
-        let Some(routed) = ctx.routed.as_mut() else {
-            return Ok(false);
-        };
-        let mut race = PodRace {
-            routed,
-            hedger: &self.hedger,
-            request,
-            tries: Vec::new(),
-            idempotent: true,
-        };
-        let end = hedge::race(&plan, &mut race).await;
-        race.settle_losers(end.winner.as_ref().map(|(i, _)| *i));
-        let route = Arc::clone(&race.routed.route);
-        if end.hedges > 0 {
-            route.metrics.hedge("launched", end.hedges);
-        }
-        let chosen = match (end.winner, end.server_error) {
-            (Some((idx, s)), _) => {
-                if idx > 0 {
-                    route.metrics.hedge("won", 1);
-                }
-                Some((idx, s))
-            }
-            (None, Some(bad)) if !fallback::after_retries(&route) => Some(bad),
-            _ => None,
-        };
-        let answer = chosen.and_then(|(idx, s)| race.take_answer(idx, &s).map(|(h, peer)| (h, peer, s)));
-        match answer {
-            Some((header, peer, s)) => self.relay(session, ctx, header, peer, s).await,
-            None => {
-                let err = end
-                    .failure
-                    .unwrap_or(GatewayError::UpstreamTimeout { pod: ctx.last_pod() });
-                fallback::answer_failure(session, ctx, err, &self.gw.metrics).await;
-                Ok(true)
-            }
-        }
-    }
-
-    /// Streams a hedged try's answer to the client and pools its connection.
-    async fn relay(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        mut header: ResponseHeader,
-        peer: HttpPeer,
-        mut s: pingora::protocols::http::client::HttpSession,
-    ) -> Result<bool> {
-        respond::pod_headers(&mut header, ctx, ctx.last_pod())?;
-        session.write_response_header(Box::new(header), false).await?;
-        while let Some(chunk) = s.read_response_body().await? {
-            session.write_response_body(Some(chunk), false).await?;
-        }
-        session.write_response_body(None, true).await?;
-        if s.response_done() {
-            self.hedger.release(s, &peer).await;
-        }
-        Ok(true)
-    }
 }
 
 #[async_trait]
@@ -232,7 +150,7 @@ impl ProxyHttp for ArenaProxy {
         if let Some(budget) = &route.budget {
             budget.on_request();
         }
-        if let Some(done) = self.divert(session, ctx).await {
+        if let Some(done) = fallback::divert_request(session, ctx, &self.gw.metrics).await {
             return done;
         }
         if let Err(e) = admit::circuit(&route) {
@@ -241,7 +159,7 @@ impl ProxyHttp for ArenaProxy {
         let idempotent = session.req_header().method.is_idempotent();
         let deadline = ctx.routed.as_ref().map_or(ctx.started, |r| r.deadline);
         match hedge::plan(&route, idempotent, body.empty, deadline) {
-            Some(plan) => Box::pin(self.serve_hedged(session, ctx, plan)).await,
+            Some(plan) => Box::pin(hedge::serve(session, ctx, plan, &self.hedger, &self.gw.metrics)).await,
             None => Ok(false),
         }
     }

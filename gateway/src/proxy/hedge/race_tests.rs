@@ -1,6 +1,8 @@
-//! Unit tests of `hedge`: the race with scripted tries under paused time.
+//! Unit tests of `hedge::race`: the race with scripted tries under paused time.
 #![allow(clippy::unwrap_used)]
 use super::*;
+use crate::proxy::classify::classify;
+use pingora::{Error, ErrorType};
 
 /// How a scripted try ends, after its delay.
 #[derive(Clone, Copy)]

@@ -1,0 +1,157 @@
+//! The gateway's racer: real tries on the route's pods, each started with the try engine
+//! (`attempt`), failed ones classified (`classify`) and retried by `retry`'s decision, as in
+//! pingora's proxy loop; only the connection is driven here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora::connectors::http::Connector;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::protocols::http::client::HttpSession;
+use pingora::{Error, ErrorType};
+use tokio::time::Instant;
+
+use super::race::{Racer, Reply, TryFuture};
+use super::Hedger;
+use crate::config::RetryOn;
+use crate::proxy::attempt;
+use crate::proxy::classify::{classify, Fault};
+use crate::proxy::ctx::{Routed, Try};
+use crate::proxy::error::GatewayError;
+use crate::proxy::random;
+use crate::proxy::retry::{self, TryState, Verdict};
+
+/// A try the race launched: its pod, its peer (to pool the connection) and the try until it ends.
+pub struct Launched {
+    pub pod: SocketAddr,
+    pub peer: HttpPeer,
+    pub open: Option<Try>,
+}
+
+/// The gateway's racer: real tries on the route's pods.
+pub struct PodRace<'a> {
+    pub routed: &'a mut Routed,
+    pub hedger: &'a Hedger,
+    /// The request every try sends.
+    pub request: RequestHeader,
+    /// Each launched try, by index.
+    pub tries: Vec<Launched>,
+}
+
+impl<'a> PodRace<'a> {
+    pub fn new(routed: &'a mut Routed, hedger: &'a Hedger, request: RequestHeader) -> Self {
+        PodRace {
+            routed,
+            hedger,
+            request,
+            tries: Vec::new(),
+        }
+    }
+}
+
+impl Racer for PodRace<'_> {
+    type Session = HttpSession;
+
+    fn launch(&mut self) -> Result<(usize, TryFuture<HttpSession>), GatewayError> {
+        let (t, per_try) = random::with_rng(|rng| attempt::start(self.routed, false, Instant::now(), rng))?;
+        let peer = attempt::peer(&self.routed.cluster().spec, t.pod, per_try, true);
+        let idx = self.tries.len();
+        let (connector, req, p) = (Arc::clone(&self.hedger.connector), self.request.clone(), peer.clone());
+        let pod = t.pod;
+        self.tries.push(Launched {
+            pod,
+            peer,
+            open: Some(t),
+        });
+        Ok((idx, Box::pin(one_try(connector, p, req, per_try, pod))))
+    }
+
+    fn hedge_allowed(&mut self) -> bool {
+        self.routed.route.budget.as_ref().is_none_or(|b| b.try_retry())
+    }
+
+    fn failed(&mut self, idx: usize, fault: &Fault) {
+        if let Some(t) = self.tries.get_mut(idx).and_then(|l| l.open.take()) {
+            attempt::failed(&self.routed.route, t, fault);
+        }
+    }
+
+    fn pod(&self, idx: usize) -> Option<SocketAddr> {
+        self.tries.get(idx).map(|l| l.pod)
+    }
+
+    fn may_retry(&mut self, cause: RetryOn) -> bool {
+        let state = TryState {
+            attempts: self.routed.tries.count,
+            // Only idempotent, bodyless requests are hedged.
+            idempotent: true,
+            replayable: true,
+            response_started: false,
+            remaining: self.routed.remaining(Instant::now()),
+        };
+        retry::decide(&self.routed.route, cause, &state, self.routed.tries.tried.len()) == Verdict::Retry
+    }
+}
+
+impl PodRace<'_> {
+    /// Ends the tries that lost: one that started before the winner (or when nothing won) and
+    /// still had not answered is counted against its pod; later ones only release their slot.
+    pub fn settle_losers(&mut self, winner: Option<usize>) {
+        let winner_started = winner
+            .and_then(|w| self.tries.get(w))
+            .and_then(|l| l.open.as_ref())
+            .map(Try::started);
+        for (i, l) in self.tries.iter_mut().enumerate() {
+            if Some(i) == winner {
+                continue;
+            }
+            if let Some(t) = l.open.take() {
+                if winner_started.is_none_or(|ws| t.started() <= ws) {
+                    attempt::lost_to_a_faster_pod(&self.routed.route, t);
+                }
+            }
+        }
+    }
+
+    /// The chosen try's answer header, recorded as its try's end (load report stripped).
+    pub fn take_answer(&mut self, idx: usize, s: &HttpSession) -> Option<(ResponseHeader, HttpPeer)> {
+        let l = self.tries.get_mut(idx)?;
+        let t = l.open.take()?;
+        let mut header = s.response_header()?.clone();
+        self.routed.tries.last_pod = Some(t.pod);
+        attempt::answered(&self.routed.route, Some(t), &mut header);
+        Some((header, l.peer.clone()))
+    }
+}
+
+/// One hedged try: connect (or reuse), send the head, read the answer's head, within `per_try`.
+async fn one_try(
+    connector: Arc<Connector>,
+    peer: HttpPeer,
+    req: RequestHeader,
+    per_try: Duration,
+    pod: SocketAddr,
+) -> Reply<HttpSession> {
+    let work = async {
+        let (mut s, _reused) = connector.get_http_session(&peer).await?;
+        s.set_read_timeout(Some(per_try));
+        s.set_write_timeout(Some(per_try));
+        s.write_request_header(Box::new(req)).await?;
+        s.finish_request_body().await?;
+        s.read_response_header().await?;
+        Ok::<_, Box<Error>>(s)
+    };
+    let result = match tokio::time::timeout(per_try, work).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::explain(ErrorType::ReadTimedout, "try exceeded per_try_timeout")),
+    };
+    match result {
+        Ok(s) => match s.response_header().map(|h| h.status.as_u16()) {
+            Some(status) => Reply::Answer(s, status),
+            None => Reply::Failed(classify(&Error::new(ErrorType::InvalidHTTPHeader).into_up(), Some(pod))),
+        },
+        Err(e) => Reply::Failed(classify(&e.into_up(), Some(pod))),
+    }
+}
