@@ -2,7 +2,16 @@
 //!
 //! The signal follows tower's peak-EWMA: latency jumps up at once on a slow answer and decays
 //! back smoothly, so a pod that turns slow is avoided immediately but is re-probed later.
-//! Cost = latency × (in-flight + 1) × reported utilisation × recent-error penalty.
+//!
+//! One cost formula, [`Endpoint::cost`], is what the pickers compare and what `/clusters` and
+//! `arena_endpoint_cost` show:
+//!
+//! cost = latency × (in-flight + 1) × recent-error penalty × utilisation,
+//!
+//! where utilisation is the pod's own fresh `endpoint-load-metrics` report, or — for a pod
+//! that has none (new, or its reports stopped) — what its cluster's pods have been reporting
+//! lately ([`LoadBoard`]), so reporting and silent pods compare fairly; 1 when no pod of the
+//! cluster reports (latency × queue alone).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -24,11 +33,71 @@ pub enum Origin {
     Dns,
 }
 
-/// Utilisation assumed for a pod that does not report, so reporting and silent pods compare.
-const UNREPORTED_UTILIZATION: f64 = 0.5;
 /// Floor on reported utilisation: an idle pod's latency and queue still matter.
 const MIN_UTILIZATION: f64 = 0.05;
 const MAX_PENALTY: f64 = 1000.0;
+/// The board's running mean moves this far towards each report it takes.
+const BOARD_WEIGHT: f64 = 0.2;
+/// The board takes at most one report per this many nanoseconds (all pods of a cluster write
+/// it: at high rates a sample per millisecond is plenty and keeps the cache line quiet).
+const BOARD_EVERY_NS: u64 = 1_000_000;
+
+/// What a cluster's pods have reported lately: the utilisation a pod without a fresh report
+/// of its own is costed at. Shared by the endpoints of one cluster (and kept across reloads
+/// with them); lock-free, written at most once a millisecond.
+#[derive(Debug)]
+pub struct LoadBoard {
+    epoch: Instant,
+    /// Running mean of reports, as f64 bits.
+    mean: AtomicU64,
+    /// When the mean last took a report, in ns since `epoch` (0 = never).
+    stamp_ns: AtomicU64,
+}
+
+impl Default for LoadBoard {
+    fn default() -> Self {
+        LoadBoard {
+            epoch: Instant::now(),
+            mean: AtomicU64::new(0),
+            stamp_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+impl LoadBoard {
+    pub fn new() -> Arc<Self> {
+        Arc::new(LoadBoard::default())
+    }
+
+    fn ns(&self, now: Instant) -> u64 {
+        // +1: a report at the very epoch still counts as "taken".
+        now.saturating_duration_since(self.epoch).as_nanos() as u64 + 1
+    }
+
+    fn fresh(&self, now: Instant, ttl: Duration) -> Option<f64> {
+        let stamp = self.stamp_ns.load(Ordering::Relaxed);
+        (stamp != 0 && self.ns(now).saturating_sub(stamp) <= ttl.as_nanos() as u64)
+            .then(|| f64::from_bits(self.mean.load(Ordering::Relaxed)))
+    }
+
+    fn take(&self, utilization: f64, now: Instant, ttl: Duration) {
+        let t = self.ns(now);
+        let stamp = self.stamp_ns.load(Ordering::Relaxed);
+        let mean = match self.fresh(now, ttl) {
+            Some(_) if t.saturating_sub(stamp) < BOARD_EVERY_NS => return,
+            Some(m) => m + (utilization - m) * BOARD_WEIGHT,
+            None => utilization,
+        };
+        self.mean.store(mean.to_bits(), Ordering::Relaxed);
+        self.stamp_ns.store(t, Ordering::Relaxed);
+    }
+
+    /// The utilisation of a pod that has not reported: the cluster's recent mean, or 1 (no
+    /// factor at all) while no pod of the cluster reports.
+    pub fn stand_in(&self, now: Instant, ttl: Duration) -> f64 {
+        self.fresh(now, ttl).map_or(1.0, |m| m.max(MIN_UTILIZATION))
+    }
+}
 
 #[derive(Debug)]
 struct LoadState {
@@ -52,6 +121,8 @@ pub struct Endpoint {
     requests: AtomicU64,
     failures: AtomicU64,
     load: Mutex<LoadState>,
+    /// The cluster's recent reports, for when this pod has no fresh report of its own.
+    board: Arc<LoadBoard>,
     /// Outlier state: consecutive failures and ejection.
     pub health: Health,
 }
@@ -80,20 +151,21 @@ fn decay_factor(elapsed: Duration, decay: Duration) -> f64 {
 }
 
 impl Endpoint {
-    /// A new pod starts at `default_rtt`, a deliberately cautious cost, so it is eased in.
-    pub fn new(addr: SocketAddr, origin: Origin, tuning: &LoadTuning) -> Arc<Self> {
+    /// A new pod of the cluster whose reports `board` collects; it starts at `default_rtt`, a
+    /// deliberately cautious cost, so it is eased in.
+    pub fn new(addr: SocketAddr, origin: Origin, tuning: &LoadTuning, board: &Arc<LoadBoard>) -> Arc<Self> {
         Self::seeded(
             addr,
             origin,
             Seed {
                 rtt: tuning.default_rtt,
-                utilization: None,
             },
+            board,
         )
     }
 
     /// A new pod whose load signal starts at `seed` (see [`Endpoint::seed`]).
-    pub fn seeded(addr: SocketAddr, origin: Origin, seed: Seed) -> Arc<Self> {
+    pub fn seeded(addr: SocketAddr, origin: Origin, seed: Seed, board: &Arc<LoadBoard>) -> Arc<Self> {
         let now = Instant::now();
         Arc::new(Endpoint {
             addr,
@@ -105,19 +177,11 @@ impl Endpoint {
             load: Mutex::new(LoadState {
                 rtt_ns: seed.rtt.as_nanos() as f64,
                 stamp: now,
-                // Stands in until the pod's own first report (it expires like any report).
-                report: seed.utilization.map(|u| {
-                    (
-                        LoadReport {
-                            utilization: u,
-                            inflight: None,
-                        },
-                        now,
-                    )
-                }),
+                report: None,
                 penalty: 1.0,
                 penalty_stamp: now,
             }),
+            board: Arc::clone(board),
             health: Health::default(),
         })
     }
@@ -159,25 +223,13 @@ impl Endpoint {
         }
     }
 
-    /// Balancer cost at `now`; lower is better.
+    /// Balancer cost at `now`; lower is better. The one formula the pickers compare and the
+    /// admin views show (see the module docs).
     pub fn cost(&self, now: Instant, tuning: &LoadTuning) -> f64 {
         self.cost_locked(&self.state(), now, tuning)
     }
 
-    /// The cost without the utilisation factor, and the fresh reported utilisation if any (one
-    /// lock). The pick compares two pods and lets one without a report borrow its rival's
-    /// utilisation (see `balance::p2c`).
-    pub fn cost_parts(&self, now: Instant, tuning: &LoadTuning) -> (f64, Option<f64>) {
-        let s = self.state();
-        self.cost_parts_locked(&s, now, tuning)
-    }
-
     fn cost_locked(&self, s: &LoadState, now: Instant, tuning: &LoadTuning) -> f64 {
-        let (base, util) = self.cost_parts_locked(s, now, tuning);
-        base * util.unwrap_or(UNREPORTED_UTILIZATION)
-    }
-
-    fn cost_parts_locked(&self, s: &LoadState, now: Instant, tuning: &LoadTuning) -> (f64, Option<f64>) {
         // Decay towards zero while idle, as tower does, so an avoided pod is eventually re-tried.
         let rtt = s.rtt_ns * decay_factor(now.saturating_duration_since(s.stamp), tuning.decay);
         let mut queue = self.in_flight() as f64;
@@ -191,6 +243,7 @@ impl Endpoint {
                 }
             }
         }
+        let util = util.unwrap_or_else(|| self.board.stand_in(now, tuning.report_ttl));
         // Most pods have no recent error: skip the decay arithmetic for them (hot path).
         let penalty = if s.penalty > 1.0 {
             1.0 + (s.penalty - 1.0) * decay_factor(now.saturating_duration_since(s.penalty_stamp), tuning.decay)
@@ -198,7 +251,7 @@ impl Endpoint {
             1.0
         };
         // Keep a floor so a pod with zero estimate still orders by queue length.
-        ((rtt.max(1_000.0)) * (queue + 1.0) * penalty, util)
+        rtt.max(1_000.0) * (queue + 1.0) * penalty * util
     }
 
     fn observe(&self, rtt: Duration, now: Instant, tuning: &LoadTuning, report: Option<LoadReport>, failed: bool) {
@@ -212,6 +265,7 @@ impl Endpoint {
         }
         s.stamp = now;
         if let Some(r) = report {
+            self.board.take(r.utilization, now, tuning.report_ttl);
             s.report = Some((r, now));
         }
         if failed {
@@ -234,10 +288,10 @@ impl Endpoint {
     /// Where a pod joining `peers` starts, so it is eased in (it wins against a pod with a
     /// request in flight, and against idle ones once its estimate has decayed) without being
     /// starved: latency at twice the peers' median estimate (at most `default_rtt`, which is
-    /// also used when no peer has answered yet), and — when peers report their load — their
-    /// median reported utilisation until its own first report. A fixed default far above the
-    /// real latency, or the neutral utilisation of a pod that never reported against peers
-    /// reporting low load, would keep it idle indefinitely.
+    /// also used when no peer has answered yet). A fixed default far above the real latency
+    /// would keep it idle indefinitely. (Its utilisation, until its first report, is the
+    /// cluster's board: see [`Endpoint::cost`]; it does not claim a report it never sent, so
+    /// spillover does not count a fresh pod as busy.)
     pub fn seed(peers: &[Arc<Endpoint>], now: Instant, tuning: &LoadTuning) -> Seed {
         let median = |mut v: Vec<f64>| {
             v.sort_by(f64::total_cmp);
@@ -261,13 +315,7 @@ impl Endpoint {
         .map_or(tuning.default_rtt, |m| {
             Duration::from_nanos((2.0 * m).clamp(1_000.0, tuning.default_rtt.as_nanos() as f64) as u64)
         });
-        let utilization = median(
-            served
-                .iter()
-                .filter_map(|e| e.reported_utilization(now, tuning))
-                .collect(),
-        );
-        Seed { rtt, utilization }
+        Seed { rtt }
     }
 
     /// Snapshot for admin views.
@@ -295,7 +343,6 @@ impl Endpoint {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Seed {
     pub rtt: Duration,
-    pub utilization: Option<f64>,
 }
 
 /// One request in progress on an endpoint. Dropping it without `success`/`failure` (client

@@ -7,6 +7,7 @@ fn ep(port: u16) -> Arc<Endpoint> {
         SocketAddr::from(([127, 0, 0, 1], port)),
         Origin::Static,
         &LoadTuning::default(),
+        &LoadBoard::new(),
     )
 }
 
@@ -17,8 +18,9 @@ async fn slow_answer_raises_cost_at_once_and_decays_later() {
         default_rtt: Duration::from_millis(1),
         ..LoadTuning::default()
     };
-    let fast = Endpoint::new(SocketAddr::from(([127, 0, 0, 1], 1)), Origin::Static, &t);
-    let slow = Endpoint::new(SocketAddr::from(([127, 0, 0, 1], 2)), Origin::Static, &t);
+    let board = LoadBoard::new();
+    let fast = Endpoint::new(SocketAddr::from(([127, 0, 0, 1], 1)), Origin::Static, &t, &board);
+    let slow = Endpoint::new(SocketAddr::from(([127, 0, 0, 1], 2)), Origin::Static, &t, &board);
     for _ in 0..5 {
         let g = fast.start();
         tokio::time::advance(Duration::from_millis(5)).await;

@@ -15,7 +15,7 @@ use pingora_ketama::{Bucket, Continuum};
 use rand::Rng;
 use tokio::time::Instant;
 
-pub use endpoint::{Endpoint, InFlight, LoadView, Origin};
+pub use endpoint::{Endpoint, InFlight, LoadBoard, LoadView, Origin};
 
 use crate::config::LoadTuning;
 
@@ -58,20 +58,9 @@ pub fn p2c<R: Rng>(
     }
 }
 
-/// The cheaper of two pods. A pod without a fresh load report (new, or its reports stopped)
-/// is compared as if it reported its rival's utilisation: a fixed stand-in would make it look
-/// far busier than lightly loaded reporting pods (never picked, so never reporting) or far
-/// idler than busy ones (swamped). Both without reports: compared on latency × queue alone.
+/// The cheaper of two pods by [`Endpoint::cost`].
 fn cheaper(eps: &[Arc<Endpoint>], a: usize, b: usize, now: Instant, tuning: &LoadTuning) -> usize {
-    let (base_a, util_a) = eps[a].cost_parts(now, tuning);
-    let (base_b, util_b) = eps[b].cost_parts(now, tuning);
-    let (ua, ub) = match (util_a, util_b) {
-        (Some(x), Some(y)) => (x, y),
-        (Some(x), None) => (x, x),
-        (None, Some(y)) => (y, y),
-        (None, None) => (1.0, 1.0),
-    };
-    if base_a * ua <= base_b * ub {
+    if eps[a].cost(now, tuning) <= eps[b].cost(now, tuning) {
         a
     } else {
         b

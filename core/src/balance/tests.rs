@@ -5,13 +5,16 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use std::time::Duration;
 
+/// `n` pods of one cluster (sharing its load board).
 fn set(n: u8) -> Vec<Arc<Endpoint>> {
+    let board = LoadBoard::new();
     (0..n)
         .map(|i| {
             Endpoint::new(
                 SocketAddr::from(([127, 0, 0, 10 + i], 9100)),
                 Origin::Static,
                 &LoadTuning::default(),
+                &board,
             )
         })
         .collect()
@@ -119,7 +122,7 @@ async fn a_pod_that_has_not_reported_yet_is_not_starved_by_reporting_ones() {
     let fourth = (0..400)
         .filter(|_| p2c(&eps, |_| true, &mut rng, Instant::now(), &t) == Some(3))
         .count();
-    // It is compared as if it reported its rival's load, so latency and queue decide; with a
+    // It is costed at what its cluster's pods report, so latency and queue decide; with a
     // fixed stand-in of 0.5 it would look five times busier and never be tried.
     assert!(fourth > 100, "the untried pod got {fourth} of 400 picks");
 }

@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::balance::report::LoadReport;
-use crate::balance::{self, Endpoint, HashRing, InFlight, LoadView, Origin};
+use crate::balance::{self, Endpoint, HashRing, InFlight, LoadBoard, LoadView, Origin};
 use crate::config::{ClusterSpec, LbKind, Source};
 use crate::resilience::outlier::{ejection_cap, HealthView};
 
@@ -61,6 +61,8 @@ pub struct Cluster {
     discovery: Mutex<DiscoveryStatus>,
     /// Requests in flight to any pod of the cluster (the circuit breaker's gauge).
     in_flight: Arc<AtomicU32>,
+    /// What the pods have reported lately (the stand-in load of pods that have not).
+    board: Arc<LoadBoard>,
 }
 
 impl Cluster {
@@ -94,6 +96,8 @@ impl Cluster {
             rr: AtomicUsize::new(0),
             discovery: Mutex::new(status),
             in_flight: Arc::new(AtomicU32::new(0)),
+            // The endpoints carried over keep reporting to the board they were made with.
+            board: previous.map_or_else(LoadBoard::new, |p| Arc::clone(&p.board)),
         });
         let prev_set = previous.map(|p| p.set.load_full());
         cluster.replace_endpoints(&addrs, origin, prev_set.as_deref());
@@ -131,7 +135,9 @@ impl Cluster {
             if active.iter().any(|e: &Arc<Endpoint>| e.addr == *a) {
                 continue;
             }
-            let ep = known.remove(a).unwrap_or_else(|| Endpoint::seeded(*a, origin, seed));
+            let ep = known
+                .remove(a)
+                .unwrap_or_else(|| Endpoint::seeded(*a, origin, seed, &self.board));
             ep.set_draining(false);
             active.push(ep);
         }

@@ -123,9 +123,15 @@ async fn a_joining_pod_is_eased_in_not_starved() {
         "new {new_ms} ms, serving {old_ms} ms"
     );
     assert!(new_ms < tuning.default_rtt.as_secs_f64() * 1000.0 / 2.0);
-    // It borrows the serving pods' reported load until its own first report: a pod that has
-    // not reported yet must not look five times busier than lightly loaded reporting pods.
-    assert_eq!(new.reported_utilization(now, &tuning), Some(0.1));
+    // It claims no report it never sent (so spillover does not count a fresh pod as busy)...
+    assert_eq!(new.reported_utilization(now, &tuning), None);
+    // ...and is costed at what the serving pods report: a pod that has not reported yet must
+    // not look five times busier than lightly loaded reporting pods.
+    let (new_cost, old_cost) = (new.cost(now, &tuning), old.cost(now, &tuning));
+    assert!(
+        (new_cost / old_cost - new_ms / old_ms).abs() < 0.01,
+        "new {new_cost}, serving {old_cost}"
+    );
     // Idle pods everywhere: the newcomer loses every pair for now...
     let mut rng = SmallRng::seed_from_u64(7);
     let picks = |rng: &mut SmallRng| {
