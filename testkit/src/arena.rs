@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use crate::process::Process;
 
-/// How long a pod gets to print its listening line.
-pub const POD_READY: Duration = Duration::from_secs(10);
+/// How long a pod gets to print its listening line (generous: a fleet may start it on a loaded
+/// machine).
+pub const POD_READY: Duration = Duration::from_secs(30);
 
 /// The workspace root (this crate lives in `testkit/`).
 pub fn repo_root() -> PathBuf {
@@ -72,11 +73,13 @@ pub fn set_pod(addr: SocketAddr, json: &str) -> Result<(), String> {
     }
 }
 
-/// Runs `arena-gateway check -c CONFIG`; `Err` with its diagnostics when the config is invalid.
-pub fn check_gateway(config: &Path) -> Result<(), String> {
+/// Runs `arena-gateway check -c CONFIG` with `env` added; `Err` with its diagnostics when the
+/// config is invalid.
+pub fn check_gateway(config: &Path, env: &[(&str, &str)]) -> Result<(), String> {
     let out = Command::new(bin("arena-gateway")?)
         .args(["check", "-c"])
         .arg(config)
+        .envs(env.iter().copied())
         .output()
         .map_err(|e| format!("cannot run arena-gateway check: {e}"))?;
     if out.status.success() {
@@ -93,11 +96,8 @@ pub fn check_gateway(config: &Path) -> Result<(), String> {
 /// Checks `config`, then starts `arena-gateway run -c CONFIG` with `env` added to its
 /// environment. The caller waits for what it needs (listening, `/readyz`...).
 pub fn start_gateway(config: &Path, env: &[(&str, &str)]) -> Result<Process, String> {
-    check_gateway(config)?;
+    check_gateway(config, env)?;
     let mut cmd = Command::new(bin("arena-gateway")?);
-    cmd.args(["run", "-c"]).arg(config);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+    cmd.args(["run", "-c"]).arg(config).envs(env.iter().copied());
     Process::spawn("arena-gateway", cmd)
 }

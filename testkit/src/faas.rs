@@ -3,7 +3,7 @@
 //! `loadtest/faas/lambda/handler.js`). Both are installed by `deploy/local/faas-setup.sh`; each
 //! runs in its own process group, killed whole on drop.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -56,7 +56,7 @@ pub struct HttpFunction {
 impl HttpFunction {
     /// Starts the function on a free port of 127.0.0.1.
     pub fn start() -> Result<HttpFunction, String> {
-        Self::start_at("faas-http", free_addr(Ipv4Addr::LOCALHOST)?)
+        Self::start_at("faas-http", free_addr("127.0.0.1")?)
     }
 
     /// Starts the function as `name` on `addr` (a fleet restarts it on the same address) and
@@ -111,8 +111,8 @@ impl LambdaEmulator {
         let sls = dir.join("node_modules/.bin/serverless");
         require(&sls, "serverless + serverless-offline")?;
         // Never equal: the port picker does not hand out a port twice.
-        let lambda_addr = free_addr(Ipv4Addr::LOCALHOST)?;
-        let http_addr = free_addr(Ipv4Addr::LOCALHOST)?;
+        let lambda_addr = free_addr("127.0.0.1")?;
+        let http_addr = free_addr("127.0.0.1")?;
         let mut cmd = Command::new(&sls);
         cmd.current_dir(&dir)
             .args(["offline", "start", "--host", "127.0.0.1", "--lambdaPort"])

@@ -65,8 +65,9 @@ pub fn free_port(ips: &[Ipv4Addr]) -> Result<u16, String> {
     ))
 }
 
-/// A free address on `ip` (see [`free_port`]).
-pub fn free_addr(ip: Ipv4Addr) -> Result<SocketAddr, String> {
+/// A free address on the loopback IPv4 address `ip` (`"127.0.0.1"`; see [`free_port`]).
+pub fn free_addr(ip: &str) -> Result<SocketAddr, String> {
+    let ip: Ipv4Addr = ip.parse().map_err(|e| format!("`{ip}` is not an IPv4 address: {e}"))?;
     Ok(SocketAddr::from((ip, free_port(&[ip])?)))
 }
 
@@ -92,7 +93,7 @@ mod tests {
 
     #[test]
     fn only_loopback_addresses_are_accepted() {
-        let err = free_addr(Ipv4Addr::new(10, 0, 0, 1)).unwrap_err();
+        let err = free_addr("10.0.0.1").unwrap_err();
         assert!(err.contains("not a loopback address"), "{err}");
     }
 }
