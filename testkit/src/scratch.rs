@@ -17,6 +17,8 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new(tag: &str) -> Result<Scratch, String> {
+        // `arena-pod` gives `arena-pod-XXXXXX`, `gw` gives `arena-gw-XXXXXX`.
+        let tag = tag.strip_prefix("arena-").unwrap_or(tag);
         let dir = tempfile::Builder::new()
             .prefix(&format!("arena-{tag}-"))
             .tempdir()
