@@ -11,13 +11,14 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use arena_testkit::free_addr;
 use saphyr::{LoadableYamlNode, ScalarOwned, YamlOwned};
 use serde_json::Value;
 
 use support::faas::repo_root;
 use support::gateway::{Gateway, Pod, TOKEN};
 use support::http::{client, get, post, HttpClient};
-use support::procs::{free_addr, TempDir};
+use support::procs::TempDir;
 
 const RULES: &str = "dashboards/arena-rules.yaml";
 const RULE_TESTS: &str = "dashboards/tests/arena-rules.test.yaml";
@@ -425,7 +426,7 @@ const NOT_TRIGGERED: &[&str] = &[];
 /// rate-limited and retried routes, a FaaS fallback whose function is down, and a DNS
 /// cluster whose name never resolves (`.invalid`, through a resolver that is not there).
 fn config(matches: &Pod, live: &[Pod]) -> String {
-    let dead = || free_addr("127.0.0.1");
+    let dead = || free_addr("127.0.0.1").unwrap();
     let live_eps: Vec<String> = live.iter().map(|p| format!("\"{}\"", p.addr)).collect();
     format!(
         "faas:

@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use arena_testkit::free_addr;
 use saphyr::{LoadableYamlNode, Yaml};
 use support::dnsmasq::Dnsmasq;
 use support::http::{client, get};
-use support::procs::{bin, free_addr, Proc, TempDir};
+use support::procs::{bin, Proc, TempDir};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -140,7 +141,7 @@ async fn configmap_config_serves_the_headless_service_pods() {
     );
 
     // The shipped config, with only the bind addresses and the DNS server changed.
-    let (addr, admin) = (free_addr("127.0.0.1"), free_addr("127.0.0.1"));
+    let (addr, admin) = (free_addr("127.0.0.1").unwrap(), free_addr("127.0.0.1").unwrap());
     let local = text
         .replace("address: 0.0.0.0:8080", &format!("address: {addr}"))
         .replace("address: 0.0.0.0:9901", &format!("address: {admin}"))

@@ -10,10 +10,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use arena_testkit::free_addr;
 use support::dnsmasq::Dnsmasq;
 use support::gateway::{Gateway, Pod};
 use support::http::{client, get, send, HttpClient};
-use support::procs::free_addr;
 
 const SVC: &str = "match-api.esports.svc.cluster.local";
 
@@ -63,7 +63,7 @@ async fn backends(c: &HttpClient, gw: &Gateway, n: usize) -> HashSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_follow_dns_drain_and_survive_a_dns_outage() {
-    let port = free_addr("127.0.0.71").port();
+    let port = free_addr("127.0.0.71").unwrap().port();
     let pod = |i: u8| Pod::start_at(&format!("127.0.0.{i}:{port}"), &["--name", &format!("pod-{i}")]);
     let (p71, _p72, _p73) = (pod(71), pod(72), pod(73));
     let addr = |i: u8| SocketAddr::from(([127, 0, 0, i], port)).to_string();

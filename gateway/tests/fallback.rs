@@ -139,9 +139,6 @@ async fn busy_pods_spill_to_the_function_and_warm_share_keeps_it_warm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_lambda_fallback_through_the_invoke_api() {
-    // Every test of this process sets the same values, so concurrent tests agree.
-    std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDARENATEST");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "arena-test-secret");
     let lambda = LambdaEmulator::start();
     let pod = Pod::start("127.0.0.126", &["--error-rate", "1.0"]);
     let function = format!(
@@ -149,7 +146,14 @@ async fn aws_lambda_fallback_through_the_invoke_api() {
         lambda.endpoint
     );
     let body = config(&[&pod], &function, "    fallback: { faas: verify-lambda }\n");
-    let gw = Gateway::start(&body);
+    // Dummy credentials for the gateway process only: the emulator accepts any signature.
+    let gw = Gateway::start_with_env(
+        &body,
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIDARENATEST"),
+            ("AWS_SECRET_ACCESS_KEY", "arena-test-secret"),
+        ],
+    );
     let c = client();
     // The pod answers 500 to everything: after the retry the Lambda function serves.
     let r = post_verify(&c, &gw, r#"{"match":"dota-ti25-gf","kills":7}"#).await;

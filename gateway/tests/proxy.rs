@@ -7,9 +7,9 @@ mod support;
 
 use std::time::Duration;
 
+use arena_testkit::free_addr;
 use support::gateway::{Gateway, Pod};
 use support::http::{client, get, send};
-use support::procs::free_addr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn two_routes(pods: &[&Pod]) -> String {
@@ -166,7 +166,7 @@ async fn client_errors_get_json_answers() {
 async fn unreachable_pods_fail_over_or_answer_502() {
     let live = Pod::start("127.0.0.54", &["--name", "live"]);
     // An address where nothing listens: a port taken and released.
-    let dead = free_addr("127.0.0.55");
+    let dead = free_addr("127.0.0.55").unwrap();
     let body = format!(
         "clusters:\n  - name: mixed\n    endpoints: [\"{dead}\", \"{}\"]\n    lb: round_robin\n  - name: gone\n    endpoints: [\"{dead}\"]\nroutes:\n  - name: mixed\n    match: {{ path_prefix: /v1/matches }}\n    cluster: mixed\n  - name: gone\n    match: {{ path_prefix: /v1/players }}\n    cluster: gone\n",
         live.addr
@@ -191,7 +191,7 @@ async fn unreachable_pods_fail_over_or_answer_502() {
 async fn dns_cluster_without_answer_is_503_and_not_ready() {
     let pod = Pod::start("127.0.0.56", &[]);
     // A resolver address where nothing answers: the cluster never resolves.
-    let resolver = free_addr("127.0.0.1");
+    let resolver = free_addr("127.0.0.1").unwrap();
     let body = format!(
         "clusters:\n  - name: ok\n    endpoints: [\"{}\"]\n  - name: nodns\n    dns: {{ name: nowhere.svc.cluster.local, port: 9100, resolver: \"{resolver}\", timeout: 200ms }}\nroutes:\n  - name: ok\n    match: {{ path_prefix: /v1/matches }}\n    cluster: ok\n  - name: nodns\n    match: {{ path_prefix: /v1/players }}\n    cluster: nodns\n",
         pod.addr

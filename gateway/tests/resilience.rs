@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arena_testkit::free_addr;
 use support::gateway::{Gateway, Pod};
 use support::http::{client, get, send};
-use support::procs::{free_addr, Proc};
+use support::procs::Proc;
 
 /// The `/clusters` entry of `pod` (first cluster).
 async fn pod_view(c: &support::http::HttpClient, gw: &Gateway, pod: &Pod) -> serde_json::Value {
@@ -241,7 +242,7 @@ async fn circuit_breaker_fails_fast_beyond_max_in_flight() {
 
 /// A real redis-server on a free loopback port.
 fn redis() -> (Proc, std::net::SocketAddr) {
-    let addr = free_addr("127.0.0.1");
+    let addr = free_addr("127.0.0.1").unwrap();
     let mut cmd = Command::new("redis-server");
     cmd.args([
         "--port",

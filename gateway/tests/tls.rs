@@ -8,8 +8,9 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
+use arena_testkit::free_addr;
 use support::gateway::Pod;
-use support::procs::{bin, free_addr, wait_listening, Proc, TempDir};
+use support::procs::{bin, wait_listening, Proc, TempDir};
 
 fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let cert = dir.join("cert.pem");
@@ -62,7 +63,7 @@ fn https_and_http2_are_terminated() {
     let dir = TempDir::new("tls");
     let (cert, key) = self_signed(&dir.0);
     let pod = Pod::start("127.0.0.58", &["--name", "tls-pod"]);
-    let (addr, admin) = (free_addr("127.0.0.1"), free_addr("127.0.0.1"));
+    let (addr, admin) = (free_addr("127.0.0.1").unwrap(), free_addr("127.0.0.1").unwrap());
     let file = dir.0.join("gw.yaml");
     std::fs::write(&file, config(addr, admin, &cert, &key, &pod)).unwrap();
     let mut cmd = Command::new(bin("arena-gateway"));
@@ -112,7 +113,13 @@ fn unusable_certificate_is_a_clean_start_error() {
     let file = dir.0.join("gw.yaml");
     std::fs::write(
         &file,
-        config(free_addr("127.0.0.1"), free_addr("127.0.0.1"), &cert, &bogus, &pod),
+        config(
+            free_addr("127.0.0.1").unwrap(),
+            free_addr("127.0.0.1").unwrap(),
+            &cert,
+            &bogus,
+            &pod,
+        ),
     )
     .unwrap();
     let out = Command::new(bin("arena-gateway"))

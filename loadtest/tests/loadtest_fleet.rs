@@ -6,14 +6,14 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use arena_testkit::Scratch;
 use common::{json_report, loadtest_command, run_args, scratch, text, write};
 
 /// Runs `scenario`, written to `file` in a fresh scratch dir `fleet-{name}`, with the report in
 /// that dir too (removed by the caller once it has looked).
-fn run_fleet(name: &str, file: &str, scenario: &str) -> (PathBuf, Output) {
+fn run_fleet(name: &str, file: &str, scenario: &str) -> (Scratch, Output) {
     let dir = scratch(&format!("fleet-{name}"));
     let file = write(&dir, file, scenario);
     let out = loadtest_command().args(run_args(&file, &dir, &[])).output().unwrap();

@@ -5,10 +5,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::procs::{bin, free_addr, wait_listening, Proc, TempDir};
+use arena_testkit::free_addr;
+
+use super::procs::{Proc, TempDir};
 
 /// Bearer token the test gateways accept for mutating admin calls.
 pub const TOKEN: &str = "test-token";
@@ -38,19 +39,25 @@ impl Gateway {
 
     /// Like [`Gateway::start`], with extra `server:` lines (each indented two spaces).
     pub fn start_with(server_extra: &str, body: &str) -> Gateway {
-        Self::launch(server_extra, body, Layout::Plain)
+        Self::launch(server_extra, body, Layout::Plain, &[])
+    }
+
+    /// Like [`Gateway::start`], with `env` added to the gateway process's environment (e.g.
+    /// AWS credentials), leaving the test process's own environment alone.
+    pub fn start_with_env(body: &str, env: &[(&str, &str)]) -> Gateway {
+        Self::launch("", body, Layout::Plain, env)
     }
 
     /// Like [`Gateway::start`], with the config laid out as a Kubernetes ConfigMap volume does
     /// it: `gateway.yaml -> ..data/gateway.yaml`, `..data -> ..v1` (see [`Gateway::update_configmap`]).
     pub fn start_configmap(body: &str) -> Gateway {
-        Self::launch("", body, Layout::ConfigMap)
+        Self::launch("", body, Layout::ConfigMap, &[])
     }
 
     /// Like [`Gateway::start`], with `gateway.yaml` a symlink to `real/gateway.yaml` (a deploy
     /// tool's checkout); [`Gateway::write_real`] edits the target in place.
     pub fn start_symlinked(body: &str) -> Gateway {
-        Self::launch("", body, Layout::Symlinked)
+        Self::launch("", body, Layout::Symlinked, &[])
     }
 
     /// Rewrites the symlink target of a [`Gateway::start_symlinked`] config in place.
@@ -63,10 +70,10 @@ impl Gateway {
         .unwrap();
     }
 
-    fn launch(server_extra: &str, body: &str, layout: Layout) -> Gateway {
+    fn launch(server_extra: &str, body: &str, layout: Layout, env: &[(&str, &str)]) -> Gateway {
         let dir = TempDir::new("gw");
-        let addr = free_addr("127.0.0.1");
-        let admin = free_addr("127.0.0.1");
+        let addr = free_addr("127.0.0.1").unwrap();
+        let admin = free_addr("127.0.0.1").unwrap();
         let config = dir.0.join("gateway.yaml");
         let text = format!("{}{body}", Self::header(addr, admin, server_extra));
         match layout {
@@ -81,32 +88,16 @@ impl Gateway {
                 std::os::unix::fs::symlink(dir.0.join("real/gateway.yaml"), &config).unwrap();
             }
         }
-        let check = Command::new(bin("arena-gateway"))
-            .args(["check", "-c"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        assert!(
-            check.status.success(),
-            "test config invalid:\n{}",
-            String::from_utf8_lossy(&check.stderr)
-        );
-        let mut cmd = Command::new(bin("arena-gateway"));
-        cmd.args(["run", "-c"])
-            .arg(&config)
-            .env("ARENA_TEST_ADMIN_TOKEN", TOKEN)
-            .env(
-                "RUST_LOG",
-                std::env::var("ARENA_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::null());
-        // Logs go to stderr: quiet unless asked for (ARENA_TEST_LOG=info cargo test ...).
-        if std::env::var_os("ARENA_TEST_LOG").is_none() {
-            cmd.stderr(Stdio::null());
+        // Logs go to the process's log file, quoted when a test fails; ARENA_TEST_LOG=info
+        // raises their level, ARENA_KEEP_SCRATCH=1 keeps them after a passing test too.
+        let level = std::env::var("ARENA_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        let mut env_all = vec![("ARENA_TEST_ADMIN_TOKEN", TOKEN), ("RUST_LOG", level.as_str())];
+        env_all.extend_from_slice(env);
+        let mut proc = Proc(arena_testkit::arena::start_gateway(&config, &env_all).unwrap_or_else(|e| panic!("{e}")));
+        for a in [addr, admin] {
+            proc.wait_listening(a, Duration::from_secs(15))
+                .unwrap_or_else(|e| panic!("{e}"));
         }
-        let proc = Proc::spawn("arena-gateway", cmd);
-        wait_listening(addr, Duration::from_secs(15));
-        wait_listening(admin, Duration::from_secs(15));
         Gateway {
             addr,
             admin,
@@ -172,25 +163,12 @@ impl Pod {
 
     /// Starts `arena-pod` on an exact `ip:port` (DNS tests give every pod the same port).
     pub fn start_at(listen: &str, args: &[&str]) -> Pod {
-        let mut cmd = Command::new(bin("arena-pod"));
-        cmd.arg("--listen").arg(listen).args(args);
-        let (proc, line) = Proc::spawn_until("arena-pod", cmd, "listening on", Duration::from_secs(10));
-        let addr: SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
-        Pod { addr, proc }
+        let (proc, addr) = arena_testkit::arena::start_pod("arena-pod", listen, args).unwrap_or_else(|e| panic!("{e}"));
+        Pod { addr, proc: Proc(proc) }
     }
 
     /// Changes the pod's fault knobs live (`{"latency_ms": 5}`, `{"stuck": true}`...).
     pub fn set(&self, json: &str) {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(self.addr).unwrap();
-        write!(
-            s,
-            "POST /_pod/config HTTP/1.1\r\nhost: pod\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{json}",
-            json.len()
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        assert!(out.starts_with("HTTP/1.1 200"), "pod config rejected: {out}");
+        arena_testkit::arena::set_pod(self.addr, json).unwrap_or_else(|e| panic!("{e}"));
     }
 }

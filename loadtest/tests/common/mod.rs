@@ -4,10 +4,11 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use arena_pod::{bind, PodConfig};
+use arena_testkit::Scratch;
 
 /// Load tests share two cores: run them one at a time so they measure the target, not each other.
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -20,11 +21,13 @@ pub async fn pod(ip: &str) -> SocketAddr {
     addr
 }
 
-/// A fresh, empty scratch directory for one test (`arena-lt-{name}-{pid}` in the temp dir).
-pub fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("arena-lt-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+/// A fresh, empty scratch directory for one test (`arena-lt-{name}-XXXXXX` in the temp dir),
+/// removed on drop unless the test fails; `ARENA_LT_KEEP_REPORT=1` keeps it (and its reports).
+pub fn scratch(name: &str) -> Scratch {
+    let mut dir = Scratch::new(&format!("lt-{name}")).unwrap();
+    if std::env::var_os("ARENA_LT_KEEP_REPORT").is_some() {
+        dir.keep();
+    }
     dir
 }
 

@@ -3,15 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use arena_core::config::{DnsSpec, RecordKind};
 use arena_core::discovery::dns::{DnsError, DnsResolver, Resolution};
-use arena_gateway::config::{DnsSpec, RecordKind};
-use support::dnsmasq::Dnsmasq;
+use arena_testkit::Dnsmasq;
 
 const SVC: &str = "match-api.esports.svc.cluster.local";
 const SRV_NAME: &str = "_http._tcp.match-api.esports.svc.cluster.local";
@@ -62,7 +60,7 @@ async fn resolve_until(resolver: &DnsResolver, spec: &DnsSpec, want: &[SocketAdd
 
 #[tokio::test]
 async fn a_records_follow_server_changes() {
-    let dns = Dnsmasq::start(&[(SVC, "127.0.0.11"), (SVC, "127.0.0.12")], &[]);
+    let dns = Dnsmasq::start(&[(SVC, "127.0.0.11"), (SVC, "127.0.0.12")], &[]).unwrap();
     let spec = spec(SVC, RecordKind::A, Some(9100), dns.addr());
     let resolver = DnsResolver::new(&spec).unwrap();
 
@@ -71,7 +69,8 @@ async fn a_records_follow_server_changes() {
     // dnsmasq serves local data with local-ttl=1.
     assert_eq!(first.ttl, Duration::from_secs(1));
 
-    dns.set_records(&[(SVC, "127.0.0.12"), (SVC, "127.0.0.13")], &[]);
+    dns.set_records(&[(SVC, "127.0.0.12"), (SVC, "127.0.0.13")], &[])
+        .unwrap();
     resolve_until(&resolver, &spec, &addrs(&["127.0.0.12:9100", "127.0.0.13:9100"])).await;
 }
 
@@ -79,7 +78,7 @@ async fn a_records_follow_server_changes() {
 async fn answers_are_not_cached_for_their_ttl() {
     // A long TTL that hickory would honour if its cache were on; the change must still show
     // up on the next refreshes, and the TTL must be reported untouched.
-    let dns = Dnsmasq::start_with_extra(&[(SVC, "127.0.0.11")], &[], &["local-ttl=300"]);
+    let dns = Dnsmasq::start_with_extra(&[(SVC, "127.0.0.11")], &[], &["local-ttl=300"]).unwrap();
     let spec = spec(SVC, RecordKind::A, Some(9100), dns.addr());
     let resolver = DnsResolver::new(&spec).unwrap();
 
@@ -87,13 +86,13 @@ async fn answers_are_not_cached_for_their_ttl() {
     assert_eq!(first.addrs, addrs(&["127.0.0.11:9100"]));
     assert_eq!(first.ttl, Duration::from_secs(300));
 
-    dns.set_records(&[(SVC, "127.0.0.14")], &[]);
+    dns.set_records(&[(SVC, "127.0.0.14")], &[]).unwrap();
     resolve_until(&resolver, &spec, &addrs(&["127.0.0.14:9100"])).await;
 }
 
 #[tokio::test]
 async fn aaaa_records_resolve_with_port() {
-    let dns = Dnsmasq::start(&[(SVC, "fd00::11"), (SVC, "fd00::12"), (SVC, "127.0.0.11")], &[]);
+    let dns = Dnsmasq::start(&[(SVC, "fd00::11"), (SVC, "fd00::12"), (SVC, "127.0.0.11")], &[]).unwrap();
     let spec = spec(SVC, RecordKind::Aaaa, Some(9100), dns.addr());
     let resolver = DnsResolver::new(&spec).unwrap();
 
@@ -103,7 +102,7 @@ async fn aaaa_records_resolve_with_port() {
 
 #[tokio::test]
 async fn nxdomain_and_empty_answers_are_distinct() {
-    let dns = Dnsmasq::start(&[(SVC, "127.0.0.11")], &[]);
+    let dns = Dnsmasq::start(&[(SVC, "127.0.0.11")], &[]).unwrap();
 
     let unknown = spec("nope.esports.svc.cluster.local", RecordKind::A, Some(9100), dns.addr());
     let resolver = DnsResolver::new(&unknown).unwrap();
@@ -128,7 +127,8 @@ async fn srv_records_carry_their_ports_and_follow_changes() {
             (SRV_NAME, pod_a, 9200, "127.0.0.21"),
             (SRV_NAME, pod_b, 9300, "127.0.0.22"),
         ],
-    );
+    )
+    .unwrap();
     let spec = spec(SRV_NAME, RecordKind::Srv, None, dns.addr());
     let resolver = DnsResolver::new(&spec).unwrap();
 
@@ -143,7 +143,8 @@ async fn srv_records_carry_their_ports_and_follow_changes() {
             (SRV_NAME, pod_b, 9300, "127.0.0.22"),
             (SRV_NAME, pod_c, 9400, "127.0.0.23"),
         ],
-    );
+    )
+    .unwrap();
     resolve_until(&resolver, &spec, &addrs(&["127.0.0.22:9300", "127.0.0.23:9400"])).await;
 }
 
@@ -159,7 +160,8 @@ async fn srv_targets_without_glue_are_looked_up() {
             "cname=pod-c.alias.test,pod-c.real.test",
             "host-record=pod-c.real.test,127.0.0.23",
         ],
-    );
+    )
+    .unwrap();
     let spec = spec(
         "_http._tcp.alias.esports.svc.cluster.local",
         RecordKind::Srv,
@@ -174,7 +176,7 @@ async fn srv_targets_without_glue_are_looked_up() {
 
 #[tokio::test]
 async fn unknown_srv_name_is_nxdomain() {
-    let dns = Dnsmasq::start(&[(SVC, "127.0.0.11")], &[]);
+    let dns = Dnsmasq::start(&[(SVC, "127.0.0.11")], &[]).unwrap();
     let spec = spec(SRV_NAME, RecordKind::Srv, None, dns.addr());
     let resolver = DnsResolver::new(&spec).unwrap();
     assert_eq!(resolve(&resolver, &spec).await, Err(DnsError::NxDomain));
