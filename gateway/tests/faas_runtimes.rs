@@ -68,13 +68,15 @@ fn assert_verified(r: &FaasResponse, served_by: &str, body_len: usize, request_i
 
 const BODY: &[u8] = br#"{"match":7,"kills":3,"player":"faker"}"#;
 
-/// Dummy credentials: the emulator accepts any signature, AWS would check it.
-fn set_aws_credentials() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDARENATEST");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "arena-test-secret-key");
-    });
+/// A Lambda function with dummy credentials (the emulator accepts any signature, AWS would
+/// check it), passed in rather than set in the process environment other test threads read.
+fn lambda_function(spec: FaasSpec) -> Function {
+    Function::with_env(spec, |name| match name {
+        "AWS_ACCESS_KEY_ID" => Some("AKIDARENATEST".to_string()),
+        "AWS_SECRET_ACCESS_KEY" => Some("arena-test-secret-key".to_string()),
+        _ => None,
+    })
+    .unwrap()
 }
 
 #[tokio::test]
@@ -220,7 +222,6 @@ async fn http_function_concurrency_limit_and_timeout() {
 
 #[tokio::test]
 async fn lambda_invoke_api_on_serverless_offline() {
-    set_aws_credentials();
     let mut emu = LambdaEmulator::start();
     eprintln!(
         "serverless offline ready (first invocation answered) in {:?}",
@@ -231,13 +232,12 @@ async fn lambda_invoke_api_on_serverless_offline() {
         region: "ap-southeast-1".to_string(),
         endpoint: Some(emu.endpoint.clone()),
     };
-    let func = Function::new(spec(
+    let func = lambda_function(spec(
         "verify-lambda",
         target(LAMBDA_FUNCTION),
         Duration::from_secs(15),
         4,
-    ))
-    .unwrap();
+    ));
 
     let r = func
         .invoke(&request(Method::POST, "/v1/verify", BODY, "rid-lambda-1"))
@@ -302,13 +302,12 @@ async fn lambda_invoke_api_on_serverless_offline() {
     assert_eq!(err.kind(), "function_error");
 
     // The Invoke API's ResourceNotFoundException (404) is a function error.
-    let missing = Function::new(spec(
+    let missing = lambda_function(spec(
         "missing-lambda",
         target("arena-faas-dev-missing"),
         Duration::from_secs(10),
         1,
-    ))
-    .unwrap();
+    ));
     let err = missing
         .invoke(&request(Method::POST, "/v1/verify", BODY, "rid-missing"))
         .await

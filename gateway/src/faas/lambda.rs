@@ -1,28 +1,46 @@
 //! `kind: aws_lambda`: the Lambda Invoke API, signed with SigV4, carrying an API Gateway v2
 //! (HTTP API) proxy event, so the same handler serves API Gateway and the gateway's fallback.
 
+use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_credential_types::Credentials;
+use aws_lambda_events::apigw::{
+    ApiGatewayV2httpRequest, ApiGatewayV2httpRequestContext, ApiGatewayV2httpRequestContextHttpDescription,
+    ApiGatewayV2httpResponse,
+};
+use aws_lambda_events::query_map::QueryMap;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use serde_json::{json, Map, Value};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde_json::Value;
 
 use super::http::read_limited;
-use super::{is_hop_header, FaasError, FaasRequest, FaasResponse};
+use super::{is_hop_header, Env, FaasError, FaasRequest, FaasResponse};
 use crate::config::FaasSpec;
+
+/// Bytes left literal in the function name or ARN of the Invoke URL path: RFC 3986 unreserved.
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 pub struct LambdaInvoker {
     url: String,
     region: String,
     client: reqwest::Client,
+    /// Where the AWS credentials are looked up, on every call (they may rotate).
+    env: Env,
 }
 
 impl LambdaInvoker {
-    pub fn new(function: &str, region: &str, endpoint: Option<&str>, spec: &FaasSpec) -> Result<Self, String> {
+    pub fn new(
+        function: &str,
+        region: &str,
+        endpoint: Option<&str>,
+        spec: &FaasSpec,
+        env: Env,
+    ) -> Result<Self, String> {
         pingora::tls::install_default_crypto_provider();
         let endpoint = endpoint
             .map(str::to_string)
@@ -33,13 +51,10 @@ impl LambdaInvoker {
             .build()
             .map_err(|e| format!("http client: {e}"))?;
         Ok(LambdaInvoker {
-            url: format!(
-                "{}/2015-03-31/functions/{}/invocations",
-                endpoint.trim_end_matches('/'),
-                urlencode(function)
-            ),
+            url: invoke_url(&endpoint, function),
             region: region.to_string(),
             client,
+            env,
         })
     }
 
@@ -48,8 +63,8 @@ impl LambdaInvoker {
             name: name.to_string(),
             cause,
         };
-        let payload = Bytes::from(api_gateway_v2_event(req).to_string());
-        let creds = credentials_from_env()
+        let payload = Bytes::from(event_json(&api_gateway_v2_event(req)).map_err(fail)?.to_string());
+        let creds = credentials(&*self.env)
             .ok_or_else(|| fail("AWS credentials missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into()))?;
         let signed = sign_invoke(&self.url, &self.region, &creds, &payload, SystemTime::now()).map_err(fail)?;
         let mut rb = self.client.post(&self.url).body(payload);
@@ -86,10 +101,19 @@ impl LambdaInvoker {
     }
 }
 
-fn credentials_from_env() -> Option<Credentials> {
-    let key = std::env::var("AWS_ACCESS_KEY_ID").ok()?;
-    let secret = std::env::var("AWS_SECRET_ACCESS_KEY").ok()?;
-    let token = std::env::var("AWS_SESSION_TOKEN").ok();
+/// The Invoke API URL of `function` (a name or an ARN) at `endpoint`.
+pub fn invoke_url(endpoint: &str, function: &str) -> String {
+    format!(
+        "{}/2015-03-31/functions/{}/invocations",
+        endpoint.trim_end_matches('/'),
+        utf8_percent_encode(function, PATH_SEGMENT)
+    )
+}
+
+fn credentials(env: &dyn Fn(&str) -> Option<String>) -> Option<Credentials> {
+    let key = env("AWS_ACCESS_KEY_ID")?;
+    let secret = env("AWS_SECRET_ACCESS_KEY")?;
+    let token = env("AWS_SESSION_TOKEN");
     Some(Credentials::new(key, secret, token, None, "environment"))
 }
 
@@ -122,151 +146,165 @@ pub fn sign_invoke(
     Ok(out)
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// The API Gateway v2 (payload format 2.0) event for a request.
-pub fn api_gateway_v2_event(req: &FaasRequest) -> Value {
+pub fn api_gateway_v2_event(req: &FaasRequest) -> ApiGatewayV2httpRequest {
     let (path, query) = req
         .path_and_query
         .split_once('?')
         .unwrap_or((req.path_and_query.as_str(), ""));
-    let mut headers = Map::new();
+    let mut headers = HeaderMap::new();
     let mut cookies = Vec::new();
-    for (k, v) in &req.headers {
-        let Ok(v) = v.to_str() else { continue };
-        if k == http::header::COOKIE {
-            cookies.extend(v.split(';').map(|c| Value::from(c.trim())));
+    for name in req.headers.keys() {
+        let values: Vec<&str> = req
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if name == http::header::COOKIE {
+            cookies.extend(values.iter().flat_map(|v| v.split(';')).map(|c| c.trim().to_string()));
             continue;
         }
-        if is_hop_header(k.as_str()) && k != http::header::HOST {
+        if values.is_empty() || (is_hop_header(name.as_str()) && name != http::header::HOST) {
             continue;
         }
-        match headers.get_mut(k.as_str()) {
-            Some(Value::String(prev)) => {
-                prev.push(',');
-                prev.push_str(v);
-            }
-            _ => {
-                headers.insert(k.as_str().to_string(), Value::from(v));
-            }
+        // One value per name, repeated ones joined with commas, as API Gateway does.
+        if let Ok(v) = HeaderValue::from_str(&values.join(",")) {
+            headers.insert(name.clone(), v);
         }
     }
-    headers.insert("x-request-id".into(), Value::from(req.request_id.as_str()));
+    if let Ok(v) = HeaderValue::from_str(&req.request_id) {
+        headers.insert(HeaderName::from_static("x-request-id"), v);
+    }
     // Decoded, and repeated keys joined with commas, as API Gateway does.
-    let mut params = Map::new();
+    let mut params: HashMap<String, String> = HashMap::new();
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match params.get_mut(k.as_ref()) {
-            Some(Value::String(prev)) => {
+            Some(prev) => {
                 prev.push(',');
                 prev.push_str(&v);
             }
-            _ => {
-                params.insert(k.into_owned(), Value::from(v.into_owned()));
+            None => {
+                params.insert(k.into_owned(), v.into_owned());
             }
         }
     }
-    let (body, b64) = match std::str::from_utf8(&req.body) {
-        Ok(text) => (text.to_string(), false),
-        Err(_) => (base64::engine::general_purpose::STANDARD.encode(&req.body), true),
+    let (body, b64) = if req.body.is_empty() {
+        (None, false)
+    } else {
+        match std::str::from_utf8(&req.body) {
+            Ok(text) => (Some(text.to_string()), false),
+            Err(_) => (Some(base64::engine::general_purpose::STANDARD.encode(&req.body)), true),
+        }
     };
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
+        .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
-    let mut event = json!({
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": query,
-        "headers": headers,
-        "requestContext": {
-            "accountId": "anonymous",
-            "apiId": "arena",
-            "domainName": req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("arena"),
-            "http": {
-                "method": req.method.as_str(),
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": req.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
-                "userAgent": req.headers.get(http::header::USER_AGENT).and_then(|h| h.to_str().ok()).unwrap_or(""),
-            },
-            "requestId": req.request_id,
-            "routeKey": "$default",
-            "stage": "$default",
-            "timeEpoch": now_ms,
-        },
-        "isBase64Encoded": b64,
-    });
-    if !cookies.is_empty() {
-        event["cookies"] = Value::from(cookies);
-    }
-    if !params.is_empty() {
-        event["queryStringParameters"] = Value::from(params);
-    }
-    if !req.body.is_empty() {
-        event["body"] = Value::from(body);
-    }
+    let header = |name| req.headers.get(name).and_then(|h| h.to_str().ok());
+
+    // The crate's types are non-exhaustive: built from their defaults, field by field.
+    let mut http = ApiGatewayV2httpRequestContextHttpDescription::default();
+    http.method = req.method.clone();
+    http.path = Some(path.to_string());
+    http.protocol = Some("HTTP/1.1".to_string());
+    http.source_ip = Some(req.client_ip.map(|ip| ip.to_string()).unwrap_or_default());
+    http.user_agent = Some(header(http::header::USER_AGENT).unwrap_or("").to_string());
+    let mut context = ApiGatewayV2httpRequestContext::default();
+    context.account_id = Some("anonymous".to_string());
+    context.apiid = Some("arena".to_string());
+    context.domain_name = Some(header(http::header::HOST).unwrap_or("arena").to_string());
+    context.http = http;
+    context.request_id = Some(req.request_id.clone());
+    context.route_key = Some("$default".to_string());
+    context.stage = Some("$default".to_string());
+    context.time_epoch = now_ms;
+    let mut event = ApiGatewayV2httpRequest::default();
+    event.version = Some("2.0".to_string());
+    event.route_key = Some("$default".to_string());
+    event.raw_path = Some(path.to_string());
+    event.raw_query_string = Some(query.to_string());
+    event.headers = headers;
+    event.cookies = (!cookies.is_empty()).then_some(cookies);
+    event.query_string_parameters = QueryMap::from(params);
+    event.request_context = context;
+    event.body = body;
+    event.is_base64_encoded = b64;
     event
+}
+
+/// The event's JSON as an HTTP API sends it. The crate's type also models Custom Authorizer v1
+/// payloads (their `httpMethod`, a GET unless set), always writes `stageVariables` and writes
+/// unset members as `null`: an HTTP API event has none of these.
+pub fn event_json(event: &ApiGatewayV2httpRequest) -> Result<Value, String> {
+    let mut v = serde_json::to_value(event).map_err(|e| format!("event: {e}"))?;
+    if let Some(o) = v.as_object_mut() {
+        o.remove("httpMethod");
+        o.remove("stageVariables");
+    }
+    drop_nulls(&mut v);
+    Ok(v)
+}
+
+fn drop_nulls(v: &mut Value) {
+    if let Value::Object(o) = v {
+        o.retain(|_, m| !m.is_null());
+        o.values_mut().for_each(drop_nulls);
+    }
 }
 
 /// Maps a function's result to HTTP like API Gateway v2 does: a `{statusCode, headers, body}`
 /// object is taken literally; any other JSON value becomes a 200 with that JSON as the body.
 pub fn from_proxy_result(payload: &[u8]) -> Result<FaasResponse, String> {
     let v: Value = serde_json::from_slice(payload).map_err(|e| format!("function answer is not JSON: {e}"))?;
-    let Some(obj) = v.as_object().filter(|o| o.contains_key("statusCode")) else {
-        let mut headers = HeaderMap::new();
-        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        return Ok(FaasResponse {
-            status: 200,
-            headers,
-            body: Bytes::copy_from_slice(payload),
-        });
+    let mut obj = match v {
+        Value::Object(o) if o.contains_key("statusCode") => o,
+        _ => {
+            let mut headers = HeaderMap::new();
+            headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            return Ok(FaasResponse {
+                status: 200,
+                headers,
+                body: Bytes::copy_from_slice(payload),
+            });
+        }
     };
-    let status = obj
-        .get("statusCode")
-        .and_then(Value::as_u64)
+    // API Gateway takes header values of any JSON type and an absent `cookies`; the crate's type
+    // does not.
+    if let Some(Value::Object(h)) = obj.get_mut("headers") {
+        for v in h.values_mut().filter(|v| !v.is_string()) {
+            *v = Value::String(v.to_string());
+        }
+    }
+    if obj.get("cookies").is_none_or(Value::is_null) {
+        obj.insert("cookies".to_string(), Value::Array(Vec::new()));
+    }
+    let result: ApiGatewayV2httpResponse = serde_json::from_value(Value::Object(obj))
+        .map_err(|e| format!("function answer is not an API Gateway v2 result: {e}"))?;
+    let status = u16::try_from(result.status_code)
+        .ok()
         .filter(|s| (100..=599).contains(s))
-        .ok_or("statusCode is not an HTTP status")? as u16;
+        .ok_or("statusCode is not an HTTP status")?;
     let mut headers = HeaderMap::new();
-    if let Some(h) = obj.get("headers").and_then(Value::as_object) {
-        for (k, v) in h {
-            let text = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            if let (Ok(k), Ok(v)) = (
-                HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()),
-                HeaderValue::from_str(&text),
-            ) {
-                if !is_hop_header(k.as_str()) {
-                    headers.append(k, v);
-                }
-            }
+    for (k, v) in &result.headers {
+        if !is_hop_header(k.as_str()) {
+            headers.append(k, v.clone());
         }
     }
-    if let Some(c) = obj.get("cookies").and_then(Value::as_array) {
-        for cookie in c.iter().filter_map(Value::as_str) {
-            if let Ok(v) = HeaderValue::from_str(cookie) {
-                headers.append(http::header::SET_COOKIE, v);
-            }
+    for cookie in &result.cookies {
+        if let Ok(v) = HeaderValue::from_str(cookie) {
+            headers.append(http::header::SET_COOKIE, v);
         }
     }
-    let raw = obj.get("body").and_then(Value::as_str).unwrap_or("");
-    let body = if obj.get("isBase64Encoded").and_then(Value::as_bool).unwrap_or(false) {
+    let raw = result.body.as_deref().unwrap_or_default();
+    let body = if result.is_base64_encoded {
         Bytes::from(
             base64::engine::general_purpose::STANDARD
                 .decode(raw)
                 .map_err(|e| format!("bad base64 body: {e}"))?,
         )
     } else {
-        Bytes::copy_from_slice(raw.as_bytes())
+        Bytes::copy_from_slice(raw)
     };
     Ok(FaasResponse { status, headers, body })
 }

@@ -17,7 +17,7 @@ fn event_carries_the_request() {
         client_ip: Some([10, 0, 0, 1].into()),
         request_id: "r-1".into(),
     };
-    let e = api_gateway_v2_event(&req);
+    let e = event_json(&api_gateway_v2_event(&req)).unwrap();
     assert_eq!(e["version"], "2.0");
     assert_eq!(e["rawPath"], "/v1/verify");
     assert_eq!(e["rawQueryString"], "match=7&x&name=a%20b&tag=1&tag=2");
@@ -31,6 +31,81 @@ fn event_carries_the_request() {
     assert_eq!(e["cookies"][1], "b=2");
     assert_eq!(e["body"], "{\"kills\":3}");
     assert_eq!(e["isBase64Encoded"], false);
+}
+
+/// The JSON carries exactly the members of an HTTP API event, none of the crate's Custom
+/// Authorizer v1 or unset ones.
+#[test]
+fn event_has_only_http_api_members() {
+    let mut headers = HeaderMap::new();
+    headers.insert("user-agent", HeaderValue::from_static("arena-test"));
+    headers.append("x-tag", HeaderValue::from_static("a"));
+    headers.append("x-tag", HeaderValue::from_static("b"));
+    let req = FaasRequest {
+        method: http::Method::GET,
+        path_and_query: "/v1/matches".into(),
+        headers,
+        body: Bytes::new(),
+        client_ip: None,
+        request_id: "r-2".into(),
+    };
+    let e = event_json(&api_gateway_v2_event(&req)).unwrap();
+    let keys = |v: &Value| {
+        let mut k: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(
+        keys(&e),
+        [
+            "headers",
+            "isBase64Encoded",
+            "rawPath",
+            "rawQueryString",
+            "requestContext",
+            "routeKey",
+            "version"
+        ]
+    );
+    assert_eq!(
+        keys(&e["requestContext"]),
+        [
+            "accountId",
+            "apiId",
+            "domainName",
+            "http",
+            "requestId",
+            "routeKey",
+            "stage",
+            "timeEpoch"
+        ]
+    );
+    assert_eq!(
+        keys(&e["requestContext"]["http"]),
+        ["method", "path", "protocol", "sourceIp", "userAgent"]
+    );
+    assert_eq!(e["requestContext"]["http"]["method"], "GET");
+    assert_eq!(e["requestContext"]["http"]["sourceIp"], "");
+    assert_eq!(e["requestContext"]["domainName"], "arena");
+    assert_eq!(e["headers"]["x-tag"], "a,b");
+    assert_eq!(e["headers"]["x-request-id"], "r-2");
+    assert!(e["requestContext"]["timeEpoch"].as_i64().unwrap() > 0);
+}
+
+#[test]
+fn invoke_url_encodes_names_and_arns() {
+    assert_eq!(
+        invoke_url("http://127.0.0.1:3002/", "arena-faas-dev_verify.v1~"),
+        "http://127.0.0.1:3002/2015-03-31/functions/arena-faas-dev_verify.v1~/invocations"
+    );
+    assert_eq!(
+        invoke_url(
+            "https://lambda.ap-southeast-1.amazonaws.com",
+            "arn:aws:lambda:ap-southeast-1:123456789012:function:verify/é 1"
+        ),
+        "https://lambda.ap-southeast-1.amazonaws.com/2015-03-31/functions/\
+         arn%3Aaws%3Alambda%3Aap-southeast-1%3A123456789012%3Afunction%3Averify%2F%C3%A9%201/invocations"
+    );
 }
 
 #[test]
@@ -47,6 +122,18 @@ fn maps_proxy_results() {
     assert_eq!(&r.body[..], br#"{"verified":true}"#);
     assert!(from_proxy_result(b"not json").is_err());
     assert!(from_proxy_result(br#"{"statusCode":99}"#).is_err());
+}
+
+/// Header names in any case and values of any JSON type are taken as API Gateway takes them; a
+/// member of the wrong type makes the result malformed, which API Gateway rejects too.
+#[test]
+fn proxy_results_like_api_gateway() {
+    let r = from_proxy_result(br#"{"statusCode":200,"headers":{"X-Ok":true,"Connection":"close"}}"#).unwrap();
+    assert_eq!(r.headers.get("x-ok").unwrap(), "true");
+    assert!(r.headers.get("connection").is_none());
+    assert!(r.body.is_empty());
+    assert!(from_proxy_result(br#"{"statusCode":200,"body":{"a":1}}"#).is_err());
+    assert!(from_proxy_result(br#"{"statusCode":200,"cookies":[1]}"#).is_err());
 }
 
 /// AWS's published SigV4 example (IAM docs, "Examples of the complete Signature Version 4

@@ -73,8 +73,22 @@ pub struct Function {
 /// Largest function answer the gateway relays.
 pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
+/// Looks up an environment variable; the AWS credentials of `aws_lambda` functions come from it.
+pub(crate) type Env = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 impl Function {
+    /// A function whose AWS credentials are read from the process environment.
     pub fn new(spec: FaasSpec) -> Result<Self, String> {
+        Self::with_env(spec, |name| std::env::var(name).ok())
+    }
+
+    /// A function whose AWS credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_SESSION_TOKEN`) are read from `env` instead of the process environment, which
+    /// callers running in threads must not change (`set_var` races with `getenv`).
+    pub fn with_env(
+        spec: FaasSpec,
+        env: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Result<Self, String> {
         let invoker = match &spec.target {
             FaasTarget::Http { url } => Invoker::Http(http::HttpInvoker::new(url, &spec)?),
             FaasTarget::AwsLambda {
@@ -86,6 +100,7 @@ impl Function {
                 region,
                 endpoint.as_deref(),
                 &spec,
+                Box::new(env),
             )?),
         };
         Ok(Function {

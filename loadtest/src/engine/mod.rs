@@ -33,7 +33,7 @@ use serde::{Serialize, Serializer};
 use crate::scenario::{BaseUrl, ErrorRule, HttpSettings, Mode, Scenario, Stage};
 pub use mix::RequestMix;
 pub use schedule::Schedule;
-pub use stats::{Quantiles, Totals, Window};
+pub use stats::{Counts, Quantiles, Totals, Window};
 use stats::{WindowAcc, WorkerMsg};
 
 /// A run is INVALID when the generator's schedule lag p99 exceeds this: more than 1% of

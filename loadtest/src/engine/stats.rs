@@ -6,6 +6,7 @@
 //! controller knows a window is complete once every worker has moved past it.
 
 use std::collections::BTreeMap;
+use std::ops::Deref;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -87,18 +88,52 @@ pub enum Ending {
     Transport,
 }
 
-/// One worker's counts for one second.
-#[derive(Debug)]
-pub struct WindowAcc {
-    pub idx: u64,
-    pub latency: Option<Histogram<u64>>,
+/// Request counts that add up the same way per worker window, per merged window and per run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Completed requests (responses, timeouts and transport errors).
     pub requests: u64,
     pub errors: u64,
     pub timeouts: u64,
     pub transport_errors: u64,
     pub status_errors: u64,
+    /// Scheduled requests never queued because `max_in_flight` was reached.
     pub dropped: u64,
     pub bytes: u64,
+}
+
+impl Counts {
+    /// Adds `o` field by field.
+    pub fn add(&mut self, o: &Counts) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.timeouts += o.timeouts;
+        self.transport_errors += o.transport_errors;
+        self.status_errors += o.status_errors;
+        self.dropped += o.dropped;
+        self.bytes += o.bytes;
+    }
+
+    /// Counts one finished request.
+    fn end(&mut self, ending: Ending, bytes: u64) {
+        self.requests += 1;
+        self.bytes += bytes;
+        match ending {
+            Ending::Status(_, false) => return,
+            Ending::Status(_, true) => self.status_errors += 1,
+            Ending::Timeout => self.timeouts += 1,
+            Ending::Transport => self.transport_errors += 1,
+        }
+        self.errors += 1;
+    }
+}
+
+/// One worker's counts for one second.
+#[derive(Debug)]
+pub struct WindowAcc {
+    pub idx: u64,
+    pub latency: Option<Histogram<u64>>,
+    pub counts: Counts,
     pub lag_max_us: u64,
     pub statuses: Counter<u16>,
     pub backends: Counter<String>,
@@ -109,13 +144,7 @@ impl WindowAcc {
         WindowAcc {
             idx,
             latency: None,
-            requests: 0,
-            errors: 0,
-            timeouts: 0,
-            transport_errors: 0,
-            status_errors: 0,
-            dropped: 0,
-            bytes: 0,
+            counts: Counts::default(),
             lag_max_us: 0,
             statuses: Counter::default(),
             backends: Counter::default(),
@@ -131,13 +160,7 @@ impl WindowAcc {
             (None, Some(oh)) => self.latency = Some(oh),
             _ => {}
         }
-        self.requests += o.requests;
-        self.errors += o.errors;
-        self.timeouts += o.timeouts;
-        self.transport_errors += o.transport_errors;
-        self.status_errors += o.status_errors;
-        self.dropped += o.dropped;
-        self.bytes += o.bytes;
+        self.counts.add(&o.counts);
         self.lag_max_us = self.lag_max_us.max(o.lag_max_us);
         for (k, v) in o.statuses.items {
             self.statuses.add(k, v);
@@ -228,7 +251,7 @@ impl Recorder {
     /// Scheduler: a request could not even be queued (`max_in_flight` reached).
     pub fn dropped(&mut self, now: Instant) {
         self.roll(now);
-        self.cur.dropped += 1;
+        self.cur.counts.dropped += 1;
     }
 
     /// A request went out on a connection.
@@ -243,24 +266,9 @@ impl Recorder {
         let w = &mut self.cur;
         let blank = &self.blank;
         let _ = w.latency.get_or_insert_with(|| blank.clone()).record(us);
-        w.requests += 1;
-        w.bytes += bytes;
-        match ending {
-            Ending::Status(code, is_error) => {
-                w.statuses.add(code, 1);
-                if is_error {
-                    w.errors += 1;
-                    w.status_errors += 1;
-                }
-            }
-            Ending::Timeout => {
-                w.errors += 1;
-                w.timeouts += 1;
-            }
-            Ending::Transport => {
-                w.errors += 1;
-                w.transport_errors += 1;
-            }
+        w.counts.end(ending, bytes);
+        if let Ending::Status(code, _) = ending {
+            w.statuses.add(code, 1);
         }
         if let Some(c) = self.totals.requests_by_name.get_mut(entry) {
             *c += 1;
@@ -348,14 +356,8 @@ pub struct Window {
     pub t: u64,
     /// Requests the schedule intended in this second (open loop; 0 in closed loop).
     pub intended: f64,
-    /// Completed requests (responses, timeouts and transport errors).
-    pub requests: u64,
-    pub errors: u64,
-    pub timeouts: u64,
-    pub transport_errors: u64,
-    pub status_errors: u64,
-    pub dropped: u64,
-    pub bytes: u64,
+    #[serde(flatten)]
+    pub counts: Counts,
     pub lag_max_us: u64,
     pub latency: Quantiles,
     pub statuses: BTreeMap<u16, u64>,
@@ -367,13 +369,7 @@ impl Window {
         Window {
             t: acc.idx,
             intended,
-            requests: acc.requests,
-            errors: acc.errors,
-            timeouts: acc.timeouts,
-            transport_errors: acc.transport_errors,
-            status_errors: acc.status_errors,
-            dropped: acc.dropped,
-            bytes: acc.bytes,
+            counts: acc.counts,
             lag_max_us: acc.lag_max_us,
             latency: acc.latency.as_ref().map(Quantiles::of).unwrap_or_default(),
             statuses: acc.statuses.iter().map(|(k, v)| (*k, *v)).collect(),
@@ -382,32 +378,38 @@ impl Window {
     }
 }
 
+/// Reads of the counts as fields of the window (`w.requests`).
+impl Deref for Window {
+    type Target = Counts;
+
+    fn deref(&self) -> &Counts {
+        &self.counts
+    }
+}
+
 /// Totals over the whole run.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Totals {
-    /// Completed requests (responses, timeouts and transport errors).
-    pub requests: u64,
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Completed requests that were not errors.
     pub ok: u64,
-    pub errors: u64,
-    pub timeouts: u64,
-    pub transport_errors: u64,
-    pub status_errors: u64,
-    /// Scheduled requests never queued because `max_in_flight` was reached.
-    pub dropped: u64,
     /// Requests handed to a connection.
     pub sent: u64,
-    pub bytes: u64,
 }
 
 impl Totals {
     pub fn add(&mut self, w: &Window) {
-        self.requests += w.requests;
-        self.errors += w.errors;
-        self.ok = self.requests - self.errors;
-        self.timeouts += w.timeouts;
-        self.transport_errors += w.transport_errors;
-        self.status_errors += w.status_errors;
-        self.dropped += w.dropped;
-        self.bytes += w.bytes;
+        self.counts.add(&w.counts);
+        self.ok = self.counts.requests - self.counts.errors;
+    }
+}
+
+/// Reads of the counts as fields of the totals (`t.requests`).
+impl Deref for Totals {
+    type Target = Counts;
+
+    fn deref(&self) -> &Counts {
+        &self.counts
     }
 }
