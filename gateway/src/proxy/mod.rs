@@ -23,6 +23,8 @@ mod request_id;
 pub mod respond;
 pub mod retry;
 pub mod split;
+#[cfg(test)]
+mod testing;
 
 use std::sync::Arc;
 

@@ -80,3 +80,69 @@ fn backoff_grows_with_jitter() {
         assert!(b >= nominal / 2 && b < nominal * 3 / 2, "{attempts}: {b:?}");
     }
 }
+
+/// Two pods; route `r` retries 5xx up to 3 tries with a budget of 1 retry/s (10 per window).
+const BUDGETED: &str = "\
+clusters: [{ name: c, endpoints: [\"127.0.0.11:9100\", \"127.0.0.12:9100\"] }]
+routes:
+  - { name: r, match: {}, cluster: c, retry: { attempts: 3, on: [5xx], budget_percent: 0, min_per_second: 1 } }
+";
+
+#[tokio::test(start_paused = true)]
+async fn the_budget_bounds_retries_and_refills_with_time() {
+    let snap = crate::proxy::testing::snapshot(BUDGETED);
+    let route = crate::proxy::testing::route(&snap, "r");
+    let s = state(1);
+    let granted = (0..15)
+        .filter(|_| decide(&route, RetryOn::Status5xx, &s, 1) == Verdict::Retry)
+        .count();
+    assert_eq!(granted, 10, "min_per_second × the 10 s window, no more");
+    // Refused by the budget, a GET on a stale pooled connection may still be replayed once.
+    assert_eq!(
+        decide(&route, RetryOn::Status5xx, &s, 1),
+        Verdict::ReplayIfStaleConnection
+    );
+    let post = TryState { idempotent: false, ..s };
+    assert_eq!(decide(&route, RetryOn::Status5xx, &post, 1), Verdict::Stop);
+    tokio::time::advance(Duration::from_secs(11)).await;
+    assert_eq!(decide(&route, RetryOn::Status5xx, &s, 1), Verdict::Retry);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_policy_only_connect_failures_fail_over_and_only_to_another_pod() {
+    let snap = crate::proxy::testing::snapshot(
+        "clusters: [{ name: c, endpoints: [\"127.0.0.11:9100\", \"127.0.0.12:9100\"] }]\nroutes: [{ name: r, match: {}, cluster: c }]\n",
+    );
+    let route = crate::proxy::testing::route(&snap, "r");
+    assert_eq!(decide(&route, RetryOn::ConnectFailure, &state(1), 1), Verdict::Retry);
+    assert_ne!(
+        decide(&route, RetryOn::ConnectFailure, &state(2), 2),
+        Verdict::Retry,
+        "both pods tried"
+    );
+    assert_ne!(decide(&route, RetryOn::Timeout, &state(1), 1), Verdict::Retry);
+    assert_ne!(decide(&route, RetryOn::Status5xx, &state(1), 1), Verdict::Retry);
+}
+
+#[test]
+fn the_pause_before_a_try() {
+    let mut rng = SmallRng::seed_from_u64(1);
+    let r = spec(3, vec![RetryOn::Timeout]);
+    assert_eq!(
+        pause(Some(&r), 0, Duration::from_secs(1), &mut rng),
+        Duration::ZERO,
+        "first try"
+    );
+    assert_eq!(
+        pause(None, 2, Duration::from_secs(1), &mut rng),
+        Duration::ZERO,
+        "no policy"
+    );
+    let p = pause(Some(&r), 1, Duration::from_secs(1), &mut rng);
+    assert!(p >= Duration::from_millis(10) && p < Duration::from_millis(30), "{p:?}");
+    assert_eq!(
+        pause(Some(&r), 5, Duration::from_millis(3), &mut rng),
+        Duration::from_millis(3),
+        "never past the deadline"
+    );
+}

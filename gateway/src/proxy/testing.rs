@@ -1,0 +1,26 @@
+//! Test support for the stages: a real snapshot (routes, clusters, budgets, functions) built
+//! from a YAML body, the way the gateway builds one, so decisions are tested on the objects
+//! they run on — no socket involved.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use crate::metrics::Metrics;
+use crate::route::Route;
+use crate::state::Snapshot;
+
+/// A snapshot of `body` (clusters, routes, faas...) under a minimal listener section.
+pub fn snapshot(body: &str) -> Arc<Snapshot> {
+    let text = format!("listeners: [{{ name: p, address: 127.0.0.1:8080 }}]\n{body}");
+    let loaded = crate::config::load_str(&text, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
+    Arc::new(Snapshot::build(loaded.config, None, &Metrics::new().unwrap(), 1).unwrap())
+}
+
+/// The route named `name`.
+pub fn route(snap: &Snapshot, name: &str) -> Arc<Route> {
+    snap.routes
+        .iter()
+        .find(|r| r.spec.name == name)
+        .cloned()
+        .expect("route in the test config")
+}
