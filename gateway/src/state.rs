@@ -125,6 +125,9 @@ pub struct ReloadStatus {
     pub last_trigger: Option<String>,
     pub last_result: Option<String>,
     pub diagnostics: Vec<Diagnostic>,
+    /// Times the file watch looked at the file (whether or not it changed): an event it
+    /// ignored is visible here.
+    pub watch_checks: u64,
     /// Hash of the file text last tried (accepted or rejected), so a file watch ignores events
     /// that change nothing — including a bad file it has already reported.
     #[serde(skip)]
@@ -249,6 +252,9 @@ impl Gateway {
         let hash = config::text_hash(&text);
         let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
         let mut status = self.reload_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        if only_if_changed {
+            status.watch_checks += 1;
+        }
         let same_rejection = status.rejected_mtime.is_none() || status.rejected_mtime == mtime;
         if only_if_changed && status.tried_hash == Some(hash) && same_rejection {
             return Ok(None);

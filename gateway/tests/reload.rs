@@ -211,8 +211,13 @@ async fn configmap_symlink_swaps_are_watched_every_time() {
         v["reload"]["last_result"] == "rejected"
     })
     .await;
+    let checks = |v: &serde_json::Value| v["reload"]["watch_checks"].as_u64().unwrap();
+    let before = checks(&get(&c, gw.admin, "/config", &[]).await.json());
     std::fs::write(gw.config.parent().unwrap().join("unrelated"), "x").unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    wait_config(&c, &gw, "the watch did not look at the unrelated event", |v| {
+        checks(v) > before
+    })
+    .await;
     let metrics = get(&c, gw.admin, "/metrics", &[]).await.text();
     assert!(
         metrics.contains("arena_config_reloads_total{result=\"rejected\",trigger=\"watch\"} 1\n"),

@@ -142,7 +142,7 @@ fn headers(c: &mut Diagnostics<'_>, at: &[Seg], list: Option<&BTreeMap<String, S
     let mut headers = Vec::new();
     for (k, v) in list.into_iter().flatten() {
         let name = HeaderName::from_str(&k.to_ascii_lowercase());
-        match (name, expand_env(v)) {
+        match (name, expand_env(v, |n| c.env(n))) {
             (Ok(n), Ok(v)) if http::HeaderValue::from_str(&v).is_ok() => headers.push((n, v)),
             (Err(_), _) => c.error_at(at, format!("bad header name `{k}`"), None),
             (_, Err(e)) => c.error_at(

@@ -91,8 +91,8 @@ pub fn parse_share(text: &str) -> Option<f64> {
     .filter(|x| (0.0..=1.0).contains(x))
 }
 
-/// Expands `${env:NAME}`; an unset variable is an error, not an empty string.
-pub fn expand_env(text: &str) -> Result<String, String> {
+/// Expands `${env:NAME}` from `env`; an unset variable is an error, not an empty string.
+pub fn expand_env(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = text;
     while let Some(start) = rest.find("${env:") {
@@ -102,9 +102,9 @@ pub fn expand_env(text: &str) -> Result<String, String> {
             return Err("unterminated `${env:`".into());
         };
         let name = &after[..end];
-        match std::env::var(name) {
-            Ok(v) => out.push_str(&v),
-            Err(_) => return Err(format!("environment variable `{name}` is unset")),
+        match env(name) {
+            Some(v) => out.push_str(&v),
+            None => return Err(format!("environment variable `{name}` is unset")),
         }
         rest = &after[end + 1..];
     }

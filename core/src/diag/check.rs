@@ -20,22 +20,43 @@ pub fn parse_document(text: &str, origin: &str) -> Result<MarkedYamlOwned, Confi
     })
 }
 
-/// Diagnostics against one parsed document.
+/// Looks up an environment variable (`${env:NAME}`, token variables).
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Diagnostics against one parsed document, read against one environment.
 pub struct Diagnostics<'a> {
     root: &'a MarkedYamlOwned,
     origin: &'a str,
     text: &'a str,
+    env: Env<'a>,
     list: Vec<Diagnostic>,
 }
 
 impl<'a> Diagnostics<'a> {
+    /// Diagnostics whose environment is the process's.
     pub fn new(root: &'a MarkedYamlOwned, origin: &'a str, text: &'a str) -> Self {
+        Self::with_env(root, origin, text, &process_env)
+    }
+
+    /// Diagnostics whose environment variables come from `env` (tests, `check` of another
+    /// machine's environment).
+    pub fn with_env(root: &'a MarkedYamlOwned, origin: &'a str, text: &'a str, env: Env<'a>) -> Self {
         Diagnostics {
             root,
             origin,
             text,
+            env,
             list: Vec::new(),
         }
+    }
+
+    /// The value of environment variable `name`, if set.
+    pub fn env(&self, name: &str) -> Option<String> {
+        (self.env)(name)
     }
 
     /// The source character at a position (to point inside quoted scalars).

@@ -82,7 +82,7 @@ pub fn admin(c: &mut Diagnostics<'_>, a: Option<AdminFile>, listeners: &[Listene
     let token = a
         .token_env
         .as_ref()
-        .and_then(|name| std::env::var(name).ok())
+        .and_then(|name| c.env(name))
         .filter(|t| !t.is_empty());
     if let (Some(name), None) = (&a.token_env, &token) {
         c.warn_at(

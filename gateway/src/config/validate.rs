@@ -3,15 +3,20 @@
 //! every problem collected at its position.
 
 use arena_core::config::{cluster, faas, limits, route, ClusterFile, FaasFile, RedisFile, RouteFile};
-use arena_core::diag::{parse_document, yaml, Diagnostics};
+use arena_core::diag::{parse_document, yaml, Diagnostics, Env};
 
 use super::file::{AccessLogFile, AdminFile, ListenerFile, ServerFile, TOP_LEVEL_KEYS};
 use super::{access_log, listeners, server, Config, ConfigErrors, Diagnostic, Loaded};
 
-/// Parses, decodes and validates configuration text.
+/// Parses, decodes and validates configuration text against the process environment.
 pub fn load(text: &str, origin: &str) -> Result<Loaded, ConfigErrors> {
+    load_with_env(text, origin, &|name| std::env::var(name).ok())
+}
+
+/// Like [`load`], with environment variables (`${env:NAME}`, `admin.token_env`) from `env`.
+pub fn load_with_env(text: &str, origin: &str, env: Env<'_>) -> Result<Loaded, ConfigErrors> {
     let root = parse_document(text, origin)?;
-    let mut c = Diagnostics::new(&root, origin, text);
+    let mut c = Diagnostics::with_env(&root, origin, text, env);
     let config = build(&mut c);
     let diags = c.into_list();
     if diags.iter().any(Diagnostic::is_error) {

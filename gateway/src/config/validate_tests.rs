@@ -168,7 +168,7 @@ routes:
 
 #[test]
 fn resilience_defaults_and_env_headers() {
-    std::env::set_var("ARENA_TEST_FN_TOKEN", "s3cret");
+    let env = |name: &str| (name == "ARENA_TEST_FN_TOKEN").then(|| "s3cret".to_string());
     let text = "\
 listeners: [{ name: p, address: 127.0.0.1:8080 }]
 faas: [{ name: f, kind: http, url: \"http://127.0.0.1:8095/\", headers: { authorization: \"Bearer ${env:ARENA_TEST_FN_TOKEN}\" } }]
@@ -176,7 +176,7 @@ clusters: [{ name: c, endpoints: [\"127.0.0.1:1\"], per_try_timeout: 800ms }]
 routes:
   - { name: r, match: {}, cluster: c, retry: { attempts: 2 }, hedge: { after: p95 }, fallback: { faas: f, warm_share: 1% } }
 ";
-    let cfg = load(text, "ok.yaml").unwrap().config;
+    let cfg = load_with_env(text, "ok.yaml", &env).unwrap().config;
     let r = &cfg.routes[0];
     assert_eq!(
         r.retry.as_ref().unwrap().on,
@@ -195,7 +195,7 @@ routes:
     assert_eq!(cfg.clusters[0].per_try_timeout, Some(Duration::from_millis(800)));
     assert_eq!(cfg.clusters[0].outlier.consecutive_failures, 5);
     let missing = text.replace("ARENA_TEST_FN_TOKEN", "ARENA_TEST_UNSET_VAR");
-    assert!(load(&missing, "x.yaml")
+    assert!(load_with_env(&missing, "x.yaml", &env)
         .unwrap_err()
         .to_string()
         .contains("`ARENA_TEST_UNSET_VAR` is unset"));
