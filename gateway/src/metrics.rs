@@ -67,103 +67,110 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> 
     Ok(v)
 }
 
-fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
-    let g = IntGauge::new(name, help)?;
-    registry.register(Box::new(g.clone()))?;
-    Ok(g)
+fn histogram_vec(
+    registry: &Registry,
+    opts: HistogramOpts,
+    buckets: &[f64],
+    labels: &[&str],
+) -> prometheus::Result<HistogramVec> {
+    let h = HistogramVec::new(opts.buckets(buckets.to_vec()), labels)?;
+    registry.register(Box::new(h.clone()))?;
+    Ok(h)
+}
+
+/// `metric`, registered.
+fn registered<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: M,
+) -> prometheus::Result<M> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
 }
 
 impl Metrics {
     /// Registers every family; fails only on a programming error in a metric name.
     pub fn new() -> prometheus::Result<Self> {
         let registry = Registry::new();
-        let requests = counter_vec(
-            &registry,
-            "arena_requests_total",
-            "Requests answered, by route, cluster and status class",
-            &["route", "cluster", "class"],
-        )?;
-        let duration = HistogramVec::new(
-            HistogramOpts::new("arena_request_duration_seconds", "End-to-end request latency by route").buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-            &["route"],
-        )?;
-        registry.register(Box::new(duration.clone()))?;
-        let faas_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "arena_faas_duration_seconds",
-                "Function invocation latency (cold starts show as the slow tail)",
-            )
-            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0]),
-            &["function"],
-        )?;
-        registry.register(Box::new(faas_duration.clone()))?;
+        let counters = |name: &str, help: &str, labels: &[&str]| counter_vec(&registry, name, help, labels);
+        let latency = [
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
+        let faas_latency = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0];
         Ok(Metrics {
-            hedges: counter_vec(
+            requests: counters(
+                "arena_requests_total",
+                "Requests answered, by route, cluster and status class",
+                &["route", "cluster", "class"],
+            )?,
+            duration: histogram_vec(
                 &registry,
+                HistogramOpts::new("arena_request_duration_seconds", "End-to-end request latency by route"),
+                &latency,
+                &["route"],
+            )?,
+            hedges: counters(
                 "arena_hedges_total",
                 "Hedged tries launched, and hedges that won",
                 &["route", "result"],
             )?,
-            rate_limited: counter_vec(
-                &registry,
+            rate_limited: counters(
                 "arena_rate_limited_total",
                 "Requests refused with 429, by route and limit scope",
                 &["route", "scope"],
             )?,
-            faas_requests: counter_vec(
-                &registry,
+            faas_requests: counters(
                 "arena_faas_requests_total",
                 "Requests replayed on a function, by function, reason and result",
                 &["function", "reason", "result"],
             )?,
-            faas_duration,
-            unrouted: counter_vec(
+            faas_duration: histogram_vec(
                 &registry,
+                HistogramOpts::new(
+                    "arena_faas_duration_seconds",
+                    "Function invocation latency (cold starts show as the slow tail)",
+                ),
+                &faas_latency,
+                &["function"],
+            )?,
+            unrouted: counters(
                 "arena_unrouted_requests_total",
                 "Requests answered before reaching a route, by reason",
                 &["reason"],
             )?,
-            retries: counter_vec(
-                &registry,
+            retries: counters(
                 "arena_retries_total",
                 "Upstream attempts beyond the first, by route and cause",
                 &["route", "cause"],
             )?,
-            dns_refreshes: counter_vec(
-                &registry,
+            dns_refreshes: counters(
                 "arena_dns_refresh_total",
                 "DNS discovery lookups by cluster and result",
                 &["cluster", "result"],
             )?,
-            reloads: counter_vec(
-                &registry,
+            reloads: counters(
                 "arena_config_reloads_total",
                 "Configuration reloads by trigger and result",
                 &["trigger", "result"],
             )?,
-            access_log_dropped: {
-                let c = IntCounter::new(
+            access_log_dropped: registered(
+                &registry,
+                IntCounter::new(
                     "arena_access_log_dropped_total",
                     "Access-log lines dropped because the writer fell behind",
-                )?;
-                registry.register(Box::new(c.clone()))?;
-                c
-            },
-            config_generation: gauge(
-                &registry,
-                "arena_config_generation",
-                "Generation of the configuration in use",
+                )?,
             )?,
-            last_reload_success: gauge(
+            config_generation: registered(
                 &registry,
-                "arena_config_last_reload_success_timestamp_seconds",
-                "Unix time of the last accepted configuration",
+                IntGauge::new("arena_config_generation", "Generation of the configuration in use")?,
+            )?,
+            last_reload_success: registered(
+                &registry,
+                IntGauge::new(
+                    "arena_config_last_reload_success_timestamp_seconds",
+                    "Unix time of the last accepted configuration",
+                )?,
             )?,
             registry,
-            requests,
-            duration,
         })
     }
 

@@ -227,28 +227,11 @@ impl Gateway {
         only_if_changed: bool,
     ) -> Result<Option<ReloadStatus>, ConfigErrors> {
         let Some(path) = &self.config_path else {
-            return Err(ConfigErrors(vec![Diagnostic::new(
-                Severity::Error,
-                "reload",
-                None,
-                "the gateway was not started from a file".into(),
-                None,
-            )]));
+            return Err(one_error("reload", "the gateway was not started from a file".into()));
         };
         let origin = path.display().to_string();
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) => {
-                let d = Diagnostic::new(
-                    Severity::Error,
-                    &origin,
-                    None,
-                    format!("cannot read configuration: {e}"),
-                    None,
-                );
-                return Err(ConfigErrors(vec![d]));
-            }
-        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| one_error(&origin, format!("cannot read configuration: {e}")))?;
         let hash = config::text_hash(&text);
         let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
         let mut status = self.reload_lock.lock().unwrap_or_else(PoisonError::into_inner);
@@ -262,8 +245,13 @@ impl Gateway {
         status.tried_hash = Some(hash);
         status.rejected_mtime = None;
         status.last_trigger = Some(trigger.to_string());
-        let loaded = match config::load_str(&text, &origin) {
-            Ok(l) => l,
+        match self.swap_in(&text, &origin, trigger, status.generation + 1) {
+            Ok(warnings) => {
+                status.generation += 1;
+                status.last_result = Some("ok".into());
+                status.diagnostics = warnings;
+                Ok(Some(status.clone()))
+            }
             Err(errors) => {
                 self.metrics.reloads.with_label_values(&[trigger, "rejected"]).inc();
                 for d in errors.errors() {
@@ -276,26 +264,28 @@ impl Gateway {
                 status.last_result = Some("rejected".into());
                 status.rejected_mtime = mtime;
                 status.diagnostics = errors.0.clone();
-                return Err(errors);
+                Err(errors)
             }
-        };
+        }
+    }
+
+    /// Validates `text` and, when it is good, swaps in its snapshot as `generation` (the
+    /// restart-only parts keep their running values); returns its warnings.
+    fn swap_in(
+        &self,
+        text: &str,
+        origin: &str,
+        trigger: &str,
+        generation: u64,
+    ) -> Result<Vec<Diagnostic>, ConfigErrors> {
+        let loaded = config::load_str(text, origin)?;
         let old = self.snapshot.load_full();
         let (config, mut warnings) = (loaded.config, loaded.warnings);
         let opened = self.access_log_output.as_ref();
         let config = keep_restart_only_parts(config, &old.config, opened, &mut warnings);
-        let generation = status.generation + 1;
-        let snap = match Snapshot::build(config, Some(&old), &self.metrics, generation) {
-            Ok(s) => Arc::new(s),
-            Err(e) => {
-                let d = Diagnostic::new(Severity::Error, &origin, None, e, None);
-                self.metrics.reloads.with_label_values(&[trigger, "rejected"]).inc();
-                tracing::error!(trigger, "config rejected: {d}");
-                status.last_result = Some("rejected".into());
-                status.rejected_mtime = mtime;
-                status.diagnostics = vec![d.clone()];
-                return Err(ConfigErrors(vec![d]));
-            }
-        };
+        let snap = Snapshot::build(config, Some(&old), &self.metrics, generation)
+            .map(Arc::new)
+            .map_err(|e| one_error(origin, e))?;
         let fresh_dns = snap.new_dns_clusters(Some(&old));
         self.snapshot.store(Arc::clone(&snap));
         self.start_discovery(fresh_dns);
@@ -306,10 +296,7 @@ impl Gateway {
         self.metrics.reloads.with_label_values(&[trigger, "ok"]).inc();
         self.metrics.config_generation.set(generation as i64);
         self.metrics.last_reload_success.set(unix_now());
-        status.generation = generation;
-        status.last_result = Some("ok".into());
-        status.diagnostics = warnings;
-        Ok(Some(status.clone()))
+        Ok(warnings)
     }
 
     /// Starts DNS refreshers for `clusters` on the control plane (no-op before it runs; the
@@ -392,4 +379,9 @@ fn unix_now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// A configuration problem with no position (the file as a whole).
+fn one_error(origin: &str, message: String) -> ConfigErrors {
+    ConfigErrors(vec![Diagnostic::new(Severity::Error, origin, None, message, None)])
 }

@@ -1,5 +1,5 @@
-//! `clusters:` — the pods behind a name: where they come from (a list or DNS), how one is
-//! picked, and the live-load and outlier tuning.
+//! `clusters:` — the pods behind a name: where they come from (a list, or DNS: see `dns`), how
+//! one is picked, and the live-load and outlier tuning.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -8,7 +8,9 @@ use std::time::Duration;
 use http::HeaderName;
 use serde::{Deserialize, Serialize};
 
-use super::defaults::{cluster as def, dns as dns_def};
+use super::defaults::cluster as def;
+use super::dns::dns_spec;
+pub use super::dns::{DnsFile, DnsSpec, RecordKind};
 use super::fields::{check_unique, parse_addr};
 use super::ser::{header_name, human, human_opt};
 use super::{dur_or, Dur};
@@ -24,37 +26,6 @@ pub enum LbKind {
     LeastInflight,
     RoundRobin,
     ConsistentHash,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RecordKind {
-    A,
-    Aaaa,
-    Srv,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DnsFile {
-    pub name: String,
-    #[serde(default)]
-    pub port: Option<u16>,
-    #[serde(default = "record_a")]
-    pub record: RecordKind,
-    /// `ip:port` of the DNS server; the system resolver when absent.
-    #[serde(default)]
-    pub resolver: Option<String>,
-    #[serde(default)]
-    pub min_refresh: Option<Dur>,
-    #[serde(default)]
-    pub max_refresh: Option<Dur>,
-    #[serde(default)]
-    pub timeout: Option<Dur>,
-}
-
-fn record_a() -> RecordKind {
-    RecordKind::A
 }
 
 /// Tuning of the live-load signal.
@@ -169,20 +140,6 @@ impl Default for OutlierSpec {
 pub enum Source {
     Static(Vec<SocketAddr>),
     Dns(DnsSpec),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DnsSpec {
-    pub name: String,
-    pub port: Option<u16>,
-    pub record: RecordKind,
-    pub resolver: Option<SocketAddr>,
-    #[serde(serialize_with = "human")]
-    pub min_refresh: Duration,
-    #[serde(serialize_with = "human")]
-    pub max_refresh: Duration,
-    #[serde(serialize_with = "human")]
-    pub timeout: Duration,
 }
 
 /// What `consistent_hash` hashes on.
@@ -370,58 +327,6 @@ fn static_endpoints(c: &mut Diagnostics<'_>, i: usize, name: &str, list: &[Strin
         }
     }
     ok.then_some(Source::Static(addrs))
-}
-
-fn dns_spec(c: &mut Diagnostics<'_>, i: usize, d: &DnsFile) -> Option<DnsSpec> {
-    let at = |key: &'static str| [Seg::Key("clusters"), Seg::Index(i), Seg::Key("dns"), Seg::Key(key)];
-    let mut ok = true;
-    if d.name.trim().is_empty() {
-        c.error_at(&at("name"), "dns.name must not be empty", None);
-        ok = false;
-    }
-    if d.port.is_none() && d.record != RecordKind::Srv {
-        c.error_at(
-            &at("record"),
-            "A/AAAA records carry no port: set `dns.port`",
-            Some("or use `record: srv`, which gives a port per pod".into()),
-        );
-        ok = false;
-    }
-    let resolver = match &d.resolver {
-        Some(r) => {
-            let parsed = parse_addr(c, &at("resolver"), r, "resolver");
-            ok &= parsed.is_some();
-            parsed
-        }
-        None => None,
-    };
-    let min_refresh = dur_or(d.min_refresh, dns_def::MIN_REFRESH);
-    let max_refresh = dur_or(d.max_refresh, dns_def::MAX_REFRESH);
-    if min_refresh > max_refresh {
-        c.error_at(
-            &at("min_refresh"),
-            "dns.min_refresh is greater than dns.max_refresh",
-            None,
-        );
-        ok = false;
-    }
-    if min_refresh.is_zero() {
-        c.error_at(
-            &at("min_refresh"),
-            "dns.min_refresh must be greater than zero",
-            Some("a zero refresh would query the DNS server in a loop".into()),
-        );
-        ok = false;
-    }
-    ok.then(|| DnsSpec {
-        name: d.name.trim().to_string(),
-        port: d.port,
-        record: d.record,
-        resolver,
-        min_refresh,
-        max_refresh,
-        timeout: dur_or(d.timeout, dns_def::TIMEOUT),
-    })
 }
 
 fn parse_hash_key(c: &mut Diagnostics<'_>, path: &[Seg], k: &str) -> Option<HashKey> {

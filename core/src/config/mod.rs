@@ -8,9 +8,11 @@
 
 pub mod cluster;
 pub mod defaults;
+pub mod dns;
 pub mod faas;
 pub mod fields;
 pub mod limits;
+pub mod protection;
 pub mod route;
 
 use std::fmt;
@@ -21,9 +23,8 @@ use serde::{Deserialize, Deserializer};
 pub use cluster::{ClusterFile, ClusterSpec, DnsSpec, HashKey, LbKind, LoadTuning, OutlierSpec, RecordKind, Source};
 pub use faas::{FaasFile, FaasKind, FaasSpec, FaasTarget};
 pub use limits::{LimitKey, LimitScope, RateLimitSpec, RedisFile, RedisSpec};
-pub use route::{
-    FallbackOn, FallbackSpec, HedgeAfter, HedgeSpec, Match, PathMatch, RetryOn, RetrySpec, RouteFile, RouteSpec,
-};
+pub use protection::{FallbackOn, FallbackSpec, HedgeAfter, HedgeSpec, RetryOn, RetrySpec};
+pub use route::{Match, PathMatch, RouteFile, RouteSpec};
 
 /// Human duration (`250ms`, `2s`, `1m`), parsed by humantime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -152,43 +152,8 @@ pub fn api_gateway_v2_event(req: &FaasRequest) -> ApiGatewayV2httpRequest {
         .path_and_query
         .split_once('?')
         .unwrap_or((req.path_and_query.as_str(), ""));
-    let mut headers = HeaderMap::new();
-    let mut cookies = Vec::new();
-    for name in req.headers.keys() {
-        let values: Vec<&str> = req
-            .headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        if name == http::header::COOKIE {
-            cookies.extend(values.iter().flat_map(|v| v.split(';')).map(|c| c.trim().to_string()));
-            continue;
-        }
-        if values.is_empty() || (is_hop_header(name.as_str()) && name != http::header::HOST) {
-            continue;
-        }
-        // One value per name, repeated ones joined with commas, as API Gateway does.
-        if let Ok(v) = HeaderValue::from_str(&values.join(",")) {
-            headers.insert(name.clone(), v);
-        }
-    }
-    if let Ok(v) = HeaderValue::from_str(&req.request_id) {
-        headers.insert(HeaderName::from_static("x-request-id"), v);
-    }
-    // Decoded, and repeated keys joined with commas, as API Gateway does.
-    let mut params: HashMap<String, String> = HashMap::new();
-    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-        match params.get_mut(k.as_ref()) {
-            Some(prev) => {
-                prev.push(',');
-                prev.push_str(&v);
-            }
-            None => {
-                params.insert(k.into_owned(), v.into_owned());
-            }
-        }
-    }
+    let (headers, cookies) = event_headers(req);
+    let params = query_params(query);
     let (body, b64) = if req.body.is_empty() {
         (None, false)
     } else {
@@ -231,6 +196,53 @@ pub fn api_gateway_v2_event(req: &FaasRequest) -> ApiGatewayV2httpRequest {
     event.body = body;
     event.is_base64_encoded = b64;
     event
+}
+
+/// The event's headers (one value per name, repeated ones joined with commas, hop-by-hop ones
+/// dropped, the request id added) and its cookies, as API Gateway builds them.
+fn event_headers(req: &FaasRequest) -> (HeaderMap, Vec<String>) {
+    let mut headers = HeaderMap::new();
+    let mut cookies = Vec::new();
+    for name in req.headers.keys() {
+        let values: Vec<&str> = req
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if name == http::header::COOKIE {
+            cookies.extend(values.iter().flat_map(|v| v.split(';')).map(|c| c.trim().to_string()));
+            continue;
+        }
+        if values.is_empty() || (is_hop_header(name.as_str()) && name != http::header::HOST) {
+            continue;
+        }
+        // One value per name, repeated ones joined with commas, as API Gateway does.
+        if let Ok(v) = HeaderValue::from_str(&values.join(",")) {
+            headers.insert(name.clone(), v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&req.request_id) {
+        headers.insert(HeaderName::from_static("x-request-id"), v);
+    }
+    (headers, cookies)
+}
+
+/// The query's parameters: decoded, repeated keys joined with commas, as API Gateway does.
+fn query_params(query: &str) -> HashMap<String, String> {
+    let mut params: HashMap<String, String> = HashMap::new();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        match params.get_mut(k.as_ref()) {
+            Some(prev) => {
+                prev.push(',');
+                prev.push_str(&v);
+            }
+            None => {
+                params.insert(k.into_owned(), v.into_owned());
+            }
+        }
+    }
+    params
 }
 
 /// The event's JSON as an HTTP API sends it. The crate's type also models Custom Authorizer v1

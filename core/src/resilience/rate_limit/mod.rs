@@ -14,10 +14,12 @@
 //! `burst` plus the tokens still held in leases (taken within the last [`LEASE_TTL`]), after
 //! which unspent ones lapse.
 
+mod lease;
+mod redis;
+
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -25,10 +27,13 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
-use redis::aio::ConnectionManager;
 use tokio::time::Instant;
 
-use crate::config::{LimitKey, LimitScope, RateLimitSpec, RedisSpec};
+use crate::config::{LimitKey, LimitScope, RateLimitSpec};
+pub use lease::LEASE_TTL;
+use lease::{want_of, Lease};
+use redis::Grant;
+pub use redis::RedisLimits;
 
 /// Verdict for one request.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -111,172 +116,6 @@ impl<C: Clock + Clone> LocalLimiter<C> {
 
     pub fn keys(&self) -> usize {
         self.limiter.len()
-    }
-}
-
-/// GCRA in one atomic script on Redis' own clock, taking up to ARGV[3] tokens at once.
-/// Returns {granted, wait_us, remaining}: wait_us is how long until ARGV[3] tokens are available
-/// again after this call (0 when they already are).
-const GCRA_SCRIPT: &str = r"
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local want = tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local room = math.floor((now + tolerance - tat) / interval)
-if room < 0 then room = 0 end
-local n = math.min(want, room)
-if n > 0 then
-  tat = tat + n * interval
-  redis.call('SET', KEYS[1], tat, 'PX', math.floor(tolerance / 1000) + 1000)
-end
-local wait = tat + want * interval - tolerance - now
-if wait < 0 then wait = 0 end
-return {n, wait, room - n}
-";
-
-/// One answer of the shared bucket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Grant {
-    /// Tokens taken (0 = refused).
-    granted: u32,
-    /// Until the bucket holds the wanted number of tokens again.
-    wait: Duration,
-    /// Tokens left in the shared bucket.
-    remaining: u32,
-}
-
-/// Shared connection to Redis for every cluster-scope limit of the process.
-pub struct RedisLimits {
-    client: redis::Client,
-    conn: OnceLock<ConnectionManager>,
-    script: redis::Script,
-    timeout: Duration,
-    /// While set, Redis is considered down and limits are local.
-    down_until: Mutex<Option<Instant>>,
-}
-
-/// How long to stay on local limits after a Redis failure before trying it again.
-const REDIS_RETRY_AFTER: Duration = Duration::from_secs(1);
-
-impl RedisLimits {
-    pub fn new(spec: &RedisSpec) -> Result<Self, redis::RedisError> {
-        Ok(RedisLimits {
-            client: redis::Client::open(spec.url.as_str())?,
-            conn: OnceLock::new(),
-            script: redis::Script::new(GCRA_SCRIPT),
-            timeout: spec.timeout,
-            down_until: Mutex::new(None),
-        })
-    }
-
-    fn is_down(&self) -> bool {
-        let mut d = self.down_until.lock().unwrap_or_else(PoisonError::into_inner);
-        match *d {
-            Some(until) if Instant::now() < until => true,
-            Some(_) => {
-                *d = None;
-                false
-            }
-            None => false,
-        }
-    }
-
-    fn mark_down(&self, why: &str) {
-        let mut d = self.down_until.lock().unwrap_or_else(PoisonError::into_inner);
-        if d.is_none() {
-            tracing::warn!(
-                reason = why,
-                "redis unavailable; cluster rate limits fall back to local shares"
-            );
-        }
-        *d = Some(Instant::now() + REDIS_RETRY_AFTER);
-    }
-
-    fn connection(&self) -> Result<ConnectionManager, redis::RedisError> {
-        if let Some(c) = self.conn.get() {
-            return Ok(c.clone());
-        }
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let c = ConnectionManager::new_lazy_with_config(self.client.clone(), config)?;
-        Ok(self.conn.get_or_init(|| c).clone())
-    }
-
-    /// Takes up to `want` tokens from the shared bucket; `None` when Redis cannot answer in time.
-    async fn take(&self, key: &str, spec: &RateLimitSpec, want: u32) -> Option<Grant> {
-        if self.is_down() {
-            return None;
-        }
-        let mut conn = match self.connection() {
-            Ok(c) => c,
-            Err(e) => {
-                self.mark_down(&e.to_string());
-                return None;
-            }
-        };
-        let interval_us = (1_000_000.0 / spec.requests_per_second as f64).max(1.0) as u64;
-        let tolerance_us = interval_us * spec.burst as u64;
-        let mut invocation = self.script.key(key);
-        invocation.arg(interval_us).arg(tolerance_us).arg(want.max(1));
-        let call = invocation.invoke_async::<(i64, i64, i64)>(&mut conn);
-        let count = |v: i64| v.clamp(0, u32::MAX as i64) as u32;
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok((granted, wait_us, remaining))) => Some(Grant {
-                granted: count(granted),
-                wait: Duration::from_micros(wait_us.max(0) as u64),
-                remaining: count(remaining),
-            }),
-            Ok(Err(e)) => {
-                self.mark_down(&e.to_string());
-                None
-            }
-            Err(_) => {
-                self.mark_down("timeout");
-                None
-            }
-        }
-    }
-}
-
-/// How long leased tokens stay spendable: a pause in traffic lets them lapse instead of
-/// allowing a late burst.
-pub const LEASE_TTL: Duration = Duration::from_secs(1);
-
-/// Tokens of one key leased from Redis (scope cluster).
-#[derive(Debug, Clone, Copy)]
-struct Lease {
-    tokens: u32,
-    /// Before this, an empty lease refuses locally (Redis said the bucket is empty until then).
-    refill_at: Instant,
-    taken_at: Instant,
-    /// A batch is being fetched: other misses meanwhile ask for single tokens, so one key never
-    /// has more than one batch in flight (no hoarding by a burst of concurrent misses).
-    fetching: bool,
-}
-
-impl Lease {
-    fn empty(now: Instant) -> Self {
-        Lease {
-            tokens: 0,
-            refill_at: now,
-            taken_at: now,
-            fetching: false,
-        }
-    }
-}
-
-/// Tokens asked of Redis per round trip: the batch when the lease can be kept, else one.
-fn want_of(spec: &RateLimitSpec, keep: bool) -> u32 {
-    if keep {
-        spec.batch
-    } else {
-        1
     }
 }
 
@@ -458,5 +297,5 @@ impl RouteLimit {
 }
 
 #[cfg(test)]
-#[path = "rate_limit_tests.rs"]
+#[path = "tests.rs"]
 mod tests;
