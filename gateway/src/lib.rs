@@ -1,10 +1,11 @@
 //! Arena gateway: a pingora ingress that routes esports API traffic straight to pods,
 //! picking each pod by live load.
 //!
-//! Request path, module by module: listener ([`server`]) → route match ([`route`]) →
-//! cluster ([`cluster`]) → pick a pod ([`balance`]) → attempt ([`proxy`]) → response
-//! ([`error`] for failures). Pods come from [`discovery`]; [`config`] and [`state`] hold
-//! what requests read; [`admin`] and [`control`] run beside the traffic.
+//! The request path is [`proxy`], one module per stage: admit → split → try (retry, hedge) →
+//! fall back (FaaS) → respond. What requests read is the [`state`] snapshot (routes of
+//! [`route`], clusters and the balancing engine of `arena_core`, functions of [`faas`]),
+//! built from [`config`]; [`server`] wires the listeners, [`admin`] and [`control`] run beside
+//! the traffic, [`metrics`] holds the counters.
 
 pub mod admin;
 pub mod config;

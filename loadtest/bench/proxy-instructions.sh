@@ -5,6 +5,11 @@
 #
 #   loadtest/bench/proxy-instructions.sh [--requests 20000] [--warmup 2000] [--concurrency 16]
 #                                        [--top 15] [--only bare,arena-p2c,arena-all] [--no-build]
+#                                        [--baseline PATH/arena-gateway]
+#
+# --baseline measures another arena-gateway build too (e.g. the last release, built from a git
+# worktree), as `base-p2c` and `base-all` with the same configs, in the same run: a change's
+# effect on the per-request cost, counted.
 #
 # Three nginx pods on 127.0.0.11-13; each proxy runs alone under valgrind --tool=callgrind with
 # instrumentation off, one worker thread. After an uninstrumented warm-up, instrumentation is
@@ -20,12 +25,13 @@ WARMUP=2000
 CONCURRENCY=16
 TOP=15
 ONLY=bare,arena-p2c,arena-all
+BASELINE=
 BUILD=1
 
 # shellcheck source=common.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-parse_args --requests=REQUESTS --warmup=WARMUP --concurrency=CONCURRENCY --top=TOP --only=ONLY -- "$@"
+parse_args --requests=REQUESTS --warmup=WARMUP --concurrency=CONCURRENCY --top=TOP --only=ONLY --baseline=BASELINE -- "$@"
 need_positive REQUESTS WARMUP CONCURRENCY TOP
 cd "$ROOT"
 
@@ -34,12 +40,22 @@ declare -A LABEL=(
     [bare]="bare-pingora (round robin)"
     [arena-p2c]="arena-gateway (p2c_ewma)"
     [arena-all]="arena-gateway (everything on)"
+    [base-p2c]="baseline arena-gateway (p2c_ewma)"
+    [base-all]="baseline arena-gateway (everything on)"
 )
+if [[ -n $BASELINE ]]; then
+    [[ -x $BASELINE ]] || usage_error "--baseline $BASELINE is not an executable"
+    for p in arena-p2c arena-all; do has "$p" && PROXIES+=("base-${p#arena-}"); done
+fi
 for p in "${PROXIES[@]}"; do [[ -n ${LABEL[$p]:-} ]] || die "unknown proxy '$p' (bare, arena-p2c, arena-all)"; done
 
 apt_need nginx:nginx valgrind:valgrind callgrind_control:valgrind callgrind_annotate:valgrind ab:apache2-utils
 build_release "$BUILD"
 need_binary "$GATEWAY"
+if [[ -n $BASELINE ]]; then
+    cp -p "$BASELINE" "$WORK/bin/arena-gateway-baseline"
+    BASE_GATEWAY=$WORK/bin/arena-gateway-baseline
+fi
 need_binary "$BARE"
 
 # ---------------------------------------------------------------- pods (access log counts requests)
@@ -69,6 +85,7 @@ measure() { # name
     case "$name" in
         bare) bare_cmd; cmd=("${BARE_CMD[@]}") ;;
         arena-*) cmd=("$GATEWAY" run -c "$WORK/$name.yaml") ;;
+        base-*) cmd=("$BASE_GATEWAY" run -c "$WORK/arena-${name#base-}.yaml") ;;
     esac
     # --instr-atstart=no: start-up and warm-up run uninstrumented (fast, nothing counted);
     # `callgrind_control -i on` switches counting on for the measured requests only.
@@ -201,6 +218,11 @@ BARE_NOMEM=$(awk -v a="${BARE_IPR:-0}" -v m="$(mem_of bare)" 'BEGIN { printf "%.
         echo "**arena-gateway (p2c_ewma) / bare pingora instructions per request: $RATIO** (target ≤ $TARGET_RATIO: $VERDICT)"
         echo
     fi
+    for p in p2c all; do
+        [[ -n $(col "base-$p" 6) && -n $(col "arena-$p" 6) ]] || continue
+        awk -v a="$(col "arena-$p" 6)" -v b="$(col "base-$p" 6)" -v l="${LABEL[arena-$p]}" 'BEGIN {
+            printf "**%s / its baseline build, instructions per request: %.0f / %.0f = %.3f**\n\n", l, a, b, a / b }'
+    done
     for p in arena-p2c arena-all; do
         [[ -f $WORK/incl-$p.tsv ]] || continue
         n=$(col "$p" 3)
@@ -259,7 +281,7 @@ BARE_NOMEM=$(awk -v a="${BARE_IPR:-0}" -v m="$(mem_of bare)" 'BEGIN { printf "%.
     json_head
     printf '  "method": {"tool": "valgrind --tool=callgrind --instr-atstart=no", "client": "ab -k", "warmup_requests": %d, "requests": %d, "concurrency": %d, "path": "%s", "proxy_threads": 1},\n' \
         "$WARMUP" "$REQUESTS" "$CONCURRENCY" "$URL_PATH"
-    printf '  "binaries": {"arena-gateway": "%s", "bare-pingora": "%s"},\n' "$(binary_stamp "$GATEWAY")" "$(binary_stamp "$BARE")"
+    printf '  "binaries": {"arena-gateway": "%s", "bare-pingora": "%s", "baseline": "%s"},\n' "$(binary_stamp "$GATEWAY")" "$(binary_stamp "$BARE")" "${BASELINE:+$(binary_stamp "$BASE_GATEWAY")}"
     printf '  "target_ratio": %s,\n  "ratio_arena_p2c_over_bare": %s,\n' "$TARGET_RATIO" "${RATIO:-null}"
     printf '  "proxies": {\n'
     awk -F'\t' -v b="${BARE_IPR:-0}" 'NR > 1 { printf ",\n" } {

@@ -285,7 +285,7 @@ INVALID=$(awk -F'\t' '$10 != "valid"' "$RUNS" | wc -l)
     done
     echo
     if [[ -s $VERDICTS ]]; then
-        echo "Targets (/work/shared/TARGETS.md): slow pod → p99 ≤ 2 × the all-healthy p99; stuck pod → 0 errors and,"
+        echo "Targets (loadtest/bench/TARGETS.md): slow pod → p99 ≤ 2 × the all-healthy p99; stuck pod → 0 errors and,"
         echo "with hedging, max ≤ 3 × the all-healthy p99 (each proxy against its own healthy run):"
         echo
         cat "$VERDICTS"
