@@ -377,3 +377,44 @@ async fn cluster_rate_limit_leases_tokens_in_batches() {
         "{calls} Redis calls for {admitted} admitted requests"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborted_uploads_are_the_clients_fault_not_the_pods() {
+    use std::io::Write;
+    let pod = Pod::start("127.0.0.114", &[]);
+    let body = format!(
+        "clusters:\n  - name: c\n    endpoints: [\"{}\"]\n    outlier: {{ consecutive_failures: 3, base_ejection: 30s }}\nroutes:\n  - name: verify\n    match: {{ path_prefix: /v1/verify }}\n    cluster: c\n",
+        pod.addr
+    );
+    let gw = Gateway::start(&body);
+    // Each client announces 100 000 bytes, sends 10 and hangs up: four times the ejection
+    // threshold of failures, if the gateway blamed the pod for them.
+    for _ in 0..12 {
+        let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+        write!(
+            s,
+            "POST /v1/verify HTTP/1.1\r\nhost: arena\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n{{\"kills\":1"
+        )
+        .unwrap();
+        s.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        drop(s);
+    }
+    let c = client();
+    let view = pod_view(&c, &gw, &pod).await;
+    assert_eq!(view["state"], "healthy", "{view}");
+    assert_eq!(view["failures"], 0, "{view}");
+    assert_eq!(view["health"]["consecutive_failures"], 0, "{view}");
+    let r = send(
+        &c,
+        http::Method::POST,
+        gw.addr,
+        "/v1/verify",
+        &[("content-type", "application/json")],
+        b"{\"kills\":3}",
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+}

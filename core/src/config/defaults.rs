@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+/// `debug_headers`: answers carry no `x-arena-*` headers unless asked.
+pub const DEBUG_HEADERS: bool = false;
+
 /// Process-wide knobs (`server:`).
 pub mod server {
     use super::Duration;
@@ -104,11 +107,16 @@ pub mod hedge {
 
 /// `routes[].rate_limit:`.
 pub mod rate_limit {
+    use crate::config::LimitScope;
+
+    /// Counted on this gateway alone (`cluster` shares the budget through Redis).
+    pub const SCOPE: LimitScope = LimitScope::Local;
+    // The key defaults to the client IP and `burst` to one second of the rate.
     /// Keys tracked at most per route; idle ones are evicted first.
     pub const MAX_KEYS: usize = 100_000;
     /// Share of the rate admitted locally while Redis is unreachable (`scope: cluster`).
     pub const LOCAL_SHARE: f64 = 1.0;
-    /// Tokens leased per Redis round trip: this fraction of the rate (at least 1, at most burst).
+    /// Tokens leased per Redis round trip: 1 / this of the rate (at least 1, at most burst).
     pub const BATCH_FRACTION: u32 = 100;
 }
 

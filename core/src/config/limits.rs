@@ -106,7 +106,7 @@ pub fn rate_limit(c: &mut Diagnostics<'_>, base: &[Seg], rl: &RateLimitFile, red
             None,
         );
     }
-    let scope = rl.scope.unwrap_or(LimitScope::Local);
+    let scope = rl.scope.unwrap_or(def::SCOPE);
     if scope == LimitScope::Cluster && !redis {
         c.error_at(
             &at("scope"),

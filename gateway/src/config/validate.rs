@@ -2,7 +2,7 @@
 //! then validated by its section's module (the shared ones by `arena_core::config`), with
 //! every problem collected at its position.
 
-use arena_core::config::{cluster, faas, limits, route, ClusterFile, FaasFile, RedisFile, RouteFile};
+use arena_core::config::{cluster, defaults, faas, limits, route, ClusterFile, FaasFile, RedisFile, RouteFile};
 use arena_core::diag::{parse_document, yaml, Diagnostics, Env};
 
 use super::file::{AccessLogFile, AdminFile, ListenerFile, ServerFile, TOP_LEVEL_KEYS};
@@ -82,7 +82,7 @@ fn sections(c: &mut Diagnostics<'_>) -> Sections {
                 }
             }
             "admin" => s.admin = c.decode(value),
-            "debug_headers" => s.debug_headers = c.decode(value).unwrap_or(false),
+            "debug_headers" => s.debug_headers = c.decode(value).unwrap_or(defaults::DEBUG_HEADERS),
             "server" => {
                 if !yaml::is_null(value) {
                     s.server = c.decode(value).unwrap_or_default();

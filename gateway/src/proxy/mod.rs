@@ -3,7 +3,7 @@
 //!
 //! admit ([`admit`]: head size, route, rate limit, body size, circuit) → split ([`split`]:
 //! target cluster and sticky key) → try ([`attempt`]: the one try engine, used by pingora's
-//! proxy loop and by [`hedge`]d tries alike; [`retry`] decides each retry; [`classify`] turns
+//! proxy loop and by [`hedge`]d tries alike; [`retry`] decides each retry; [`classify`](mod@classify) turns
 //! every failure into a cause, a side and a status) → fall back ([`fallback`]: FaaS) →
 //! respond ([`respond`]: headers, errors, metrics, [`access_log`]).
 //!

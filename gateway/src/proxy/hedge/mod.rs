@@ -2,7 +2,7 @@
 //! another pod when the first has not answered after `hedge.after` (fixed, or the route's live
 //! percentile); the first good answer wins and the others are cancelled.
 //!
-//! The race ([`race`]) is plain concurrency over tries it does not know: a [`Racer`] starts
+//! The race ([`race`](mod@race)) is plain concurrency over tries it does not know: a [`Racer`] starts
 //! them and is told how they end. The gateway's racer (`pods`) starts each try with the try
 //! engine (`attempt`), decides retries with `retry` and classifies failures with `classify`,
 //! exactly as pingora's proxy loop does; it only drives the connection itself, because
