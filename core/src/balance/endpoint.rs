@@ -210,6 +210,11 @@ impl Endpoint {
 
     /// Like [`Self::start`], also holding a slot of a cluster-wide in-flight counter.
     pub fn start_counted(self: &Arc<Self>, cluster: Option<Arc<AtomicU32>>) -> InFlight {
+        self.start_counted_at(cluster, Instant::now())
+    }
+
+    /// Like [`Self::start_counted`], started at `now`.
+    pub fn start_counted_at(self: &Arc<Self>, cluster: Option<Arc<AtomicU32>>, now: Instant) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::Relaxed);
         if let Some(c) = &cluster {
@@ -217,7 +222,7 @@ impl Endpoint {
         }
         InFlight {
             endpoint: Arc::clone(self),
-            started: Instant::now(),
+            started: now,
             open: true,
             cluster,
         }

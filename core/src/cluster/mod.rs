@@ -169,9 +169,19 @@ impl Cluster {
         eligible: impl Fn(&Endpoint) -> bool,
         rng: &mut R,
     ) -> Option<Arc<Endpoint>> {
+        self.pick_at(hash_key, eligible, rng, Instant::now())
+    }
+
+    /// [`Self::pick`] at a `now` the caller already read (the request path reads the clock once).
+    pub fn pick_at<R: Rng>(
+        &self,
+        hash_key: Option<&[u8]>,
+        eligible: impl Fn(&Endpoint) -> bool,
+        rng: &mut R,
+        now: Instant,
+    ) -> Option<Arc<Endpoint>> {
         let set = self.set.load();
         let eps = &set.active;
-        let now = Instant::now();
         let ok = |e: &Endpoint| eligible(e) && e.health.is_available(now);
         let i = match (self.spec.lb, &set.ring, hash_key) {
             (LbKind::ConsistentHash, Some(ring), Some(key)) => ring.pick(key, eps, ok),
@@ -184,7 +194,12 @@ impl Cluster {
 
     /// Starts a request on `endpoint`, counted for the pod and the cluster's circuit breaker.
     pub fn start(&self, endpoint: &Arc<Endpoint>) -> InFlight {
-        endpoint.start_counted(Some(Arc::clone(&self.in_flight)))
+        self.start_at(endpoint, Instant::now())
+    }
+
+    /// [`Self::start`] at a `now` the caller already read.
+    pub fn start_at(&self, endpoint: &Arc<Endpoint>, now: Instant) -> InFlight {
+        endpoint.start_counted_at(Some(Arc::clone(&self.in_flight)), now)
     }
 
     pub fn in_flight(&self) -> u32 {

@@ -36,7 +36,7 @@ pub fn start<R: Rng>(
     let remaining = routed.remaining(now);
     if remaining.is_zero() {
         return Err(GatewayError::UpstreamTimeout {
-            pod: routed.tries.last_pod,
+            pod: routed.tries.last_pod(),
         });
     }
     let cluster = routed.cluster();
@@ -57,19 +57,13 @@ pub fn start<R: Rng>(
             cluster: cluster.name().to_string(),
         });
     };
-    let slot = cluster.start(&endpoint);
+    let slot = cluster.start_at(&endpoint, now);
     let per_try = cluster.spec.per_try_timeout.map_or(remaining, |p| p.min(remaining));
     let tries = &mut routed.tries;
     tries.count += 1;
+    tries.last = tries.tried.len() as u32;
     tries.tried.push(endpoint.addr);
-    tries.last_pod = Some(endpoint.addr);
-    Ok((
-        Try {
-            pod: endpoint.addr,
-            slot,
-        },
-        per_try,
-    ))
+    Ok((Try { slot }, per_try))
 }
 
 /// The pingora peer of a try, with its timeouts. Each timeout is a timer armed on every read
@@ -198,7 +192,25 @@ fn strip_hop_by_hop(req: &mut RequestHeader) {
     }
 }
 
-/// The client's IP as a header value, IPv4 formatted by hand (the common case, hot path).
+/// Decimal text of every octet, built at compile time: an IPv4 address is four copies.
+const OCTETS: [([u8; 3], u8); 256] = {
+    let mut t = [([0u8; 3], 0u8); 256];
+    let mut i = 0;
+    while i < 256 {
+        let o = i as u8;
+        t[i] = if o >= 100 {
+            ([b'0' + o / 100, b'0' + (o / 10) % 10, b'0' + o % 10], 3)
+        } else if o >= 10 {
+            ([b'0' + o / 10, b'0' + o % 10, 0], 2)
+        } else {
+            ([b'0' + o, 0, 0], 1)
+        };
+        i += 1;
+    }
+    t
+};
+
+/// The client's IP as a header value; IPv4 (the common case, hot path) from the octet table.
 pub fn ip_header_value(ip: IpAddr) -> Option<HeaderValue> {
     match ip {
         IpAddr::V4(v4) => {
@@ -209,16 +221,10 @@ pub fn ip_header_value(ip: IpAddr) -> Option<HeaderValue> {
                     buf[n] = b'.';
                     n += 1;
                 }
-                if octet >= 100 {
-                    buf[n] = b'0' + octet / 100;
-                    n += 1;
-                }
-                if octet >= 10 {
-                    buf[n] = b'0' + (octet / 10) % 10;
-                    n += 1;
-                }
-                buf[n] = b'0' + octet % 10;
-                n += 1;
+                let (digits, len) = &OCTETS[octet as usize];
+                let len = *len as usize;
+                buf[n..n + len].copy_from_slice(&digits[..len]);
+                n += len;
             }
             HeaderValue::from_bytes(&buf[..n]).ok()
         }

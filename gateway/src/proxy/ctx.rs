@@ -60,9 +60,9 @@ impl RequestCtx {
         self.routed.as_ref().map_or(0, |r| r.tries.count)
     }
 
-    /// The pod tried last.
+    /// The pod tried last (or, hedged, the one that answered).
     pub fn last_pod(&self) -> Option<SocketAddr> {
-        self.routed.as_ref().and_then(|r| r.tries.last_pod)
+        self.routed.as_ref().and_then(|r| r.tries.last_pod())
     }
 
     /// Whether answers carry the `x-arena-*` debug headers.
@@ -133,28 +133,40 @@ impl Default for BodyState {
     }
 }
 
-/// The tries of a request through pingora's proxy loop (hedged requests keep theirs in the
-/// hedge stage): how many, on which pods, and the one in flight.
+/// The tries of a request: how many, on which pods, and (through pingora's proxy loop) the
+/// one in flight — hedged requests keep their tries in flight in the hedge stage. Kept small:
+/// the context moves with every request future.
 #[derive(Default)]
 pub struct Tries {
     pub count: u32,
-    /// Pods tried so far (inline: no allocation for the usual one to three tries).
+    /// Index in `tried` of the pod that answered, or else was tried last.
+    pub last: u32,
+    /// Pods tried so far, in order (inline: no allocation for the usual one to three tries).
     pub tried: SmallVec<[SocketAddr; 2]>,
     pub current: Option<Try>,
-    pub last_pod: Option<SocketAddr>,
 }
 
-/// A try in flight: its pod and the in-flight slot it holds (dropping it releases the slot
+impl Tries {
+    /// The pod that answered, or else was tried last.
+    pub fn last_pod(&self) -> Option<SocketAddr> {
+        self.tried.get(self.last as usize).copied()
+    }
+}
+
+/// A try in flight: the in-flight slot it holds on its pod (dropping it releases the slot
 /// unrecorded). Started and ended only by the try engine (`attempt`).
 #[derive(Debug)]
 pub struct Try {
-    pub pod: SocketAddr,
     pub(super) slot: InFlight,
 }
 
 impl Try {
     pub fn started(&self) -> Instant {
         self.slot.started()
+    }
+
+    pub fn pod(&self) -> SocketAddr {
+        self.slot.endpoint().addr
     }
 }
 

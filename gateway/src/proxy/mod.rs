@@ -136,9 +136,11 @@ impl ProxyHttp for ArenaProxy {
         };
         let target = split::target(&route, &session.req_header().headers, ctx.client_ip);
         ctx.routed = Some(Routed::new(Arc::clone(&route), target, ctx.started));
-        let headers = &session.req_header().headers;
-        if let Err(e) = admit::rate_limit(&route, ctx.client_ip, headers, &ctx.snapshot, &self.gw.metrics).await {
-            return respond::reject(session, ctx, e).await;
+        if route.limit.is_some() {
+            let headers = &session.req_header().headers;
+            if let Err(e) = admit::rate_limit(&route, ctx.client_ip, headers, &ctx.snapshot, &self.gw.metrics).await {
+                return respond::reject(session, ctx, e).await;
+            }
         }
         let limit = ctx.snapshot.config.server.max_request_body_bytes;
         let body = admit::body(admit::declared_body_len(session), limit, route.spec.replay_buffer_bytes);
@@ -152,8 +154,11 @@ impl ProxyHttp for ArenaProxy {
         if let Some(budget) = &route.budget {
             budget.on_request();
         }
-        if let Some(done) = fallback::divert_request(session, ctx, &self.gw.metrics).await {
-            return done;
+        if route.fallback.is_some() {
+            // Boxed: rare, and it would grow every request's future.
+            if let Some(done) = Box::pin(fallback::divert_request(session, ctx, &self.gw.metrics)).await {
+                return done;
+            }
         }
         if let Err(e) = admit::circuit(&route) {
             return respond::reject(session, ctx, e).await;
@@ -188,23 +193,21 @@ impl ProxyHttp for ArenaProxy {
                 GatewayError::Internal("upstream_peer without a route".into()),
             ));
         };
-        let pause = with_rng(|rng| {
-            retry::pause(
-                routed.route.spec.retry.as_ref(),
-                routed.tries.count,
-                routed.remaining(Instant::now()),
-                rng,
-            )
-        });
-        if !pause.is_zero() {
-            tokio::time::sleep(pause).await;
+        if routed.tries.count > 0 {
+            // A retry: back off first (never past the deadline).
+            let retry = routed.route.spec.retry.as_ref();
+            let remaining = routed.remaining(Instant::now());
+            let pause = with_rng(|rng| retry::pause(retry, routed.tries.count, remaining, rng));
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
         }
         let started = with_rng(|rng| attempt::start(routed, true, Instant::now(), rng));
         let (t, per_try) = match started {
             Ok(s) => s,
             Err(e) => return Err(Self::fail(ctx, e)),
         };
-        let peer = attempt::peer(&routed.cluster().spec, t.pod, per_try, routed.body.empty);
+        let peer = attempt::peer(&routed.cluster().spec, t.pod(), per_try, routed.body.empty);
         routed.tries.current = Some(t);
         Ok(Box::new(peer))
     }
@@ -241,7 +244,7 @@ impl ProxyHttp for ArenaProxy {
         }
         if fallback::after_retries(&routed.route) {
             // Hand over to fail_to_proxy, which replays the request on the function.
-            let pod = routed.tries.last_pod;
+            let pod = routed.tries.last_pod();
             return Err(Self::fail(ctx, GatewayError::BadStatus { pod, status }));
         }
         Ok(())

@@ -4,16 +4,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::HeaderValue;
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// Mints ids as `<process prefix><counter>` in hex: unique per process, no syscall per request.
 pub struct RequestIds {
-    prefix: u64,
+    /// A random per-process prefix in hex, written once: only the counter is formatted per request.
+    prefix_hex: [u8; 16],
     counter: AtomicU64,
 }
 
 impl RequestIds {
     pub fn new() -> Self {
+        let prefix = rand::random::<u64>();
+        let mut prefix_hex = [0u8; 16];
+        for (i, b) in prefix_hex.iter_mut().enumerate() {
+            *b = HEX[((prefix >> (60 - 4 * i)) & 0xf) as usize];
+        }
         RequestIds {
-            prefix: rand::random::<u64>(),
+            prefix_hex,
             counter: AtomicU64::new(0),
         }
     }
@@ -29,11 +37,8 @@ impl RequestIds {
         }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         // Hand-rolled hex: `format!` costs more than the rest of the id's life.
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut buf = [0u8; 24];
-        for (i, b) in buf[..16].iter_mut().enumerate() {
-            *b = HEX[((self.prefix >> (60 - 4 * i)) & 0xf) as usize];
-        }
+        buf[..16].copy_from_slice(&self.prefix_hex);
         for (i, b) in buf[16..].iter_mut().enumerate() {
             *b = HEX[((n >> (28 - 4 * i)) & 0xf) as usize];
         }

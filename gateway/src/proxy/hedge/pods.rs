@@ -56,10 +56,10 @@ impl Racer for PodRace<'_> {
 
     fn launch(&mut self) -> Result<(usize, TryFuture<HttpSession>), GatewayError> {
         let (t, per_try) = random::with_rng(|rng| attempt::start(self.routed, false, Instant::now(), rng))?;
-        let peer = attempt::peer(&self.routed.cluster().spec, t.pod, per_try, true);
+        let peer = attempt::peer(&self.routed.cluster().spec, t.pod(), per_try, true);
         let idx = self.tries.len();
         let (connector, req, p) = (Arc::clone(&self.hedger.connector), self.request.clone(), peer.clone());
-        let pod = t.pod;
+        let pod = t.pod();
         self.tries.push(Launched {
             pod,
             peer,
@@ -120,7 +120,9 @@ impl PodRace<'_> {
         let l = self.tries.get_mut(idx)?;
         let t = l.open.take()?;
         let mut header = s.response_header()?.clone();
-        self.routed.tries.last_pod = Some(t.pod);
+        if let Some(i) = self.routed.tries.tried.iter().position(|p| *p == t.pod()) {
+            self.routed.tries.last = i as u32;
+        }
         attempt::answered(&self.routed.route, Some(t), &mut header);
         Some((header, l.peer.clone()))
     }
