@@ -4,13 +4,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-
 use std::sync::{Arc, Mutex};
 
-use arena_loadtest::engine::{self, progress::Progress, Fanout, Plan, PlanOptions};
-use arena_loadtest::fleet::{Fleet, FleetHooks, Timeline};
+use arena_loadtest::engine::{self, progress::Progress, EngineError, Fanout, Plan, PlanOptions, RunResult, StopHandle};
+use arena_loadtest::fleet::{Fault, Fleet, FleetHooks, FleetSpec, Timeline};
 use arena_loadtest::report::{Report, EXIT_INVALID, EXIT_PASS};
-use arena_loadtest::scenario;
+use arena_loadtest::scenario::{self, Scenario};
 use clap::{Parser, Subcommand};
 
 #[global_allocator]
@@ -69,7 +68,7 @@ fn main() -> ExitCode {
                 threads: threads.map(usize::from),
                 duration_scale,
             };
-            ExitCode::from(run(scenario, out, opts, quiet))
+            ExitCode::from(run(scenario, out, opts, quiet).unwrap_or_else(|code| code))
         }
     }
 }
@@ -98,94 +97,91 @@ fn check(path: PathBuf) -> ExitCode {
     }
 }
 
-fn run(path: PathBuf, out: PathBuf, opts: PlanOptions, quiet: bool) -> u8 {
-    let scenario = match scenario::load_file(&path, &FleetHooks) {
-        Ok(s) => s,
-        Err(errors) => {
-            eprintln!("{errors}");
-            return EXIT_INVALID;
-        }
-    };
+/// `run`: every step either moves on or has reported why the run is invalid (`Err(code)`).
+fn run(path: PathBuf, out: PathBuf, mut opts: PlanOptions, quiet: bool) -> Result<u8, u8> {
+    let scenario = scenario::load_file(&path, &FleetHooks).map_err(|errors| {
+        eprintln!("{errors}");
+        EXIT_INVALID
+    })?;
     for w in &scenario.warnings {
         eprintln!("{w}");
     }
-    // A scenario with a fleet brings up its own gateway, pods, functions and DNS first.
-    let fleet = match &scenario.fleet {
-        Some(spec) => {
-            eprintln!("arena-loadtest: starting the fleet…");
-            match Fleet::start(spec) {
-                Ok(f) => Some(Arc::new(Mutex::new(f))),
-                Err(e) => {
-                    eprintln!("arena-loadtest: fleet: {e}");
-                    return EXIT_INVALID;
-                }
-            }
-        }
-        None => None,
-    };
-    let mut opts = opts;
+    let fleet = start_fleet(&scenario)?;
     if opts.target.is_none() {
         opts.target = fleet.as_ref().and_then(|f| f.lock().ok()?.target());
     }
-    let plan = match Plan::new(&scenario, &opts) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("arena-loadtest: {e}");
-            return EXIT_INVALID;
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("arena-loadtest: runtime: {e}");
-            return EXIT_INVALID;
-        }
-    };
-    let result = rt.block_on(async {
-        let stop = plan.stop_handle();
-        tokio::spawn(async move {
-            // First Ctrl-C: stop and still report; second: leave at once.
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("\narena-loadtest: stopping (Ctrl-C again to abort)");
-                stop.stop();
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
-                }
-            }
-        });
-        let mut progress = Progress::new(!quiet);
-        match (&fleet, scenario.faults.clone()) {
-            (Some(fleet), Some(faults)) if !faults.is_empty() => {
-                // Fault offsets scale with the stages.
-                let faults = faults
-                    .into_iter()
-                    .map(|mut f| {
-                        f.at = f.at.mul_f64(plan.duration_scale);
-                        f
-                    })
-                    .collect();
-                let mut timeline = Timeline::new(Arc::clone(fleet), faults);
-                let mut both = Fanout(vec![&mut progress, &mut timeline]);
-                engine::run(plan, &mut both).await
-            }
-            _ => engine::run(plan, &mut progress).await,
-        }
-    });
-    let result = match result {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("arena-loadtest: {e}");
-            return EXIT_INVALID;
-        }
-    };
+    let plan = Plan::new(&scenario, &opts).map_err(invalid)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| invalid(format!("runtime: {e}")))?;
+    let faults = scenario.faults.clone().unwrap_or_default();
+    let result = rt
+        .block_on(drive(plan, fleet.as_ref(), faults, quiet))
+        .map_err(invalid)?;
     let report = Report::new(&scenario, &result);
     print!("{}", report.summary());
     match report.write(&out) {
         Ok((json, html)) => println!("  reports    {}\n             {}", html.display(), json.display()),
-        Err(e) => {
-            eprintln!("arena-loadtest: cannot write reports to {}: {e}", out.display());
-            return EXIT_INVALID;
-        }
+        Err(e) => return Err(invalid(format!("cannot write reports to {}: {e}", out.display()))),
     }
-    report.exit_code()
+    Ok(report.exit_code())
+}
+
+/// Reports why the run cannot go on; its exit code.
+fn invalid(why: impl std::fmt::Display) -> u8 {
+    eprintln!("arena-loadtest: {why}");
+    EXIT_INVALID
+}
+
+type SharedFleet = Arc<Mutex<Fleet>>;
+
+/// A scenario with a fleet brings up its own gateway, pods, functions and DNS first.
+fn start_fleet(scenario: &Scenario<FleetSpec, Vec<Fault>>) -> Result<Option<SharedFleet>, u8> {
+    let Some(spec) = &scenario.fleet else { return Ok(None) };
+    eprintln!("arena-loadtest: starting the fleet…");
+    match Fleet::start(spec) {
+        Ok(f) => Ok(Some(Arc::new(Mutex::new(f)))),
+        Err(e) => Err(invalid(format!("fleet: {e}"))),
+    }
+}
+
+/// Runs the plan with the progress line and, with a fleet, the fault timeline.
+async fn drive(
+    plan: Plan,
+    fleet: Option<&SharedFleet>,
+    faults: Vec<Fault>,
+    quiet: bool,
+) -> Result<RunResult, EngineError> {
+    stop_on_ctrl_c(plan.stop_handle());
+    let mut progress = Progress::new(!quiet);
+    match fleet {
+        Some(fleet) if !faults.is_empty() => {
+            // Fault offsets scale with the stages.
+            let faults = faults
+                .into_iter()
+                .map(|mut f| {
+                    f.at = f.at.mul_f64(plan.duration_scale);
+                    f
+                })
+                .collect();
+            let mut timeline = Timeline::new(Arc::clone(fleet), faults);
+            let mut both = Fanout(vec![&mut progress, &mut timeline]);
+            engine::run(plan, &mut both).await
+        }
+        _ => engine::run(plan, &mut progress).await,
+    }
+}
+
+/// First Ctrl-C: stop and still report; second: leave at once.
+fn stop_on_ctrl_c(stop: StopHandle) {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\narena-loadtest: stopping (Ctrl-C again to abort)");
+            stop.stop();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
 }

@@ -193,61 +193,24 @@ impl Fleet {
         match action {
             Action::SetPod { pod, knobs } => arena::set_pod(self.pod(pod)?.addr, &knobs.to_string()),
             Action::Crash { pod } => {
-                let p = self.pod_mut(pod)?;
-                p.proc = None;
+                self.pod_mut(pod)?.proc = None;
                 Ok(())
             }
-            Action::Restart { pod } => {
-                let p = self.pod_mut(pod)?;
-                p.proc = None;
-                let proc = start_pod(p)?;
-                self.pod_mut(pod)?.proc = Some(proc);
-                Ok(())
-            }
+            Action::Restart { pod } => self.restart_pod(pod),
             Action::Dns { records } => {
                 let hosts = self.hosts(records);
-                let dns = self.dns.as_ref().ok_or("no DNS server in the fleet")?;
                 // Stopped: the new records are served when it starts again.
-                dns.set_records(&borrowed(&hosts), &[])
+                self.dns()?.set_records(&borrowed(&hosts), &[])
             }
             Action::StopDns => {
-                self.dns.as_ref().ok_or("no DNS server in the fleet")?.stop();
+                self.dns()?.stop();
                 Ok(())
             }
-            Action::StartDns => self.dns.as_ref().ok_or("no DNS server in the fleet")?.start_again(),
-            Action::Admin { method, path } => {
-                let g = self.gateway.as_ref().ok_or("no gateway in the fleet")?;
-                let (status, body) = http_call(g.admin, method, path, "", Some(TOKEN))?;
-                (status < 400)
-                    .then_some(())
-                    .ok_or(format!("admin answered {status}: {body}"))
-            }
-            Action::Reload => self
-                .gateway
-                .as_ref()
-                .ok_or("no gateway in the fleet")?
-                .proc
-                .signal("HUP"),
-            Action::Config { config } => {
-                let text = self.expand(config);
-                let g = self.gateway.as_ref().ok_or("no gateway in the fleet")?;
-                let tmp = g.config.with_extension("next");
-                std::fs::write(&tmp, format!("{}{text}", g.header)).map_err(|e| e.to_string())?;
-                std::fs::rename(&tmp, &g.config).map_err(|e| e.to_string())?;
-                g.proc.signal("HUP")
-            }
-            Action::RestartGateway => {
-                let g = self.gateway.take().ok_or("no gateway in the fleet")?;
-                let (addr, admin) = (g.addr, g.admin);
-                let text = std::fs::read_to_string(&g.config).map_err(|e| e.to_string())?;
-                let body = text.strip_prefix(g.header.as_str()).unwrap_or(&text).to_string();
-                // SIGINT is pingora's fast shutdown; wait until the port is free, then start again.
-                let _ = g.proc.signal("INT");
-                drop(g);
-                wait::not_listening(addr, READY)?;
-                self.gateway = Some(self.start_gateway_on(&body, addr, admin)?);
-                Ok(())
-            }
+            Action::StartDns => self.dns()?.start_again(),
+            Action::Admin { method, path } => self.admin_call(method, path),
+            Action::Reload => self.gateway()?.proc.signal("HUP"),
+            Action::Config { config } => self.rewrite_config(config),
+            Action::RestartGateway => self.restart_gateway(),
             Action::StopFaas { name } => {
                 self.function_mut(name)?.runtime = None;
                 Ok(())
@@ -259,6 +222,58 @@ impl Fleet {
                 Ok(())
             }
         }
+    }
+
+    /// Kills the pod if it still runs and starts it again with its original flags.
+    fn restart_pod(&mut self, name: &str) -> Result<(), String> {
+        let p = self.pod_mut(name)?;
+        p.proc = None;
+        p.proc = Some(start_pod(p)?);
+        Ok(())
+    }
+
+    /// Calls the gateway admin API; an answer of 400 or above is a failure.
+    fn admin_call(&self, method: &str, path: &str) -> Result<(), String> {
+        let (status, body) = http_call(self.gateway()?.admin, method, path, "", Some(TOKEN))?;
+        (status < 400)
+            .then_some(())
+            .ok_or(format!("admin answered {status}: {body}"))
+    }
+
+    /// Replaces the gateway's config body (atomically, by rename) and SIGHUPs it.
+    fn rewrite_config(&self, config: &str) -> Result<(), String> {
+        let text = self.expand(config);
+        let g = self.gateway()?;
+        let tmp = g.config.with_extension("next");
+        std::fs::write(&tmp, format!("{}{text}", g.header)).map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, &g.config).map_err(|e| e.to_string())?;
+        g.proc.signal("HUP")
+    }
+
+    /// Stops the gateway and starts it again on the same ports with its current config body.
+    fn restart_gateway(&mut self) -> Result<(), String> {
+        let g = self.gateway.take().ok_or("no gateway in the fleet")?;
+        let (addr, admin) = (g.addr, g.admin);
+        let text = std::fs::read_to_string(&g.config).map_err(|e| e.to_string())?;
+        let body = text.strip_prefix(g.header.as_str()).unwrap_or(&text).to_string();
+        // SIGINT is pingora's fast shutdown; wait until the port is free, then start again.
+        let _ = g.proc.signal("INT");
+        drop(g);
+        wait::not_listening(addr, READY)?;
+        self.gateway = Some(self.start_gateway_on(&body, addr, admin)?);
+        Ok(())
+    }
+
+    fn gateway(&self) -> Result<&Gateway, String> {
+        self.gateway
+            .as_ref()
+            .ok_or_else(|| "no gateway in the fleet".to_string())
+    }
+
+    fn dns(&self) -> Result<&Dnsmasq, String> {
+        self.dns
+            .as_ref()
+            .ok_or_else(|| "no DNS server in the fleet".to_string())
     }
 
     fn pod(&self, name: &str) -> Result<&Pod, String> {

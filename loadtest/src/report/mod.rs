@@ -2,19 +2,20 @@
 //! page with inline SVG charts; threshold verdicts and the process exit code.
 
 mod html;
+mod summary;
 pub mod svg;
 pub mod thresholds;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::engine::{fmt_us, Marker, Quantiles, RunResult, Totals, Validity, Window, MAX_LAG_P99};
-use crate::scenario::{HttpSettings, HttpVersion, Mode, Scenario, Stage};
+use crate::engine::{Marker, Quantiles, RunResult, Totals, Validity, Window, MAX_LAG_P99};
+use crate::scenario::{HttpSettings, Mode, Scenario, Stage};
 pub use thresholds::ThresholdResult;
 
 /// Exit code: every threshold passed on a valid run.
@@ -75,34 +76,6 @@ pub struct Report {
 
 impl Report {
     pub fn new<F, T>(scenario: &Scenario<F, T>, run: &RunResult) -> Report {
-        let responses: u64 = run.statuses.values().sum();
-        let mut backends: Vec<BackendShare> = run
-            .backends
-            .iter()
-            .map(|(k, v)| BackendShare {
-                backend: k.clone(),
-                responses: *v,
-                share: if responses > 0 {
-                    *v as f64 / responses as f64
-                } else {
-                    0.0
-                },
-            })
-            .collect();
-        backends.sort_by(|a, b| b.responses.cmp(&a.responses).then(a.backend.cmp(&b.backend)));
-        let lag_total = run.lag.len();
-        let lag_late = if lag_total > 0 {
-            let limit = MAX_LAG_P99.as_micros() as u64;
-            let late: u64 = run
-                .lag
-                .iter_recorded()
-                .filter(|v| v.value_iterated_to() > limit)
-                .map(|v| v.count_at_value())
-                .sum();
-            late as f64 / lag_total as f64
-        } else {
-            0.0
-        };
         let duration_s = run.duration.as_secs_f64();
         Report {
             format: 1,
@@ -130,10 +103,10 @@ impl Report {
             error_rate: run.error_rate(),
             latency_us: Quantiles::of(&run.latency),
             schedule_lag_us: Quantiles::of(&run.lag),
-            lag_over_10ms: lag_late,
+            lag_over_10ms: late_share(&run.lag),
             validity: run.validity.clone(),
             statuses: run.statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-            backends,
+            backends: backend_shares(run),
             routes: run.routes.clone(),
             attempts: run.attempts.clone(),
             requests_by_name: run.requests_by_name.clone(),
@@ -184,132 +157,43 @@ impl Report {
 
     /// The terminal summary.
     pub fn summary(&self) -> String {
-        let mut s = String::new();
-        let version = match self.http.version {
-            HttpVersion::Http1 => "HTTP/1.1",
-            HttpVersion::Http2 => "h2c",
-        };
-        let mode = match self.mode {
-            Mode::Open => "open loop",
-            Mode::Closed => "closed loop",
-        };
-        let _ = writeln!(
-            s,
-            "arena-loadtest: {} ({mode}) against {}  [{version}, {} connections, {} threads]",
-            self.name, self.target, self.http.connections, self.threads
-        );
-        let t = &self.totals;
-        let _ = write!(
-            s,
-            "  requests   {} in {:.1}s (+{:.1}s drain)   achieved {:.1} rps",
-            t.requests,
-            self.duration_s,
-            (self.elapsed_s - self.duration_s).max(0.0),
-            self.achieved_rps
-        );
-        if self.mode == Mode::Open {
-            let _ = write!(
-                s,
-                "   intended {:.1} rps ({} scheduled)",
-                self.intended_rps, self.intended_total
-            );
-        }
-        s.push('\n');
-        let _ = writeln!(
-            s,
-            "  errors     {} ({:.3}%)   timeouts {}  transport {}  status {}  dropped {}",
-            t.errors,
-            self.error_rate * 100.0,
-            t.timeouts,
-            t.transport_errors,
-            t.status_errors,
-            t.dropped
-        );
-        let l = &self.latency_us;
-        let _ = writeln!(
-            s,
-            "  latency    p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  mean {}{}",
-            fmt_us(l.p50),
-            fmt_us(l.p90),
-            fmt_us(l.p99),
-            fmt_us(l.p999),
-            fmt_us(l.max),
-            fmt_us(l.mean.round() as u64),
-            if self.mode == Mode::Open {
-                "  (from intended send time)"
-            } else {
-                "  (closed loop: from actual send)"
-            }
-        );
-        let statuses: Vec<String> = self.statuses.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-        let _ = writeln!(
-            s,
-            "  statuses   {}",
-            if statuses.is_empty() {
-                "none".into()
-            } else {
-                statuses.join("  ")
-            }
-        );
-        if !self.backends.is_empty() {
-            let list: Vec<String> = self
-                .backends
-                .iter()
-                .map(|b| format!("{} {:.1}%", b.backend, b.share * 100.0))
-                .collect();
-            let _ = writeln!(s, "  backends   {}", list.join("  "));
-        }
-        for (label, map) in [("routes  ", &self.routes), ("attempts", &self.attempts)] {
-            if !map.is_empty() {
-                let list: Vec<String> = map.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-                let _ = writeln!(s, "  {label}   {}", list.join("  "));
-            }
-        }
-        if !self.error_samples.is_empty() {
-            let _ = writeln!(s, "  error samples:");
-            for e in &self.error_samples {
-                let _ = writeln!(s, "    - {e}");
-            }
-        }
-        if !self.markers.is_empty() {
-            let list: Vec<String> = self
-                .markers
-                .iter()
-                .map(|m| format!("{:.1}s {}", m.at.as_secs_f64(), m.label))
-                .collect();
-            let _ = writeln!(s, "  markers    {}", list.join("  |  "));
-        }
-        if self.mode == Mode::Open {
-            let _ = writeln!(
-                s,
-                "  sched lag  p99 {}  max {}  ({:.2}% over 10ms)",
-                fmt_us(self.schedule_lag_us.p99),
-                fmt_us(self.schedule_lag_us.max),
-                self.lag_over_10ms * 100.0
-            );
-        }
-        if self.validity.valid {
-            let _ = writeln!(s, "  run        VALID");
-        } else {
-            let _ = writeln!(s, "  run        INVALID");
-            for r in &self.validity.reasons {
-                let _ = writeln!(s, "    - {r}");
-            }
-        }
-        if !self.thresholds.is_empty() {
-            let _ = writeln!(s, "  thresholds");
-            for t in &self.thresholds {
-                let _ = writeln!(
-                    s,
-                    "    {}  {:<24} (actual {})",
-                    if t.pass { "PASS" } else { "FAIL" },
-                    t.text,
-                    t.actual_text
-                );
-            }
-        }
-        s
+        summary::render(self)
     }
+}
+
+/// Responses per backend, busiest first (ties by name).
+fn backend_shares(run: &RunResult) -> Vec<BackendShare> {
+    let responses: u64 = run.statuses.values().sum();
+    let mut backends: Vec<BackendShare> = run
+        .backends
+        .iter()
+        .map(|(k, v)| BackendShare {
+            backend: k.clone(),
+            responses: *v,
+            share: if responses > 0 {
+                *v as f64 / responses as f64
+            } else {
+                0.0
+            },
+        })
+        .collect();
+    backends.sort_by(|a, b| b.responses.cmp(&a.responses).then(a.backend.cmp(&b.backend)));
+    backends
+}
+
+/// Fraction of requests queued more than [`MAX_LAG_P99`] after their intended time.
+fn late_share(lag: &Histogram<u64>) -> f64 {
+    let lag_total = lag.len();
+    if lag_total == 0 {
+        return 0.0;
+    }
+    let limit = MAX_LAG_P99.as_micros() as u64;
+    let late: u64 = lag
+        .iter_recorded()
+        .filter(|v| v.value_iterated_to() > limit)
+        .map(|v| v.count_at_value())
+        .sum();
+    late as f64 / lag_total as f64
 }
 
 /// Seconds since the Unix epoch → `YYYY-MM-DDTHH:MM:SSZ` (UTC).

@@ -114,15 +114,54 @@ fn err(offset: usize, message: impl Into<String>, hint: impl Into<Option<String>
 /// Parses one threshold expression.
 pub fn parse(text: &str) -> Result<Threshold, ThresholdError> {
     let lead = text.len() - text.trim_start().len();
-    let s = text.trim_end();
-    let mut i = lead;
-    let bytes = s.as_bytes();
-    // Metric name, optionally with a parenthesised argument.
-    let name_start = i;
-    while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b'.') {
-        i += 1;
+    let mut c = Cursor {
+        s: text.trim_end(),
+        i: lead,
+    };
+    let metric = metric(&mut c, text)?;
+    c.skip_spaces();
+    let op = op(&mut c, lead)?;
+    c.skip_spaces();
+    let value = value(&mut c, &metric)?;
+    Ok(Threshold {
+        text: text.trim().to_string(),
+        metric,
+        op,
+        value,
+    })
+}
+
+/// A reading position in the expression; offsets in errors are byte offsets into it.
+struct Cursor<'a> {
+    s: &'a str,
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// Moves past the bytes matching `pred`; returns them.
+    fn take_while(&mut self, pred: impl Fn(u8) -> bool) -> &'a str {
+        let start = self.i;
+        let bytes = self.s.as_bytes();
+        while self.i < bytes.len() && pred(bytes[self.i]) {
+            self.i += 1;
+        }
+        &self.s[start..self.i]
     }
-    let name = &s[name_start..i];
+
+    fn skip_spaces(&mut self) {
+        self.take_while(|b| b == b' ');
+    }
+
+    /// The byte `ahead` of the position, if any.
+    fn peek(&self, ahead: usize) -> Option<u8> {
+        self.s.as_bytes().get(self.i + ahead).copied()
+    }
+}
+
+/// The metric name, optionally with a parenthesised argument.
+fn metric(c: &mut Cursor<'_>, text: &str) -> Result<Metric, ThresholdError> {
+    let name_start = c.i;
+    let name = c.take_while(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
     if name.is_empty() {
         return Err(err(
             name_start,
@@ -133,83 +172,82 @@ pub fn parse(text: &str) -> Result<Threshold, ThresholdError> {
             )),
         ));
     }
-    let metric = if bytes.get(i) == Some(&b'(') {
-        let close = s[i..].find(')').map(|p| p + i).ok_or_else(|| {
-            err(
-                i,
-                "unclosed `(` in threshold",
-                Some("write e.g. `share(faas=) < 5%`".into()),
-            )
-        })?;
-        let arg = s[i + 1..close].trim().trim_matches('"');
-        if name != "share" {
-            return Err(err(
-                name_start,
-                format!("metric `{name}` takes no argument"),
-                Some("only `share(BACKEND_PREFIX)` takes one".into()),
-            ));
-        }
-        if arg.is_empty() {
-            return Err(err(
-                i,
-                "`share()` needs a backend prefix",
-                Some("e.g. `share(127.0.0.11) > 20%`".into()),
-            ));
-        }
-        i = close + 1;
-        Metric::Share(arg.to_string())
-    } else {
-        metric_by_name(name).ok_or_else(|| {
-            let hint = match arena_core::diag::yaml::closest(name, METRICS) {
-                Some(best) => format!("did you mean `{best}`? metrics: {}", METRICS.join(", ")),
-                None => format!("metrics: {}", METRICS.join(", ")),
-            };
-            err(name_start, format!("unknown metric `{name}`"), Some(hint))
-        })?
-    };
-    while i < bytes.len() && bytes[i] == b' ' {
-        i += 1;
+    if c.peek(0) == Some(b'(') {
+        return share(c, name, name_start);
     }
-    let op_start = i;
-    let op = match (bytes.get(i), bytes.get(i + 1)) {
+    metric_by_name(name).ok_or_else(|| {
+        let hint = match arena_core::diag::yaml::closest(name, METRICS) {
+            Some(best) => format!("did you mean `{best}`? metrics: {}", METRICS.join(", ")),
+            None => format!("metrics: {}", METRICS.join(", ")),
+        };
+        err(name_start, format!("unknown metric `{name}`"), Some(hint))
+    })
+}
+
+/// `share(BACKEND_PREFIX)`, the only metric with an argument; the cursor is on the `(`.
+fn share(c: &mut Cursor<'_>, name: &str, name_start: usize) -> Result<Metric, ThresholdError> {
+    let (s, i) = (c.s, c.i);
+    let close = s[i..].find(')').map(|p| p + i).ok_or_else(|| {
+        err(
+            i,
+            "unclosed `(` in threshold",
+            Some("write e.g. `share(faas=) < 5%`".into()),
+        )
+    })?;
+    let arg = s[i + 1..close].trim().trim_matches('"');
+    if name != "share" {
+        return Err(err(
+            name_start,
+            format!("metric `{name}` takes no argument"),
+            Some("only `share(BACKEND_PREFIX)` takes one".into()),
+        ));
+    }
+    if arg.is_empty() {
+        return Err(err(
+            i,
+            "`share()` needs a backend prefix",
+            Some("e.g. `share(127.0.0.11) > 20%`".into()),
+        ));
+    }
+    c.i = close + 1;
+    Ok(Metric::Share(arg.to_string()))
+}
+
+/// The comparison; the error quotes what came before it, from `metric_start`.
+fn op(c: &mut Cursor<'_>, metric_start: usize) -> Result<Op, ThresholdError> {
+    let op = match (c.peek(0), c.peek(1)) {
         (Some(b'<'), Some(b'=')) => Op::Le,
         (Some(b'>'), Some(b'=')) => Op::Ge,
         (Some(b'<'), _) => Op::Lt,
         (Some(b'>'), _) => Op::Gt,
         _ => {
             return Err(err(
-                op_start,
-                format!("expected a comparison after `{}`", &s[name_start..i].trim_end()),
+                c.i,
+                format!("expected a comparison after `{}`", &c.s[metric_start..c.i].trim_end()),
                 Some("one of: <, <=, >, >=".into()),
             ))
         }
     };
-    i += op.as_str().len();
-    while i < bytes.len() && bytes[i] == b' ' {
-        i += 1;
-    }
-    let num_start = i;
-    while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.' || bytes[i] == b'-') {
-        i += 1;
-    }
-    let number: f64 = s[num_start..i].parse().map_err(|_| {
+    c.i += op.as_str().len();
+    Ok(op)
+}
+
+/// The number and its unit, normalised for `metric`.
+fn value(c: &mut Cursor<'_>, metric: &Metric) -> Result<f64, ThresholdError> {
+    let num_start = c.i;
+    let digits = c.take_while(|b| b.is_ascii_digit() || b == b'.' || b == b'-');
+    let number: f64 = digits.parse().map_err(|_| {
         err(
             num_start,
-            format!("expected a number, found `{}`", &s[num_start..]),
+            format!("expected a number, found `{}`", &c.s[num_start..]),
             Some("e.g. `50ms`, `0.1%`, `900`".into()),
         )
     })?;
     if !number.is_finite() || number < 0.0 {
         return Err(err(num_start, "threshold values must be finite and not negative", None));
     }
-    let unit = s[i..].trim();
-    let value = normalise(&metric, number, unit).map_err(|(m, h)| err(i, m, Some(h)))?;
-    Ok(Threshold {
-        text: text.trim().to_string(),
-        metric,
-        op,
-        value,
-    })
+    let unit = c.s[c.i..].trim();
+    normalise(metric, number, unit).map_err(|(m, h)| err(c.i, m, Some(h)))
 }
 
 fn metric_by_name(name: &str) -> Option<Metric> {

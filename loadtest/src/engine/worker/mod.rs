@@ -6,25 +6,25 @@
 //! request keeps its intended time, so time spent waiting for a free connection counts as
 //! latency. Closed loop: each lane sends back-to-back until the end.
 
+mod lanes;
+
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper::client::conn::http2;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use tokio::sync::Notify;
 use tokio::time::sleep_until;
 
-use super::client::{self, Answer, Failure};
-use super::h1::RawConn;
-use super::mix::Body;
+use super::client::{Answer, Failure};
 use super::pace::Pacer;
 use super::stats::{Ending, Recorder, WorkerMsg};
 use super::Shared;
 use crate::scenario::{HttpVersion, Mode};
+use lanes::{h1_lane, h2_lane, H2Slot};
 
 /// How often a sleeping scheduler looks at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(100);
@@ -32,8 +32,6 @@ const STOP_POLL: Duration = Duration::from_millis(100);
 /// per request (each wake-up of an idle thread costs tens of µs of CPU on a VM); this bounds
 /// the schedule lag the pacing itself adds.
 const MIN_PACE: Duration = Duration::from_micros(200);
-/// Longest pause between failed attempts of a closed-loop lane.
-const MAX_BACKOFF: Duration = Duration::from_millis(100);
 
 /// This worker's share of the run.
 pub(crate) struct WorkerSpec {
@@ -271,146 +269,5 @@ impl State {
     fn rng(&self, lane: u64) -> SmallRng {
         let id = self.spec.id as u64;
         SmallRng::seed_from_u64(self.shared.seed ^ (id << 40) ^ lane.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-    }
-}
-
-/// Closed loop: pause after consecutive failures so a dead target is not hammered in a spin.
-async fn backoff(st: &State, failures: u32) {
-    if st.shared.mode == Mode::Closed && failures > 0 {
-        let pause = Duration::from_millis(1u64 << failures.min(7)).min(MAX_BACKOFF);
-        tokio::time::sleep(pause).await;
-    }
-}
-
-async fn h1_lane(st: Rc<State>, lane: u64) {
-    let sh = st.shared.clone();
-    let mut rng = st.rng(lane);
-    let mut scratch = String::with_capacity(256);
-    let mut wire = Vec::with_capacity(1024);
-    // Connect ahead of the start so handshakes do not land in the first measurements.
-    let mut conn = RawConn::connect(sh.addr, sh.http.connect_timeout).await.ok();
-    sleep_until(st.spec.start.into()).await;
-    let mut failures = 0u32;
-    while let Some(intended) = st.next_job().await {
-        if st.abandon_if_late(intended) {
-            continue;
-        }
-        let (entry, head) = match sh.mix.encode_h1(&mut rng, &mut scratch, &mut wire) {
-            Ok(x) => x,
-            Err(e) => {
-                st.settle(intended, usize::MAX, Ok(Err(Failure::Http(e.0))));
-                continue;
-            }
-        };
-        let deadline = st.deadline();
-        let mut keep_alive = true;
-        let attempt = async {
-            // A keep-alive connection the server closed while idle: reconnect, nothing was sent.
-            if conn.as_mut().is_some_and(|c| !c.is_reusable()) {
-                conn = None;
-            }
-            let c = match conn.as_mut() {
-                Some(c) => c,
-                None => conn.insert(RawConn::connect(sh.addr, sh.http.connect_timeout).await?),
-            };
-            st.rec.borrow_mut().sent();
-            let r = c.exchange(&wire, head).await?;
-            keep_alive = r.keep_alive;
-            Ok(Answer {
-                status: r.status,
-                bytes: r.bytes,
-                debug: r.debug,
-            })
-        };
-        let result = tokio::time::timeout_at(deadline.into(), attempt).await.map_err(|_| ());
-        if st.settle(intended, entry, result) {
-            failures = 0;
-            if !keep_alive {
-                conn = None;
-            }
-        } else {
-            conn = None;
-            failures += 1;
-            backoff(&st, failures).await;
-        }
-    }
-}
-
-/// One shared HTTP/2 connection, (re)established by whichever lane needs it first.
-#[derive(Default)]
-struct H2Slot {
-    sender: RefCell<Option<http2::SendRequest<Body>>>,
-    connecting: Cell<bool>,
-    ready: Notify,
-}
-
-impl H2Slot {
-    async fn get(&self, st: &State) -> Result<http2::SendRequest<Body>, Failure> {
-        loop {
-            if let Some(s) = self.sender.borrow().as_ref() {
-                if !s.is_closed() {
-                    return Ok(s.clone());
-                }
-            }
-            if self.connecting.get() {
-                self.ready.notified().await;
-                continue;
-            }
-            self.connecting.set(true);
-            let r = client::connect_h2(st.shared.addr, st.shared.http.connect_timeout).await;
-            self.connecting.set(false);
-            self.ready.notify_waiters();
-            match r {
-                Ok(s) => {
-                    *self.sender.borrow_mut() = Some(s.clone());
-                    return Ok(s);
-                }
-                Err(e) => {
-                    *self.sender.borrow_mut() = None;
-                    return Err(e);
-                }
-            }
-        }
-    }
-}
-
-async fn h2_lane(st: Rc<State>, slot: Rc<H2Slot>, lane: u64) {
-    let sh = st.shared.clone();
-    let mut rng = st.rng(lane);
-    let mut scratch = String::with_capacity(256);
-    let mut sender = slot.get(&st).await.ok();
-    sleep_until(st.spec.start.into()).await;
-    let mut failures = 0u32;
-    while let Some(intended) = st.next_job().await {
-        if st.abandon_if_late(intended) {
-            continue;
-        }
-        let (entry, req) = match sh.mix.build(&mut rng, &mut scratch) {
-            Ok(x) => x,
-            Err(e) => {
-                st.settle(intended, usize::MAX, Ok(Err(Failure::Http(e.0))));
-                continue;
-            }
-        };
-        let deadline = st.deadline();
-        let attempt = async {
-            let s = match sender.as_mut() {
-                Some(s) if !s.is_closed() => s,
-                _ => sender.insert(slot.get(&st).await?),
-            };
-            st.rec.borrow_mut().sent();
-            client::exchange_h2(s, req).await
-        };
-        // On timeout the request future is dropped, which resets only its stream.
-        let result = tokio::time::timeout_at(deadline.into(), attempt).await.map_err(|_| ());
-        if st.settle(intended, entry, result) {
-            failures = 0;
-        } else {
-            failures += 1;
-            if sender.as_ref().is_some_and(|s| s.is_closed()) {
-                sender = None;
-            }
-            backoff(&st, failures).await;
-        }
     }
 }

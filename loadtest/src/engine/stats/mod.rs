@@ -4,13 +4,18 @@
 //! Latencies are microseconds in HdrHistograms (3 significant digits, 1 µs – 60 s). Windows are
 //! keyed by completion time; each worker flushes its window at every second boundary, so the
 //! controller knows a window is complete once every worker has moved past it.
+//!
+//! This module is the worker side (recording, on the hot path); `window` holds the merged view.
+
+mod window;
 
 use std::collections::BTreeMap;
-use std::ops::Deref;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
+
+pub use window::{Quantiles, Totals, Window};
 
 use super::client::DebugHeaders;
 
@@ -313,103 +318,5 @@ impl Recorder {
         let totals = std::mem::replace(&mut self.totals, totals);
         let _ = self.tx.send(WorkerMsg::Window(self.worker, Box::new(cur)));
         let _ = self.tx.send(WorkerMsg::Done(self.worker, Box::new(totals)));
-    }
-}
-
-/// Latency statistics in microseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Quantiles {
-    pub p50: u64,
-    pub p90: u64,
-    pub p95: u64,
-    pub p99: u64,
-    pub p999: u64,
-    pub max: u64,
-    pub min: u64,
-    pub mean: f64,
-    pub count: u64,
-}
-
-impl Quantiles {
-    pub fn of(h: &Histogram<u64>) -> Quantiles {
-        if h.is_empty() {
-            return Quantiles::default();
-        }
-        Quantiles {
-            p50: h.value_at_quantile(0.5),
-            p90: h.value_at_quantile(0.9),
-            p95: h.value_at_quantile(0.95),
-            p99: h.value_at_quantile(0.99),
-            p999: h.value_at_quantile(0.999),
-            max: h.max(),
-            min: h.min(),
-            mean: h.mean(),
-            count: h.len(),
-        }
-    }
-}
-
-/// One second of the run, all workers merged.
-#[derive(Debug, Clone, Serialize)]
-pub struct Window {
-    /// Seconds since the start (this window covers `[t, t+1)`).
-    pub t: u64,
-    /// Requests the schedule intended in this second (open loop; 0 in closed loop).
-    pub intended: f64,
-    #[serde(flatten)]
-    pub counts: Counts,
-    pub lag_max_us: u64,
-    pub latency: Quantiles,
-    pub statuses: BTreeMap<u16, u64>,
-    pub backends: BTreeMap<String, u64>,
-}
-
-impl Window {
-    pub fn from_acc(acc: &WindowAcc, intended: f64) -> Window {
-        Window {
-            t: acc.idx,
-            intended,
-            counts: acc.counts,
-            lag_max_us: acc.lag_max_us,
-            latency: acc.latency.as_ref().map(Quantiles::of).unwrap_or_default(),
-            statuses: acc.statuses.iter().map(|(k, v)| (*k, *v)).collect(),
-            backends: acc.backends.clone().into_map(),
-        }
-    }
-}
-
-/// Reads of the counts as fields of the window (`w.requests`).
-impl Deref for Window {
-    type Target = Counts;
-
-    fn deref(&self) -> &Counts {
-        &self.counts
-    }
-}
-
-/// Totals over the whole run.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Totals {
-    #[serde(flatten)]
-    pub counts: Counts,
-    /// Completed requests that were not errors.
-    pub ok: u64,
-    /// Requests handed to a connection.
-    pub sent: u64,
-}
-
-impl Totals {
-    pub fn add(&mut self, w: &Window) {
-        self.counts.add(&w.counts);
-        self.ok = self.counts.requests - self.counts.errors;
-    }
-}
-
-/// Reads of the counts as fields of the totals (`t.requests`).
-impl Deref for Totals {
-    type Target = Counts;
-
-    fn deref(&self) -> &Counts {
-        &self.counts
     }
 }

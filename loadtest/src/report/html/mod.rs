@@ -3,10 +3,12 @@
 //! Written as polyglot XHTML (every element closed, text escaped) so it parses as XML too;
 //! no scripts, stylesheets or fonts are loaded from anywhere.
 
+mod charts;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::svg::{esc, Chart, Series, YAxis, PALETTE};
+use super::svg::esc;
 use super::Report;
 use crate::engine::fmt_us;
 use crate::scenario::Mode;
@@ -57,6 +59,26 @@ fn counts_table(s: &mut String, title: &str, head: &str, map: &BTreeMap<String, 
 /// Renders the report page.
 pub fn render(r: &Report) -> String {
     let mut s = String::with_capacity(64 * 1024);
+    head(&mut s, r);
+    verdict(&mut s, r);
+    summary_table(&mut s, r);
+    thresholds_table(&mut s, r);
+    s.push_str("<h2>Over time</h2>");
+    charts::render(&mut s, r);
+    backends_table(&mut s, r);
+    counts_table(&mut s, "Statuses", "status", &r.statuses);
+    counts_table(&mut s, "Requests by name", "request", &r.requests_by_name);
+    counts_table(&mut s, "Routes (x-arena-route)", "route", &r.routes);
+    counts_table(&mut s, "Attempts (x-arena-attempts)", "attempts", &r.attempts);
+    markers_table(&mut s, r);
+    error_samples(&mut s, r);
+    windows_table(&mut s, r);
+    s.push_str("</body></html>\n");
+    s
+}
+
+/// Document head with the inline style, the title and the line saying what ran.
+fn head(s: &mut String, r: &Report) {
     s.push_str(
         "<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\"><head><meta charset=\"utf-8\"/>",
     );
@@ -82,50 +104,50 @@ pub fn render(r: &Report) -> String {
         esc(&r.started_at),
         esc(&r.scenario_file)
     );
-    verdict(&mut s, r);
-    summary_table(&mut s, r);
-    thresholds_table(&mut s, r);
-    s.push_str("<h2>Over time</h2>");
-    charts(&mut s, r);
-    if !r.backends.is_empty() {
-        s.push_str("<h2>Backends</h2><table><tr><th>backend</th><th>responses</th><th>share</th></tr>");
-        for b in &r.backends {
-            let _ = write!(
-                s,
-                r#"<tr><td>{}</td><td class="num">{}</td><td class="num">{:.2}%</td></tr>"#,
-                esc(&b.backend),
-                b.responses,
-                b.share * 100.0
-            );
-        }
-        s.push_str("</table>");
+}
+
+fn backends_table(s: &mut String, r: &Report) {
+    if r.backends.is_empty() {
+        return;
     }
-    counts_table(&mut s, "Statuses", "status", &r.statuses);
-    counts_table(&mut s, "Requests by name", "request", &r.requests_by_name);
-    counts_table(&mut s, "Routes (x-arena-route)", "route", &r.routes);
-    counts_table(&mut s, "Attempts (x-arena-attempts)", "attempts", &r.attempts);
-    if !r.markers.is_empty() {
-        s.push_str("<h2>Fault markers</h2><table><tr><th>at</th><th>label</th></tr>");
-        for m in &r.markers {
-            let _ = write!(
-                s,
-                r#"<tr><td class="num">{:.2}s</td><td>{}</td></tr>"#,
-                m.at.as_secs_f64(),
-                esc(&m.label)
-            );
-        }
-        s.push_str("</table>");
+    s.push_str("<h2>Backends</h2><table><tr><th>backend</th><th>responses</th><th>share</th></tr>");
+    for b in &r.backends {
+        let _ = write!(
+            s,
+            r#"<tr><td>{}</td><td class="num">{}</td><td class="num">{:.2}%</td></tr>"#,
+            esc(&b.backend),
+            b.responses,
+            b.share * 100.0
+        );
     }
-    if !r.error_samples.is_empty() {
-        s.push_str("<h2>Error samples</h2><ul>");
-        for e in &r.error_samples {
-            let _ = write!(s, "<li><code>{}</code></li>", esc(e));
-        }
-        s.push_str("</ul>");
+    s.push_str("</table>");
+}
+
+fn markers_table(s: &mut String, r: &Report) {
+    if r.markers.is_empty() {
+        return;
     }
-    windows_table(&mut s, r);
-    s.push_str("</body></html>\n");
-    s
+    s.push_str("<h2>Fault markers</h2><table><tr><th>at</th><th>label</th></tr>");
+    for m in &r.markers {
+        let _ = write!(
+            s,
+            r#"<tr><td class="num">{:.2}s</td><td>{}</td></tr>"#,
+            m.at.as_secs_f64(),
+            esc(&m.label)
+        );
+    }
+    s.push_str("</table>");
+}
+
+fn error_samples(s: &mut String, r: &Report) {
+    if r.error_samples.is_empty() {
+        return;
+    }
+    s.push_str("<h2>Error samples</h2><ul>");
+    for e in &r.error_samples {
+        let _ = write!(s, "<li><code>{}</code></li>", esc(e));
+    }
+    s.push_str("</ul>");
 }
 
 fn verdict(s: &mut String, r: &Report) {
@@ -246,155 +268,6 @@ fn thresholds_table(s: &mut String, r: &Report) {
         );
     }
     s.push_str("</table>");
-}
-
-fn fmt_latency(v: f64) -> String {
-    fmt_us(v.round() as u64)
-}
-
-fn fmt_count(v: f64) -> String {
-    if v >= 10_000.0 {
-        format!("{:.0}k", v / 1000.0)
-    } else if v >= 1000.0 {
-        format!("{:.1}k", v / 1000.0)
-    } else {
-        format!("{v:.0}")
-    }
-}
-
-fn charts(s: &mut String, r: &Report) {
-    let x_max = r.duration_s.max(r.windows.len() as f64).max(1.0);
-    let mid = |t: u64| t as f64 + 0.5;
-    let busy: Vec<_> = r.windows.iter().filter(|w| w.requests > 0).collect();
-    let lat = |name: &str, color: &str, f: fn(&crate::engine::Window) -> u64| Series {
-        name: name.into(),
-        color: color.into(),
-        points: busy.iter().map(|w| (mid(w.t), f(w) as f64)).collect(),
-        dashed: false,
-    };
-    let latency = Chart {
-        id: "chart-latency",
-        title: "Latency per second (p50, p99, max)",
-        x_max,
-        y: YAxis::Log(fmt_latency),
-        series: vec![
-            lat("p50", PALETTE[0], |w| w.latency.p50),
-            lat("p99", PALETTE[4], |w| w.latency.p99),
-            lat("max", PALETTE[1], |w| w.latency.max),
-        ],
-        markers: &r.markers,
-    };
-    s.push_str(&latency.render());
-
-    let mut tput = vec![Series {
-        name: "achieved".into(),
-        color: PALETTE[0].into(),
-        points: r.windows.iter().map(|w| (mid(w.t), w.requests as f64)).collect(),
-        dashed: false,
-    }];
-    if r.mode == Mode::Open {
-        tput.push(Series {
-            name: "intended".into(),
-            color: PALETTE[8].into(),
-            points: r.windows.iter().map(|w| (mid(w.t), w.intended)).collect(),
-            dashed: true,
-        });
-    }
-    let throughput = Chart {
-        id: "chart-throughput",
-        title: "Throughput (requests per second)",
-        x_max,
-        y: YAxis::Linear(fmt_count),
-        series: tput,
-        markers: &r.markers,
-    };
-    s.push_str(&throughput.render());
-
-    let err = |name: &str, color: &str, f: fn(&crate::engine::Window) -> u64| Series {
-        name: name.into(),
-        color: color.into(),
-        points: r.windows.iter().map(|w| (mid(w.t), f(w) as f64)).collect(),
-        dashed: false,
-    };
-    let errors = Chart {
-        id: "chart-errors",
-        title: "Errors per second",
-        x_max,
-        y: YAxis::Linear(fmt_count),
-        series: vec![
-            err("errors", PALETTE[1], |w| w.errors),
-            err("timeouts", PALETTE[4], |w| w.timeouts),
-            err("transport", PALETTE[3], |w| w.transport_errors),
-            err("dropped", PALETTE[8], |w| w.dropped),
-        ],
-        markers: &r.markers,
-    };
-    s.push_str(&errors.render());
-
-    // Backend shares: the biggest backends by name, the rest pooled.
-    const MAX_BANDS: usize = 9;
-    let mut names: Vec<&str> = r.backends.iter().map(|b| b.backend.as_str()).take(MAX_BANDS).collect();
-    let pooled = r.backends.len() > MAX_BANDS;
-    names.sort_unstable();
-    let mut bands: Vec<Series> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| Series {
-            name: (*n).to_string(),
-            color: PALETTE[i % PALETTE.len()].into(),
-            points: Vec::new(),
-            dashed: false,
-        })
-        .collect();
-    if pooled {
-        bands.push(Series {
-            name: "other".into(),
-            color: "#9ca3af".into(),
-            points: Vec::new(),
-            dashed: false,
-        });
-    }
-    let untagged = Series {
-        name: "no x-arena-backend".into(),
-        color: "#e5e7eb".into(),
-        points: Vec::new(),
-        dashed: false,
-    };
-    if !bands.is_empty() {
-        bands.push(untagged);
-        for w in &r.windows {
-            let responses: u64 = w.statuses.values().sum();
-            let denom = responses.max(1) as f64;
-            let x = mid(w.t);
-            let mut tagged = 0u64;
-            for (i, n) in names.iter().enumerate() {
-                let c = w.backends.get(*n).copied().unwrap_or(0);
-                tagged += c;
-                bands[i].points.push((x, 100.0 * c as f64 / denom));
-            }
-            let all: u64 = w.backends.values().sum();
-            if pooled {
-                let idx = names.len();
-                bands[idx].points.push((x, 100.0 * (all - tagged) as f64 / denom));
-            }
-            let last = bands.len() - 1;
-            let rest = if responses > 0 {
-                100.0 * responses.saturating_sub(all) as f64 / denom
-            } else {
-                0.0
-            };
-            bands[last].points.push((x, rest));
-        }
-        let share = Chart {
-            id: "chart-backends",
-            title: "Traffic share per backend (x-arena-backend)",
-            x_max,
-            y: YAxis::Share,
-            series: bands,
-            markers: &r.markers,
-        };
-        s.push_str(&share.render());
-    }
 }
 
 fn windows_table(s: &mut String, r: &Report) {

@@ -1,0 +1,161 @@
+//! The terminal summary of a [`Report`]: a few aligned lines per aspect of the run.
+
+use std::fmt::Write as _;
+
+use super::Report;
+use crate::engine::fmt_us;
+use crate::scenario::{HttpVersion, Mode};
+
+/// Renders the whole summary, one block after the other.
+pub(super) fn render(r: &Report) -> String {
+    let mut s = String::new();
+    load(&mut s, r);
+    outcome(&mut s, r);
+    breakdown(&mut s, r);
+    notes(&mut s, r);
+    verdict(&mut s, r);
+    s
+}
+
+/// What ran against what, and how much of it.
+fn load(s: &mut String, r: &Report) {
+    let version = match r.http.version {
+        HttpVersion::Http1 => "HTTP/1.1",
+        HttpVersion::Http2 => "h2c",
+    };
+    let mode = match r.mode {
+        Mode::Open => "open loop",
+        Mode::Closed => "closed loop",
+    };
+    let _ = writeln!(
+        s,
+        "arena-loadtest: {} ({mode}) against {}  [{version}, {} connections, {} threads]",
+        r.name, r.target, r.http.connections, r.threads
+    );
+    let _ = write!(
+        s,
+        "  requests   {} in {:.1}s (+{:.1}s drain)   achieved {:.1} rps",
+        r.totals.requests,
+        r.duration_s,
+        (r.elapsed_s - r.duration_s).max(0.0),
+        r.achieved_rps
+    );
+    if r.mode == Mode::Open {
+        let _ = write!(
+            s,
+            "   intended {:.1} rps ({} scheduled)",
+            r.intended_rps, r.intended_total
+        );
+    }
+    s.push('\n');
+}
+
+/// Errors and latency.
+fn outcome(s: &mut String, r: &Report) {
+    let t = &r.totals;
+    let _ = writeln!(
+        s,
+        "  errors     {} ({:.3}%)   timeouts {}  transport {}  status {}  dropped {}",
+        t.errors,
+        r.error_rate * 100.0,
+        t.timeouts,
+        t.transport_errors,
+        t.status_errors,
+        t.dropped
+    );
+    let l = &r.latency_us;
+    let _ = writeln!(
+        s,
+        "  latency    p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  mean {}{}",
+        fmt_us(l.p50),
+        fmt_us(l.p90),
+        fmt_us(l.p99),
+        fmt_us(l.p999),
+        fmt_us(l.max),
+        fmt_us(l.mean.round() as u64),
+        if r.mode == Mode::Open {
+            "  (from intended send time)"
+        } else {
+            "  (closed loop: from actual send)"
+        }
+    );
+}
+
+/// Responses by status, backend, route and attempts.
+fn breakdown(s: &mut String, r: &Report) {
+    let statuses: Vec<String> = r.statuses.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    let _ = writeln!(
+        s,
+        "  statuses   {}",
+        if statuses.is_empty() {
+            "none".into()
+        } else {
+            statuses.join("  ")
+        }
+    );
+    if !r.backends.is_empty() {
+        let list: Vec<String> = r
+            .backends
+            .iter()
+            .map(|b| format!("{} {:.1}%", b.backend, b.share * 100.0))
+            .collect();
+        let _ = writeln!(s, "  backends   {}", list.join("  "));
+    }
+    for (label, map) in [("routes  ", &r.routes), ("attempts", &r.attempts)] {
+        if !map.is_empty() {
+            let list: Vec<String> = map.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            let _ = writeln!(s, "  {label}   {}", list.join("  "));
+        }
+    }
+}
+
+/// Error samples and fault markers, when there are any.
+fn notes(s: &mut String, r: &Report) {
+    if !r.error_samples.is_empty() {
+        let _ = writeln!(s, "  error samples:");
+        for e in &r.error_samples {
+            let _ = writeln!(s, "    - {e}");
+        }
+    }
+    if !r.markers.is_empty() {
+        let list: Vec<String> = r
+            .markers
+            .iter()
+            .map(|m| format!("{:.1}s {}", m.at.as_secs_f64(), m.label))
+            .collect();
+        let _ = writeln!(s, "  markers    {}", list.join("  |  "));
+    }
+}
+
+/// Schedule lag, validity and thresholds: whether the numbers hold and pass.
+fn verdict(s: &mut String, r: &Report) {
+    if r.mode == Mode::Open {
+        let _ = writeln!(
+            s,
+            "  sched lag  p99 {}  max {}  ({:.2}% over 10ms)",
+            fmt_us(r.schedule_lag_us.p99),
+            fmt_us(r.schedule_lag_us.max),
+            r.lag_over_10ms * 100.0
+        );
+    }
+    if r.validity.valid {
+        let _ = writeln!(s, "  run        VALID");
+    } else {
+        let _ = writeln!(s, "  run        INVALID");
+        for reason in &r.validity.reasons {
+            let _ = writeln!(s, "    - {reason}");
+        }
+    }
+    if !r.thresholds.is_empty() {
+        let _ = writeln!(s, "  thresholds");
+        for t in &r.thresholds {
+            let _ = writeln!(
+                s,
+                "    {}  {:<24} (actual {})",
+                if t.pass { "PASS" } else { "FAIL" },
+                t.text,
+                t.actual_text
+            );
+        }
+    }
+}
