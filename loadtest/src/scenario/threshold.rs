@@ -113,7 +113,8 @@ fn err(offset: usize, message: impl Into<String>, hint: impl Into<Option<String>
 
 /// Parses one threshold expression.
 pub fn parse(text: &str) -> Result<Threshold, ThresholdError> {
-    let lead = text.len() - text.trim_start().len();
+    // Capped by the trimmed length: an all-blank expression starts (and ends) at 0.
+    let lead = (text.len() - text.trim_start().len()).min(text.trim_end().len());
     let mut c = Cursor {
         s: text.trim_end(),
         i: lead,
@@ -316,6 +317,33 @@ mod tests {
         assert_eq!(parse("p99.9<=1s").unwrap().value, 1e6);
         let s = parse("share(faas=) <= 5%").unwrap();
         assert_eq!(s.metric, Metric::Share("faas=".into()));
+    }
+
+    #[test]
+    fn blank_and_odd_expressions_are_errors_not_panics() {
+        for text in [
+            "",
+            "   ",
+            "\t\n",
+            " p99",
+            "p99 <",
+            "<",
+            "share(",
+            "share(x",
+            "p99 < 5ms extra",
+            "é < 1",
+            "p99 < 1ms\u{2028}",
+        ] {
+            let _ = parse(text);
+        }
+        assert!(parse("   ").unwrap_err().message.contains("no metric"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_expression_panics(text in ".{0,40}") {
+            let _ = parse(&text);
+        }
     }
 
     #[test]
