@@ -237,11 +237,11 @@ BARE_NOMEM=$(awk -v a="${BARE_IPR:-0}" -v m="$(mem_of bare)" 'BEGIN { printf "%.
         echo "|---:|---:|---:|---|---|"
         awk -F'\t' '$3 != ""' "$WORK/incl-$p.tsv" | rows "$TOP" "$n" "$tot"
         echo
-        echo "<details><summary>arena-gateway's own code (inclusive), top $TOP</summary>"
+        echo "<details><summary>arena's own code (gateway/ and core/, inclusive), top $TOP</summary>"
         echo
         echo "| # | % | Ir/req | function | object |"
         echo "|---:|---:|---:|---|---|"
-        awk -F'\t' '$3 != "" && $2 ~ /^gateway\//' "$WORK/incl-$p.tsv" | rows "$TOP" "$n" "$tot"
+        awk -F'\t' '$3 != "" && $2 ~ /^(gateway|core)\//' "$WORK/incl-$p.tsv" | rows "$TOP" "$n" "$tot"
         echo
         echo "</details>"
         echo
