@@ -11,6 +11,7 @@ pub mod admin;
 pub mod config;
 pub mod control;
 pub mod faas;
+pub mod listener;
 pub mod metrics;
 pub mod proxy;
 pub mod route;

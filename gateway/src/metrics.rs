@@ -24,6 +24,9 @@ pub struct Metrics {
     pub faas_requests: IntCounterVec,
     pub faas_duration: HistogramVec,
     pub access_log_dropped: IntCounter,
+    pub client_connections: IntGauge,
+    pub connections_refused: IntCounterVec,
+    pub client_closed: IntCounterVec,
 }
 
 /// Handles for one route, bumped without label lookups (retries and hedges, rare, look theirs up).
@@ -170,8 +173,40 @@ impl Metrics {
                     "Unix time of the last accepted configuration",
                 )?,
             )?,
+            client_connections: registered(
+                &registry,
+                IntGauge::new("arena_client_connections", "Client connections open now")?,
+            )?,
+            connections_refused: counters(
+                "arena_client_connections_refused_total",
+                "Client connections closed at accept, by reason (caps, TLS handshake)",
+                &["reason"],
+            )?,
+            client_closed: counters(
+                "arena_client_closed_total",
+                "Client connections the guard closed: header_timeout (408), headers_too_large (431), idle",
+                &["reason"],
+            )?,
             registry,
-        })
+        }
+        .client_series())
+    }
+
+    /// Starts the client-connection series at zero: every reason is known up front, and a
+    /// dashboard should read 0, not "no data", on a gateway nobody abused yet.
+    fn client_series(self) -> Self {
+        for reason in [
+            "max_connections",
+            "max_connections_per_ip",
+            "tls_handshake_timeout",
+            "tls_error",
+        ] {
+            self.connections_refused.with_label_values(&[reason]);
+        }
+        for reason in ["header_timeout", "headers_too_large", "idle"] {
+            self.client_closed.with_label_values(&[reason]);
+        }
+        self
     }
 
     pub fn route(&self, route: &str, cluster: &str) -> RouteMetrics {

@@ -6,13 +6,16 @@ use std::sync::Arc;
 
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
-use pingora::proxy::ProxyServiceBuilder;
+use pingora::protocols::http::v2::server::default_h2_options;
+use pingora::proxy::HttpProxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApi;
-use crate::config::{Config, Tls};
+use crate::config::{ClientLimits, Config, Listener, Tls};
+use crate::listener::caps::Caps;
+use crate::listener::{Edge, TlsListener};
 use crate::metrics::Metrics;
 use crate::proxy::access_log::AccessLog;
 use crate::proxy::ArenaProxy;
@@ -158,6 +161,7 @@ pub fn build(config: Config, config_path: Option<PathBuf>, text_hash: Option<u64
     let listeners = config.listeners.clone();
     let admin_addr = config.admin.address;
     let h2c = config.server.h2c;
+    let client = (config.server.client, config.server.max_request_header_bytes);
     let metrics = Metrics::new()?;
     let access_log = match &config.access_log {
         Some(spec) => Some(Arc::new(
@@ -168,33 +172,7 @@ pub fn build(config: Config, config_path: Option<PathBuf>, text_hash: Option<u64
     };
     let gw = Gateway::new(config, config_path, text_hash, metrics).map_err(StartError::Runtime)?;
 
-    let mut options = HttpServerOptions::default();
-    options.h2c = h2c;
-    let mut proxy = ProxyServiceBuilder::new(
-        &server.configuration,
-        ArenaProxy::new(Arc::clone(&gw), access_log.clone()),
-    )
-    .name("arena proxy")
-    .server_options(options)
-    .build();
-    for l in &listeners {
-        let addr = l.address.to_string();
-        match &l.tls {
-            None => proxy.add_tcp(&addr),
-            Some(tls) => {
-                let mut settings =
-                    TlsSettings::intermediate(&tls.cert_file.to_string_lossy(), &tls.key_file.to_string_lossy())
-                        .map_err(|e| StartError::Tls {
-                            listener: l.name.clone(),
-                            reason: e.to_string(),
-                        })?;
-                if tls.http2 {
-                    settings.enable_h2();
-                }
-                proxy.add_tls_with_settings(&addr, None, settings);
-            }
-        }
-    }
+    let proxy = client_service(&server, &gw, access_log.clone(), &listeners, h2c, client)?;
     let mut admin = Service::new("arena admin".to_string(), AdminApi::new(Arc::clone(&gw)));
     admin.add_tcp(&admin_addr.to_string());
     admin.threads = Some(1);
@@ -203,4 +181,56 @@ pub fn build(config: Config, config_path: Option<PathBuf>, text_hash: Option<u64
     server.add_service(admin);
     crate::control::start(Arc::clone(&gw))?;
     Ok(Built { server, gw, access_log })
+}
+
+/// The client-facing service: pingora's proxy behind the listener stage (connection caps,
+/// TLS handshake with its timeout, the connection guard). TLS listeners are bound as plain TCP
+/// and handshaked by the listener stage.
+fn client_service(
+    server: &Server,
+    gw: &Arc<Gateway>,
+    access_log: Option<Arc<AccessLog>>,
+    listeners: &[Listener],
+    h2c: bool,
+    (client, max_head): (ClientLimits, usize),
+) -> Result<Service<Edge>, StartError> {
+    let mut options = HttpServerOptions::default();
+    options.h2c = h2c;
+    // pingora counts reuses after the first request: N requests are N − 1 reuses.
+    options.keepalive_request_limit = Some(client.max_requests_per_connection.saturating_sub(1));
+    options.h2_idle_timeout = Some(client.h2_idle_timeout);
+    let mut h2 = default_h2_options();
+    h2.max_concurrent_streams(client.h2_max_concurrent_streams);
+    h2.max_header_list_size(u32::try_from(max_head).unwrap_or(u32::MAX));
+    let mut proxy = HttpProxy::new(
+        ArenaProxy::new(Arc::clone(gw), access_log),
+        Arc::clone(&server.configuration),
+    );
+    proxy.server_options = Some(options);
+    proxy.h2_options = Some(h2);
+    proxy.handle_init_modules();
+    let mut tls = Vec::new();
+    for l in listeners {
+        if let Some(t) = &l.tls {
+            let mut settings = TlsSettings::intermediate(&t.cert_file.to_string_lossy(), &t.key_file.to_string_lossy())
+                .map_err(|e| StartError::Tls {
+                    listener: l.name.clone(),
+                    reason: e.to_string(),
+                })?;
+            if t.http2 {
+                settings.enable_h2();
+            }
+            tls.push(TlsListener {
+                address: l.address,
+                acceptor: settings.build(),
+            });
+        }
+    }
+    let caps = Caps::exported(gw.metrics.client_connections.clone());
+    let edge = Edge::new(Arc::new(proxy), Arc::clone(gw), tls, caps);
+    let mut service = Service::new("arena proxy".to_string(), edge);
+    for l in listeners {
+        service.add_tcp(&l.address.to_string());
+    }
+    Ok(service)
 }

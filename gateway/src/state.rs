@@ -360,6 +360,16 @@ fn keep_restart_only_parts(
         }
         _ => {}
     }
+    let (nc, oc) = (&mut new.server.client, &old.server.client);
+    if nc.max_requests_per_connection != oc.max_requests_per_connection
+        || nc.h2_max_concurrent_streams != oc.h2_max_concurrent_streams
+        || nc.h2_idle_timeout != oc.h2_idle_timeout
+    {
+        note("server.client.max_requests_per_connection/h2");
+        nc.max_requests_per_connection = oc.max_requests_per_connection;
+        nc.h2_max_concurrent_streams = oc.h2_max_concurrent_streams;
+        nc.h2_idle_timeout = oc.h2_idle_timeout;
+    }
     if new.server.h2c != old.server.h2c {
         note("server.h2c");
         new.server.h2c = old.server.h2c;

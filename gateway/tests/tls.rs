@@ -132,3 +132,38 @@ fn unusable_certificate_is_a_clean_start_error() {
     assert!(err.contains("cannot start") && err.contains("listener `tls`"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn a_client_that_never_handshakes_is_closed_at_tls_handshake_timeout() {
+    use std::io::Read;
+    let dir = TempDir::new("tls-slow");
+    let (cert, key) = self_signed(&dir.0);
+    let pod = Pod::start("127.0.0.59", &[]);
+    let (addr, admin) = (free_addr("127.0.0.1").unwrap(), free_addr("127.0.0.1").unwrap());
+    let file = dir.0.join("gw.yaml");
+    let text = config(addr, admin, &cert, &key, &pod)
+        + "server:\n  client: { tls_handshake_timeout: 1s, header_timeout: 60s }\n";
+    std::fs::write(&file, text).unwrap();
+    let mut cmd = Command::new(bin("arena-gateway"));
+    cmd.args(["run", "-c"]).arg(&file).env("RUST_LOG", "warn");
+    let _gw = Proc::spawn("arena-gateway", cmd);
+    wait_listening(addr, Duration::from_secs(15));
+    // Connects and says nothing: no ClientHello ever comes.
+    let mut silent = std::net::TcpStream::connect(addr).unwrap();
+    silent.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut buf = [0u8; 16];
+    let n = silent.read(&mut buf);
+    assert!(
+        matches!(n, Ok(0))
+            || n.as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "closed by the gateway, not by the read timeout: {n:?}"
+    );
+    let metrics = arena_testkit::http::call(admin, "GET", "/metrics", &[], b"")
+        .unwrap()
+        .text();
+    assert!(
+        metrics.contains("arena_client_connections_refused_total{reason=\"tls_handshake_timeout\"} 1"),
+        "{metrics}"
+    );
+}

@@ -26,6 +26,32 @@ pub mod server {
     pub const WATCH_DEBOUNCE: Duration = Duration::from_millis(500);
 }
 
+/// Client connections (`server.client:`): what one client — or a crowd of bad mobile networks —
+/// may hold, in the spirit of nginx's and Envoy's edge defaults.
+pub mod client {
+    use super::Duration;
+
+    /// The whole request head: from the connection's start for its first request, from the
+    /// first byte for later ones. Overrun → 408 and close.
+    pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Idle between requests on a keep-alive connection. Overrun → closed quietly.
+    pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Between two reads of a request body (nginx's `client_body_timeout`).
+    pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Between two writes to a client that stopped reading (nginx's `send_timeout`).
+    pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const MAX_REQUESTS_PER_CONNECTION: u32 = 10_000;
+    /// After this, a connection's next answer closes it (`connection: close`).
+    pub const MAX_CONNECTION_DURATION: Duration = Duration::from_secs(3600);
+    /// Connections open at once; beyond, new ones are closed at once.
+    pub const MAX_CONNECTIONS: u32 = 100_000;
+    /// Per client IPv4 address, or IPv6 /64.
+    pub const MAX_CONNECTIONS_PER_IP: u32 = 1_000;
+    pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+    pub const H2_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+}
+
 /// The admin API (`admin:`).
 pub mod admin {
     /// Loopback only unless the operator says otherwise.

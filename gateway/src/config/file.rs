@@ -83,6 +83,45 @@ pub struct ServerFile {
     /// Accept HTTP/2 without TLS (prior knowledge, h2c) on plaintext listeners.
     #[serde(default)]
     pub h2c: bool,
+    /// What one client connection may hold (timeouts, caps).
+    #[serde(default)]
+    pub client: Option<ClientFile>,
+}
+
+/// Client connection limits; every one has an edge default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientFile {
+    #[serde(default)]
+    pub header_timeout: Option<Dur>,
+    #[serde(default)]
+    pub keepalive_timeout: Option<Dur>,
+    #[serde(default)]
+    pub body_timeout: Option<Dur>,
+    #[serde(default)]
+    pub send_timeout: Option<Dur>,
+    #[serde(default)]
+    pub max_requests_per_connection: Option<u32>,
+    #[serde(default)]
+    pub max_connection_duration: Option<Dur>,
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+    #[serde(default)]
+    pub max_connections_per_ip: Option<u32>,
+    #[serde(default)]
+    pub tls_handshake_timeout: Option<Dur>,
+    #[serde(default)]
+    pub h2: Option<H2File>,
+}
+
+/// HTTP/2 client connections.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct H2File {
+    #[serde(default)]
+    pub max_concurrent_streams: Option<u32>,
+    #[serde(default)]
+    pub idle_timeout: Option<Dur>,
 }
 
 /// One JSON line per request worth keeping: errors and slow requests always, a sample of the rest.

@@ -95,6 +95,30 @@ pub struct Server {
     #[serde(serialize_with = "human")]
     pub watch_debounce: Duration,
     pub h2c: bool,
+    pub client: ClientLimits,
+}
+
+/// What one client connection may hold (see `defaults::client`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ClientLimits {
+    #[serde(serialize_with = "human")]
+    pub header_timeout: Duration,
+    #[serde(serialize_with = "human")]
+    pub keepalive_timeout: Duration,
+    #[serde(serialize_with = "human")]
+    pub body_timeout: Duration,
+    #[serde(serialize_with = "human")]
+    pub send_timeout: Duration,
+    pub max_requests_per_connection: u32,
+    #[serde(serialize_with = "human")]
+    pub max_connection_duration: Duration,
+    pub max_connections: u32,
+    pub max_connections_per_ip: u32,
+    #[serde(serialize_with = "human")]
+    pub tls_handshake_timeout: Duration,
+    pub h2_max_concurrent_streams: u32,
+    #[serde(serialize_with = "human")]
+    pub h2_idle_timeout: Duration,
 }
 
 /// Result of a successful load: the config and the warnings it raised.

@@ -12,10 +12,32 @@ use pingora::proxy::Session;
 
 use super::ctx::BodyState;
 use super::error::GatewayError;
-use crate::config::LimitScope;
+use crate::config::{ClientLimits, LimitScope};
+use crate::listener::guard::ClientStream;
 use crate::metrics::Metrics;
 use crate::route::{host_of, RequestView, Route};
 use crate::state::Snapshot;
+
+/// The connection's part of admission, as each request head arrives: the connection guard
+/// learns the head is parsed (its deadline ends; the body and the answer are timed per read
+/// and per write from here), a connection past `max_connection_duration` — or of a draining
+/// gateway — closes after this answer, and pipelined requests are answered in order.
+pub fn connection(session: &mut Session, limits: &ClientLimits, draining: bool) {
+    let mut over_age = false;
+    if let Some(guard) = session.stream().and_then(ClientStream::of) {
+        let conn = guard.conn();
+        conn.head_parsed();
+        over_age = conn.accepted.elapsed() >= limits.max_connection_duration;
+    }
+    if draining || over_age {
+        // This answer says `connection: close`: the client reconnects (elsewhere, if leaving).
+        session.set_keepalive(None);
+    }
+    let s = session.as_mut();
+    s.set_read_timeout(Some(limits.body_timeout));
+    s.set_write_timeout(Some(limits.send_timeout));
+    s.set_pipelining_enabled(true);
+}
 
 /// Size of the request head: what arrived on the wire for HTTP/1 (free), else an estimate.
 pub fn head_size(session: &Session) -> usize {

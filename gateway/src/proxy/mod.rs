@@ -38,6 +38,7 @@ use pingora::{Error, Result};
 use tokio::time::Instant;
 
 use crate::config::RetryOn;
+use crate::listener::guard::ClientStream;
 use crate::state::Gateway;
 use access_log::AccessLog;
 use classify::{classify, Fault};
@@ -122,11 +123,9 @@ impl ProxyHttp for ArenaProxy {
         ctx.id.value = self.ids.for_request(incoming);
         ctx.id.from_client = incoming.is_some_and(|v| *v == ctx.id.value);
         ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        if self.gw.is_draining() {
-            // Leaving: this answer closes the connection, so the client reconnects elsewhere.
-            session.set_keepalive(None);
-        }
-        let limit = ctx.snapshot.config.server.max_request_header_bytes;
+        let server = &ctx.snapshot.config.server;
+        admit::connection(session, &server.client, self.gw.is_draining());
+        let limit = server.max_request_header_bytes;
         admit::check_head(admit::head_size(session), limit).map_err(|e| Self::fail(ctx, e))
     }
 
@@ -319,6 +318,9 @@ impl ProxyHttp for ArenaProxy {
         // Releases the in-flight slot if the client went away mid-try.
         if let Some(r) = ctx.routed.as_mut() {
             r.tries.current.take();
+        }
+        if let Some(guard) = session.stream().and_then(ClientStream::of) {
+            guard.conn().request_done();
         }
         respond::finish(session, ctx, &self.gw.metrics, self.access_log.as_deref());
     }

@@ -3,7 +3,8 @@
 //! load reports for the gateway's demo, integration tests and benchmarks.
 //!
 //! API: `GET /v1/matches`, `GET /v1/matches/{id}/live`,
-//! `GET /v1/players/{id}/stats`, `POST /v1/verify`. Control plane (never
+//! `GET /v1/players/{id}/stats`, `GET /v1/matches/{id}/replay` (8 MiB binary),
+//! `POST /v1/verify`. Control plane (never
 //! subject to fault knobs): `GET /_pod/healthz`, `GET /_pod/stats`,
 //! `GET|POST /_pod/config`.
 //!

@@ -270,11 +270,24 @@ async fn api(state: &PodState, req: Request<Incoming>) -> Option<Response<PodBod
     Some(resp)
 }
 
+/// Size of a replay file.
+pub const REPLAY_BYTES: usize = 8 * 1024 * 1024;
+
+/// The replay file every match shares: built once, then handed out by reference count.
+fn replay() -> Bytes {
+    static REPLAY: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    REPLAY
+        .get_or_init(|| Bytes::from((0..REPLAY_BYTES).map(|i| (i % 251) as u8).collect::<Vec<u8>>()))
+        .clone()
+}
+
 /// API endpoints, classified from the path alone.
 enum Route<'a> {
     Matches,
     Live(&'a str),
     Player(&'a str),
+    /// A match's replay file: a large binary answer (for slow-reader and streaming tests).
+    Replay(&'a str),
     Verify,
     NotFound,
 }
@@ -290,6 +303,11 @@ impl<'a> Route<'a> {
                     .and_then(|rest| rest.strip_suffix("/live"))
                 {
                     Route::Live(id)
+                } else if let Some(id) = path
+                    .strip_prefix("/v1/matches/")
+                    .and_then(|rest| rest.strip_suffix("/replay"))
+                {
+                    Route::Replay(id)
                 } else if let Some(id) = path
                     .strip_prefix("/v1/players/")
                     .and_then(|rest| rest.strip_suffix("/stats"))
@@ -330,6 +348,13 @@ async fn route(
         Route::Matches => json_response(StatusCode::OK, b.matches.clone()),
         Route::Live(id) => by_id(state, id, data::live_body),
         Route::Player(id) => by_id(state, id, data::player_body),
+        Route::Replay(id) if data::valid_id(id) => {
+            let mut resp = Response::new(Full::new(replay()));
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            resp
+        }
+        Route::Replay(_) => json_response(StatusCode::NOT_FOUND, b.not_found.clone()),
         Route::Verify => {
             let bytes = match (body_len, body) {
                 (Some(n), _) => n,

@@ -1,0 +1,133 @@
+//! The listener stage: every client connection, before any request — the connection caps
+//! ([`caps`]: in all and per client, refused at once beyond them), the TLS handshake within
+//! `tls_handshake_timeout` (done here rather than in pingora's listener, whose handshake timeout
+//! is a fixed 60 s), and the connection guard ([`guard`]: whole-head deadline, idle keep-alive
+//! deadline, head size while it is read). Then the connection is pingora's proxy's.
+//!
+//! The limits are read from the configuration at each accept, so a reload changes them for new
+//! connections; HTTP/2 settings and the per-connection request cap are fixed at start.
+
+pub mod caps;
+pub mod guard;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::listeners::tls::Acceptor;
+use pingora::protocols::l4::stream::Stream as TcpStream;
+use pingora::protocols::{Stream, ALPN, IO};
+use pingora::proxy::HttpProxy;
+use pingora::server::ShutdownWatch;
+use prometheus::IntCounterVec;
+
+use crate::proxy::ArenaProxy;
+use crate::state::Gateway;
+use caps::Caps;
+use guard::ClientStream;
+
+/// A TLS listener: connections accepted on `address` are handshaked with `acceptor`.
+pub struct TlsListener {
+    pub address: SocketAddr,
+    pub acceptor: Acceptor,
+}
+
+/// The client-facing application: accepts, limits and hands connections to the proxy.
+pub struct Edge {
+    proxy: Arc<HttpProxy<ArenaProxy>>,
+    gw: Arc<Gateway>,
+    tls: Vec<TlsListener>,
+    caps: Arc<Caps>,
+    refused: IntCounterVec,
+}
+
+impl Edge {
+    pub fn new(proxy: Arc<HttpProxy<ArenaProxy>>, gw: Arc<Gateway>, tls: Vec<TlsListener>, caps: Arc<Caps>) -> Self {
+        let refused = gw.metrics.connections_refused.clone();
+        Edge {
+            proxy,
+            gw,
+            tls,
+            caps,
+            refused,
+        }
+    }
+
+    /// The TLS acceptor of the listener a connection arrived on, if it is a TLS listener.
+    fn acceptor(&self, local: Option<SocketAddr>) -> Option<&Acceptor> {
+        let local = local?;
+        self.tls
+            .iter()
+            .find(|l| {
+                l.address.port() == local.port() && (l.address.ip().is_unspecified() || l.address.ip() == local.ip())
+            })
+            .map(|l| &l.acceptor)
+    }
+
+    /// Handshakes `stream` when it came in on a TLS listener; `None` when that fails or overruns.
+    async fn handshake(
+        &self,
+        stream: Stream,
+        local: Option<SocketAddr>,
+        timeout: std::time::Duration,
+    ) -> Option<Stream> {
+        let Some(acceptor) = self.acceptor(local) else {
+            return Some(stream);
+        };
+        let io: Box<dyn IO> = stream;
+        let tcp = io.into_any().downcast::<TcpStream>().ok()?;
+        match tokio::time::timeout(timeout, acceptor.tls_handshake(*tcp)).await {
+            Ok(Ok(tls)) => Some(Box::new(tls)),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "client TLS handshake failed");
+                self.refused.with_label_values(&["tls_error"]).inc();
+                None
+            }
+            Err(_) => {
+                self.refused.with_label_values(&["tls_handshake_timeout"]).inc();
+                None
+            }
+        }
+    }
+}
+
+fn addresses(stream: &Stream) -> (Option<IpAddr>, Option<SocketAddr>) {
+    let digest = stream.get_socket_digest();
+    let inet = |a: Option<&pingora::protocols::l4::socket::SocketAddr>| a.and_then(|a| a.as_inet()).copied();
+    let peer = digest.as_ref().and_then(|d| inet(d.peer_addr())).map(|a| a.ip());
+    let local = digest.as_ref().and_then(|d| inet(d.local_addr()));
+    (peer, local)
+}
+
+#[async_trait]
+impl ServerApp for Edge {
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let (limits, max_head) = {
+            let snap = self.gw.snapshot();
+            let server = &snap.config.server;
+            (server.client, server.max_request_header_bytes)
+        };
+        let (peer, local) = addresses(&stream);
+        let permit = match self
+            .caps
+            .admit(peer, limits.max_connections, limits.max_connections_per_ip)
+        {
+            Ok(p) => p,
+            Err(why) => {
+                // Refused at once: closing costs less than anything the connection could ask.
+                self.refused.with_label_values(&[why.as_str()]).inc();
+                return None;
+            }
+        };
+        let stream = self.handshake(stream, local, limits.tls_handshake_timeout).await?;
+        let http1 = stream.selected_alpn_proto() != Some(ALPN::H2);
+        let closed = self.gw.metrics.client_closed.clone();
+        let guarded: Stream = Box::new(ClientStream::new(stream, limits, max_head, permit, http1, closed));
+        <HttpProxy<ArenaProxy> as ServerApp>::process_new(&self.proxy, guarded, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        <HttpProxy<ArenaProxy> as ServerApp>::cleanup(&self.proxy).await
+    }
+}
