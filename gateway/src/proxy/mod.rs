@@ -122,7 +122,7 @@ impl ProxyHttp for ArenaProxy {
         ctx.id.value = self.ids.for_request(incoming);
         ctx.id.from_client = incoming.is_some_and(|v| *v == ctx.id.value);
         ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        if self.gw.is_draining() {
+        if self.gw.closes_connections() {
             // Leaving: this answer closes the connection, so the client reconnects elsewhere.
             session.set_keepalive(None);
         }
