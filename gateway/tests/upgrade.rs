@@ -4,7 +4,8 @@
 //! requests in flight on the old process get their answer; each old process writes out its
 //! access log and exits. A failed upgrade — bad config, no such process, nobody to take the
 //! sockets, nobody to hand them over, an unusable socket path — leaves the old one serving.
-//! The systemd unit's `ExecReload` performs an upgrade and the new process becomes the main one.
+//! The systemd unit's `ExecReload` performs an upgrade (a TLS listener moving too) and the new
+//! process becomes the main one.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -555,10 +556,21 @@ fn the_systemd_reload_upgrades_and_the_new_process_becomes_main() {
     let fast = Pod::start("127.0.0.176", &[]);
     let slow = Pod::start("127.0.0.177", &[]);
     let site = Site::new("upgrade-systemd", &[&fast], &slow);
-    // No upgrade_sock: the default in $RUNTIME_DIRECTORY, which RuntimeDirectory= sets.
+    // No upgrade_sock: the default in $RUNTIME_DIRECTORY, which RuntimeDirectory= sets. A TLS
+    // listener too: it must move like the others.
+    let (cert, key) = self_signed(&site.dir.0);
+    let tls = free_addr("127.0.0.1").unwrap();
     let text = site
         .text(1, &site.sock)
-        .replace(&format!("  upgrade_sock: {}\n", site.sock.display()), "");
+        .replace(&format!("  upgrade_sock: {}\n", site.sock.display()), "")
+        .replace(
+            "admin:",
+            &format!(
+                "  - {{ name: tls, address: {tls}, tls: {{ cert_file: \"{}\", key_file: \"{}\" }} }}\nadmin:",
+                cert.display(),
+                key.display()
+            ),
+        );
     site.write_to(&site.config, &text);
     let runtime = site.dir.0.to_string_lossy().into_owned();
     let notify_path = site.dir.0.join("notify.sock");
@@ -580,6 +592,7 @@ fn the_systemd_reload_upgrades_and_the_new_process_becomes_main() {
     let first = arena::start_gateway(&site.config, &env).unwrap();
     let mut old = Gen::Child(first);
     assert_eq!(recv(), format!("READY=1\nMAINPID={}\n", old.pid()));
+    assert_eq!(https_status(tls, &cert), "200");
 
     // `systemctl reload` runs ExecReload with $MAINPID.
     let reload = unit
@@ -611,11 +624,58 @@ fn the_systemd_reload_upgrades_and_the_new_process_becomes_main() {
     );
     assert!(!wait::is_unix_listening(&site.dir.0.join("upgrade.sock")));
     assert_eq!(old.wait_exit("the old main process"), Some(true));
+    // With the old process gone, the new one answers on every listener it was handed.
     assert_eq!(get(site.public, "/v1/matches").unwrap().0, 200);
+    assert_eq!(get(site.second, "/v1/matches").unwrap().0, 200);
+    assert_eq!(get(site.admin, "/healthz").unwrap().0, 200);
+    assert_eq!(https_status(tls, &cert), "200");
     let mut next = Gen::Orphan {
         pid: new,
         _upgrader: upgrader,
     };
     next.signal(Signal::SIGINT);
     next.wait_exit("the new main process");
+}
+
+/// A self-signed certificate for `api.arena.test` (the `openssl` program).
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .args([
+            "-days",
+            "2",
+            "-subj",
+            "/CN=api.arena.test",
+            "-addext",
+            "subjectAltName=DNS:api.arena.test",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (deploy/local/prereqs.sh installs it)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (cert, key)
+}
+
+/// The status of `GET https://api.arena.test:PORT/v1/matches` on `addr` (the `curl` program).
+fn https_status(addr: SocketAddr, cert: &Path) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(cert)
+        .args(["--resolve", &format!("api.arena.test:{}:127.0.0.1", addr.port())])
+        .arg(format!("https://api.arena.test:{}/v1/matches", addr.port()))
+        .output()
+        .expect("curl (deploy/local/prereqs.sh installs it)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
