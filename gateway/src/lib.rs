@@ -5,7 +5,8 @@
 //! fall back (FaaS) → respond. What requests read is the [`state`] snapshot (routes of
 //! [`route`], clusters and the balancing engine of `arena_core`, functions of [`faas`]),
 //! built from [`config`]; [`server`] wires the listeners, [`admin`] and [`control`] run beside
-//! the traffic, [`metrics`] holds the counters.
+//! the traffic, [`metrics`] holds the counters; [`upgrade`] hands the listening sockets to a
+//! new binary without dropping a connection, and [`systemd`] tells systemd which process serves.
 
 pub mod admin;
 pub mod config;
@@ -17,5 +18,7 @@ pub mod proxy;
 pub mod route;
 pub mod server;
 pub mod state;
+pub mod systemd;
 pub mod table;
 pub mod telemetry;
+pub mod upgrade;

@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use arena_gateway::{config, server, table};
+use arena_gateway::{config, server, table, upgrade};
 use clap::{Parser, Subcommand};
 
 #[global_allocator]
@@ -26,6 +27,23 @@ enum Command {
     Run {
         #[arg(short, long, default_value = "config/gateway.yaml")]
         config: PathBuf,
+        /// Take over the listening sockets of the gateway running now: wait on
+        /// `server.upgrade_sock` until it is sent SIGQUIT (it then hands them over and drains).
+        #[arg(long)]
+        upgrade: bool,
+    },
+    /// Zero-downtime upgrade to this binary (and this configuration): starts `run --upgrade`,
+    /// then has the gateway running as PID hand over its sockets and drain. If the new process
+    /// fails first, the running one is left serving; non-zero exit.
+    Upgrade {
+        #[arg(short, long, default_value = "config/gateway.yaml")]
+        config: PathBuf,
+        /// The running gateway (systemd: `$MAINPID`).
+        #[arg(long)]
+        pid: u32,
+        /// Longest wait for each step: the new process getting ready, then the handover.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
     },
     /// Validate a configuration and report every problem; non-zero exit on error.
     Check {
@@ -74,7 +92,24 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Run { config } => {
+        Command::Upgrade { config, pid, timeout } => {
+            let loaded = match load(&config) {
+                Ok(l) => l,
+                Err(code) => return code,
+            };
+            let sock = &loaded.config.server.upgrade_sock;
+            match upgrade::upgrade(&config, sock, pid, timeout) {
+                Ok(new) => {
+                    println!("arena-gateway: upgraded: pid {pid} -> {new} (pid {pid} drains and exits)");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("arena-gateway: upgrade failed: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Run { config, upgrade } => {
             arena_gateway::telemetry::init_logging();
             let loaded = match load(&config) {
                 Ok(l) => l,
@@ -83,7 +118,7 @@ fn main() -> ExitCode {
             for w in &loaded.warnings {
                 tracing::warn!("{w}");
             }
-            match server::build(loaded.config, Some(config), Some(loaded.text_hash)) {
+            match server::build(loaded.config, Some(config), Some(loaded.text_hash), upgrade) {
                 Ok(built) => server::serve(built),
                 Err(e) => {
                     eprintln!("arena-gateway: cannot start: {e}");

@@ -8,7 +8,7 @@ use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::protocols::http::v2::server::default_h2_options;
 use pingora::proxy::HttpProxy;
-use pingora::server::configuration::ServerConf;
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
 
@@ -32,6 +32,8 @@ pub enum StartError {
     Control(#[from] std::io::Error),
     #[error("{0}")]
     Runtime(String),
+    #[error("upgrade: {0}")]
+    Upgrade(String),
 }
 
 /// Checks that a listener's certificate and key load and match, so a bad file is a clean
@@ -64,7 +66,8 @@ pub fn check_tls(listener: &str, tls: &Tls) -> Result<(), StartError> {
 /// close their connections; HTTP/2 clients get their GOAWAY at the shutdown), then hand pingora
 /// its graceful shutdown: listeners close, in-flight requests get `grace_period`. SIGINT: stop
 /// at once, at any point (during the grace period too). SIGQUIT: pingora's graceful upgrade
-/// (ignored once draining has begun).
+/// when a new process waits on `server.upgrade_sock` (answers close their connections from
+/// then on), else logged and ignored; ignored once draining has begun.
 struct DrainThenStop {
     gw: Arc<Gateway>,
     access_log: Option<Arc<AccessLog>>,
@@ -82,10 +85,24 @@ impl ShutdownSignalWatch for DrainThenStop {
             tracing::error!("cannot watch shutdown signals; stopping");
             return ShutdownSignal::FastShutdown;
         };
-        tokio::select! {
-            _ = quit.recv() => return ShutdownSignal::GracefulUpgrade,
-            _ = int.recv() => return ShutdownSignal::FastShutdown,
-            _ = term.recv() => {}
+        loop {
+            tokio::select! {
+                _ = quit.recv() => {
+                    if crate::upgrade::successor_waiting(&self.gw.snapshot().config.server.upgrade_sock) {
+                        tracing::info!("SIGQUIT: handing the listening sockets to the new process, then draining");
+                        self.gw.start_handover();
+                        stop_on_sigint(int, self.access_log.clone());
+                        return ShutdownSignal::GracefulUpgrade;
+                    }
+                    // pingora would stop this process even when nobody takes its sockets.
+                    tracing::error!(
+                        "SIGQUIT ignored, still serving: no new process waits on server.upgrade_sock \
+                         (start `arena-gateway run --upgrade` first, or use `arena-gateway upgrade`)"
+                    );
+                }
+                _ = int.recv() => return ShutdownSignal::FastShutdown,
+                _ = term.recv() => break,
+            }
         }
         let delay = self.gw.snapshot().config.server.drain_delay;
         if !delay.is_zero() {
@@ -99,18 +116,21 @@ impl ShutdownSignalWatch for DrainThenStop {
                 _ = int.recv() => return ShutdownSignal::FastShutdown,
             }
         }
-        // pingora now sleeps through the grace period; our handler still owns SIGINT, so keep
-        // honouring it: write out the access log and leave.
-        let log = self.access_log.clone();
-        tokio::spawn(async move {
-            if int.recv().await.is_some() {
-                tracing::info!("SIGINT during the grace period: stopping now");
-                flush_access_log(log.as_deref());
-                std::process::exit(130);
-            }
-        });
+        stop_on_sigint(int, self.access_log.clone());
         ShutdownSignal::GracefulTerminate
     }
+}
+
+/// pingora now sleeps through the grace period; our handler still owns SIGINT, so keep
+/// honouring it: write out the access log and leave.
+fn stop_on_sigint(mut int: tokio::signal::unix::Signal, log: Option<Arc<AccessLog>>) {
+    tokio::spawn(async move {
+        if int.recv().await.is_some() {
+            tracing::info!("SIGINT during the grace period: stopping now");
+            flush_access_log(log.as_deref());
+            std::process::exit(130);
+        }
+    });
 }
 
 /// A built gateway, ready to [`serve`].
@@ -123,6 +143,7 @@ pub struct Built {
 /// Serves until a shutdown signal has run its course, then exits the process.
 pub fn serve(built: Built) -> ! {
     let Built { server, gw, access_log } = built;
+    crate::upgrade::follow_phases(server.watch_execution_phase());
     server.run(RunArgs {
         shutdown_signal: Box::new(DrainThenStop {
             gw,
@@ -141,8 +162,13 @@ fn flush_access_log(log: Option<&AccessLog>) {
 }
 
 /// Builds the server from a loaded configuration (`text_hash`: of the file text it came from);
-/// [`serve`] runs it.
-pub fn build(config: Config, config_path: Option<PathBuf>, text_hash: Option<u64>) -> Result<Built, StartError> {
+/// [`serve`] runs it. With `upgrade`, it then waits for the running gateway's listening sockets.
+pub fn build(
+    config: Config,
+    config_path: Option<PathBuf>,
+    text_hash: Option<u64>,
+    upgrade: bool,
+) -> Result<Built, StartError> {
     for l in &config.listeners {
         if let Some(tls) = &l.tls {
             check_tls(&l.name, tls)?;
@@ -153,10 +179,15 @@ pub fn build(config: Config, config_path: Option<PathBuf>, text_hash: Option<u64
         upstream_keepalive_pool_size: config.server.upstream_keepalive_pool_size,
         grace_period_seconds: Some(config.server.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout.as_secs().max(1)),
+        upgrade_sock: config.server.upgrade_sock.to_string_lossy().into_owned(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
+    let upgrade_sock = config.server.upgrade_sock.clone();
+    let opt = upgrade.then(|| Opt {
+        upgrade: true,
+        ..Opt::default()
+    });
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
 
     let listeners = config.listeners.clone();
     let admin_addr = config.admin.address;
@@ -180,6 +211,16 @@ pub fn build(config: Config, config_path: Option<PathBuf>, text_hash: Option<u64
     server.add_service(proxy);
     server.add_service(admin);
     crate::control::start(Arc::clone(&gw))?;
+    // Last: once the new process holds the sockets the old one stops accepting, so everything
+    // that can fail must have been built before.
+    if upgrade {
+        crate::upgrade::prepare(&upgrade_sock).map_err(StartError::Upgrade)?;
+        tracing::info!(
+            sock = %upgrade_sock.display(),
+            "waiting for the running gateway's listening sockets (it hands them over on SIGQUIT)"
+        );
+    }
+    server.bootstrap();
     Ok(Built { server, gw, access_log })
 }
 

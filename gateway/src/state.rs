@@ -150,6 +150,8 @@ pub struct Gateway {
     pub access_log_output: Option<config::LogOutput>,
     /// Set on SIGTERM: the process is leaving (see [`Gateway::start_draining`]).
     draining: std::sync::atomic::AtomicBool,
+    /// Set on SIGQUIT: a new process takes the listeners (see [`Gateway::start_handover`]).
+    handing_over: std::sync::atomic::AtomicBool,
 }
 
 impl Gateway {
@@ -177,6 +179,7 @@ impl Gateway {
             control: OnceLock::new(),
             access_log_output,
             draining: std::sync::atomic::AtomicBool::new(false),
+            handing_over: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -203,6 +206,19 @@ impl Gateway {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// SIGQUIT arrived and a new process takes over the listening sockets: answers close their
+    /// connections, so keep-alive clients reconnect (to the new process, once this one stops
+    /// accepting) instead of finding their idle connection closed at the shutdown. `/readyz`
+    /// stays 200: the same sockets go on serving.
+    pub fn start_handover(&self) {
+        self.handing_over.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Answers close their connections: draining after SIGTERM, or handing over after SIGQUIT.
+    pub fn closes_connections(&self) -> bool {
+        self.is_draining() || self.handing_over.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Called once by the control plane so reloads can start discovery tasks on it.
@@ -373,6 +389,12 @@ fn keep_restart_only_parts(
     if new.server.h2c != old.server.h2c {
         note("server.h2c");
         new.server.h2c = old.server.h2c;
+    }
+    // The running process hands its sockets over where it was started to; a new path is
+    // used by the processes started with this file.
+    if new.server.upgrade_sock != old.server.upgrade_sock {
+        note("server.upgrade_sock");
+        new.server.upgrade_sock = old.server.upgrade_sock.clone();
     }
     if new.server.threads != old.server.threads
         || new.server.upstream_keepalive_pool_size != old.server.upstream_keepalive_pool_size

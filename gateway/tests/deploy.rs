@@ -244,7 +244,11 @@ fn systemd_unit_verifies_and_is_locked_down() {
         String::from_utf8_lossy(&security.stdout)
     );
     // It runs the binary's real subcommands on a real config.
-    for sub in ["check -c /etc/arena/gateway.yaml", "run -c /etc/arena/gateway.yaml"] {
+    for sub in [
+        "check -c /etc/arena/gateway.yaml",
+        "run -c /etc/arena/gateway.yaml",
+        "upgrade -c /etc/arena/gateway.yaml --pid $MAINPID",
+    ] {
         assert!(unit.contains(&format!("/usr/local/bin/arena-gateway {sub}")), "{sub}");
     }
 }

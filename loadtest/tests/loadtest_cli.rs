@@ -178,6 +178,7 @@ fn every_bundled_scenario_is_valid() {
     names.sort();
     // The scenarios the README promises.
     for want in [
+        "binary-upgrade",
         "dns-scale-out",
         "final-chaos",
         "match-day-spike",

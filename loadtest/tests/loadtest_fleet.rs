@@ -123,6 +123,32 @@ fn gateway_restart_fault_brings_it_back() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn gateway_upgrade_fault_serves_every_request() {
+    let scenario = SCENARIO
+        .replace("name: fleet-crash", "name: fleet-upgrade")
+        .replace("127.0.0.151", "127.0.0.156")
+        .replace("127.0.0.152", "127.0.0.157")
+        .replace(
+            "  - { at: 2s, pod: pod-2, action: crash, label: \"pod-2 crashes\" }\n  - { at: 4s, pod: pod-2, action: restart }\n",
+            "  - { at: 1s, action: upgrade_gateway }\n  - { at: 3s, action: reload }\n  - { at: 4s, action: upgrade_gateway }\n",
+        )
+        // Unlike a restart, an upgrade must not lose a single request.
+        .replace("thresholds: [\"errors < 0.1%\", \"share(127.0.0.156) > 40%\"]", "thresholds: [\"errors <= 0%\"]");
+    assert!(scenario.contains("errors <= 0%") && scenario.contains("upgrade_gateway"));
+    let (dir, out) = run_fleet("upgrade", "upgrade.yaml", &scenario);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        stdout.matches("gateway binary upgraded").count() == 2 && !stdout.contains("failed:"),
+        "{stdout}"
+    );
+    let report = json_report(&dir);
+    assert_eq!(report["totals"]["errors"], 0, "{report}");
+    assert_eq!(report["totals"]["requests"], report["intended_total"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `stop_dns` takes the fleet's DNS server away (the gateway keeps its last good pods and says
 /// it is stale) and `start_dns` brings it back on the same address.
 #[test]

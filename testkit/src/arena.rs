@@ -101,3 +101,15 @@ pub fn start_gateway(config: &Path, env: &[(&str, &str)]) -> Result<Process, Str
     cmd.args(["run", "-c"]).arg(config).envs(env.iter().copied());
     Process::spawn("arena-gateway", cmd)
 }
+
+/// Checks `config`, then starts `arena-gateway run -c CONFIG --upgrade` with `env` added: it
+/// waits on the config's `server.upgrade_sock` until the running gateway is sent SIGQUIT (see
+/// [`crate::wait::unix_listening`] for when it waits).
+pub fn start_gateway_upgrade(config: &Path, env: &[(&str, &str)]) -> Result<Process, String> {
+    check_gateway(config, env)?;
+    let mut cmd = Command::new(bin("arena-gateway")?);
+    cmd.args(["run", "--upgrade", "-c"])
+        .arg(config)
+        .envs(env.iter().copied());
+    Process::spawn("arena-gateway (upgrade)", cmd)
+}

@@ -2,6 +2,7 @@
 //! happened and after how long.
 
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Pause between two probes.
@@ -29,6 +30,25 @@ pub fn is_listening(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, PROBE_TIMEOUT).is_ok()
 }
 
+/// A Unix socket listens at `path` now (Linux: read from `/proc/net/unix`, never by
+/// connecting — a gateway waiting for an upgrade takes the first connection as the transfer).
+pub fn is_unix_listening(path: &Path) -> bool {
+    // `__SO_ACCEPTCON` in the flags column: the socket listens.
+    const ACCEPTING: u32 = 1 << 16;
+    let want = path.to_string_lossy();
+    let Ok(table) = std::fs::read("/proc/net/unix") else {
+        return false;
+    };
+    String::from_utf8_lossy(&table).lines().skip(1).any(|line| {
+        let listening = line
+            .split_whitespace()
+            .nth(3)
+            .and_then(|f| u32::from_str_radix(f, 16).ok())
+            .is_some_and(|f| f & ACCEPTING != 0);
+        listening && line.strip_suffix(want.as_ref()).is_some_and(|rest| rest.ends_with(' '))
+    })
+}
+
 /// `GET http://addr{path}` answers 200 now.
 pub fn is_http_ok(addr: SocketAddr, path: &str) -> bool {
     crate::http::call(addr, "GET", path, &[], b"").is_ok_and(|r| r.status == 200)
@@ -53,9 +73,37 @@ pub fn http_ok(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Durati
     })
 }
 
+/// Waits until a Unix socket listens at `path`.
+pub fn unix_listening(path: &Path, timeout: Duration) -> Result<Duration, String> {
+    until(
+        &format!("a Unix socket listening at {}", path.display()),
+        timeout,
+        || is_unix_listening(path),
+    )
+}
+
 /// Waits until a DNS server on `addr` answers a query.
 pub fn dns(addr: SocketAddr, timeout: Duration) -> Result<Duration, String> {
     until(&format!("a DNS answer from {addr}"), timeout, || {
         crate::dns::answers(addr, PROBE_TIMEOUT)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_unix_listener_is_seen_until_it_closes() {
+        let dir = crate::Scratch::new("unix-listening").unwrap();
+        let path = dir.file("s.sock");
+        assert!(!is_unix_listening(&path));
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        unix_listening(&path, Duration::from_secs(5)).unwrap();
+        drop(listener);
+        // The file stays; the socket is gone.
+        assert!(path.exists() && !is_unix_listening(&path));
+    }
 }

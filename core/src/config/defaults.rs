@@ -24,6 +24,11 @@ pub mod server {
     pub const MAX_REQUEST_BODY_BYTES: usize = 1024 * 1024;
     /// Quiet time before a changed config file is reloaded.
     pub const WATCH_DEBOUNCE: Duration = Duration::from_millis(500);
+    /// `upgrade_sock`: the file `run --upgrade` waits on for the running process's listening
+    /// sockets, in `$RUNTIME_DIRECTORY` (what systemd's `RuntimeDirectory=` sets) when that is
+    /// an absolute path, else in [`UPGRADE_SOCK_DIR`].
+    pub const UPGRADE_SOCK_FILE: &str = "upgrade.sock";
+    pub const UPGRADE_SOCK_DIR: &str = "/run/arena-gateway";
 }
 
 /// Client connections (`server.client:`): what one client — or a crowd of bad mobile networks —

@@ -83,6 +83,10 @@ pub struct ServerFile {
     /// Accept HTTP/2 without TLS (prior knowledge, h2c) on plaintext listeners.
     #[serde(default)]
     pub h2c: bool,
+    /// Unix socket over which `run --upgrade` takes the listening sockets from the running
+    /// process (default: `upgrade.sock` in the runtime directory).
+    #[serde(default)]
+    pub upgrade_sock: Option<String>,
     /// What one client connection may hold (timeouts, caps).
     #[serde(default)]
     pub client: Option<ClientFile>,

@@ -7,6 +7,7 @@ mod access_log;
 pub mod file;
 mod listeners;
 mod server;
+mod upgrade;
 mod validate;
 
 use std::net::SocketAddr;
@@ -95,6 +96,8 @@ pub struct Server {
     #[serde(serialize_with = "human")]
     pub watch_debounce: Duration,
     pub h2c: bool,
+    /// Where `run --upgrade` takes over the listening sockets (absolute; restart-only).
+    pub upgrade_sock: PathBuf,
     pub client: ClientLimits,
 }
 

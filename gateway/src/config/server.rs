@@ -31,6 +31,7 @@ pub fn server(c: &mut Diagnostics<'_>, s: &ServerFile) -> Server {
         max_request_body_bytes: s.max_request_body_bytes.unwrap_or(def::MAX_REQUEST_BODY_BYTES),
         watch_debounce: dur_or(s.watch_debounce, def::WATCH_DEBOUNCE),
         h2c: s.h2c,
+        upgrade_sock: super::upgrade::upgrade_sock(c, s.upgrade_sock.as_deref()),
         client: client(c, s.client.as_ref()),
     }
 }

@@ -247,3 +247,49 @@ fn rate_limit_batch_defaults_to_a_percent_of_the_rate_within_burst() {
         local.warnings
     );
 }
+
+#[test]
+fn upgrade_sock_defaults_to_the_runtime_directory_and_must_be_absolute() {
+    let text = |server: &str| format!("listeners: [{{ name: p, address: 127.0.0.1:8080 }}]\n{server}");
+    let sock = |server: &str, env: &dyn Fn(&str) -> Option<String>| {
+        load_with_env(&text(server), "u.yaml", env)
+            .unwrap()
+            .config
+            .server
+            .upgrade_sock
+    };
+    let no_env = |_: &str| None;
+    assert_eq!(
+        sock("", &no_env),
+        std::path::Path::new("/run/arena-gateway/upgrade.sock")
+    );
+    // systemd's RuntimeDirectory= (its first entry); a relative value is not a runtime directory.
+    let systemd = |n: &str| (n == "RUNTIME_DIRECTORY").then(|| "/run/arena:/run/other".to_string());
+    assert_eq!(sock("", &systemd), std::path::Path::new("/run/arena/upgrade.sock"));
+    let relative = |n: &str| (n == "RUNTIME_DIRECTORY").then(|| "run".to_string());
+    assert_eq!(
+        sock("", &relative),
+        std::path::Path::new("/run/arena-gateway/upgrade.sock")
+    );
+    assert_eq!(
+        sock("server: { upgrade_sock: /tmp/gw/up.sock }", &systemd),
+        std::path::Path::new("/tmp/gw/up.sock")
+    );
+
+    let errs = |server: &str| {
+        let e = load(&text(server), "u.yaml").unwrap_err();
+        e.0.iter()
+            .map(|d| format!("{} @ {} | {:?}", d.message, d.location, d.hint))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let relative = errs("server:\n  upgrade_sock: run/up.sock\n");
+    assert!(
+        relative.contains("`run/up.sock` is not an absolute path @ u.yaml:3:17"),
+        "{relative}"
+    );
+    assert!(relative.contains("must name the same file"), "{relative}");
+    let long = errs(&format!("server:\n  upgrade_sock: /{}\n", "d".repeat(120)));
+    assert!(long.contains("holds at most 107 @ u.yaml:3:17"), "{long}");
+    assert!(errs("server:\n  upgrade_sock: \"\"\n").contains("empty server.upgrade_sock"));
+}

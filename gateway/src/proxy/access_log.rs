@@ -90,7 +90,13 @@ fn write_lines(rx: Receiver<Msg>, sink: Box<dyn Write + Send>) {
         let mut acks = Vec::new();
         for msg in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
             match msg {
-                Msg::Line(line) => ok &= writeln!(out, "{line}").is_ok(),
+                Msg::Line(mut line) => {
+                    // One piece with its newline: the buffer then only ever writes whole lines,
+                    // so two processes appending to one file (an upgrade's handover) never
+                    // interleave inside a line.
+                    line.push('\n');
+                    ok &= out.write_all(line.as_bytes()).is_ok();
+                }
                 Msg::Flush(ack) => acks.push(ack),
             }
         }

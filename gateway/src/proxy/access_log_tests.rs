@@ -99,3 +99,40 @@ fn flush_waits_for_queued_lines() {
     assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 1000);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Records every write the buffered writer makes to its sink.
+struct Writes(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+impl std::io::Write for Writes {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().push(buf.to_vec());
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn the_sink_only_ever_gets_whole_lines() {
+    // Two processes append to one file during an upgrade's handover: a write that ended inside
+    // a line could be followed by the other process's lines.
+    let writes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::sync_channel(QUEUE);
+    // Fifteen 4 KiB lines with their newlines, then one whose last character fills the 64 KiB
+    // buffer to the byte: a newline written apart from its line would be left for the next
+    // write. Then lines of uneven lengths.
+    let mut lines: Vec<String> = (0..15).map(|i| format!("{i:04}:{}", "x".repeat(4090))).collect();
+    lines.push("y".repeat(4096));
+    lines.extend((0..2000).map(|i| format!("{i}:{}", "z".repeat(i % 700))));
+    for l in &lines {
+        tx.send(Msg::Line(l.clone())).unwrap();
+    }
+    drop(tx);
+    write_lines(rx, Box::new(Writes(std::sync::Arc::clone(&writes))));
+    let writes = writes.lock().unwrap();
+    assert!(writes.len() > 1, "the buffer was flushed more than once");
+    assert!(writes.iter().all(|w| w.ends_with(b"\n")), "a write ended inside a line");
+    let all: Vec<u8> = writes.concat();
+    assert_eq!(String::from_utf8(all).unwrap(), lines.join("\n") + "\n");
+}

@@ -124,7 +124,7 @@ impl ProxyHttp for ArenaProxy {
         ctx.id.from_client = incoming.is_some_and(|v| *v == ctx.id.value);
         ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         let server = &ctx.snapshot.config.server;
-        admit::connection(session, &server.client, self.gw.is_draining());
+        admit::connection(session, &server.client, self.gw.closes_connections());
         let limit = server.max_request_header_bytes;
         admit::check_head(admit::head_size(session), limit).map_err(|e| Self::fail(ctx, e))
     }

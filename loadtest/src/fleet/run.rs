@@ -35,6 +35,8 @@ struct Gateway {
     config: PathBuf,
     header: String,
     proc: Process,
+    /// Processes an upgrade took the listeners from: they drain and exit on their own.
+    retired: Vec<Process>,
 }
 
 /// A running fleet.
@@ -176,7 +178,8 @@ impl Fleet {
         );
         let config = self.dir.file("gateway.yaml");
         std::fs::write(&config, format!("{header}{}", self.expand(body))).map_err(|e| e.to_string())?;
-        let env = [("ARENA_FLEET_TOKEN", TOKEN), ("RUST_LOG", "warn")];
+        let env = self.gateway_env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut proc = arena::start_gateway(&config, &env)?;
         proc.wait_http_ok(admin, "/readyz", READY)?;
         Ok(Gateway {
@@ -185,7 +188,18 @@ impl Fleet {
             config,
             header,
             proc,
+            retired: Vec::new(),
         })
+    }
+
+    /// Environment of the gateway's processes: the fleet's dir is their runtime directory, so
+    /// the default `server.upgrade_sock` is a socket of this fleet's own.
+    fn gateway_env(&self) -> [(&'static str, String); 3] {
+        [
+            ("ARENA_FLEET_TOKEN", TOKEN.to_string()),
+            ("RUST_LOG", "warn".to_string()),
+            ("RUNTIME_DIRECTORY", self.dir.path().to_string_lossy().into_owned()),
+        ]
     }
 
     /// Carries out one fault action.
@@ -211,6 +225,7 @@ impl Fleet {
             Action::Reload => self.gateway()?.proc.signal("HUP"),
             Action::Config { config } => self.rewrite_config(config),
             Action::RestartGateway => self.restart_gateway(),
+            Action::UpgradeGateway => self.upgrade_gateway(),
             Action::StopFaas { name } => {
                 self.function_mut(name)?.runtime = None;
                 Ok(())
@@ -261,6 +276,33 @@ impl Fleet {
         drop(g);
         wait::not_listening(addr, READY)?;
         self.gateway = Some(self.start_gateway_on(&body, addr, admin)?);
+        Ok(())
+    }
+
+    /// Upgrades the gateway the documented way: a new process (`run --upgrade`, same config)
+    /// waits on the upgrade socket, the running one gets SIGQUIT and hands over its listening
+    /// sockets; the new one serves from the same ports, the old one drains on its own.
+    fn upgrade_gateway(&mut self) -> Result<(), String> {
+        let env = self.gateway_env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let g = self.gateway.as_mut().ok_or("no gateway in the fleet")?;
+        g.retired.retain_mut(Process::running);
+        // The socket the running process hands over on (the config may name its own).
+        let (status, body) = http_call(g.admin, "GET", "/config", "", None)?;
+        let running: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let sock = match running["config"]["server"]["upgrade_sock"].as_str() {
+            Some(s) if status == 200 => PathBuf::from(s),
+            _ => return Err(format!("no server.upgrade_sock in the gateway's /config ({status})")),
+        };
+        let mut next = arena::start_gateway_upgrade(&g.config, &env)?;
+        next.wait_until("waiting for the listening sockets", READY, || {
+            wait::is_unix_listening(&sock)
+        })?;
+        g.proc.signal("QUIT")?;
+        next.wait_until("holding the listening sockets", READY, || {
+            !wait::is_unix_listening(&sock)
+        })?;
+        g.retired.push(std::mem::replace(&mut g.proc, next));
         Ok(())
     }
 

@@ -70,6 +70,7 @@ impl Item<'_> {
             }),
             ActionFile::Reload => Some(Action::Reload),
             ActionFile::RestartGateway => Some(Action::RestartGateway),
+            ActionFile::UpgradeGateway => Some(Action::UpgradeGateway),
             ActionFile::Config => match &f.config {
                 Some(c) => Some(Action::Config { config: c.clone() }),
                 None => self.lacks("`action: config` needs `config:` (the new gateway config body)", diags),
@@ -153,7 +154,7 @@ fn check(f: &Fault, path: &[Seg], fleet: &FleetSpec, total: Duration, diags: &mu
     }
     let needs_gateway = matches!(
         f.action,
-        Action::Admin { .. } | Action::Reload | Action::Config { .. } | Action::RestartGateway
+        Action::Admin { .. } | Action::Reload | Action::Config { .. } | Action::RestartGateway | Action::UpgradeGateway
     );
     if needs_gateway && fleet.gateway.is_none() {
         diags.error_at(path, "this fault acts on the gateway, but the fleet has none", None);
@@ -186,6 +187,7 @@ fn describe(a: &Action) -> String {
         Action::Reload => "gateway reload (SIGHUP)".into(),
         Action::Config { .. } => "gateway config changed".into(),
         Action::RestartGateway => "gateway restarts".into(),
+        Action::UpgradeGateway => "gateway binary upgraded".into(),
         Action::StopFaas { name } => format!("function {name} down"),
         Action::StartFaas { name } => format!("function {name} up"),
         Action::StopDns => "DNS server down".into(),

@@ -65,6 +65,7 @@ pub enum ActionFile {
     Reload,
     Config,
     RestartGateway,
+    UpgradeGateway,
     StopFaas,
     StartFaas,
     StopDns,

@@ -74,6 +74,9 @@ pub enum Action {
     },
     /// Stop the gateway and start it again on the same ports.
     RestartGateway,
+    /// Zero-downtime binary upgrade: a new gateway process (`run --upgrade`) takes over the
+    /// listening sockets, the old one drains and exits.
+    UpgradeGateway,
     StopFaas {
         name: String,
     },
