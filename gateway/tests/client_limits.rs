@@ -160,18 +160,22 @@ async fn trickling_heads_are_cut_at_header_timeout_while_good_traffic_flows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keepalive_crowds_are_closed_and_the_fds_come_back() {
     let pod = Pod::start("127.0.0.151", &[]);
-    let gw = Gateway::start_with(&limits(""), &body(&pod));
-    let pid = gw.proc.pid();
+    let gw = Gateway::start_with(
+        "  client:\n    header_timeout: 60s\n    keepalive_timeout: 3s\n",
+        &body(&pod),
+    );
+    let (pid, admin) = (gw.proc.pid(), gw.admin);
     // Warm the pod connection pool so it does not count as growth.
     get(&client(), gw.addr, "/v1/matches", &[]).await;
     let baseline = fds(pid);
     let addr = gw.addr;
     let results = tokio::task::spawn_blocking(move || {
         let mut conns: Vec<TcpStream> = (0..300).map(|_| connect(addr)).collect();
+        wait_open(admin, 300);
+        let open = fds(pid);
         for c in conns.iter_mut() {
             assert!(request(c, "/v1/matches").starts_with("HTTP/1.1 200"));
         }
-        let open = fds(pid);
         let closed: Vec<(bool, String)> = conns.iter_mut().map(until_closed).collect();
         (open, closed)
     })
@@ -184,10 +188,8 @@ async fn idle_keepalive_crowds_are_closed_and_the_fds_come_back() {
     }
     let after = fds(pid);
     println!("gateway fds: {baseline} before, {open} with 300 idle keep-alive clients, {after} after");
-    assert!(
-        open >= baseline + 300,
-        "the idle clients were open: {open} vs {baseline}"
-    );
+    // ±2 for the gateway's own short-lived descriptors (pooled pod connections come and go).
+    assert!(open + 2 >= baseline + 300, "the idle clients were open: {open} vs {baseline}");
     assert!(closed.iter().all(|(c, quiet)| *c && quiet.is_empty()), "closed quietly");
     assert!(after <= baseline + 2, "fds back to baseline: {after} vs {baseline}");
 }
