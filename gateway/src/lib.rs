@@ -18,3 +18,6 @@ pub mod server;
 pub mod state;
 pub mod table;
 pub mod telemetry;
+
+#[cfg(test)]
+mod props;

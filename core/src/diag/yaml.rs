@@ -145,11 +145,24 @@ impl fmt::Display for DeError {
 
 impl std::error::Error for DeError {}
 
+/// Joins a message and its hint for `serde::de::Error::custom`, which carries only text: a
+/// [`DeError`] splits them again (any other deserializer shows both, as a diagnostic does).
+pub fn with_hint(message: impl fmt::Display, hint: impl fmt::Display) -> String {
+    format!("{message}{HINT_MARK}{hint}")
+}
+
+const HINT_MARK: &str = "\n   = hint: ";
+
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
+        let text = msg.to_string();
+        let (message, hint) = match text.split_once(HINT_MARK) {
+            Some((m, h)) => (m.to_string(), Some(h.to_string())),
+            None => (text, None),
+        };
         DeError {
-            message: msg.to_string(),
-            hint: None,
+            message,
+            hint,
             pos: None,
         }
     }
