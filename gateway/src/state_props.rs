@@ -1083,7 +1083,7 @@ proptest! {
 }
 
 /// Documents per run: each is loaded, built twice and served under paused time.
-const CONFIG_CASES: u32 = 256;
+const CONFIG_CASES: u32 = 1024;
 
 // ------------------------------------------------------------------------------ regressions
 

@@ -38,7 +38,7 @@ fn pair() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(crate::props::config(512))]
+    #![proptest_config(crate::props::config(1024))]
 
     #[test]
     fn any_bytes_parse_or_are_ignored(value in proptest::collection::vec(any::<u8>(), 0..64)) {

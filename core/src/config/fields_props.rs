@@ -53,7 +53,7 @@ fn quoted(text: &str) -> String {
 }
 
 proptest! {
-    #![proptest_config(crate::props::config(512))]
+    #![proptest_config(crate::props::config(1024))]
 
     #[test]
     fn shares_are_within_zero_and_one(text in prop_oneof![".{0,12}".boxed(), "[-+0-9.e%a-z ]{0,10}".boxed()]) {

@@ -39,7 +39,7 @@ fn records() -> impl Strategy<Value = Vec<Record>> {
 }
 
 proptest! {
-    #![proptest_config(crate::props::config(256))]
+    #![proptest_config(crate::props::config(1024))]
 
     #[test]
     fn any_srv_answer_gives_pods_from_it(answers in records(), additionals in records()) {

@@ -29,7 +29,7 @@ fn hostish() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(crate::props::config(512))]
+    #![proptest_config(crate::props::config(1024))]
 
     #[test]
     fn any_host_header_gives_a_prefix_of_it(raw in hostish()) {

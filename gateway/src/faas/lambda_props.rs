@@ -154,7 +154,7 @@ fn request() -> impl Strategy<Value = FaasRequest> {
 }
 
 proptest! {
-    #![proptest_config(crate::props::config(512))]
+    #![proptest_config(crate::props::config(1024))]
 
     #[test]
     fn any_bytes_are_an_answer_or_an_error(payload in proptest::collection::vec(any::<u8>(), 0..64)) {

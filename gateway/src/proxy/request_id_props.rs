@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use super::*;
 
 proptest! {
-    #![proptest_config(crate::props::config(512))]
+    #![proptest_config(crate::props::config(1024))]
 
     #[test]
     fn client_ids_are_kept_or_replaced(

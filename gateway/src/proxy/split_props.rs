@@ -29,7 +29,7 @@ fn cookie_bytes() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(crate::props::config(512))]
+    #![proptest_config(crate::props::config(1024))]
 
     #[test]
     fn any_cookie_header_is_read_without_a_panic(
