@@ -1073,8 +1073,73 @@ fn requests() -> BoxedStrategy<Script> {
         .boxed()
 }
 
+/// Text made of YAML's syntax and the document's words, with runs of nesting deep enough to
+/// have overflowed the parser's stack: the loader answers, never panics.
+fn yaml_soup() -> impl Strategy<Value = String> {
+    let words = [
+        "[",
+        "]",
+        "{",
+        "}",
+        ": ",
+        ":",
+        "- ",
+        ", ",
+        " ",
+        "  ",
+        "\n",
+        "\t",
+        "\"",
+        "'",
+        "#",
+        "&a ",
+        "*a",
+        "!!str ",
+        "!!binary ",
+        "? ",
+        "|\n",
+        ">-\n",
+        "---\n",
+        "...\n",
+        "%YAML 1.2\n",
+        "<<: ",
+        "~",
+        ".nan",
+        "0x1F",
+        "1e999",
+        "listeners",
+        "clusters",
+        "routes",
+        "name",
+        "endpoints",
+        "127.0.0.1:8080",
+        "timeout",
+        "5s",
+        "é",
+        "\u{feff}",
+        "\u{0}",
+    ];
+    let tokens: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+    let soup = proptest::collection::vec(proptest::sample::select(tokens), 0..40).prop_map(|t| t.concat());
+    // Nesting of each kind, 0 to 2000 levels deep, before the soup.
+    let nesting = (0usize..4, 0usize..2000).prop_map(|(kind, depth)| match kind {
+        0 => format!("clusters:\n{}", "- ".repeat(depth)),
+        1 => "[".repeat(depth),
+        2 => "{a: ".repeat(depth),
+        _ => (0..depth).map(|i| format!("{}k:\n", " ".repeat(i))).collect(),
+    });
+    (nesting, soup).prop_map(|(n, t)| n + &t)
+}
+
 proptest! {
     #![proptest_config(crate::props::config(CONFIG_CASES))]
+
+    #[test]
+    fn any_text_is_loaded_or_rejected(text in yaml_soup()) {
+        if let Err(errors) = crate::config::load_str(&text, "t.yaml") {
+            prop_assert!(errors.errors().next().is_some());
+        }
+    }
 
     #[test]
     fn accepted_configs_build_and_serve(text in document(), script in requests()) {
@@ -1270,4 +1335,42 @@ fn server_sizes_past_their_caps_are_rejected() {
     }
     let text = doc("server: { upstream_keepalive_pool_size: 1048576, threads: 1024 }\n");
     assert!(crate::config::load_str(&text, "t.yaml").is_ok());
+}
+
+/// Found while probing the loader with odd text (`any_text_is_loaded_or_rejected` finds it
+/// too): YAML's block nesting (`- - - …`) had no limit and the parser loads nested nodes
+/// recursively, so about a thousand levels overflowed a 2 MiB thread stack — the size of the
+/// threads a reload runs on: the process aborted (a stack overflow is no panic a test can
+/// catch). Deep nesting is now a positioned error.
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    let load = |text: String| {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || crate::config::load_str(&text, "t.yaml"))
+            .unwrap()
+            .join()
+            .unwrap()
+    };
+    for depth in [65, 1_000, 100_000] {
+        for text in [
+            format!("clusters:\n{}", "- ".repeat(depth)),
+            format!("clusters: {}{}", "[".repeat(depth), "]".repeat(depth)),
+            format!("clusters: {}{}", "{a: ".repeat(depth), "}".repeat(depth)),
+        ] {
+            let errors = load(text).unwrap_err();
+            let e = errors.errors().next().unwrap();
+            // Past 255 flow levels the scanner's own limit may speak first.
+            let deep = e.message.contains("nested deeper than 64") || e.message.contains("recursion limit");
+            assert!(deep, "{e}");
+            assert!(e.location.starts_with("t.yaml:"), "{e}");
+        }
+    }
+    // 64 levels (the document itself is the first) still load as YAML.
+    let text = format!("{LISTENER}x: {}{}", "[".repeat(63), "]".repeat(63));
+    let errors = load(text).unwrap_err();
+    assert!(
+        errors.errors().all(|e| e.message.contains("unknown top-level key")),
+        "{errors}"
+    );
 }
