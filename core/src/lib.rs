@@ -19,3 +19,6 @@ pub mod diag;
 pub mod discovery;
 pub mod resilience;
 pub mod route;
+
+#[cfg(test)]
+mod props;

@@ -22,3 +22,6 @@ pub mod systemd;
 pub mod table;
 pub mod telemetry;
 pub mod upgrade;
+
+#[cfg(test)]
+mod props;

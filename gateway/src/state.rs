@@ -417,3 +417,7 @@ fn unix_now() -> i64 {
 fn one_error(origin: &str, message: String) -> ConfigErrors {
     ConfigErrors(vec![Diagnostic::new(Severity::Error, origin, None, message, None)])
 }
+
+#[cfg(test)]
+#[path = "state_props.rs"]
+mod props;

@@ -189,7 +189,10 @@ async fn idle_keepalive_crowds_are_closed_and_the_fds_come_back() {
     let after = fds(pid);
     println!("gateway fds: {baseline} before, {open} with 300 idle keep-alive clients, {after} after");
     // ±2 for the gateway's own short-lived descriptors (pooled pod connections come and go).
-    assert!(open + 2 >= baseline + 300, "the idle clients were open: {open} vs {baseline}");
+    assert!(
+        open + 2 >= baseline + 300,
+        "the idle clients were open: {open} vs {baseline}"
+    );
     assert!(closed.iter().all(|(c, quiet)| *c && quiet.is_empty()), "closed quietly");
     assert!(after <= baseline + 2, "fds back to baseline: {after} vs {baseline}");
 }

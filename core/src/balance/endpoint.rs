@@ -318,7 +318,9 @@ impl Endpoint {
         // Never more pessimistic than the configured default: a slow cluster's newcomer learns
         // its real latency from its first answer (the peak estimate jumps up at once).
         .map_or(tuning.default_rtt, |m| {
-            Duration::from_nanos((2.0 * m).clamp(1_000.0, tuning.default_rtt.as_nanos() as f64) as u64)
+            let ceiling = tuning.default_rtt.as_nanos() as f64;
+            // `clamp` panics on crossed bounds: a default below the 1 µs floor (`0s`) wins.
+            Duration::from_nanos((2.0 * m).clamp(ceiling.min(1_000.0), ceiling) as u64)
         });
         Seed { rtt }
     }

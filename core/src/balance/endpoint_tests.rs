@@ -92,3 +92,26 @@ async fn failures_penalise_then_recover() {
     let now = Instant::now();
     assert!(a.view(now, &t).penalty < 1.01);
 }
+
+/// Issue 10: a `default_rtt` below the 1 µs floor (`0s`) made the seed's `clamp` bounds cross
+/// once a peer had served.
+#[tokio::test(start_paused = true)]
+async fn a_default_rtt_below_the_floor_seeds_without_a_panic() {
+    for default_rtt in [Duration::ZERO, Duration::from_nanos(1), Duration::from_nanos(999)] {
+        let t = LoadTuning {
+            default_rtt,
+            ..LoadTuning::default()
+        };
+        let peer = Endpoint::new(
+            SocketAddr::from(([127, 0, 0, 1], 1)),
+            Origin::Static,
+            &t,
+            &LoadBoard::new(),
+        );
+        let g = peer.start();
+        tokio::time::advance(Duration::from_millis(5)).await;
+        g.success(&t, None);
+        let seed = Endpoint::seed(&[peer], Instant::now(), &t);
+        assert_eq!(seed.rtt, default_rtt, "never more pessimistic than the default");
+    }
+}

@@ -51,3 +51,7 @@ pub fn parse(value: &[u8]) -> Option<LoadReport> {
 #[cfg(test)]
 #[path = "report_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "report_props.rs"]
+mod props;

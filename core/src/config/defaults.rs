@@ -6,12 +6,21 @@ use std::time::Duration;
 /// `debug_headers`: answers carry no `x-arena-*` headers unless asked.
 pub const DEBUG_HEADERS: bool = false;
 
+/// Longest duration any key accepts (365 days): far beyond any sane timeout, refresh or
+/// ejection, and far from where `Instant + Duration` and nanosecond counts overflow (a longer
+/// one is an error at load, never a panic on the request path).
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// Process-wide knobs (`server:`).
 pub mod server {
     use super::Duration;
 
     /// Idle upstream connections kept (pingora's own default of 128 is too small for many pods).
     pub const UPSTREAM_KEEPALIVE_POOL_SIZE: usize = 4096;
+    /// Largest pool accepted: pools are allocated at their full size when the gateway starts.
+    pub const MAX_UPSTREAM_KEEPALIVE_POOL_SIZE: usize = 1 << 20;
+    /// Most proxy worker threads accepted (each is started with the gateway).
+    pub const MAX_THREADS: usize = 1024;
     /// After SIGTERM, time spent accepting with `/readyz` 503 before listeners close.
     pub const DRAIN_DELAY: Duration = Duration::ZERO;
     /// Then, time in-flight requests get to finish.

@@ -98,6 +98,12 @@ pub(super) fn dns_spec(c: &mut Diagnostics<'_>, i: usize, d: &DnsFile) -> Option
         );
         ok = false;
     }
+    let timeout = dur_or(d.timeout, dns_def::TIMEOUT);
+    if timeout.is_zero() {
+        // The resolver refuses it: the cluster would load but never resolve.
+        c.error_at(&at("timeout"), "dns.timeout must be greater than zero", None);
+        ok = false;
+    }
     ok.then(|| DnsSpec {
         name: d.name.trim().to_string(),
         port: d.port,
@@ -105,6 +111,6 @@ pub(super) fn dns_spec(c: &mut Diagnostics<'_>, i: usize, d: &DnsFile) -> Option
         resolver,
         min_refresh,
         max_refresh,
-        timeout: dur_or(d.timeout, dns_def::TIMEOUT),
+        timeout,
     })
 }

@@ -111,3 +111,7 @@ pub fn expand_env(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<St
     out.push_str(rest);
     Ok(out)
 }
+
+#[cfg(test)]
+#[path = "fields_props.rs"]
+mod props;

@@ -164,6 +164,20 @@ pub fn redis(c: &mut Diagnostics<'_>, r: &RedisFile) -> Option<RedisSpec> {
         );
         return None;
     }
+    // The client's own parse, so a URL the check accepts is one the gateway can use.
+    if let Err(e) = ::redis::Client::open(r.url.as_str()) {
+        let hint = if r.url.starts_with("rediss://") {
+            "this build talks to Redis without TLS: use `redis://` (through a TLS tunnel if needed)"
+        } else {
+            "e.g. `redis://127.0.0.1:6379` or `redis://:password@host:6379/0`"
+        };
+        c.error_at(
+            &[Seg::Key("redis"), Seg::Key("url")],
+            format!("bad redis url `{}`: {e}", r.url),
+            Some(hint.into()),
+        );
+        return None;
+    }
     Some(RedisSpec {
         url: r.url.clone(),
         timeout: dur_or(r.timeout, redis_def::TIMEOUT),

@@ -26,17 +26,34 @@ pub use limits::{LimitKey, LimitScope, RateLimitSpec, RedisFile, RedisSpec};
 pub use protection::{FallbackOn, FallbackSpec, HedgeAfter, HedgeSpec, RetryOn, RetrySpec};
 pub use route::{Match, PathMatch, RouteFile, RouteSpec};
 
-/// Human duration (`250ms`, `2s`, `1m`), parsed by humantime.
+/// Human duration (`250ms`, `2s`, `1m`), parsed by humantime; at most
+/// [`defaults::MAX_DURATION`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Dur(pub Duration);
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(s.trim())
+        let parsed = humantime::parse_duration(s.trim()).map_err(|e| {
+            serde::de::Error::custom(format!("bad duration `{s}`: {e} (write e.g. `250ms`, `2s`, `1m`)"))
+        })?;
+        check_duration(&s, parsed)
             .map(Dur)
-            .map_err(|e| serde::de::Error::custom(format!("bad duration `{s}`: {e} (write e.g. `250ms`, `2s`, `1m`)")))
+            .map_err(|(message, hint)| serde::de::Error::custom(crate::diag::yaml::with_hint(message, hint)))
     }
+}
+
+/// `d` (written `text`) when it is within [`defaults::MAX_DURATION`], else the error's
+/// message and hint.
+pub fn check_duration(text: &str, d: Duration) -> Result<Duration, (String, String)> {
+    if d <= defaults::MAX_DURATION {
+        return Ok(d);
+    }
+    Err((
+        format!("duration `{}` is longer than 365 days", text.trim()),
+        "durations are at most 365 days (longer ones would overflow the clock arithmetic); write e.g. `30s`, `5m` or `1h`"
+            .into(),
+    ))
 }
 
 impl fmt::Display for Dur {

@@ -199,10 +199,14 @@ fn hedge(c: &mut Diagnostics<'_>, base: &[Seg], h: &HedgeFile) -> Option<HedgeSp
             .filter(|p| *p > 0.0 && *p < 100.0)
             .map(|p| HedgeAfter::Percentile(p / 100.0))
     } else {
-        humantime::parse_duration(text)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .map(HedgeAfter::Fixed)
+        match humantime::parse_duration(text).map(|d| super::check_duration(text, d)) {
+            Ok(Err((message, hint))) => {
+                c.error_at(&path(base, &["after"]), message, Some(hint));
+                return None;
+            }
+            Ok(Ok(d)) if !d.is_zero() => Some(HedgeAfter::Fixed(d)),
+            _ => None,
+        }
     };
     if after.is_none() {
         c.error_at(

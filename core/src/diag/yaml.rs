@@ -7,6 +7,7 @@
 use std::fmt;
 
 use saphyr::{LoadableYamlNode, MarkedYamlOwned, ScalarOwned, YamlDataOwned};
+use saphyr_parser::Event;
 use serde::de::{self, DeserializeSeed, Error as _, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 
 /// 1-based line and column in the source text.
@@ -32,8 +33,15 @@ pub enum Seg {
     Index(usize),
 }
 
+/// Deepest nesting of sequences and mappings a document may have (the document's own
+/// mapping is the first level): far beyond any configuration, far below what overflows a
+/// 2 MiB thread stack — the parser loads nested nodes recursively, and reloads run on such
+/// threads.
+pub const MAX_DEPTH: usize = 64;
+
 /// Parses YAML text into a position-carrying tree (first document only).
 pub fn parse(text: &str) -> Result<MarkedYamlOwned, (Pos, String)> {
+    check_depth(text)?;
     match MarkedYamlOwned::load_from_str(text) {
         Ok(mut docs) if !docs.is_empty() => Ok(docs.swap_remove(0)),
         Ok(_) => Ok(MarkedYamlOwned::value_from_str("~")),
@@ -48,6 +56,33 @@ pub fn parse(text: &str) -> Result<MarkedYamlOwned, (Pos, String)> {
             ))
         }
     }
+}
+
+/// Refuses nesting deeper than [`MAX_DEPTH`] before the recursive load, walking the parser's
+/// events (produced without recursion). A syntax error is left to the load to report.
+fn check_depth(text: &str) -> Result<(), (Pos, String)> {
+    let mut depth = 0usize;
+    for event in saphyr_parser::Parser::new_from_str(text) {
+        let Ok((event, span)) = event else { return Ok(()) };
+        match event {
+            Event::SequenceStart(..) | Event::MappingStart(..) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    let pos = Pos {
+                        line: span.start.line(),
+                        col: span.start.col() + 1,
+                    };
+                    return Err((
+                        pos,
+                        format!("sequences and mappings nested deeper than {MAX_DEPTH} levels"),
+                    ));
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Position of the node at `path`, or of its nearest existing ancestor.
@@ -145,11 +180,24 @@ impl fmt::Display for DeError {
 
 impl std::error::Error for DeError {}
 
+/// Joins a message and its hint for `serde::de::Error::custom`, which carries only text: a
+/// [`DeError`] splits them again (any other deserializer shows both, as a diagnostic does).
+pub fn with_hint(message: impl fmt::Display, hint: impl fmt::Display) -> String {
+    format!("{message}{HINT_MARK}{hint}")
+}
+
+const HINT_MARK: &str = "\n   = hint: ";
+
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
+        let text = msg.to_string();
+        let (message, hint) = match text.split_once(HINT_MARK) {
+            Some((m, h)) => (m.to_string(), Some(h.to_string())),
+            None => (text, None),
+        };
         DeError {
-            message: msg.to_string(),
-            hint: None,
+            message,
+            hint,
             pos: None,
         }
     }

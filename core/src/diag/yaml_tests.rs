@@ -46,3 +46,19 @@ fn syntax_error_has_position() {
     let (pos, _) = parse("a: [1, 2\nb: 3\n").unwrap_err();
     assert!(pos.line >= 1);
 }
+
+/// The loader recurses per level: nesting past `MAX_DEPTH` is refused before it, at the
+/// opening of the level too many.
+#[test]
+fn nesting_is_limited() {
+    assert!(parse(&"- ".repeat(MAX_DEPTH)).is_ok());
+    let (pos, msg) = parse(&"- ".repeat(MAX_DEPTH + 1)).unwrap_err();
+    assert!(msg.contains("nested deeper than 64 levels"), "{msg}");
+    assert_eq!(
+        pos,
+        Pos {
+            line: 1,
+            col: 2 * MAX_DEPTH + 1
+        }
+    );
+}

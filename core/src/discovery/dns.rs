@@ -161,37 +161,11 @@ impl DnsResolver {
 
     async fn resolve_srv(&self, name: Name) -> Result<Resolution, DnsError> {
         let lookup = self.inner.srv_lookup(name).await.map_err(classify)?;
-        let mut ttl = u32::MAX;
-        // target -> ports; one pod may publish several ports.
-        let mut targets: HashMap<Name, Vec<u16>> = HashMap::new();
-        for record in lookup.answers() {
-            ttl = ttl.min(record.ttl);
-            if let RData::SRV(srv) = &record.data {
-                // "." means "service not available here" (RFC 2782).
-                if !srv.target.is_root() {
-                    targets.entry(srv.target.clone()).or_default().push(srv.port);
-                }
-            }
-        }
-        if targets.is_empty() {
-            return Err(DnsError::NoRecords);
-        }
-
-        // Servers usually ship the target addresses as additional records; use them and
-        // only query the targets they left out.
-        let mut ips: HashMap<Name, Vec<IpAddr>> = HashMap::new();
-        let mut glue_ttl = u32::MAX;
-        for record in lookup.additionals() {
-            if targets.contains_key(&record.name) {
-                if let Some(ip) = record_ip(record) {
-                    glue_ttl = glue_ttl.min(record.ttl);
-                    ips.entry(record.name.clone()).or_default().push(ip);
-                }
-            }
-        }
-        if !ips.is_empty() {
-            ttl = ttl.min(glue_ttl);
-        }
+        let SrvAnswer {
+            targets,
+            mut ips,
+            mut ttl,
+        } = srv_answer(lookup.answers(), lookup.additionals())?;
 
         let mut pending = JoinSet::new();
         for target in targets.keys().filter(|t| !ips.contains_key(*t)) {
@@ -222,15 +196,65 @@ impl DnsResolver {
                 }
             }
         }
+        finish(srv_addrs(&targets, &ips), ttl)
+    }
+}
 
-        let mut addrs = Vec::new();
-        for (target, ports) in &targets {
-            for ip in ips.get(target).map(Vec::as_slice).unwrap_or_default() {
-                addrs.extend(ports.iter().map(|&port| SocketAddr::new(*ip, port)));
+/// What an SRV answer says, before any target is looked up.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct SrvAnswer {
+    /// Target → ports; one pod may publish several ports.
+    targets: HashMap<Name, Vec<u16>>,
+    /// Addresses of targets the server shipped along as additional records (glue).
+    ips: HashMap<Name, Vec<IpAddr>>,
+    /// The smallest TTL of the records used.
+    ttl: u32,
+}
+
+/// Reads an SRV answer (records and additional records exactly as the server sent them; pure,
+/// so any records can be fed to it): `NoRecords` when no SRV record names a pod.
+fn srv_answer(answers: &[Record], additionals: &[Record]) -> Result<SrvAnswer, DnsError> {
+    let mut ttl = u32::MAX;
+    let mut targets: HashMap<Name, Vec<u16>> = HashMap::new();
+    for record in answers {
+        ttl = ttl.min(record.ttl);
+        if let RData::SRV(srv) = &record.data {
+            // "." means "service not available here" (RFC 2782).
+            if !srv.target.is_root() {
+                targets.entry(srv.target.clone()).or_default().push(srv.port);
             }
         }
-        finish(addrs, ttl)
     }
+    if targets.is_empty() {
+        return Err(DnsError::NoRecords);
+    }
+    // Servers usually ship the target addresses as additional records; use them and only
+    // query the targets they left out.
+    let mut ips: HashMap<Name, Vec<IpAddr>> = HashMap::new();
+    let mut glue_ttl = u32::MAX;
+    for record in additionals {
+        if targets.contains_key(&record.name) {
+            if let Some(ip) = record_ip(record) {
+                glue_ttl = glue_ttl.min(record.ttl);
+                ips.entry(record.name.clone()).or_default().push(ip);
+            }
+        }
+    }
+    if !ips.is_empty() {
+        ttl = ttl.min(glue_ttl);
+    }
+    Ok(SrvAnswer { targets, ips, ttl })
+}
+
+/// Every (address, port) pair of the targets whose addresses are known.
+fn srv_addrs(targets: &HashMap<Name, Vec<u16>>, ips: &HashMap<Name, Vec<IpAddr>>) -> Vec<SocketAddr> {
+    let mut addrs = Vec::new();
+    for (target, ports) in targets {
+        for ip in ips.get(target).map(Vec::as_slice).unwrap_or_default() {
+            addrs.extend(ports.iter().map(|&port| SocketAddr::new(*ip, port)));
+        }
+    }
+    addrs
 }
 
 /// A or AAAA lookup of `name`: the addresses plus the min TTL over the answer (CNAMEs included).
@@ -305,3 +329,7 @@ fn response_code_name(code: ResponseCode) -> String {
 #[cfg(test)]
 #[path = "dns_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "dns_props.rs"]
+mod props;

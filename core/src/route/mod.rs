@@ -25,11 +25,11 @@ pub fn host_of<'a>(headers: &'a HeaderMap, uri: &'a http::Uri) -> &'a str {
 }
 
 fn strip_port(h: &str) -> &str {
-    if h.starts_with('[') {
-        // [v6]:port
-        return h.split(']').next().map(|s| &h[..s.len() + 1]).unwrap_or(h);
+    if let Some(rest) = h.strip_prefix('[') {
+        // `[v6]:port`; a bracket never closed is kept whole: it matches no route's host.
+        return rest.find(']').map_or(h, |end| &h[..end + 2]);
     }
-    h.rsplit_once(':').map(|(host, _)| host).unwrap_or(h)
+    h.rsplit_once(':').map_or(h, |(host, _)| host)
 }
 
 impl Match {
@@ -68,3 +68,7 @@ impl Match {
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "props.rs"]
+mod props;

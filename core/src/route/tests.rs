@@ -65,3 +65,20 @@ fn host_parsing() {
     let uri: http::Uri = "http://a.b:1/x".parse().unwrap();
     assert_eq!(host_of(&h, &uri), "a.b");
 }
+
+/// Issue 10: `Host: [x` (an IPv6 bracket never closed) sliced past the end of the header.
+#[test]
+fn unclosed_ipv6_bracket_is_a_host_not_a_panic() {
+    let uri: http::Uri = "/x".parse().unwrap();
+    for raw in ["[x", "[", "[::1", "[::1:8080", "[]", "[]:1", "[:"] {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::HOST, HeaderValue::from_str(raw).unwrap());
+        let host = host_of(&h, &uri);
+        assert!(raw.starts_with(host), "{raw} -> {host}");
+    }
+    let mut h = HeaderMap::new();
+    h.insert(http::header::HOST, HeaderValue::from_static("[x"));
+    assert_eq!(host_of(&h, &uri), "[x", "kept whole: it matches no route's host");
+    h.insert(http::header::HOST, HeaderValue::from_static("[]:1"));
+    assert_eq!(host_of(&h, &uri), "[]");
+}

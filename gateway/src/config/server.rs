@@ -19,11 +19,29 @@ pub fn server(c: &mut Diagnostics<'_>, s: &ServerFile) -> Server {
             None,
         );
     }
+    if threads > def::MAX_THREADS {
+        c.error_at(
+            &[Seg::Key("server"), Seg::Key("threads")],
+            format!("threads must be at most {}", def::MAX_THREADS),
+            Some("one per CPU is the usual choice; leave it out for that".into()),
+        );
+    }
+    let pool = s
+        .upstream_keepalive_pool_size
+        .unwrap_or(def::UPSTREAM_KEEPALIVE_POOL_SIZE);
+    if pool > def::MAX_UPSTREAM_KEEPALIVE_POOL_SIZE {
+        c.error_at(
+            &[Seg::Key("server"), Seg::Key("upstream_keepalive_pool_size")],
+            format!(
+                "upstream_keepalive_pool_size must be at most {}",
+                def::MAX_UPSTREAM_KEEPALIVE_POOL_SIZE
+            ),
+            Some("the pools are allocated at this size when the gateway starts".into()),
+        );
+    }
     Server {
         threads: threads.max(1),
-        upstream_keepalive_pool_size: s
-            .upstream_keepalive_pool_size
-            .unwrap_or(def::UPSTREAM_KEEPALIVE_POOL_SIZE),
+        upstream_keepalive_pool_size: pool,
         drain_delay: dur_or(s.drain_delay, def::DRAIN_DELAY),
         grace_period: dur_or(s.grace_period, def::GRACE_PERIOD),
         graceful_shutdown_timeout: dur_or(s.graceful_shutdown_timeout, def::GRACEFUL_SHUTDOWN_TIMEOUT),

@@ -265,6 +265,10 @@ fn drop_nulls(v: &mut Value) {
     }
 }
 
+/// Most header names, and most cookies, a function's answer may carry: far more than any real
+/// answer has, far fewer than an `http::HeaderMap` holds (its deserializer panics past ~24 k).
+const MAX_ANSWER_HEADERS: usize = 1024;
+
 /// Maps a function's result to HTTP like API Gateway v2 does: a `{statusCode, headers, body}`
 /// object is taken literally; any other JSON value becomes a 200 with that JSON as the body.
 pub fn from_proxy_result(payload: &[u8]) -> Result<FaasResponse, String> {
@@ -281,15 +285,33 @@ pub fn from_proxy_result(payload: &[u8]) -> Result<FaasResponse, String> {
             });
         }
     };
+    // Payload format 2.0 has no `multiValueHeaders`; the crate's type would read them (and
+    // panic on more than a header map holds).
+    obj.remove("multiValueHeaders");
     // API Gateway takes header values of any JSON type and an absent `cookies`; the crate's type
     // does not.
     if let Some(Value::Object(h)) = obj.get_mut("headers") {
+        if h.len() > MAX_ANSWER_HEADERS {
+            return Err(format!(
+                "function answer has {} headers, more than {MAX_ANSWER_HEADERS}",
+                h.len()
+            ));
+        }
         for v in h.values_mut().filter(|v| !v.is_string()) {
             *v = Value::String(v.to_string());
         }
     }
-    if obj.get("cookies").is_none_or(Value::is_null) {
-        obj.insert("cookies".to_string(), Value::Array(Vec::new()));
+    match obj.get("cookies") {
+        None | Some(Value::Null) => {
+            obj.insert("cookies".to_string(), Value::Array(Vec::new()));
+        }
+        Some(Value::Array(c)) if c.len() > MAX_ANSWER_HEADERS => {
+            return Err(format!(
+                "function answer has {} cookies, more than {MAX_ANSWER_HEADERS}",
+                c.len()
+            ));
+        }
+        Some(_) => {}
     }
     let result: ApiGatewayV2httpResponse = serde_json::from_value(Value::Object(obj))
         .map_err(|e| format!("function answer is not an API Gateway v2 result: {e}"))?;
@@ -324,3 +346,7 @@ pub fn from_proxy_result(payload: &[u8]) -> Result<FaasResponse, String> {
 #[cfg(test)]
 #[path = "lambda_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "lambda_props.rs"]
+mod props;

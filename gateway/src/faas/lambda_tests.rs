@@ -184,3 +184,27 @@ fn signature_matches_aws_published_example() {
         "{auth}"
     );
 }
+
+/// A function answering more header names than an `http::HeaderMap` holds (24 577 and up fit
+/// in the 8 MiB read limit) panicked in the result's deserializer; so did as many
+/// `multiValueHeaders`, which payload format 2.0 does not have at all.
+#[test]
+fn answers_with_too_many_headers_are_errors_not_panics() {
+    for member in ["headers", "multiValueHeaders"] {
+        let headers: Vec<String> = (0..30_000).map(|i| format!("\"x-h{i}\":[\"v\"]")).collect();
+        let body = format!("{{\"statusCode\":200,\"{member}\":{{{}}}}}", headers.join(","));
+        let r = from_proxy_result(body.as_bytes());
+        if member == "headers" {
+            assert!(r.unwrap_err().contains("headers"));
+        } else {
+            assert_eq!(
+                r.unwrap().headers.len(),
+                0,
+                "multiValueHeaders are not API Gateway v2's"
+            );
+        }
+    }
+    let cookies: Vec<String> = (0..30_000).map(|i| format!("\"c{i}=1\"")).collect();
+    let body = format!("{{\"statusCode\":200,\"cookies\":[{}]}}", cookies.join(","));
+    assert!(from_proxy_result(body.as_bytes()).unwrap_err().contains("cookies"));
+}

@@ -55,3 +55,7 @@ impl Default for RequestIds {
 #[cfg(test)]
 #[path = "request_id_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "request_id_props.rs"]
+mod props;

@@ -59,7 +59,8 @@ pub struct LocalLimiter<C: Clock + Clone = DefaultClock> {
 
 fn quota(per_second: f64, burst: u32) -> Quota {
     let per_second = per_second.max(0.001);
-    let period = Duration::from_secs_f64(1.0 / per_second);
+    // Past 1e9/s the period rounds to zero, which governor refuses: 1 ns is as unlimited.
+    let period = Duration::from_secs_f64(1.0 / per_second).max(Duration::from_nanos(1));
     let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
     Quota::with_period(period)
         .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))

@@ -186,3 +186,16 @@ async fn one_batch_in_flight_per_key_and_no_refusal_while_tokens_are_held() {
     assert!(l.claim_fetch(2, now));
     assert!(!l.claim_fetch(3, now), "max_keys is 2");
 }
+
+/// A rate above 1e9/s (`requests_per_second` takes any u32) made the period round to zero,
+/// which governor refuses: the fallback quota was one request per second.
+#[test]
+fn rates_beyond_a_billion_per_second_stay_unlimited_in_practice() {
+    for rate in [2e9, 4_294_967_295.0] {
+        let clock = FakeRelativeClock::default();
+        let l = LocalLimiter::with_clock(rate, 1, 100, clock.clone());
+        assert!(matches!(l.check(1), Decision::Allow { .. }));
+        clock.advance(Duration::from_millis(1));
+        assert!(matches!(l.check(1), Decision::Allow { .. }), "{rate}/s after 1 ms");
+    }
+}
