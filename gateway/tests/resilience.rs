@@ -229,7 +229,8 @@ async fn local_rate_limit_admits_the_configured_rate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn circuit_breaker_fails_fast_beyond_max_in_flight() {
-    let pod = Pod::start("127.0.0.109", &["--latency", "400ms"]);
+    // Slow enough that the six concurrent requests overlap even on a loaded machine.
+    let pod = Pod::start("127.0.0.109", &["--latency", "2s"]);
     let body = format!(
         "clusters:\n  - name: slow\n    endpoints: [\"{}\"]\n    max_in_flight: 2\nroutes:\n  - name: all\n    match: {{}}\n    cluster: slow\n",
         pod.addr
