@@ -199,7 +199,7 @@ async fn finish(route: &Route, t: Try, end: &End) -> Option<RetryOn> {
             if let Some(r) = report {
                 let _ = resp.insert_header(report::HEADER, r.as_str());
             }
-            let (_, failed) = attempt::answered(route, Some(t), &mut resp);
+            let (_, failed, _open) = attempt::answered(route, Some(t), &mut resp);
             failed.then_some(RetryOn::Status5xx)
         }
         End::Fail { kind, ms } => {

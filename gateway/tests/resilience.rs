@@ -419,3 +419,148 @@ async fn aborted_uploads_are_the_clients_fault_not_the_pods() {
     .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborted_uploads_and_slow_bodies_cost_no_pod_no_retry_no_function() {
+    let pod = Pod::start("127.0.0.115", &[]);
+    let dead = free_addr("127.0.0.1").unwrap();
+    // Every protection that could be fooled into acting: retries of POSTs, a function to replay
+    // on, an outlier detector three failures from ejecting the only pod.
+    let body = format!(
+        "faas: [{{ name: f, kind: http, url: \"http://{dead}\" }}]\nclusters:\n  - name: c\n    endpoints: [\"{}\"]\n    outlier: {{ consecutive_failures: 3, base_ejection: 30s }}\nroutes:\n  - name: verify\n    match: {{ path_prefix: /v1/verify }}\n    cluster: c\n    retry: {{ attempts: 3, on: [connect_failure, reset, timeout, 5xx], non_idempotent: true }}\n    fallback: {{ faas: f }}\n",
+        pod.addr
+    );
+    let gw = Gateway::start_with("  client: { body_timeout: 1s, header_timeout: 30s }\n", &body);
+    let addr = gw.addr;
+    let closed = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let head = |len: usize| {
+            format!("POST /v1/verify HTTP/1.1\r\nhost: arena\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n{{\"kills\":1")
+        };
+        // 200 uploads announce 100 000 bytes, send 10 and hang up.
+        for _ in 0..200 {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(head(100_000).as_bytes()).unwrap();
+            drop(s);
+        }
+        // 200 more send 10 of 1000 bytes and then nothing: cut by body_timeout.
+        let mut slow: Vec<std::net::TcpStream> = (0..200)
+            .map(|_| {
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                s.write_all(head(1000).as_bytes()).unwrap();
+                s
+            })
+            .collect();
+        slow.iter_mut()
+            .map(|s| {
+                let mut buf = [0u8; 1024];
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) => return true,
+                        Ok(_) => continue,
+                        Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+                    }
+                }
+            })
+            .filter(|closed| *closed)
+            .count()
+    })
+    .await
+    .unwrap();
+    assert_eq!(closed, 200, "every slow body was cut");
+    let c = client();
+    // The uploads' last requests may still be finishing: wait until nothing is in flight.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let view = loop {
+        let v = pod_view(&c, &gw, &pod).await;
+        if v["in_flight"] == 0 || std::time::Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(view["state"], "healthy", "{view}");
+    assert_eq!(view["failures"], 0, "{view}");
+    assert_eq!(view["health"]["ejections"], 0, "{view}");
+    let m = get(&c, gw.admin, "/metrics", &[]).await.text();
+    assert!(
+        !m.contains("arena_retries_total{"),
+        "no retry was spent on a client's fault:\n{m}"
+    );
+    assert!(
+        !m.contains("arena_faas_requests_total{"),
+        "no function was called:\n{m}"
+    );
+    // And the pod still serves.
+    let r = send(
+        &c,
+        http::Method::POST,
+        gw.addr,
+        "/v1/verify",
+        &[("content-type", "application/json")],
+        b"{\"kills\":3}",
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_trickling_its_answer_is_cut_at_the_deadline_and_blamed() {
+    use std::io::{Read, Write};
+    // A pod that answers at once, then sends its body one byte every 200 ms: every read is
+    // quick, the answer as a whole never is.
+    let listener = std::net::TcpListener::bind("127.0.0.116:0").unwrap();
+    let pod_addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut conn = conn;
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n");
+                for _ in 0..1000 {
+                    std::thread::sleep(Duration::from_millis(200));
+                    if conn.write_all(b"x").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let body = format!(
+        "clusters:\n  - name: c\n    endpoints: [\"{pod_addr}\"]\n    per_try_timeout: 1s\nroutes:\n  - name: all\n    match: {{}}\n    cluster: c\n    timeout: 1500ms\n"
+    );
+    let gw = Gateway::start(&body);
+    let addr = gw.addr;
+    let got = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(b"GET /v1/matches HTTP/1.1\r\nhost: arena\r\n\r\n").unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return (true, out),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => return (e.kind() != std::io::ErrorKind::WouldBlock, out),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let (closed, out) = got;
+    let text = String::from_utf8_lossy(&out);
+    let body_bytes = text.split_once("\r\n\r\n").map_or(0, |(_, b)| b.len());
+    println!("a trickling pod's answer was cut after {body_bytes} of 1000 body bytes");
+    assert!(closed, "the client was not left hanging");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(body_bytes < 1000, "the answer was cut, not completed: {body_bytes}");
+    let c = client();
+    let v = get(&c, gw.admin, "/clusters", &[]).await.json();
+    assert_eq!(
+        v["clusters"][0]["pods"][0]["failures"], 1,
+        "the trickle is the pod's fault: {v}"
+    );
+}

@@ -371,6 +371,14 @@ impl InFlight {
         self.started
     }
 
+    /// The pod's answer began (any status the route treats as success): its latency to the
+    /// answer and its report feed the load signal now, while the slot stays taken until the
+    /// answer's end (dropping the guard) — a pod streaming a long answer is still busy.
+    pub fn answered(&mut self, tuning: &LoadTuning, report: Option<LoadReport>) {
+        let now = Instant::now();
+        self.endpoint.observe(now - self.started, now, tuning, report, false);
+    }
+
     /// The pod answered (any status the route treats as success); feeds its latency and report.
     pub fn success(mut self, tuning: &LoadTuning, report: Option<LoadReport>) {
         let now = Instant::now();

@@ -232,6 +232,13 @@ impl Cluster {
         ejected
     }
 
+    /// A try's answer began well: the load signal and the outlier state learn it now; the slot
+    /// is released when `guard` drops (the answer's end), or the try still fails with [`Self::finish`].
+    pub fn answered(&self, guard: &mut InFlight, report: Option<LoadReport>) {
+        guard.answered(&self.spec.load, report);
+        guard.endpoint().health.record_success();
+    }
+
     /// Whether any pod could take a request now.
     pub fn has_available(&self) -> bool {
         let now = Instant::now();

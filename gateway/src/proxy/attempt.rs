@@ -81,11 +81,13 @@ pub fn peer(spec: &ClusterSpec, pod: SocketAddr, per_try: Duration, bodyless: bo
     peer
 }
 
-/// The pod answered with `resp`: its load report is taken off the header (internal: never
-/// passed to clients) and the try recorded — a 5xx as the pod's failure, anything else as a
-/// success whose latency feeds the balancer (and the route's hedge percentile). Returns the
-/// status and whether it was a server error.
-pub fn answered(route: &Route, t: Option<Try>, resp: &mut ResponseHeader) -> (u16, bool) {
+/// The pod's answer head arrived in `resp`: its load report is taken off the header
+/// (internal: never passed to clients) and the try recorded — a 5xx ends it as the pod's
+/// failure; anything else feeds the balancer (latency to the answer, the report, the route's
+/// hedge percentile) and the try goes on until the body ends (returned: the caller keeps it,
+/// so a reset mid-body still counts against the pod). Returns the status and whether it was a
+/// server error.
+pub fn answered(route: &Route, t: Option<Try>, resp: &mut ResponseHeader) -> (u16, bool, Option<Try>) {
     let load = match resp.headers.get(&report::HEADER_NAME) {
         Some(v) => {
             let r = report::parse(v.as_bytes());
@@ -95,15 +97,19 @@ pub fn answered(route: &Route, t: Option<Try>, resp: &mut ResponseHeader) -> (u1
         None => None,
     };
     let failed = resp.status.is_server_error();
-    if let Some(t) = t {
-        if !failed {
-            if let Some(w) = &route.latency {
-                w.record(t.started().elapsed());
-            }
-        }
-        route.cluster.finish(t.slot, !failed, load);
+    let status = resp.status.as_u16();
+    let Some(mut t) = t else {
+        return (status, failed, None);
+    };
+    if failed {
+        route.cluster.finish(t.slot, false, load);
+        return (status, true, None);
     }
-    (resp.status.as_u16(), failed)
+    if let Some(w) = &route.latency {
+        w.record(t.started().elapsed());
+    }
+    route.cluster.answered(&mut t.slot, load);
+    (status, false, Some(t))
 }
 
 /// The try ended with `fault`: the pod's failure when it is to blame, else (the client went

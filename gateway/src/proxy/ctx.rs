@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::error::GatewayError;
 use super::split::Target;
+use crate::config::RetryOn;
 use crate::route::Route;
 use crate::state::Snapshot;
 
@@ -180,4 +181,6 @@ pub struct Outcome {
     /// The answer is written from pingora's failure path, after which pingora closes the
     /// client connection whatever we say: tell the client so it does not reuse it.
     pub closing: bool,
+    /// How the last try failed (a replay on the function must know whether the pod saw it).
+    pub last_cause: Option<RetryOn>,
 }

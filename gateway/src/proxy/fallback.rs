@@ -17,7 +17,7 @@ use super::ctx::RequestCtx;
 use super::error::GatewayError;
 use super::random::with_rng;
 use super::respond::{self, Backend};
-use crate::config::FallbackOn;
+use crate::config::{FallbackOn, RetryOn};
 use crate::faas::{is_hop_header, FaasError, FaasRequest, Function};
 use crate::metrics::Metrics;
 use crate::route::Route;
@@ -120,6 +120,14 @@ pub fn diverted_failure(route: &Route, reason: FaasReason, why: String) -> Gatew
     GatewayError::FallbackFailed { upstream, faas: why }
 }
 
+/// Whether the function may replay a request that failed on the pods for `reason`: a request
+/// that may have reached a pod (a timeout, a reset, a 5xx) runs twice if replayed, so only an
+/// idempotent one — or one the route opted in (`retry.non_idempotent`) — is; one that never
+/// reached a pod (no pod, open circuit, a connect failure) always may be.
+pub fn replay_is_safe(reason: FaasReason, idempotent: bool, opted_in: bool, last_cause: Option<RetryOn>) -> bool {
+    reason != FaasReason::RetriesExhausted || idempotent || opted_in || last_cause == Some(RetryOn::ConnectFailure)
+}
+
 /// Final answer for a request the pods could not serve: the route's function when the policy
 /// says so, else the error. Returns (status, the client's connection is reusable).
 pub async fn answer_failure(
@@ -135,8 +143,14 @@ pub async fn answer_failure(
             .as_ref()
             .map(|f| (f.clone(), r.route.fallback.is_some()))
     });
+    let idempotent = session.req_header().method.is_idempotent();
+    let opted_in = ctx
+        .routed
+        .as_ref()
+        .and_then(|r| r.route.spec.retry.as_ref())
+        .is_some_and(|r| r.non_idempotent);
     if let (Some((spec, true)), Some((on, reason)), None) = (policy, reason_after(&err), session.response_written()) {
-        if spec.on(on) {
+        if spec.on(on) && replay_is_safe(reason, idempotent, opted_in, ctx.outcome.last_cause) {
             match Box::pin(replay(session, ctx, reason, metrics)).await {
                 Ok(()) => {
                     ctx.outcome.error = None;

@@ -86,3 +86,26 @@ async fn the_warm_share_is_a_seeded_draw() {
     assert_eq!(warm, draws(&r, 1000, 7), "the same seed, the same draws");
     assert!(after_retries(&r));
 }
+
+#[test]
+fn a_request_a_pod_may_have_run_is_replayed_only_when_safe() {
+    use FaasReason::*;
+    // Never reached a pod: always safe.
+    assert!(replay_is_safe(NoHealthyPods, false, false, None));
+    assert!(replay_is_safe(CircuitOpen, false, false, None));
+    assert!(replay_is_safe(
+        RetriesExhausted,
+        false,
+        false,
+        Some(RetryOn::ConnectFailure)
+    ));
+    // May have run on a pod: a POST runs twice only if the route says it may.
+    for cause in [RetryOn::Timeout, RetryOn::Reset, RetryOn::Status5xx] {
+        assert!(
+            !replay_is_safe(RetriesExhausted, false, false, Some(cause)),
+            "{cause:?}"
+        );
+        assert!(replay_is_safe(RetriesExhausted, false, true, Some(cause)), "{cause:?}");
+        assert!(replay_is_safe(RetriesExhausted, true, false, Some(cause)), "{cause:?}");
+    }
+}

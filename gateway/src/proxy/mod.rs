@@ -92,6 +92,9 @@ impl ArenaProxy {
 
     /// Ends the try in flight with `fault` and decides whether another one follows.
     fn after_failure(session: &Session, ctx: &mut RequestCtx, fault: &Fault) -> Verdict {
+        if fault.retry_on.is_some() {
+            ctx.outcome.last_cause = fault.retry_on;
+        }
         let Some(routed) = ctx.routed.as_mut() else {
             return Verdict::Stop;
         };
@@ -229,7 +232,9 @@ impl ProxyHttp for ArenaProxy {
         let Some(routed) = ctx.routed.as_mut() else {
             return Ok(());
         };
-        let (status, failed) = attempt::answered(&routed.route, routed.tries.current.take(), upstream);
+        let (status, failed, open) = attempt::answered(&routed.route, routed.tries.current.take(), upstream);
+        // A good answer's try stays open until its body ends (see the body filter).
+        routed.tries.current = open;
         if !failed {
             return Ok(());
         }
@@ -244,9 +249,40 @@ impl ProxyHttp for ArenaProxy {
         if fallback::after_retries(&routed.route) {
             // Hand over to fail_to_proxy, which replays the request on the function.
             let pod = routed.tries.last_pod();
+            ctx.outcome.last_cause = Some(RetryOn::Status5xx);
             return Err(Self::fail(ctx, GatewayError::BadStatus { pod, status }));
         }
         Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        let Some(routed) = ctx.routed.as_mut() else {
+            return Ok(None);
+        };
+        if end_of_stream {
+            // The whole answer is in: the pod's slot is free.
+            routed.tries.current = None;
+        } else if Instant::now() >= routed.deadline {
+            // A pod trickling its answer past the route's deadline is cut, and it is the pod's
+            // timeout: the per-read timeout alone would let one byte per read hold it forever.
+            let pod = routed.tries.last_pod();
+            let err = GatewayError::UpstreamTimeout { pod };
+            if let Some(t) = routed.tries.current.take() {
+                let fault = classify::Fault {
+                    error: err.clone(),
+                    retry_on: Some(RetryOn::Timeout),
+                };
+                attempt::failed(&routed.route, t, &fault);
+            }
+            return Err(Self::fail(ctx, err));
+        }
+        Ok(None)
     }
 
     async fn response_filter(

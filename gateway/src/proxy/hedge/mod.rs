@@ -28,11 +28,12 @@ use pingora::proxy::Session;
 use pingora::Result;
 use tokio::time::Instant;
 
-use super::ctx::RequestCtx;
+use super::classify::classify;
+use super::ctx::{RequestCtx, Try};
 use super::error::GatewayError;
 use super::{attempt, fallback, respond};
 use crate::config::defaults::hedge::PERCENTILE_FALLBACK;
-use crate::config::{HedgeAfter, HedgeSpec};
+use crate::config::{HedgeAfter, HedgeSpec, RetryOn};
 use crate::metrics::Metrics;
 use crate::route::Route;
 use pods::PodRace;
@@ -103,6 +104,12 @@ pub async fn serve(
     if end.hedges > 0 {
         route.metrics.hedge("launched", end.hedges);
     }
+    // A 5xx the race kept is the pod's answer: the pod saw the request.
+    let seen_by_a_pod = if end.server_error.is_some() {
+        Some(RetryOn::Status5xx)
+    } else {
+        race.last_cause
+    };
     let chosen = match (end.winner, end.server_error) {
         (Some((idx, s)), _) => {
             if idx > 0 {
@@ -113,10 +120,12 @@ pub async fn serve(
         (None, Some(bad)) if !fallback::after_retries(&route) => Some(bad),
         _ => None,
     };
-    let answer = chosen.and_then(|(idx, s)| race.take_answer(idx, &s).map(|(h, peer)| (h, peer, s)));
+    let answer = chosen.and_then(|(idx, s)| race.take_answer(idx, &s).map(|(h, peer, t)| (h, peer, t, s)));
     match answer {
-        Some((header, peer, s)) => relay(session, ctx, header, (peer, s), hedger).await,
+        Some((header, peer, open, s)) => relay(session, ctx, header, (peer, s, open), &route, hedger).await,
         None => {
+            // Without a recorded cause the race ran out of time: the pods had the request.
+            ctx.outcome.last_cause = seen_by_a_pod.or(Some(RetryOn::Timeout));
             let err = end
                 .failure
                 .unwrap_or(GatewayError::UpstreamTimeout { pod: ctx.last_pod() });
@@ -126,20 +135,36 @@ pub async fn serve(
     }
 }
 
-/// Streams the chosen try's answer to the client and pools its connection.
+/// Streams the chosen try's answer to the client and pools its connection. The try stays open
+/// while its body flows: a pod that fails mid-body has it counted against it.
 async fn relay(
     session: &mut Session,
     ctx: &mut RequestCtx,
     mut header: ResponseHeader,
-    (peer, mut s): (HttpPeer, HttpSession),
+    (peer, mut s, open): (HttpPeer, HttpSession, Option<Try>),
+    route: &Route,
     hedger: &Hedger,
 ) -> Result<bool> {
     respond::pod_headers(&mut header, ctx, ctx.last_pod())?;
     session.write_response_header(Box::new(header), false).await?;
-    while let Some(chunk) = s.read_response_body().await? {
-        session.write_response_body(Some(chunk), false).await?;
+    loop {
+        let chunk = match s.read_response_body().await {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                if let Some(t) = open {
+                    let pod = t.pod();
+                    attempt::failed(route, t, &classify(&e.into_up(), Some(pod)));
+                }
+                return Ok(true);
+            }
+        };
+        match chunk {
+            Some(chunk) => session.write_response_body(Some(chunk), false).await?,
+            None => break,
+        }
     }
     session.write_response_body(None, true).await?;
+    drop(open);
     if s.response_done() {
         hedger.release(s, &peer).await;
     }

@@ -38,6 +38,8 @@ pub struct PodRace<'a> {
     pub request: RequestHeader,
     /// Each launched try, by index.
     pub tries: Vec<Launched>,
+    /// How the last failed try failed.
+    pub last_cause: Option<RetryOn>,
 }
 
 impl<'a> PodRace<'a> {
@@ -47,6 +49,7 @@ impl<'a> PodRace<'a> {
             hedger,
             request,
             tries: Vec::new(),
+            last_cause: None,
         }
     }
 }
@@ -73,6 +76,9 @@ impl Racer for PodRace<'_> {
     }
 
     fn failed(&mut self, idx: usize, fault: &Fault) {
+        if fault.retry_on.is_some() {
+            self.last_cause = fault.retry_on;
+        }
         if let Some(t) = self.tries.get_mut(idx).and_then(|l| l.open.take()) {
             attempt::failed(&self.routed.route, t, fault);
         }
@@ -115,16 +121,17 @@ impl PodRace<'_> {
         }
     }
 
-    /// The chosen try's answer header, recorded as its try's end (load report stripped).
-    pub fn take_answer(&mut self, idx: usize, s: &HttpSession) -> Option<(ResponseHeader, HttpPeer)> {
+    /// The chosen try's answer header (load report stripped), recorded as its answer; the try
+    /// itself comes back while its body is relayed (`None`: a 5xx, already ended).
+    pub fn take_answer(&mut self, idx: usize, s: &HttpSession) -> Option<(ResponseHeader, HttpPeer, Option<Try>)> {
         let l = self.tries.get_mut(idx)?;
         let t = l.open.take()?;
         let mut header = s.response_header()?.clone();
         if let Some(i) = self.routed.tries.tried.iter().position(|p| *p == t.pod()) {
             self.routed.tries.last = i as u32;
         }
-        attempt::answered(&self.routed.route, Some(t), &mut header);
-        Some((header, l.peer.clone()))
+        let (_, _, open) = attempt::answered(&self.routed.route, Some(t), &mut header);
+        Some((header, l.peer.clone(), open))
     }
 }
 
