@@ -2,7 +2,7 @@
 # proxy-cost.sh — per-request CPU cost of arena-gateway versus a bare pingora round-robin proxy,
 # under identical load in the same run (see loadtest/bench/README.md).
 #
-#   loadtest/bench/proxy-cost.sh [--duration 10s] [--connections 64] [--rounds 3]
+#   loadtest/bench/proxy-cost.sh [--baseline PATH/arena-gateway] [--duration 10s] [--connections 64] [--rounds 3]
 #                                [--warmup 2s] [--quiet-wait 60] [--no-rr] [--no-build]
 #
 # Three nginx pods (one worker each) on 127.0.0.11-13 serve a small JSON body; each proxy runs
@@ -20,12 +20,13 @@ WARMUP=2s
 WITH_RR=1
 BUILD=1
 QUIET_WAIT=60
+BASELINE=
 
 # shellcheck source=common.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 parse_args --duration=DURATION --connections=CONNECTIONS --rounds=ROUNDS --warmup=WARMUP \
-    --quiet-wait=QUIET_WAIT --no-rr:WITH_RR=0 -- "$@"
+    --quiet-wait=QUIET_WAIT --baseline=BASELINE --no-rr:WITH_RR=0 -- "$@"
 need_positive ROUNDS CONNECTIONS
 need_match DURATION '^[0-9]+[smh]?$' "--duration like 10s"
 need_match WARMUP '^[0-9]+[smh]?$' "--warmup like 2s"
@@ -36,6 +37,11 @@ apt_need nginx:nginx wrk:wrk
 build_release "$BUILD"
 need_binary "$GATEWAY"
 need_binary "$BARE"
+if [[ -n $BASELINE ]]; then
+    [[ -x $BASELINE ]] || usage_error "--baseline $BASELINE is not an executable"
+    cp -p "$BASELINE" "$WORK/bin/arena-gateway-baseline"
+    BASE_GATEWAY=$WORK/bin/arena-gateway-baseline
+fi
 
 # ---------------------------------------------------------------- upstream pods (nginx)
 start_nginx_pods
@@ -47,11 +53,14 @@ URL_PATH=/v1/matches
 
 PROXIES=(bare arena-p2c arena-all)
 [[ $WITH_RR -eq 1 ]] && PROXIES+=(arena-rr)
+[[ -n $BASELINE ]] && PROXIES+=(base-p2c base-all)
 declare -A LABEL=(
     [bare]="bare-pingora (round robin)"
     [arena-p2c]="arena-gateway (p2c_ewma)"
     [arena-all]="arena-gateway (p2c_ewma, everything on)"
     [arena-rr]="arena-gateway (round_robin)"
+    [base-p2c]="baseline arena-gateway (p2c_ewma)"
+    [base-all]="baseline arena-gateway (p2c_ewma, everything on)"
 )
 { arena_cluster "" p2c_ewma; arena_route 2s; } >"$WORK/arena-p2c.yaml"
 { arena_cluster "" round_robin; arena_route 2s; } >"$WORK/arena-rr.yaml"
@@ -66,6 +75,7 @@ start_proxy() { # name
             grep -q 'bare-pingora listening on' "$WORK/bare.log" || die "bare-pingora printed no banner"
             ;;
         arena-p2c | arena-all | arena-rr) run_proxy "$1" 100 "$GATEWAY" run -c "$WORK/$1.yaml" ;;
+        base-p2c | base-all) run_proxy "$1" 100 "$BASE_GATEWAY" run -c "$WORK/arena-${1#base-}.yaml" ;;
         *) die "unknown proxy $1" ;;
     esac
     # Status check before loading: the route must answer 200.
@@ -124,6 +134,12 @@ PAIRED_ALL_MEDIAN=$(paired_list arena-all | median_of)
     echo
     echo "Same ratios paired within each round (arena run / bare run of that round): everything on $PAIRED_ALL (median $PAIRED_ALL_MEDIAN); defaults $PAIRED (median $PAIRED_MEDIAN)."
     echo
+    if [[ -n $BASELINE ]]; then
+        for v in p2c all; do
+            awk -v a="$(median 8 "arena-$v")" -v b="$(median 8 "base-$v")" -v l="${LABEL[arena-$v]}" 'BEGIN {
+                if (b > 0) printf "**%s / its baseline build, CPU µs per request: %.2f / %.2f = %.3f**\n\n", l, a, b, a / b }'
+        done
+    fi
     run_warnings "$TOTAL_ERRORS" "$MAX_OTHER"
     wrk_runs_details
 } >"$MD"
