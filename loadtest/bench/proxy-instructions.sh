@@ -45,7 +45,7 @@ declare -A LABEL=(
 )
 if [[ -n $BASELINE ]]; then
     [[ -x $BASELINE ]] || usage_error "--baseline $BASELINE is not an executable"
-    for p in arena-p2c arena-all; do has "$p" && PROXIES+=("base-${p#arena-}"); done
+    for p in arena-p2c arena-all; do has "$p" && ! has "base-${p#arena-}" && PROXIES+=("base-${p#arena-}"); done
 fi
 for p in "${PROXIES[@]}"; do [[ -n ${LABEL[$p]:-} ]] || die "unknown proxy '$p' (bare, arena-p2c, arena-all)"; done
 

@@ -16,9 +16,9 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -40,21 +40,32 @@ const LINGER: Duration = Duration::from_secs(2);
 /// How many of them, at most.
 const LINGER_BYTES: usize = 256 * 1024;
 
-/// What the request path tells the guard of one connection (through `session.stream()`).
+/// Slack for a timer that fires a hair before its deadline (the wheel counts milliseconds).
+const TIMER_SLACK: Duration = Duration::from_millis(1);
+
+/// What the request path and the guard tell each other of one connection (through
+/// `session.stream()`).
 #[derive(Debug)]
 pub struct ConnState {
-    pub accepted: Instant,
     heads: AtomicU32,
     done: AtomicU32,
+    /// Older than `max_connection_duration` when its current request began: answer with
+    /// `connection: close`. Judged by the guard, which reads the clock at that moment anyway.
+    retire: AtomicBool,
 }
 
 impl ConnState {
-    fn new(accepted: Instant) -> Self {
+    fn new() -> Self {
         ConnState {
-            accepted,
             heads: AtomicU32::new(0),
             done: AtomicU32::new(0),
+            retire: AtomicBool::new(false),
         }
+    }
+
+    /// Whether this connection should close after the current answer (it is too old).
+    pub fn retiring(&self) -> bool {
+        self.retire.load(Ordering::Relaxed)
     }
 
     /// A request head was parsed: its body and answer are pingora's to time.
@@ -73,11 +84,12 @@ impl ConnState {
 enum Phase {
     /// Between requests (or before the first byte of a later one).
     Idle,
-    /// Reading a request head: `bytes` of it so far, `line` bytes into the current line, a
-    /// request line `begun` (empty lines before it are allowed, RFC 9112 §2.2).
+    /// Reading a request head: `bytes` of it so far, the current line has `content` (bytes
+    /// other than CR), a request line `begun` (empty lines before it are allowed, RFC 9112
+    /// §2.2).
     Head {
         bytes: usize,
-        line: usize,
+        content: bool,
         begun: bool,
         ended: bool,
     },
@@ -107,9 +119,17 @@ pub struct ClientStream {
     http1: bool,
     seen_heads: u32,
     seen_done: u32,
+    /// When the connection has lived `max_connection_duration` (never, past the clock's range).
+    retire_at: Option<Instant>,
     /// The deadline of the current phase, while one applies.
+    deadline: Option<Instant>,
+    /// Wakes the task at or before `deadline`. Moved only when the deadline comes earlier or
+    /// the timer fires early: resetting a tokio timer on every request costs a wheel update,
+    /// while a busy connection's deadlines only ever move later.
     timer: Pin<Box<Sleep>>,
-    armed: bool,
+    /// The waker the pending timer holds (polling it again with the same one would only
+    /// re-register it); none after a reset.
+    timer_waker: Option<Waker>,
     answer: &'static [u8],
     /// `arena_client_closed_total{reason}`.
     closed: IntCounterVec,
@@ -128,16 +148,17 @@ impl ClientStream {
         closed: IntCounterVec,
     ) -> Self {
         let now = Instant::now();
+        let first = now + limits.header_timeout;
         ClientStream {
             inner,
-            state: Arc::new(ConnState::new(now)),
+            state: Arc::new(ConnState::new()),
             limits,
             max_head,
             // The first request's head is due `header_timeout` after the connection opened.
             phase: if http1 {
                 Phase::Head {
                     bytes: 0,
-                    line: 0,
+                    content: false,
                     begun: false,
                     ended: false,
                 }
@@ -147,8 +168,10 @@ impl ClientStream {
             http1,
             seen_heads: 0,
             seen_done: 0,
-            timer: Box::pin(tokio::time::sleep_until(now + limits.header_timeout)),
-            armed: http1,
+            retire_at: now.checked_add(limits.max_connection_duration),
+            deadline: http1.then_some(first),
+            timer: Box::pin(tokio::time::sleep_until(first)),
+            timer_waker: None,
             answer: b"",
             closed,
             _permit: permit,
@@ -166,9 +189,38 @@ impl ClientStream {
         io.as_any().downcast_ref::<ClientStream>()
     }
 
-    fn arm(&mut self, after: Duration) {
-        self.timer.as_mut().reset(Instant::now() + after);
-        self.armed = true;
+    /// Gives the phase a deadline `after` from now; returns now.
+    fn arm(&mut self, after: Duration) -> Instant {
+        let now = Instant::now();
+        let deadline = now + after;
+        if self.timer.deadline() > deadline {
+            self.timer.as_mut().reset(deadline);
+            self.timer_waker = None;
+        }
+        self.deadline = Some(deadline);
+        now
+    }
+
+    /// Whether the phase's deadline has passed; if not, the timer will wake the task for it.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = self.deadline else {
+            return false;
+        };
+        let waiting = self.timer_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+        if waiting && !self.timer.is_elapsed() {
+            return false;
+        }
+        while self.timer.as_mut().poll(cx).is_ready() {
+            if Instant::now() + TIMER_SLACK >= deadline {
+                return true;
+            }
+            // It fired for an earlier deadline of this connection: on to the current one.
+            self.timer.as_mut().reset(deadline);
+        }
+        if !waiting {
+            self.timer_waker = Some(cx.waker().clone());
+        }
+        false
     }
 
     /// Applies what the request path said since the last poll.
@@ -191,7 +243,7 @@ impl ClientStream {
         }
         if heads > done {
             self.phase = Phase::Serving;
-            self.armed = false;
+            self.deadline = None;
         } else {
             self.phase = Phase::Idle;
             self.arm(self.limits.keepalive_timeout);
@@ -214,7 +266,7 @@ impl ClientStream {
     fn scan(&mut self, bytes: &[u8]) -> Result<(), ()> {
         let Phase::Head {
             bytes: n,
-            line,
+            content,
             begun,
             ended,
         } = &mut self.phase
@@ -224,23 +276,40 @@ impl ClientStream {
         if *ended {
             return Ok(());
         }
-        for (i, b) in bytes.iter().enumerate() {
-            match b {
-                b'\n' if *line == 0 && *begun => {
-                    // The blank line: the head is complete (what follows is a body or the next
-                    // request, for pingora to handle).
-                    *n += i;
-                    *ended = true;
-                    self.armed = false;
-                    return Ok(());
-                }
-                b'\n' => *line = 0,
-                b'\r' => {}
-                _ => {
-                    *line += 1;
-                    *begun = true;
-                }
+        // Most reads hold a whole head and nothing after it: when the read ends with a blank
+        // line after the request line, the head ends in it (there, or at an earlier blank line:
+        // either way the head is complete and within the read).
+        if let [rest @ .., b'\n'] = bytes {
+            let before = rest.iter().rposition(|&b| b != b'\r');
+            let blank = match before {
+                None => !*content,
+                Some(i) => rest[i] == b'\n',
+            };
+            if blank && (*begun || bytes.iter().any(|&b| b != b'\r' && b != b'\n')) {
+                *ended = true;
+                self.deadline = None;
+                return Ok(());
             }
+        }
+        // Line by line (memchr), looking only at the start of each line: a line is blank when
+        // it holds nothing but CRs, and `all` stops at a line's first other byte.
+        let mut start = 0;
+        for nl in memchr::memchr_iter(b'\n', bytes) {
+            let blank = !*content && bytes[start..nl].iter().all(|&b| b == b'\r');
+            if blank && *begun {
+                // The blank line: the head is complete (what follows is a body or the next
+                // request, for pingora to handle).
+                *ended = true;
+                self.deadline = None;
+                return Ok(());
+            }
+            *begun |= !blank;
+            *content = false;
+            start = nl + 1;
+        }
+        if bytes[start..].iter().any(|&b| b != b'\r') {
+            *content = true;
+            *begun = true;
         }
         *n += bytes.len();
         if *n > self.max_head {
@@ -265,7 +334,8 @@ impl ClientStream {
                         written: written + n,
                     }
                 }
-                Poll::Pending => return self.poll_timer(cx),
+                Poll::Pending if self.expired(cx) => self.phase = Phase::Closed,
+                Poll::Pending => return Poll::Pending,
             }
         }
         Poll::Ready(Ok(()))
@@ -274,7 +344,7 @@ impl ClientStream {
     fn poll_lingering(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut scratch = [0u8; 4096];
         while let Phase::Lingering { dropped } = self.phase {
-            if dropped >= LINGER_BYTES || self.timer.as_mut().poll(cx).is_ready() {
+            if dropped >= LINGER_BYTES || self.expired(cx) {
                 self.phase = Phase::Closed;
                 break;
             }
@@ -290,15 +360,6 @@ impl ClientStream {
             }
         }
         Poll::Ready(Ok(()))
-    }
-
-    /// Pending until the timer fires; then the phase gives up.
-    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.timer.as_mut().poll(cx).is_ready() {
-            self.phase = Phase::Closed;
-            return Poll::Ready(Ok(()));
-        }
-        Poll::Pending
     }
 }
 
@@ -324,8 +385,12 @@ impl AsyncRead for ClientStream {
                 _ => break,
             }
         }
-        if this.armed && this.timer.as_mut().poll(cx).is_ready() {
-            match this.phase {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        match polled {
+            // The deadline is judged only when the client has nothing more to give (data that is
+            // there is read first, and the head cap bounds a client that is never pending).
+            Poll::Pending if this.expired(cx) => match this.phase {
                 Phase::Head { begun: true, .. } => {
                     this.refuse(408);
                     return Pin::new(this).poll_read(cx, buf);
@@ -336,31 +401,29 @@ impl AsyncRead for ClientStream {
                     this.phase = Phase::Closed;
                     return Poll::Ready(Ok(()));
                 }
+            },
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                if this.phase == Phase::Idle {
+                    // The next request begins: its whole head is due within `header_timeout`.
+                    this.phase = Phase::Head {
+                        bytes: 0,
+                        content: false,
+                        begun: false,
+                        ended: false,
+                    };
+                    let now = this.arm(this.limits.header_timeout);
+                    if this.retire_at.is_some_and(|at| now >= at) {
+                        this.state.retire.store(true, Ordering::Relaxed);
+                    }
+                }
+                if this.scan(&buf.filled()[before..]).is_err() {
+                    // Hidden from pingora: the head is refused, not parsed.
+                    buf.set_filled(before);
+                    this.refuse(431);
+                    return Pin::new(this).poll_read(cx, buf);
+                }
             }
-        }
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = polled {
-            let read = buf.filled().len() - before;
-            if read == 0 {
-                return polled;
-            }
-            if this.phase == Phase::Idle {
-                // The next request begins: its whole head is due within `header_timeout`.
-                this.phase = Phase::Head {
-                    bytes: 0,
-                    line: 0,
-                    begun: false,
-                    ended: false,
-                };
-                this.arm(this.limits.header_timeout);
-            }
-            if this.scan(&buf.filled()[before..]).is_err() {
-                // Hidden from pingora: the head is refused, not parsed.
-                buf.set_filled(before);
-                this.refuse(431);
-                return Pin::new(this).poll_read(cx, buf);
-            }
+            _ => {}
         }
         polled
     }

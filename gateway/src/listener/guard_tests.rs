@@ -28,11 +28,23 @@ fn closed() -> IntCounterVec {
 
 /// (client end, guarded server end, its close counter)
 fn pair(max_head: usize) -> (DuplexStream, ClientStream, IntCounterVec) {
+    pair_with(limits(), max_head)
+}
+
+fn pair_with(limits: ClientLimits, max_head: usize) -> (DuplexStream, ClientStream, IntCounterVec) {
     let (client, server) = duplex(1 << 20);
     let permit = Caps::new().admit(None, 10, 10).unwrap();
     let counter = closed();
-    let guard = ClientStream::new(Box::new(server), limits(), max_head, permit, true, counter.clone());
+    let guard = ClientStream::new(Box::new(server), limits, max_head, permit, true, counter.clone());
     (client, guard, counter)
+}
+
+/// One whole request on `client`, read by the guard and answered.
+async fn request(client: &mut DuplexStream, guard: &mut ClientStream) {
+    client.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    read(guard).await;
+    guard.conn().head_parsed();
+    guard.conn().request_done();
 }
 
 /// What the guard hands on for one read.
@@ -148,4 +160,116 @@ async fn http2_connections_only_hold_their_slot() {
     assert_eq!(caps.open(), 1);
     drop(guard);
     assert_eq!(caps.open(), 0, "the slot is freed with the connection");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_connection_is_timed_from_its_last_request_not_from_an_earlier_one() {
+    // The guard leaves its timer at an earlier (sooner) deadline while later ones pile up: when
+    // it fires, the connection must not be closed for a deadline that has moved on.
+    let (mut client, mut guard, counter) = pair(32 * 1024);
+    for _ in 0..40 {
+        request(&mut client, &mut guard).await;
+        tokio::time::advance(Duration::from_secs(7)).await;
+    }
+    request(&mut client, &mut guard).await;
+    let last = Instant::now();
+    // Nothing more: paused time runs to the guard's next deadline, which is keepalive_timeout
+    // after the last request, although 41 header and keep-alive deadlines came before it.
+    assert!(read(&mut guard).await.is_empty());
+    let idle = last.elapsed();
+    assert!(
+        idle >= Duration::from_secs(60) && idle < Duration::from_secs(61),
+        "closed after {idle:?} idle"
+    );
+    assert_eq!(counter.with_label_values(&["idle"]).get(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_past_its_max_duration_retires_at_its_next_request() {
+    let mut l = limits();
+    l.max_connection_duration = Duration::from_secs(100);
+    let (mut client, mut guard, _) = pair_with(l, 32 * 1024);
+    for i in 0..4 {
+        request(&mut client, &mut guard).await;
+        assert!(!guard.conn().retiring(), "request {i} at {}s", i * 30);
+        tokio::time::advance(Duration::from_secs(30)).await;
+    }
+    request(&mut client, &mut guard).await;
+    assert!(
+        guard.conn().retiring(),
+        "the request begun at 120 s answers `connection: close`"
+    );
+}
+
+/// The head scan as it was written first, byte by byte: where the head ends (the index of the
+/// LF of its blank line), if it does.
+fn head_end(bytes: &[u8]) -> Option<usize> {
+    let (mut line, mut begun) = (0usize, false);
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'\n' if line == 0 && begun => return Some(i),
+            b'\n' => line = 0,
+            b'\r' => {}
+            _ => {
+                line += 1;
+                begun = true;
+            }
+        }
+    }
+    None
+}
+
+fn head_bytes() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    prop_oneof![
+        proptest::collection::vec(proptest::sample::select(&[b'\r', b'\n', b'G', b' ', b':'][..]), 0..64),
+        proptest::collection::vec(any::<u8>(), 0..64),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(crate::props::config(1024))]
+
+    /// However the bytes are split into reads, the scan finds that the head ended exactly when
+    /// the byte-by-byte scan does, and refuses a head exactly when it outgrows the cap first.
+    #[test]
+    fn the_head_scan_finds_the_end_wherever_the_reads_split_it(
+        bytes in head_bytes(),
+        cuts in proptest::collection::vec(0usize..64, 0..6),
+        max_head in 0usize..80,
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let _in_rt = rt.enter();
+        let (_client, mut guard, _) = pair(max_head);
+        let mut cuts: Vec<usize> = cuts.into_iter().filter(|&c| c <= bytes.len()).collect();
+        cuts.push(0);
+        cuts.push(bytes.len());
+        cuts.sort_unstable();
+        let want = head_end(&bytes);
+        let mut refused_at = None;
+        for w in cuts.windows(2) {
+            if guard.scan(&bytes[w[0]..w[1]]).is_err() {
+                refused_at = Some(w[1]);
+                break;
+            }
+        }
+        match (guard.phase, want) {
+            (Phase::Head { ended: true, .. }, Some(_)) => proptest::prop_assert!(refused_at.is_none()),
+            (Phase::Head { ended: false, bytes: n, .. }, want) => {
+                // Not ended: either no blank line, or the cap was hit before the read holding it.
+                match refused_at {
+                    Some(at) => {
+                        proptest::prop_assert_eq!(n, at);
+                        proptest::prop_assert!(n > max_head);
+                        proptest::prop_assert!(want.is_none_or(|end| end >= at));
+                    }
+                    None => {
+                        proptest::prop_assert!(want.is_none());
+                        proptest::prop_assert!(n == bytes.len() && n <= max_head);
+                    }
+                }
+            }
+            (phase, want) => proptest::prop_assert!(false, "{phase:?} vs {want:?}"),
+        }
+    }
 }

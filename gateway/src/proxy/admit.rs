@@ -27,7 +27,7 @@ pub fn connection(session: &mut Session, limits: &ClientLimits, draining: bool) 
     if let Some(guard) = session.stream().and_then(ClientStream::of) {
         let conn = guard.conn();
         conn.head_parsed();
-        over_age = conn.accepted.elapsed() >= limits.max_connection_duration;
+        over_age = conn.retiring();
     }
     if draining || over_age {
         // This answer says `connection: close`: the client reconnects (elsewhere, if leaving).
