@@ -99,8 +99,8 @@ pub enum PathMatch {
 pub struct References<'a> {
     pub clusters: &'a [(usize, ClusterSpec)],
     pub faas: &'a [FaasSpec],
-    /// The file has a `redis:` section (needed by `scope: cluster` limits).
-    pub redis: bool,
+    /// What the file's `redis:` section says (needed by `scope: cluster` limits).
+    pub redis: super::limits::SharedBudget,
 }
 
 /// Validates the decoded `routes:` items; warns about shadowed routes and unused clusters.
