@@ -8,7 +8,7 @@ use http::HeaderName;
 use serde::{Deserialize, Serialize};
 
 use super::defaults::{rate_limit as def, redis as redis_def};
-use super::fields::{expand_env, path};
+use super::fields::{expand_env, internal_header_error, is_internal_header, path};
 use super::secret::{redact_url, Secret};
 use super::ser::{header_name, human};
 use super::{dur_or, Dur};
@@ -131,6 +131,13 @@ pub fn rate_limit(
             Some("`client_ip`, `header:NAME` or `route`".into()),
         );
     }
+    let key = match key {
+        Some(LimitKey::Header(h)) if is_internal_header(h.as_str()) => {
+            internal_header_error(c, &at("key"), h.as_str(), "rate_limit.key");
+            None
+        }
+        k => k,
+    };
     if rl.requests_per_second == 0 {
         c.error_at(
             &at("requests_per_second"),

@@ -405,3 +405,30 @@ fn redis_urls_take_env_and_are_shown_masked() {
     assert!(bad.contains("bad redis url `redis://:***@[::1`"), "{bad}");
     assert!(!bad.contains("hunter2"), "{bad}");
 }
+
+/// A client's `x-arena-*` headers are dropped before routing: a route, a hash key or a rate
+/// limit keyed on one could never see it, so each is an error at its position.
+#[test]
+fn nothing_may_match_or_key_on_internal_headers() {
+    let text = "\
+listeners: [{ name: p, address: 127.0.0.1:8080 }]
+clusters:
+  - { name: c, endpoints: [\"127.0.0.1:1\"], lb: consistent_hash, hash_key: \"header:x-arena-user\" }
+routes:
+  - name: r
+    match: { headers: { X-Arena-Backend: \"10.0.0.1:80\" } }
+    cluster: c
+    rate_limit: { requests_per_second: 9, key: \"header:x-arena-key\" }
+";
+    let all = diags(text);
+    for needle in [
+        "hash_key cannot use header `x-arena-user`: a client's `x-arena-*` headers are dropped before routing @ l.yaml:3:75",
+        "a route match cannot use header `x-arena-backend`",
+        "@ l.yaml:6:23",
+        "rate_limit.key cannot use header `x-arena-key`",
+        "@ l.yaml:8:48",
+        "the gateway's own signals",
+    ] {
+        assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
+    }
+}
