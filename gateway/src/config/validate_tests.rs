@@ -432,3 +432,84 @@ routes:
         assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
     }
 }
+
+fn admin_of(admin: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigErrors> {
+    load_with_env(
+        &format!("listeners: [{{ name: p, address: 127.0.0.1:8080 }}]\nadmin: {admin}\n"),
+        "a.yaml",
+        env,
+    )
+}
+
+/// Admin reads need the token by default beyond loopback; a config that would leave them
+/// needing a token nobody has is rejected at its position.
+#[test]
+fn admin_reads_need_the_token_beyond_loopback_by_default() {
+    let env = |n: &str| (n == "ARENA_TEST_ADMIN").then(|| "s3cret".to_string());
+    let read = |admin: &str| admin_of(admin, &env).unwrap().config.admin.read_token;
+    assert_eq!(read("{ address: 127.0.0.1:9901 }"), ReadToken::Optional);
+    assert_eq!(read("{ address: \"[::1]:9901\" }"), ReadToken::Optional);
+    assert_eq!(
+        read("{ address: 0.0.0.0:9901, token_env: ARENA_TEST_ADMIN }"),
+        ReadToken::Required
+    );
+    assert_eq!(
+        read("{ address: \"[::]:9901\", token_env: ARENA_TEST_ADMIN }"),
+        ReadToken::Required
+    );
+    assert_eq!(
+        read("{ address: 127.0.0.1:9901, token_env: ARENA_TEST_ADMIN, read_token: required }"),
+        ReadToken::Required
+    );
+    let open = admin_of(
+        "{ address: 0.0.0.0:9901, token_env: ARENA_TEST_ADMIN, read_token: optional }",
+        &env,
+    )
+    .unwrap();
+    assert_eq!(open.config.admin.read_token, ReadToken::Optional);
+    assert!(
+        open.warnings
+            .iter()
+            .any(|w| w.to_string().contains("reads (/metrics, /config, /clusters) are open")),
+        "{:?}",
+        open.warnings
+    );
+    let token = admin_of("{ address: 0.0.0.0:9901, token_env: ARENA_TEST_ADMIN }", &env)
+        .unwrap()
+        .config;
+    assert_eq!(token.admin.token.as_ref().map(|t| t.expose()), Some("s3cret"));
+    assert!(!format!("{:?}{}", token.admin, serde_json::to_string(&token).unwrap()).contains("s3cret"));
+
+    let errs = |admin: &str| {
+        admin_of(admin, &env)
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|d| format!("{} @ {} | {:?}", d.message, d.location, d.hint))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let beyond = errs("{ address: 0.0.0.0:9901 }");
+    assert!(
+        beyond.contains("admin reads need the bearer token (0.0.0.0:9901 is beyond loopback), but no `admin.token_env` is set @ a.yaml:2:19"),
+        "{beyond}"
+    );
+    assert!(beyond.contains("or `read_token: optional`"), "{beyond}");
+    let explicit = errs("{ address: 127.0.0.1:9901, read_token: required }");
+    assert!(
+        explicit.contains("(`read_token: required`)") && explicit.contains("@ a.yaml:2:47"),
+        "{explicit}"
+    );
+    let unset = errs("{ address: 0.0.0.0:9901, token_env: ARENA_TEST_UNSET }");
+    assert!(
+        unset.contains(
+            "environment variable `ARENA_TEST_UNSET` is unset or empty, and admin reads need the token @ a.yaml:2:44"
+        ),
+        "{unset}"
+    );
+    let bad = errs("{ address: 0.0.0.0:9901, read_token: sometimes }");
+    assert!(
+        bad.contains("unknown value `sometimes` @ a.yaml:2:45") && bad.contains("required, optional"),
+        "{bad}"
+    );
+}
