@@ -6,8 +6,8 @@ mod support;
 
 use std::process::Command;
 
-use support::gateway::{Gateway, Pod};
-use support::http::{client, get};
+use support::gateway::{Gateway, Pod, TOKEN};
+use support::http::{client, get, post};
 use support::procs::{bin, TempDir};
 
 #[tokio::test]
@@ -61,6 +61,109 @@ async fn admin_exposes_health_metrics_config_and_pods() {
     );
 
     assert_eq!(get(&c, gw.admin, "/nothing", &[]).await.status, 404);
+}
+
+/// With `read_token: required` (the default off loopback) every admin call but the probes
+/// needs the bearer token — the endpoints of today and any added later.
+#[tokio::test]
+async fn admin_reads_need_the_token_when_required() {
+    let pod = Pod::start("127.0.0.92", &[]);
+    let body = format!(
+        "clusters:\n  - {{ name: c, endpoints: [\"{}\"] }}\nroutes:\n  - {{ name: all, match: {{}}, cluster: c }}\n",
+        pod.addr
+    );
+    let gw = Gateway::start_admin("  read_token: required\n", &body, &[]);
+    let c = client();
+    let bearer = format!("Bearer {TOKEN}");
+    let good = [("authorization", bearer.as_str())];
+    let wrong = [("authorization", "Bearer not-the-token")];
+    // Probes stay open.
+    assert_eq!(get(&c, gw.admin, "/healthz", &[]).await.status, 200);
+    assert_eq!(get(&c, gw.admin, "/readyz", &[]).await.status, 200);
+    for path in ["/metrics", "/config", "/clusters", "/releases", "/ui", "/nothing"] {
+        for headers in [&[][..], &wrong[..]] {
+            let r = get(&c, gw.admin, path, headers).await;
+            assert_eq!(r.status, 401, "{path} {headers:?}: {}", r.text());
+            assert_eq!(r.header("www-authenticate"), Some("Bearer"), "{path}");
+            assert_eq!(r.json()["error"], "unauthorized");
+        }
+    }
+    let m = get(&c, gw.admin, "/metrics", &good).await;
+    assert_eq!(m.status, 200);
+    assert!(m.text().contains("arena_config_generation 1"), "{}", m.text());
+    let cfg = get(&c, gw.admin, "/config", &good).await.json();
+    assert_eq!(cfg["config"]["admin"]["read_token"], "required");
+    assert_eq!(get(&c, gw.admin, "/clusters", &good).await.status, 200);
+    assert_eq!(get(&c, gw.admin, "/nothing", &good).await.status, 404);
+    // Mutating calls need it as before.
+    assert_eq!(post(&c, gw.admin, "/reload", &[]).await.status, 401);
+    assert_eq!(post(&c, gw.admin, "/reload", &good).await.status, 200);
+}
+
+/// Nothing `/config`, `/clusters` or `/metrics` answer holds a secret: Redis passwords
+/// (`user:pass@` and `:pass@`, written or from `${env:}`), FaaS header values and URL
+/// credentials, the admin token — nor does a rejected reload's answer or its diagnostics.
+#[tokio::test]
+async fn admin_answers_never_show_secrets() {
+    let pod = Pod::start("127.0.0.93", &[]);
+    let env = [
+        ("ARENA_TEST_REDIS_PW", "redis-pw-from-env-S2"),
+        ("ARENA_TEST_FN_TOKEN", "fn-token-from-env-S3"),
+    ];
+    let secrets = [
+        "redis-pw-written-S1",
+        "redis-pw-from-env-S2",
+        "fn-token-from-env-S3",
+        "fn-url-pw-S4",
+        "redis-pw-rejected-S5",
+        TOKEN,
+    ];
+    let body = |redis_url: &str| {
+        format!(
+            "redis: {{ url: \"{redis_url}\", replicas: 2 }}\nfaas:\n  - name: f\n    kind: http\n    url: \"http://fn:fn-url-pw-S4@127.0.0.93:1\"\n    headers: {{ authorization: \"Bearer ${{env:ARENA_TEST_FN_TOKEN}}\", x-key: \"${{env:ARENA_TEST_FN_TOKEN}}\" }}\nclusters:\n  - {{ name: c, endpoints: [\"{}\"] }}\nroutes:\n  - name: all\n    match: {{}}\n    cluster: c\n    fallback: {{ faas: f }}\n    rate_limit: {{ requests_per_second: 100, scope: cluster }}\n",
+            pod.addr
+        )
+    };
+    let c = client();
+    let bearer = format!("Bearer {TOKEN}");
+    let auth = [("authorization", bearer.as_str())];
+    for url in [
+        "redis://arena:redis-pw-written-S1@127.0.0.1:1/0",
+        "redis://:${env:ARENA_TEST_REDIS_PW}@127.0.0.1:1",
+    ] {
+        let gw = Gateway::start_admin("", &body(url), &env);
+        // Traffic first, so the metrics and the pod table have something to show.
+        assert_eq!(get(&c, gw.addr, "/v1/matches", &[]).await.status, 200);
+        let mut answers = Vec::new();
+        for path in ["/config", "/clusters", "/metrics"] {
+            let r = get(&c, gw.admin, path, &auth).await;
+            assert_eq!(r.status, 200, "{path}");
+            answers.push((path, r.text()));
+        }
+        // A reload rejected for a bad Redis URL quotes it, masked.
+        gw.write_body(&body("redis://:redis-pw-rejected-S5@[::1"));
+        let rejected = post(&c, gw.admin, "/reload", &auth).await;
+        assert_eq!(rejected.status, 400, "{}", rejected.text());
+        assert!(rejected.text().contains("bad redis url"), "{}", rejected.text());
+        answers.push(("POST /reload", rejected.text()));
+        answers.push(("/config after", get(&c, gw.admin, "/config", &auth).await.text()));
+        for (path, text) in &answers {
+            for secret in secrets {
+                assert!(!text.contains(secret), "{url}: `{secret}` in {path}:\n{text}");
+            }
+        }
+        let cfg: serde_json::Value = serde_json::from_str(&answers[0].1).unwrap();
+        let shown = cfg["config"]["redis"]["url"].as_str().unwrap();
+        assert!(shown.contains(":***@127.0.0.1:1"), "{shown}");
+        assert_eq!(
+            cfg["config"]["faas"][0]["target"]["http"]["url"],
+            "http://fn:***@127.0.0.93:1"
+        );
+        assert_eq!(
+            cfg["config"]["faas"][0]["headers"],
+            serde_json::json!(["authorization", "x-key"])
+        );
+    }
 }
 
 #[test]

@@ -153,26 +153,64 @@ async fn configmap_config_serves_the_headless_service_pods() {
     let dir = TempDir::new("deploy");
     let file = dir.0.join("gateway.yaml");
     std::fs::write(&file, &local).unwrap();
+
+    // The admin token comes from the Secret, which the pod cannot start without, through the
+    // variable the config names; reads need it (the admin port is beyond loopback there).
+    let deployment = find("deploy/kubernetes/gateway.yaml", "Deployment", "arena-gateway");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let token_env = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token_env: "))
+        .expect("the ConfigMap's config names admin.token_env")
+        .trim();
+    assert!(text.contains("read_token: required"), "{text}");
+    let env = container["env"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|e| str_at(e, &["name"]) == token_env)
+        .unwrap_or_else(|| panic!("the Deployment does not set {token_env}"));
+    let secret = &env["valueFrom"]["secretKeyRef"];
+    assert_eq!(str_at(secret, &["name"]), "arena-admin-token");
+    assert_eq!(str_at(secret, &["key"]), "token");
+    let optional = secret
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k.as_str() == Some("optional"))
+        .and_then(|(_, v)| v.as_bool());
+    assert_ne!(optional, Some(true), "the token Secret must be required");
+    let token = "deploy-test-token";
     let check = Command::new(bin("arena-gateway"))
         .args(["check", "-c"])
         .arg(&file)
+        .env(token_env, token)
         .output()
         .unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    // Without the token it is refused at load, not left with reads nobody can make.
+    let no_token = Command::new(bin("arena-gateway"))
+        .args(["check", "-c"])
+        .arg(&file)
+        .env_remove(token_env)
+        .output()
+        .unwrap();
+    assert!(!no_token.status.success());
 
     // Started with the Deployment's own arguments (config path moved to the temp file).
-    let deployment = find("deploy/kubernetes/gateway.yaml", "Deployment", "arena-gateway");
     let mut args = container_args(&deployment);
     assert_eq!(args, ["run", "-c", "/etc/arena/gateway.yaml"]);
     args[2] = file.display().to_string();
     let mut cmd = Command::new(bin("arena-gateway"));
-    cmd.args(&args).env("RUST_LOG", "warn");
+    cmd.args(&args).env("RUST_LOG", "warn").env(token_env, token);
     let _gw = Proc::spawn("arena-gateway", cmd);
     support::procs::wait_listening(admin, Duration::from_secs(15));
+    let bearer = format!("Bearer {token}");
+    let auth = [("authorization", bearer.as_str())];
 
-    // The probes' paths answer; readiness comes once DNS has given pods.
+    // The probes' paths answer without a token; readiness comes once DNS has given pods.
     let c = client();
-    let probes = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let probes = container;
     assert_eq!(
         get(&c, admin, str_at(probes, &["livenessProbe", "httpGet", "path"]), &[])
             .await
@@ -198,8 +236,23 @@ async fn configmap_config_serves_the_headless_service_pods() {
     for _ in 0..20 {
         assert_eq!(get(&c, addr, "/v1/matches", &[]).await.status, 200);
     }
+    // Prometheus' scrape works with the token and only with it.
+    assert_eq!(get(&c, admin, "/metrics", &[]).await.status, 401);
+    let scrape = get(
+        &c,
+        admin,
+        str_at(
+            &deployment,
+            &["spec", "template", "metadata", "annotations", "prometheus.io/path"],
+        ),
+        &auth,
+    )
+    .await;
+    assert_eq!(scrape.status, 200);
+    assert!(scrape.text().contains("arena_requests_total"), "{}", scrape.text());
     // Both pods were discovered through SRV, with the ports their records carry.
-    let clusters = get(&c, admin, "/clusters", &[]).await.json();
+    assert_eq!(get(&c, admin, "/clusters", &[]).await.status, 401);
+    let clusters = get(&c, admin, "/clusters", &auth).await.json();
     let mut found: Vec<String> = clusters["clusters"][0]["pods"]
         .as_array()
         .unwrap()

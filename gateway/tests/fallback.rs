@@ -83,7 +83,13 @@ async fn all_pods_down_every_request_is_served_by_the_function() {
 async fn function_down_too_gives_503_naming_both_failures() {
     let mut f = HttpFunction::start();
     let mut a = Pod::start("127.0.0.123", &[]);
-    let body = config(&[&a], &http_fn(&f), "    fallback: { faas: verify-fn }\n");
+    let dir = support::procs::TempDir::new("fallback-failed");
+    let log = dir.0.join("access.log");
+    let body = format!(
+        "access_log: {{ output: \"{}\" }}\n{}",
+        log.display(),
+        config(&[&a], &http_fn(&f), "    fallback: { faas: verify-fn }\n")
+    );
     let gw = Gateway::start(&body);
     a.proc.kill();
     f.kill();
@@ -93,8 +99,36 @@ async fn function_down_too_gives_503_naming_both_failures() {
     let j = r.json();
     assert_eq!(j["error"], "fallback_failed");
     assert_eq!(j["request_id"], "doom-1");
+    // The client is told both failed — the pods and the function — without where or why.
     let msg = j["message"].as_str().unwrap();
-    assert!(msg.contains(&a.addr.to_string()) && msg.contains("verify-fn"), "{msg}");
+    assert!(msg.contains("pods") && msg.contains("function"), "{msg}");
+    let text = r.text();
+    for secret in [a.addr.ip().to_string(), f.url(), "verify-fn".to_string()] {
+        assert!(!text.contains(&secret), "`{secret}` in {text}");
+    }
+    // Both causes, with the pod and the function named, are in the access log.
+    let detail = access_detail(&log, "doom-1").await;
+    assert!(
+        detail.contains(&a.addr.to_string()) && detail.contains("verify-fn"),
+        "{detail}"
+    );
+}
+
+/// The `detail` of the access-log line of request `id` in `file` (10 s at most).
+async fn access_detail(file: &std::path::Path, id: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let line = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|l| l["request_id"] == id);
+        if let Some(l) = line {
+            return l["detail"].as_str().unwrap_or_default().to_string();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no line for {id}:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

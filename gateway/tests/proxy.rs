@@ -82,10 +82,10 @@ async fn routes_requests_and_adds_debug_headers_and_request_ids() {
     assert_eq!(r.status, 404);
 }
 
-#[tokio::test]
-async fn request_id_and_forwarded_for_reach_the_pod() {
-    // A hand-written pod that echoes the headers it received.
-    let listener = tokio::net::TcpListener::bind("127.0.0.52:0").await.unwrap();
+/// A hand-written pod on `ip` that answers every request with the head it received, as JSON
+/// `{"head": "..."}` (lowercased).
+async fn echo_pod(ip: &str) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind(format!("{ip}:0")).await.unwrap();
     let pod_addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
@@ -112,6 +112,12 @@ async fn request_id_and_forwarded_for_reach_the_pod() {
             });
         }
     });
+    pod_addr
+}
+
+#[tokio::test]
+async fn request_id_and_forwarded_for_reach_the_pod() {
+    let pod_addr = echo_pod("127.0.0.52").await;
     let body = format!("clusters:\n  - name: echo\n    endpoints: [\"{pod_addr}\"]\nroutes:\n  - name: all\n    match: {{}}\n    cluster: echo\n");
     let gw = Gateway::start(&body);
     let c = client();
@@ -126,6 +132,52 @@ async fn request_id_and_forwarded_for_reach_the_pod() {
         head.contains(&format!("x-request-id: {}", r.header("x-request-id").unwrap())),
         "{head}"
     );
+}
+
+/// `x-arena-*` headers are the gateway's own signals: a client's are dropped before routing,
+/// so none reaches a pod (nor a hedged try, nor a function) and none can be faked.
+#[tokio::test]
+async fn client_sent_internal_headers_are_stripped_and_bad_request_ids_replaced() {
+    let pod_addr = echo_pod("127.0.0.59").await;
+    let body = format!(
+        "clusters:\n  - name: echo\n    endpoints: [\"{pod_addr}\"]\nroutes:\n  - name: hedged\n    match: {{ path_prefix: /hedged }}\n    cluster: echo\n    hedge: {{ after: 1s }}\n  - name: all\n    match: {{}}\n    cluster: echo\n"
+    );
+    let gw = Gateway::start(&body);
+    let c = client();
+    let faked = [
+        ("x-arena-backend", "10.9.9.9:80"),
+        ("X-Arena-Route", "admin"),
+        ("x-arena-attempts", "0"),
+        ("x-arena-anything", "1"),
+        ("x-tenant", "douyu"),
+    ];
+    for path in ["/v1/matches", "/hedged/x"] {
+        let r = get(&c, gw.addr, path, &faked).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let head = r.json()["head"].as_str().unwrap().to_string();
+        assert!(
+            !head.contains("x-arena-"),
+            "{path}: internal headers reached the pod:\n{head}"
+        );
+        assert!(head.contains("x-tenant: douyu"), "{path}: other headers pass:\n{head}");
+        // The gateway's own debug headers on the answer are its own, not the client's.
+        assert_eq!(r.header("x-arena-backend"), Some(pod_addr.to_string().as_str()));
+    }
+
+    // A client's request id is kept only when well formed: printable ASCII, at most 128 bytes.
+    for bad in ["has space", &"x".repeat(129)] {
+        let r = get(&c, gw.addr, "/v1/matches", &[("x-request-id", bad)]).await;
+        assert_eq!(r.status, 200);
+        let id = r.header("x-request-id").unwrap().to_string();
+        assert_ne!(id, *bad);
+        assert!(id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        let head = r.json()["head"].as_str().unwrap().to_string();
+        assert!(head.contains(&format!("x-request-id: {id}\r\n")), "{head}");
+        assert!(!head.contains(&bad.to_lowercase()), "{head}");
+    }
+    let good = "x".repeat(128);
+    let r = get(&c, gw.addr, "/v1/matches", &[("x-request-id", good.as_str())]).await;
+    assert_eq!(r.header("x-request-id"), Some(good.as_str()));
 }
 
 #[tokio::test]
@@ -167,8 +219,11 @@ async fn unreachable_pods_fail_over_or_answer_502() {
     let live = Pod::start("127.0.0.54", &["--name", "live"]);
     // An address where nothing listens: a port taken and released.
     let dead = free_addr("127.0.0.55").unwrap();
+    let dir = support::procs::TempDir::new("unreachable");
+    let log = dir.0.join("access.log");
     let body = format!(
-        "clusters:\n  - name: mixed\n    endpoints: [\"{dead}\", \"{}\"]\n    lb: round_robin\n  - name: gone\n    endpoints: [\"{dead}\"]\nroutes:\n  - name: mixed\n    match: {{ path_prefix: /v1/matches }}\n    cluster: mixed\n  - name: gone\n    match: {{ path_prefix: /v1/players }}\n    cluster: gone\n",
+        "access_log: {{ output: \"{}\" }}\nclusters:\n  - name: mixed\n    endpoints: [\"{dead}\", \"{}\"]\n    lb: round_robin\n  - name: gone\n    endpoints: [\"{dead}\"]\nroutes:\n  - name: mixed\n    match: {{ path_prefix: /v1/matches }}\n    cluster: mixed\n  - name: gone\n    match: {{ path_prefix: /v1/players }}\n    cluster: gone\n",
+        log.display(),
         live.addr
     );
     let gw = Gateway::start(&body);
@@ -184,7 +239,16 @@ async fn unreachable_pods_fail_over_or_answer_502() {
     let j = r.json();
     assert_eq!(j["error"], "upstream_unreachable");
     assert_eq!(j["request_id"], "p-1");
-    assert!(j["message"].as_str().unwrap().contains(&dead.to_string()));
+    // The client learns what failed, not where: no pod address, no pingora cause.
+    let msg = j["message"].as_str().unwrap();
+    assert_eq!(msg, "the upstream could not be reached");
+    assert!(!r.text().contains(&dead.ip().to_string()), "{}", r.text());
+    // The detail is in the access log, for the operator.
+    let lines = access_lines(&log, 1).await;
+    let l = lines.iter().find(|l| l["request_id"] == "p-1").unwrap();
+    assert_eq!(l["error"], "upstream_unreachable");
+    let detail = l["detail"].as_str().unwrap();
+    assert!(detail.contains(&dead.to_string()), "{detail}");
 }
 
 #[tokio::test]

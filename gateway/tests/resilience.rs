@@ -266,7 +266,7 @@ async fn cluster_rate_limit_is_shared_through_redis_and_survives_its_loss() {
     let (mut redis, redis_addr) = redis();
     let pod = Pod::start("127.0.0.110", &[]);
     let body = format!(
-        "redis: {{ url: \"redis://{redis_addr}\", timeout: 100ms }}\nclusters:\n  - name: c\n    endpoints: [\"{}\"]\nroutes:\n  - name: matches\n    match: {{}}\n    cluster: c\n    rate_limit: {{ requests_per_second: 30, burst: 5, key: route, scope: cluster, local_share: 0.5 }}\n",
+        "redis: {{ url: \"redis://{redis_addr}\", timeout: 100ms, replicas: 2 }}\nclusters:\n  - name: c\n    endpoints: [\"{}\"]\nroutes:\n  - name: matches\n    match: {{}}\n    cluster: c\n    rate_limit: {{ requests_per_second: 30, burst: 5, key: route, scope: cluster }}\n",
         pod.addr
     );
     let a = Gateway::start(&body);
@@ -282,7 +282,8 @@ async fn cluster_rate_limit_is_shared_through_redis_and_survives_its_loss() {
     );
     assert!(ra.0 > 0 && rb.0 > 0);
 
-    // Redis dies: no errors, each gateway keeps limiting locally at half the rate.
+    // Redis dies: no errors, each gateway keeps limiting locally at its share of the rate
+    // (1 / redis.replicas: together, the rate — not twice it).
     redis.kill();
     let (ra, rb) = tokio::join!(steady(a.addr, 40, 5, &[]), steady(b.addr, 40, 5, &[]));
     println!("without redis admitted a {} b {}", ra.0, rb.0);
@@ -347,7 +348,7 @@ async fn cluster_rate_limit_leases_tokens_in_batches() {
     let (_redis, redis_addr) = redis();
     let pod = Pod::start("127.0.0.113", &[]);
     let body = format!(
-        "redis: {{ url: \"redis://{redis_addr}\", timeout: 100ms }}\nclusters:\n  - name: c\n    endpoints: [\"{}\"]\nroutes:\n  - name: matches\n    match: {{}}\n    cluster: c\n    rate_limit: {{ requests_per_second: 100, burst: 20, batch: 10, key: route, scope: cluster }}\n",
+        "redis: {{ url: \"redis://{redis_addr}\", timeout: 100ms, replicas: 2 }}\nclusters:\n  - name: c\n    endpoints: [\"{}\"]\nroutes:\n  - name: matches\n    match: {{}}\n    cluster: c\n    rate_limit: {{ requests_per_second: 100, burst: 20, batch: 10, key: route, scope: cluster }}\n",
         pod.addr
     );
     let a = Gateway::start(&body);

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::defaults::cluster as def;
 use super::dns::dns_spec;
 pub use super::dns::{DnsFile, DnsSpec, RecordKind};
-use super::fields::{check_unique, parse_addr};
+use super::fields::{check_unique, internal_header_error, is_internal_header, parse_addr};
 use super::ser::{header_name, human, human_opt};
 use super::{dur_or, Dur};
 use crate::diag::{Diagnostics, Seg};
@@ -342,6 +342,12 @@ fn parse_hash_key(c: &mut Diagnostics<'_>, path: &[Seg], k: &str) -> Option<Hash
     };
     if key.is_none() {
         c.error_at(path, format!("bad hash_key `{k}`"), Some(bad.into()));
+    }
+    if let Some(HashKey::Header(h)) = &key {
+        if is_internal_header(h.as_str()) {
+            internal_header_error(c, path, h.as_str(), "hash_key");
+            return None;
+        }
     }
     key
 }

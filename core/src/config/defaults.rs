@@ -70,6 +70,12 @@ pub mod client {
 pub mod admin {
     /// Loopback only unless the operator says otherwise.
     pub const ADDRESS: &str = "127.0.0.1:9901";
+    /// `read_token` on a loopback address: reads (`/metrics`, `/config`, ...) are open to
+    /// whoever can reach the host's loopback, as before.
+    pub const READ_TOKEN_REQUIRED_ON_LOOPBACK: bool = false;
+    /// `read_token` on any other address: reads need the bearer token too (the config and the
+    /// pod table describe the fleet; only `/healthz` and `/readyz` stay open for probes).
+    pub const READ_TOKEN_REQUIRED_BEYOND_LOOPBACK: bool = true;
 }
 
 /// A cluster of pods (`clusters:`).
@@ -152,10 +158,17 @@ pub mod rate_limit {
     /// Counted on this gateway alone (`cluster` shares the budget through Redis).
     pub const SCOPE: LimitScope = LimitScope::Local;
     // The key defaults to the client IP and `burst` to one second of the rate.
-    /// Keys tracked at most per route; idle ones are evicted first.
+    /// Keys tracked at most per route, each with its own bucket; beyond, new keys share one
+    /// overflow bucket until idle buckets are swept (known keys keep theirs).
     pub const MAX_KEYS: usize = 100_000;
-    /// Share of the rate admitted locally while Redis is unreachable (`scope: cluster`).
-    pub const LOCAL_SHARE: f64 = 1.0;
+    /// `key: client_ip` counts an IPv6 client by this prefix: one customer's network (a /64
+    /// is what an ISP hands a single line), so rotating addresses within it gains nothing.
+    pub const IPV6_PREFIX: u8 = 64;
+    /// Share of the rate each gateway admits locally while Redis is unreachable (`scope:
+    /// cluster`): `1 / redis.replicas`, so the replicas together never admit more than the rate.
+    pub fn local_share(replicas: u32) -> f64 {
+        1.0 / f64::from(replicas.max(1))
+    }
     /// Tokens leased per Redis round trip: 1 / this of the rate (at least 1, at most burst).
     pub const BATCH_FRACTION: u32 = 100;
 }
@@ -197,4 +210,6 @@ pub mod redis {
 
     /// Longest wait for Redis on the request path before falling back to local limits.
     pub const TIMEOUT: Duration = Duration::from_millis(50);
+    /// Largest `replicas` accepted (a typo guard: far above any fleet sharing one Redis).
+    pub const MAX_REPLICAS: u32 = 10_000;
 }

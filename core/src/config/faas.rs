@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::defaults::faas as def;
 use super::fields::{check_unique, expand_env};
+use super::secret::redact_url;
 use super::ser::{header_names_only, human};
 use super::{dur_or, Dur};
 use crate::diag::{Diagnostics, Seg};
@@ -62,13 +63,27 @@ pub struct FaasSpec {
 #[serde(rename_all = "snake_case")]
 pub enum FaasTarget {
     Http {
+        /// Shown with any credentials masked.
+        #[serde(serialize_with = "redacted")]
         url: String,
     },
     AwsLambda {
         function: String,
         region: String,
+        #[serde(serialize_with = "redacted_opt")]
         endpoint: Option<String>,
     },
+}
+
+fn redacted<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_url(url))
+}
+
+fn redacted_opt<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(u) => s.serialize_str(&redact_url(u)),
+        None => s.serialize_none(),
+    }
 }
 
 fn is_url(u: &str) -> bool {
@@ -109,7 +124,7 @@ fn target(c: &mut Diagnostics<'_>, i: usize, f: &FaasFile) -> Option<FaasTarget>
             Some(u) => {
                 c.error_at(
                     &at("url"),
-                    format!("bad function url `{u}`"),
+                    format!("bad function url `{}`", redact_url(u)),
                     Some("an http:// or https:// URL".into()),
                 );
                 None

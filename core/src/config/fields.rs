@@ -9,6 +9,24 @@ use saphyr::MarkedYamlOwned;
 
 use crate::diag::{yaml, Diagnostics, Seg};
 
+/// Prefix of the gateway's own headers (debug answers, internal signals): a client's are
+/// dropped before routing, so nothing may be keyed or matched on them.
+pub const INTERNAL_HEADER_PREFIX: &str = "x-arena-";
+
+/// Whether `name` (lowercase, as `http` keeps header names) is one of the gateway's own.
+pub fn is_internal_header(name: &str) -> bool {
+    name.len() > INTERNAL_HEADER_PREFIX.len() && name.starts_with(INTERNAL_HEADER_PREFIX)
+}
+
+/// The error of a key or match on an internal header (see [`INTERNAL_HEADER_PREFIX`]).
+pub fn internal_header_error(c: &mut Diagnostics<'_>, path: &[Seg], name: &str, what: &str) {
+    c.error_at(
+        path,
+        format!("{what} cannot use header `{name}`: a client's `{INTERNAL_HEADER_PREFIX}*` headers are dropped before routing"),
+        Some("they are the gateway's own signals; use another header".into()),
+    );
+}
+
 /// `base` followed by `keys` (paths into the document for positions).
 pub fn path(base: &[Seg], keys: &[&'static str]) -> Vec<Seg> {
     let mut p = base.to_vec();

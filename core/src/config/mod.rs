@@ -14,6 +14,7 @@ pub mod fields;
 pub mod limits;
 pub mod protection;
 pub mod route;
+pub mod secret;
 
 use std::fmt;
 use std::time::Duration;
@@ -22,9 +23,10 @@ use serde::{Deserialize, Deserializer};
 
 pub use cluster::{ClusterFile, ClusterSpec, DnsSpec, HashKey, LbKind, LoadTuning, OutlierSpec, RecordKind, Source};
 pub use faas::{FaasFile, FaasKind, FaasSpec, FaasTarget};
-pub use limits::{LimitKey, LimitScope, RateLimitSpec, RedisFile, RedisSpec};
+pub use limits::{LimitKey, LimitScope, RateLimitSpec, RedisFile, RedisSpec, SharedBudget};
 pub use protection::{FallbackOn, FallbackSpec, HedgeAfter, HedgeSpec, RetryOn, RetrySpec};
 pub use route::{Match, PathMatch, RouteFile, RouteSpec};
+pub use secret::{redact_url, Secret};
 
 /// Human duration (`250ms`, `2s`, `1m`), parsed by humantime; at most
 /// [`defaults::MAX_DURATION`].

@@ -9,7 +9,7 @@ use http::{HeaderName, Method};
 use serde::{Deserialize, Serialize};
 
 use super::defaults::route as def;
-use super::fields::{check_unique, declared_names, unknown_name_hint};
+use super::fields::{check_unique, declared_names, internal_header_error, is_internal_header, unknown_name_hint};
 use super::limits::{RateLimitFile, RateLimitSpec};
 use super::protection::{protection, FallbackFile, FallbackSpec, HedgeFile, HedgeSpec, RetryFile, RetrySpec};
 use super::ser::{header_pairs, human, methods};
@@ -99,8 +99,8 @@ pub enum PathMatch {
 pub struct References<'a> {
     pub clusters: &'a [(usize, ClusterSpec)],
     pub faas: &'a [FaasSpec],
-    /// The file has a `redis:` section (needed by `scope: cluster` limits).
-    pub redis: bool,
+    /// What the file's `redis:` section says (needed by `scope: cluster` limits).
+    pub redis: super::limits::SharedBudget,
 }
 
 /// Validates the decoded `routes:` items; warns about shadowed routes and unused clusters.
@@ -226,6 +226,10 @@ fn matcher(c: &mut Diagnostics<'_>, i: usize, m: &MatchFile) -> Option<Match> {
     let mut headers = Vec::new();
     for (k, v) in m.headers.iter().flatten() {
         match HeaderName::from_str(&k.to_ascii_lowercase()) {
+            Ok(h) if is_internal_header(h.as_str()) => {
+                internal_header_error(c, &at("headers"), h.as_str(), "a route match");
+                ok = false;
+            }
             Ok(h) => headers.push((h, v.clone())),
             Err(_) => {
                 c.error_at(&at("headers"), format!("bad header name `{k}`"), None);

@@ -1,5 +1,7 @@
 //! Admin API on its own listener: health, readiness, metrics, effective config, live pod
-//! table and reload. Mutating calls need the bearer token named by `admin.token_env`.
+//! table and reload. Mutating calls need the bearer token named by `admin.token_env`; with
+//! `admin.read_token: required` (the default beyond loopback) so does every other call but
+//! the probes — checked before routing, so an endpoint added later is covered too.
 
 use std::sync::Arc;
 
@@ -30,25 +32,36 @@ impl AdminApi {
 
     fn authorized(&self, auth: Option<&[u8]>) -> Result<(), Box<Response<Vec<u8>>>> {
         let snap = self.gw.snapshot();
-        let Some(token) = snap.config.admin.token.as_deref() else {
+        let Some(token) = snap.config.admin.token.as_ref() else {
             return Err(Box::new(json_response(
                 StatusCode::FORBIDDEN,
-                &json!({"error": "forbidden", "message": "mutating admin calls are disabled: set admin.token_env and export that variable"}),
+                &json!({"error": "forbidden", "message": "this admin call needs a token and none is configured: set admin.token_env and export that variable"}),
             )));
         };
         let given = auth.and_then(|a| a.strip_prefix(b"Bearer ")).unwrap_or_default();
-        if constant_time_eq(given, token.as_bytes()) {
+        if constant_time_eq(given, token.expose().as_bytes()) {
             Ok(())
         } else {
-            Err(Box::new(json_response(
+            let mut resp = json_response(
                 StatusCode::UNAUTHORIZED,
                 &json!({"error": "unauthorized", "message": "missing or wrong bearer token"}),
-            )))
+            );
+            resp.headers_mut()
+                .insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+            Err(Box::new(resp))
         }
     }
 
     /// Routes one admin request; pure apart from reading gateway state, so it is testable.
     pub fn handle(&self, method: &Method, path: &str, auth: Option<&[u8]>) -> Response<Vec<u8>> {
+        // Probes stay open (the kubelet sends no token); anything else is a read when so
+        // configured — unknown paths included, so they do not even list the endpoints.
+        let probe = matches!(path, "/healthz" | "/readyz");
+        if !probe && self.gw.snapshot().config.admin.reads_need_token() {
+            if let Err(resp) = self.authorized(auth) {
+                return *resp;
+            }
+        }
         match (method, path) {
             (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
             (&Method::GET, "/readyz") if self.gw.is_draining() => json_response(

@@ -49,6 +49,20 @@ pub struct AdminFile {
     pub address: String,
     #[serde(default)]
     pub token_env: Option<String>,
+    /// Whether reads (`/metrics`, `/config`, ...) need the token too (default: required beyond
+    /// loopback, optional on it).
+    #[serde(default)]
+    pub read_token: Option<ReadToken>,
+}
+
+/// `admin.read_token`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadToken {
+    /// Every admin call but the probes (`/healthz`, `/readyz`) needs the bearer token.
+    Required,
+    /// Reads are open; only mutating calls need the token.
+    Optional,
 }
 
 /// Process-wide knobs; every one has a production default.

@@ -8,8 +8,8 @@ use arena_core::config::defaults::admin as def;
 use arena_core::config::fields::{check_unique, parse_addr};
 use arena_core::diag::{Diagnostics, Seg};
 
-use super::file::{AdminFile, ListenerFile};
-use super::{Admin, Listener, Tls};
+use super::file::{AdminFile, ListenerFile, ReadToken};
+use super::{Admin, Listener, Secret, Tls};
 
 pub fn listeners(c: &mut Diagnostics<'_>, items: &[(usize, ListenerFile)]) -> Vec<Listener> {
     if items.is_empty() && !c.list().iter().any(|d| d.message.contains("listeners")) {
@@ -63,6 +63,7 @@ pub fn admin(c: &mut Diagnostics<'_>, a: Option<AdminFile>, listeners: &[Listene
     let a = a.unwrap_or(AdminFile {
         address: def::ADDRESS.into(),
         token_env: None,
+        read_token: None,
     });
     let address = parse_addr(c, &[Seg::Key("admin"), Seg::Key("address")], &a.address, "admin")?;
     if listeners.iter().any(|l| l.address == address) {
@@ -72,28 +73,68 @@ pub fn admin(c: &mut Diagnostics<'_>, a: Option<AdminFile>, listeners: &[Listene
             Some("give the admin API its own port".into()),
         );
     }
-    if !address.ip().is_loopback() && a.token_env.is_none() {
-        c.warn_at(
-            &[Seg::Key("admin"), Seg::Key("address")],
-            "admin API listens beyond loopback without a token",
-            Some("set `admin.token_env` so mutating calls need a bearer token".into()),
-        );
-    }
+    let loopback = address.ip().is_loopback();
+    let required_by_default = if loopback {
+        def::READ_TOKEN_REQUIRED_ON_LOOPBACK
+    } else {
+        def::READ_TOKEN_REQUIRED_BEYOND_LOOPBACK
+    };
+    let read_token = a.read_token.unwrap_or(if required_by_default {
+        ReadToken::Required
+    } else {
+        ReadToken::Optional
+    });
     let token = a
         .token_env
         .as_ref()
         .and_then(|name| c.env(name))
-        .filter(|t| !t.is_empty());
-    if let (Some(name), None) = (&a.token_env, &token) {
-        c.warn_at(
+        .filter(|t| !t.is_empty())
+        .map(Secret::new);
+    match (&a.token_env, &token, read_token) {
+        // Reads need a token nobody can have: fail closed at load, not with every scrape.
+        (None, _, ReadToken::Required) => {
+            let (at, why) = match a.read_token {
+                Some(_) => ("read_token", "`read_token: required`".to_string()),
+                None => ("address", format!("{address} is beyond loopback")),
+            };
+            c.error_at(
+                &[Seg::Key("admin"), Seg::Key(at)],
+                format!("admin reads need the bearer token ({why}), but no `admin.token_env` is set"),
+                Some(format!(
+                    "set `token_env` to a variable holding the token (Prometheus then scrapes with \
+                     `Authorization: Bearer <token>`), or `read_token: optional` to open /metrics, /config \
+                     and /clusters to whoever reaches {address}"
+                )),
+            );
+        }
+        (Some(name), None, ReadToken::Required) => c.error_at(
+            &[Seg::Key("admin"), Seg::Key("token_env")],
+            format!("environment variable `{name}` is unset or empty, and admin reads need the token"),
+            Some(format!(
+                "export {name}=<secret> before starting the gateway, or set `read_token: optional`"
+            )),
+        ),
+        (None, _, ReadToken::Optional) if !loopback => c.warn_at(
+            &[Seg::Key("admin"), Seg::Key("address")],
+            "admin API listens beyond loopback without a token: reads are open, mutating calls disabled",
+            Some("set `admin.token_env` so every call but the probes needs a bearer token".into()),
+        ),
+        (Some(name), None, ReadToken::Optional) => c.warn_at(
             &[Seg::Key("admin"), Seg::Key("token_env")],
             format!("environment variable `{name}` is unset: mutating admin calls (POST /reload) are disabled"),
             Some(format!("export {name}=<secret> before starting the gateway")),
-        );
+        ),
+        (Some(_), Some(_), ReadToken::Optional) if !loopback => c.warn_at(
+            &[Seg::Key("admin"), Seg::Key("read_token")],
+            format!("admin reads (/metrics, /config, /clusters) are open to whoever reaches {address}"),
+            Some("leave `read_token` out: beyond loopback reads then need the token too".into()),
+        ),
+        _ => {}
     }
     Some(Admin {
         address,
         token_env: a.token_env,
         token,
+        read_token,
     })
 }

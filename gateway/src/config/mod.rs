@@ -18,12 +18,14 @@ use arena_core::config::ser::{human, human_opt};
 use serde::Serialize;
 
 pub use arena_core::config::defaults;
+pub use arena_core::config::Secret;
 pub use arena_core::config::{
     ClusterSpec, DnsSpec, FaasKind, FaasSpec, FaasTarget, FallbackOn, FallbackSpec, HashKey, HedgeAfter, HedgeSpec,
     LbKind, LimitKey, LimitScope, LoadTuning, Match, OutlierSpec, PathMatch, RateLimitSpec, RecordKind, RedisSpec,
     RetryOn, RetrySpec, RouteSpec, Source,
 };
 pub use arena_core::diag::{ConfigErrors, Diagnostic, Severity};
+pub use file::ReadToken;
 
 /// A validated gateway configuration.
 #[derive(Debug, Clone, Serialize)]
@@ -76,9 +78,18 @@ pub struct Tls {
 pub struct Admin {
     pub address: SocketAddr,
     pub token_env: Option<String>,
-    /// Bearer token for mutating calls, read from `token_env` at load time.
+    /// Bearer token for mutating calls (and reads when required), read from `token_env` at
+    /// load time; never shown.
     #[serde(skip)]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
+    pub read_token: ReadToken,
+}
+
+impl Admin {
+    /// Whether reads (every call but the probes) need the token.
+    pub fn reads_need_token(&self) -> bool {
+        self.read_token == ReadToken::Required
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -2,7 +2,9 @@
 //! then validated by its section's module (the shared ones by `arena_core::config`), with
 //! every problem collected at its position.
 
-use arena_core::config::{cluster, defaults, faas, limits, route, ClusterFile, FaasFile, RedisFile, RouteFile};
+use arena_core::config::{
+    cluster, defaults, faas, limits, route, ClusterFile, FaasFile, RedisFile, RouteFile, SharedBudget,
+};
 use arena_core::diag::{parse_document, yaml, Diagnostics, Env};
 
 use super::file::{AccessLogFile, AdminFile, ListenerFile, ServerFile, TOP_LEVEL_KEYS};
@@ -116,7 +118,10 @@ fn build(c: &mut Diagnostics<'_>) -> Option<Config> {
     let refs = route::References {
         clusters: &clusters,
         faas: &faas,
-        redis: s.redis.is_some(),
+        redis: SharedBudget {
+            redis: s.redis.is_some(),
+            replicas: s.redis.as_ref().and_then(|r| r.replicas),
+        },
     };
     let routes = route::validate(c, &s.routes, &refs);
     Some(Config {

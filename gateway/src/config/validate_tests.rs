@@ -221,7 +221,7 @@ routes:
 fn rate_limit_batch_defaults_to_a_percent_of_the_rate_within_burst() {
     let text = |rl: &str| {
         format!(
-            "listeners: [{{ name: p, address: 127.0.0.1:8080 }}]\nredis: {{ url: redis://127.0.0.1:6379 }}\nclusters: [{{ name: c, endpoints: [\"127.0.0.1:1\"] }}]\nroutes:\n  - {{ name: r, match: {{}}, cluster: c, rate_limit: {rl} }}\n"
+            "listeners: [{{ name: p, address: 127.0.0.1:8080 }}]\nredis: {{ url: redis://127.0.0.1:6379, replicas: 2 }}\nclusters: [{{ name: c, endpoints: [\"127.0.0.1:1\"] }}]\nroutes:\n  - {{ name: r, match: {{}}, cluster: c, rate_limit: {rl} }}\n"
         )
     };
     let batch = |rl: &str| {
@@ -292,4 +292,224 @@ fn upgrade_sock_defaults_to_the_runtime_directory_and_must_be_absolute() {
     let long = errs(&format!("server:\n  upgrade_sock: /{}\n", "d".repeat(120)));
     assert!(long.contains("holds at most 107 @ u.yaml:3:17"), "{long}");
     assert!(errs("server:\n  upgrade_sock: \"\"\n").contains("empty server.upgrade_sock"));
+}
+
+/// Positioned diagnostics of `text` (errors when it is rejected, else warnings).
+fn diags(text: &str) -> String {
+    let list = match load(text, "l.yaml") {
+        Ok(l) => l.warnings,
+        Err(e) => e.0,
+    };
+    list.iter()
+        .map(|d| format!("{} @ {} | {:?}", d.message, d.location, d.hint))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn limited(redis: &str, rl: &str) -> String {
+    format!(
+        "listeners: [{{ name: p, address: 127.0.0.1:8080 }}]\n{redis}clusters: [{{ name: c, endpoints: [\"127.0.0.1:1\"] }}]\nroutes:\n  - name: r\n    match: {{}}\n    cluster: c\n    rate_limit: {rl}\n"
+    )
+}
+
+/// The defect: `local_share` defaulted to 1, so N replicas admitted N times the rate while
+/// Redis was down. Now it is `1 / redis.replicas`, and a cluster limit needs one or the other.
+#[test]
+fn cluster_limits_share_the_rate_among_replicas_while_redis_is_down() {
+    let share = |redis: &str, rl: &str| {
+        load(&limited(redis, rl), "l.yaml").unwrap().config.routes[0]
+            .rate_limit
+            .as_ref()
+            .unwrap()
+            .local_share
+    };
+    let redis = |replicas: &str| format!("redis: {{ url: redis://127.0.0.1:6379{replicas} }}\n");
+    let cluster = "{ requests_per_second: 900, scope: cluster }";
+    assert_eq!(share(&redis(", replicas: 3"), cluster), 1.0 / 3.0);
+    assert_eq!(share(&redis(", replicas: 1"), cluster), 1.0);
+    assert_eq!(
+        share(
+            &redis(""),
+            "{ requests_per_second: 900, scope: cluster, local_share: 0.25 }"
+        ),
+        0.25,
+        "written"
+    );
+    assert_eq!(share("", "{ requests_per_second: 900 }"), 1.0, "scope local: unused");
+
+    let missing = diags(&limited(&redis(""), cluster));
+    assert!(
+        missing.contains("rate_limit scope `cluster` needs `redis.replicas` (or `local_share`) @ l.yaml:8:52"),
+        "{missing}"
+    );
+    assert!(missing.contains("each admits 1/N"), "{missing}");
+    let zero = diags(&limited(&redis(", replicas: 0"), cluster));
+    assert!(
+        zero.contains("replicas must be 1..10000, not 0 @ l.yaml:2:49"),
+        "{zero}"
+    );
+    let over = diags(&limited(
+        &redis(", replicas: 4"),
+        "{ requests_per_second: 900, scope: cluster, local_share: 0.5 }",
+    ));
+    assert!(
+        over.contains("with redis.replicas 4, local_share 0.5 admits 2.00× the rate while Redis is down"),
+        "{over}"
+    );
+    assert!(over.contains("for 1/4 (0.2500)"), "{over}");
+}
+
+#[test]
+fn ipv6_clients_are_keyed_by_a_64_prefix_by_default() {
+    let prefix = |rl: &str| {
+        load(&limited("", rl), "l.yaml").unwrap().config.routes[0]
+            .rate_limit
+            .as_ref()
+            .unwrap()
+            .ipv6_prefix
+    };
+    assert_eq!(prefix("{ requests_per_second: 9 }"), 64);
+    assert_eq!(prefix("{ requests_per_second: 9, ipv6_prefix: 56 }"), 56);
+    let bad = diags(&limited("", "{ requests_per_second: 9, ipv6_prefix: 129 }"));
+    assert!(
+        bad.contains("ipv6_prefix must be 1..128, not 129 @ l.yaml:7:56"),
+        "{bad}"
+    );
+    assert!(bad.contains("64 (one customer's network)"), "{bad}");
+    let unused = diags(&limited("", "{ requests_per_second: 9, key: route, ipv6_prefix: 48 }"));
+    assert!(
+        unused.contains("ipv6_prefix has no effect unless `key: client_ip`"),
+        "{unused}"
+    );
+}
+
+/// A Redis password, written or from `${env:}`, never reaches a message or `/config`.
+#[test]
+fn redis_urls_take_env_and_are_shown_masked() {
+    let env = |n: &str| (n == "ARENA_TEST_REDIS_PASSWORD").then(|| "redis-pw-s3cret".to_string());
+    let text = limited(
+        "redis: { url: \"redis://:${env:ARENA_TEST_REDIS_PASSWORD}@127.0.0.1:6379/0\", replicas: 2 }\n",
+        "{ requests_per_second: 9, scope: cluster }",
+    );
+    let cfg = load_with_env(&text, "l.yaml", &env).unwrap().config;
+    let redis = cfg.redis.as_ref().unwrap();
+    assert_eq!(redis.url.expose(), "redis://:redis-pw-s3cret@127.0.0.1:6379/0");
+    let shown = serde_json::to_string(&cfg).unwrap();
+    assert!(shown.contains("redis://:***@127.0.0.1:6379/0"), "{shown}");
+    assert!(!shown.contains("s3cret") && !format!("{cfg:?}").contains("s3cret"));
+    // A URL the client rejects is quoted masked.
+    let bad = diags(&limited(
+        "redis: { url: \"redis://:hunter2@[::1\" }\n",
+        "{ requests_per_second: 9 }",
+    ));
+    assert!(bad.contains("bad redis url `redis://:***@[::1`"), "{bad}");
+    assert!(!bad.contains("hunter2"), "{bad}");
+}
+
+/// A client's `x-arena-*` headers are dropped before routing: a route, a hash key or a rate
+/// limit keyed on one could never see it, so each is an error at its position.
+#[test]
+fn nothing_may_match_or_key_on_internal_headers() {
+    let text = "\
+listeners: [{ name: p, address: 127.0.0.1:8080 }]
+clusters:
+  - { name: c, endpoints: [\"127.0.0.1:1\"], lb: consistent_hash, hash_key: \"header:x-arena-user\" }
+routes:
+  - name: r
+    match: { headers: { X-Arena-Backend: \"10.0.0.1:80\" } }
+    cluster: c
+    rate_limit: { requests_per_second: 9, key: \"header:x-arena-key\" }
+";
+    let all = diags(text);
+    for needle in [
+        "hash_key cannot use header `x-arena-user`: a client's `x-arena-*` headers are dropped before routing @ l.yaml:3:75",
+        "a route match cannot use header `x-arena-backend`",
+        "@ l.yaml:6:23",
+        "rate_limit.key cannot use header `x-arena-key`",
+        "@ l.yaml:8:48",
+        "the gateway's own signals",
+    ] {
+        assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
+    }
+}
+
+fn admin_of(admin: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigErrors> {
+    load_with_env(
+        &format!("listeners: [{{ name: p, address: 127.0.0.1:8080 }}]\nadmin: {admin}\n"),
+        "a.yaml",
+        env,
+    )
+}
+
+/// Admin reads need the token by default beyond loopback; a config that would leave them
+/// needing a token nobody has is rejected at its position.
+#[test]
+fn admin_reads_need_the_token_beyond_loopback_by_default() {
+    let env = |n: &str| (n == "ARENA_TEST_ADMIN").then(|| "s3cret".to_string());
+    let read = |admin: &str| admin_of(admin, &env).unwrap().config.admin.read_token;
+    assert_eq!(read("{ address: 127.0.0.1:9901 }"), ReadToken::Optional);
+    assert_eq!(read("{ address: \"[::1]:9901\" }"), ReadToken::Optional);
+    assert_eq!(
+        read("{ address: 0.0.0.0:9901, token_env: ARENA_TEST_ADMIN }"),
+        ReadToken::Required
+    );
+    assert_eq!(
+        read("{ address: \"[::]:9901\", token_env: ARENA_TEST_ADMIN }"),
+        ReadToken::Required
+    );
+    assert_eq!(
+        read("{ address: 127.0.0.1:9901, token_env: ARENA_TEST_ADMIN, read_token: required }"),
+        ReadToken::Required
+    );
+    let open = admin_of(
+        "{ address: 0.0.0.0:9901, token_env: ARENA_TEST_ADMIN, read_token: optional }",
+        &env,
+    )
+    .unwrap();
+    assert_eq!(open.config.admin.read_token, ReadToken::Optional);
+    assert!(
+        open.warnings
+            .iter()
+            .any(|w| w.to_string().contains("reads (/metrics, /config, /clusters) are open")),
+        "{:?}",
+        open.warnings
+    );
+    let token = admin_of("{ address: 0.0.0.0:9901, token_env: ARENA_TEST_ADMIN }", &env)
+        .unwrap()
+        .config;
+    assert_eq!(token.admin.token.as_ref().map(|t| t.expose()), Some("s3cret"));
+    assert!(!format!("{:?}{}", token.admin, serde_json::to_string(&token).unwrap()).contains("s3cret"));
+
+    let errs = |admin: &str| {
+        admin_of(admin, &env)
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|d| format!("{} @ {} | {:?}", d.message, d.location, d.hint))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let beyond = errs("{ address: 0.0.0.0:9901 }");
+    assert!(
+        beyond.contains("admin reads need the bearer token (0.0.0.0:9901 is beyond loopback), but no `admin.token_env` is set @ a.yaml:2:19"),
+        "{beyond}"
+    );
+    assert!(beyond.contains("or `read_token: optional`"), "{beyond}");
+    let explicit = errs("{ address: 127.0.0.1:9901, read_token: required }");
+    assert!(
+        explicit.contains("(`read_token: required`)") && explicit.contains("@ a.yaml:2:47"),
+        "{explicit}"
+    );
+    let unset = errs("{ address: 0.0.0.0:9901, token_env: ARENA_TEST_UNSET }");
+    assert!(
+        unset.contains(
+            "environment variable `ARENA_TEST_UNSET` is unset or empty, and admin reads need the token @ a.yaml:2:44"
+        ),
+        "{unset}"
+    );
+    let bad = errs("{ address: 0.0.0.0:9901, read_token: sometimes }");
+    assert!(
+        bad.contains("unknown value `sometimes` @ a.yaml:2:45") && bad.contains("required, optional"),
+        "{bad}"
+    );
 }

@@ -19,7 +19,8 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
 
 use super::http::read_limited;
-use super::{is_hop_header, Env, FaasError, FaasRequest, FaasResponse};
+use super::credentials::AwsCredentials;
+use super::{is_hop_header, FaasError, FaasRequest, FaasResponse};
 use crate::config::FaasSpec;
 
 /// Bytes left literal in the function name or ARN of the Invoke URL path: RFC 3986 unreserved.
@@ -29,8 +30,8 @@ pub struct LambdaInvoker {
     url: String,
     region: String,
     client: reqwest::Client,
-    /// Where the AWS credentials are looked up, on every call (they may rotate).
-    env: Env,
+    /// The AWS credentials to sign with, cached and renewed before they expire.
+    creds: AwsCredentials,
 }
 
 impl LambdaInvoker {
@@ -39,7 +40,7 @@ impl LambdaInvoker {
         region: &str,
         endpoint: Option<&str>,
         spec: &FaasSpec,
-        env: Env,
+        creds: AwsCredentials,
     ) -> Result<Self, String> {
         pingora::tls::install_default_crypto_provider();
         let endpoint = endpoint
@@ -54,7 +55,7 @@ impl LambdaInvoker {
             url: invoke_url(&endpoint, function),
             region: region.to_string(),
             client,
-            env,
+            creds,
         })
     }
 
@@ -64,8 +65,7 @@ impl LambdaInvoker {
             cause,
         };
         let payload = Bytes::from(event_json(&api_gateway_v2_event(req)).map_err(fail)?.to_string());
-        let creds = credentials(&*self.env)
-            .ok_or_else(|| fail("AWS credentials missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into()))?;
+        let creds = self.creds.get().await.map_err(fail)?;
         let signed = sign_invoke(&self.url, &self.region, &creds, &payload, SystemTime::now()).map_err(fail)?;
         let mut rb = self.client.post(&self.url).body(payload);
         for (k, v) in signed {
@@ -108,13 +108,6 @@ pub fn invoke_url(endpoint: &str, function: &str) -> String {
         endpoint.trim_end_matches('/'),
         utf8_percent_encode(function, PATH_SEGMENT)
     )
-}
-
-fn credentials(env: &dyn Fn(&str) -> Option<String>) -> Option<Credentials> {
-    let key = env("AWS_ACCESS_KEY_ID")?;
-    let secret = env("AWS_SECRET_ACCESS_KEY")?;
-    let token = env("AWS_SESSION_TOKEN");
-    Some(Credentials::new(key, secret, token, None, "environment"))
 }
 
 /// SigV4 headers (`authorization`, `x-amz-date`, ...) for a Lambda Invoke POST.

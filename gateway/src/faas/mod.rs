@@ -3,6 +3,7 @@
 //! Each configured function has its own concurrency limit (fail fast when full, never queue
 //! behind a cold start) and timeout that must cover a cold start.
 
+pub mod credentials;
 mod http;
 mod lambda;
 
@@ -14,6 +15,7 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 
 use crate::config::{FaasSpec, FaasTarget};
+pub use credentials::AwsCredentials;
 
 /// The request as the gateway received it, ready to be replayed.
 #[derive(Debug, Clone)]
@@ -73,22 +75,37 @@ pub struct Function {
 /// Largest function answer the gateway relays.
 pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
-/// Looks up an environment variable; the AWS credentials of `aws_lambda` functions come from it.
-pub(crate) type Env = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
-
 impl Function {
-    /// A function whose AWS credentials are read from the process environment.
+    /// A function whose AWS credentials (`aws_lambda`) come from the standard provider chain:
+    /// environment, profile, web identity (IRSA), container endpoint, instance metadata.
     pub fn new(spec: FaasSpec) -> Result<Self, String> {
-        Self::with_env(spec, |name| std::env::var(name).ok())
+        let creds = match &spec.target {
+            FaasTarget::AwsLambda { region, .. } => AwsCredentials::chain(region),
+            FaasTarget::Http { .. } => AwsCredentials::missing("not an aws_lambda function"),
+        };
+        Self::with_credentials(spec, creds)
     }
 
-    /// A function whose AWS credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
-    /// `AWS_SESSION_TOKEN`) are read from `env` instead of the process environment, which
-    /// callers running in threads must not change (`set_var` races with `getenv`).
-    pub fn with_env(
-        spec: FaasSpec,
-        env: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
-    ) -> Result<Self, String> {
+    /// A function whose AWS credentials are exactly `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`) as `env` gives them now — static
+    /// credentials, for callers that must not change the process environment (`set_var` races
+    /// with `getenv` in threads). Without both keys every invoke fails, saying so.
+    pub fn with_env(spec: FaasSpec, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let creds = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+            (Some(key), Some(secret)) => AwsCredentials::fixed(aws_credential_types::Credentials::new(
+                key,
+                secret,
+                env("AWS_SESSION_TOKEN"),
+                None,
+                "explicit",
+            )),
+            _ => AwsCredentials::missing("AWS credentials missing: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY not given"),
+        };
+        Self::with_credentials(spec, creds)
+    }
+
+    /// A function whose AWS credentials come from `creds`.
+    pub fn with_credentials(spec: FaasSpec, creds: AwsCredentials) -> Result<Self, String> {
         let invoker = match &spec.target {
             FaasTarget::Http { url } => Invoker::Http(http::HttpInvoker::new(url, &spec)?),
             FaasTarget::AwsLambda {
@@ -100,7 +117,7 @@ impl Function {
                 region,
                 endpoint.as_deref(),
                 &spec,
-                Box::new(env),
+                creds,
             )?),
         };
         Ok(Function {

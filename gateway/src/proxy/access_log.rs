@@ -137,6 +137,10 @@ pub struct Line<'a> {
     pub attempts: u32,
     /// The gateway's error code when it answered with an error.
     pub error: Option<&'static str>,
+    /// What went wrong, in full (pods, functions, causes): the operator's view of what the
+    /// client was told only by `error` and a public message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<&'a str>,
 }
 
 impl Line<'_> {

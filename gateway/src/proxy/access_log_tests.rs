@@ -48,6 +48,7 @@ fn lines_are_json_with_the_backend_named() {
         backend: Line::backend(Some("esports-fn"), None),
         attempts: 2,
         error: None,
+        detail: None,
     };
     let v: serde_json::Value = serde_json::from_str(&line.to_json()).unwrap();
     assert_eq!(v["backend"], "faas=esports-fn");

@@ -1,10 +1,12 @@
-//! Admit: what a request must pass before any pod is tried — the head size limit, a route
-//! that matches, the route's rate limit, the body size limit and the cluster's circuit
-//! breaker. Each check is a plain function over the request's parts.
+//! Admit: what a request must pass before any pod is tried — the head size limit, no
+//! internal headers from the client, a route that matches, the route's rate limit, the body
+//! size limit and the cluster's circuit breaker. Each check is a plain function over the
+//! request's parts.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use arena_core::config::fields::is_internal_header;
 use arena_core::resilience::rate_limit::Decision;
 use http::HeaderMap;
 use pingora::http::RequestHeader;
@@ -37,6 +39,16 @@ pub fn connection(session: &mut Session, limits: &ClientLimits, draining: bool) 
     s.set_read_timeout(Some(limits.body_timeout));
     s.set_write_timeout(Some(limits.send_timeout));
     s.set_pipelining_enabled(true);
+}
+
+/// Drops every `x-arena-*` header a client sent, before routing and forwarding: they are the
+/// gateway's own signals (its debug answers, its internal ones), so a client can neither fake
+/// one towards a pod, a hedged try or a function, nor steer a route with it. One scan of the
+/// names; removing (and cloning a name, a refcount) only when one is there.
+pub fn internal_headers(req: &mut RequestHeader) {
+    while let Some(name) = req.headers.keys().find(|k| is_internal_header(k.as_str())).cloned() {
+        req.remove_header(&name);
+    }
 }
 
 /// Size of the request head: what arrived on the wire for HTTP/1 (free), else an estimate.

@@ -56,3 +56,20 @@ fn first_matching_route_in_file_order() {
     assert!(matches!(circuit(&route), Err(GatewayError::CircuitOpen { .. })));
     drop(held);
 }
+
+#[test]
+fn client_internal_headers_are_dropped_and_the_rest_kept() {
+    let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+    req.insert_header("X-Arena-Backend", "10.0.0.1:80").unwrap();
+    req.append_header("x-arena-route", "a").unwrap();
+    req.append_header("x-arena-route", "b").unwrap();
+    req.insert_header("x-tenant", "douyu").unwrap();
+    req.insert_header("x-arenas", "not ours").unwrap();
+    internal_headers(&mut req);
+    let mut names: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["x-arenas", "x-tenant"]);
+    let mut wire = Vec::new();
+    req.header_to_h1_wire(&mut wire);
+    assert!(!String::from_utf8_lossy(&wire).to_lowercase().contains("x-arena-"));
+}

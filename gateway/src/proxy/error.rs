@@ -3,7 +3,12 @@
 //! Every failure a client can see is one of these, with the side at fault (client / upstream /
 //! gateway); it becomes a status plus a small JSON body carrying the request id. Pingora's
 //! errors are turned into these in one place, `classify`.
+//!
+//! The body's `message` is the code's public text ([`GatewayError::public_message`]): it names
+//! no pod address, function URL, function answer or internal cause. The detailed text
+//! (`Display`) is for the operator: the gateway's log and the access log's `detail`.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -130,11 +135,32 @@ impl GatewayError {
         )
     }
 
+    /// What the client is told: the same for every error of a code but for the size limits
+    /// (the client's own request against a published limit). Never where or why inside.
+    pub fn public_message(&self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
+            GatewayError::NoRoute => "no route matches this request",
+            GatewayError::HeadersTooLarge { limit } => {
+                return Cow::Owned(format!("request headers exceed {limit} bytes"))
+            }
+            GatewayError::BodyTooLarge { limit } => return Cow::Owned(format!("request body exceeds {limit} bytes")),
+            GatewayError::BadRequest(_) => "the request is malformed",
+            GatewayError::NoEndpoints { .. } => "no upstream is available to serve this request",
+            GatewayError::Unreachable { .. } => "the upstream could not be reached",
+            GatewayError::UpstreamTimeout { .. } => "the upstream did not answer in time",
+            GatewayError::BadStatus { .. } => "the upstream failed to serve this request",
+            GatewayError::CircuitOpen { .. } => "the upstream is at capacity; retry shortly",
+            GatewayError::RateLimited { .. } => "rate limit exceeded; see Retry-After",
+            GatewayError::FallbackFailed { .. } => "the upstream pods failed and the fallback function failed too",
+            GatewayError::Internal(_) => "internal gateway error",
+        })
+    }
+
     /// Status line, headers and JSON body for the client.
     pub fn render(&self, request_id: &str) -> pingora::Result<(ResponseHeader, Bytes)> {
         let body = serde_json::json!({
             "error": self.code(),
-            "message": self.to_string(),
+            "message": self.public_message(),
             "request_id": request_id,
         });
         let body = Bytes::from(body.to_string());

@@ -126,6 +126,7 @@ impl ProxyHttp for ArenaProxy {
         ctx.id.value = self.ids.for_request(incoming);
         ctx.id.from_client = incoming.is_some_and(|v| *v == ctx.id.value);
         ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        admit::internal_headers(session.req_header_mut());
         let server = &ctx.snapshot.config.server;
         admit::connection(session, &server.client, self.gw.closes_connections());
         let limit = server.max_request_header_bytes;

@@ -57,6 +57,10 @@ pub fn pod_headers(h: &mut ResponseHeader, ctx: &RequestCtx, pod: Option<SocketA
 /// Writes `err` as the answer, unless an answer was already started. `reusable`: the client's
 /// connection may carry the next request (else it is told to close).
 pub async fn error(session: &mut Session, ctx: &mut RequestCtx, err: GatewayError, reusable: bool) {
+    if matches!(err, GatewayError::FallbackFailed { .. }) {
+        // pingora's own line for this request names the pods' failure only.
+        tracing::warn!(request_id = ctx.rid(), detail = %err, "fallback failed");
+    }
     if session.response_written().is_none() {
         if let Ok((mut header, body)) = err.render(ctx.rid()) {
             if !reusable {
@@ -125,6 +129,7 @@ fn log_line(log: &AccessLog, session: &Session, ctx: &RequestCtx, status: u16, e
         .or_else(|| req.uri.host())
         .unwrap_or_default();
     let route = ctx.routed.as_ref().map(|r| &r.route.spec);
+    let detail = ctx.outcome.error.as_deref().map(GatewayError::to_string);
     let line = access_log::Line {
         ts: access_log::Line::now(),
         request_id: ctx.rid(),
@@ -139,6 +144,7 @@ fn log_line(log: &AccessLog, session: &Session, ctx: &RequestCtx, status: u16, e
         backend: access_log::Line::backend(ctx.outcome.served_by.as_deref(), ctx.last_pod()),
         attempts: ctx.attempts(),
         error: ctx.outcome.error.as_deref().map(GatewayError::code),
+        detail: detail.as_deref().map(access_log::clip),
     };
     log.write(line.to_json());
 }

@@ -20,6 +20,7 @@ pub struct Gateway {
     pub admin: SocketAddr,
     pub config: PathBuf,
     server_extra: String,
+    admin_extra: String,
     pub proc: Proc,
     _dir: TempDir,
 }
@@ -27,9 +28,18 @@ pub struct Gateway {
 impl Gateway {
     /// The listener/admin header every test config starts with.
     pub fn header(addr: SocketAddr, admin: SocketAddr, server_extra: &str) -> String {
+        Self::header_with(addr, admin, "", server_extra)
+    }
+
+    /// Like [`Gateway::header`], with extra `admin:` lines (each indented two spaces).
+    fn header_with(addr: SocketAddr, admin: SocketAddr, admin_extra: &str, server_extra: &str) -> String {
         format!(
-            "listeners:\n  - name: public\n    address: {addr}\nadmin:\n  address: {admin}\n  token_env: ARENA_TEST_ADMIN_TOKEN\ndebug_headers: true\nserver:\n  threads: 2\n  watch_debounce: 200ms\n{server_extra}"
+            "listeners:\n  - name: public\n    address: {addr}\nadmin:\n  address: {admin}\n  token_env: ARENA_TEST_ADMIN_TOKEN\n{admin_extra}debug_headers: true\nserver:\n  threads: 2\n  watch_debounce: 200ms\n{server_extra}"
         )
+    }
+
+    fn own_header(&self) -> String {
+        Self::header_with(self.addr, self.admin, &self.admin_extra, &self.server_extra)
     }
 
     /// Starts a gateway whose config is the standard header plus `body` (clusters, routes...).
@@ -40,6 +50,12 @@ impl Gateway {
     /// Like [`Gateway::start`], with extra `server:` lines (each indented two spaces).
     pub fn start_with(server_extra: &str, body: &str) -> Gateway {
         Self::launch(server_extra, body, Layout::Plain, &[])
+    }
+
+    /// Like [`Gateway::start`], with extra `admin:` lines (each indented two spaces) and `env`
+    /// added to the gateway process's environment.
+    pub fn start_admin(admin_extra: &str, body: &str, env: &[(&str, &str)]) -> Gateway {
+        Self::launch_with(admin_extra, "", body, Layout::Plain, env)
     }
 
     /// Like [`Gateway::start`], with `env` added to the gateway process's environment (e.g.
@@ -63,19 +79,19 @@ impl Gateway {
     /// Rewrites the symlink target of a [`Gateway::start_symlinked`] config in place.
     pub fn write_real(&self, body: &str) {
         let real = self.config.parent().unwrap().join("real/gateway.yaml");
-        std::fs::write(
-            real,
-            format!("{}{body}", Self::header(self.addr, self.admin, &self.server_extra)),
-        )
-        .unwrap();
+        std::fs::write(real, format!("{}{body}", self.own_header())).unwrap();
     }
 
     fn launch(server_extra: &str, body: &str, layout: Layout, env: &[(&str, &str)]) -> Gateway {
+        Self::launch_with("", server_extra, body, layout, env)
+    }
+
+    fn launch_with(admin_extra: &str, server_extra: &str, body: &str, layout: Layout, env: &[(&str, &str)]) -> Gateway {
         let dir = TempDir::new("gw");
         let addr = free_addr("127.0.0.1").unwrap();
         let admin = free_addr("127.0.0.1").unwrap();
         let config = dir.0.join("gateway.yaml");
-        let text = format!("{}{body}", Self::header(addr, admin, server_extra));
+        let text = format!("{}{body}", Self::header_with(addr, admin, admin_extra, server_extra));
         match layout {
             Layout::Plain => std::fs::write(&config, text).unwrap(),
             Layout::ConfigMap => {
@@ -103,6 +119,7 @@ impl Gateway {
             admin,
             config,
             server_extra: server_extra.to_string(),
+            admin_extra: admin_extra.to_string(),
             proc,
             _dir: dir,
         }
@@ -112,22 +129,14 @@ impl Gateway {
     /// a new `..vN` directory, `..data_tmp -> ..vN` renamed over `..data`, the old one removed.
     pub fn update_configmap(&self, version: u32, body: &str) {
         let dir = self.config.parent().unwrap();
-        configmap_version(
-            dir,
-            version,
-            &format!("{}{body}", Self::header(self.addr, self.admin, &self.server_extra)),
-        );
+        configmap_version(dir, version, &format!("{}{body}", self.own_header()));
         std::fs::remove_dir_all(dir.join(format!("..v{}", version - 1))).unwrap();
     }
 
     /// Rewrites the config file (same listeners/admin) with a new body.
     pub fn write_body(&self, body: &str) {
         let tmp = self.config.with_extension("tmp");
-        std::fs::write(
-            &tmp,
-            format!("{}{body}", Self::header(self.addr, self.admin, &self.server_extra)),
-        )
-        .unwrap();
+        std::fs::write(&tmp, format!("{}{body}", self.own_header())).unwrap();
         std::fs::rename(&tmp, &self.config).unwrap();
     }
 }

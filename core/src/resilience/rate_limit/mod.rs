@@ -1,9 +1,12 @@
-//! Rate limits per route: GCRA (governor) keyed by client IP, a header or the route itself.
+//! Rate limits per route: GCRA keyed by client IP (IPv6 by prefix, /64 by default), a header
+//! or the route itself; the key's hash is stable across builds ([`key`]), and the local key
+//! table withstands key floods ([`local`]).
 //!
 //! `scope: local` counts in this process. `scope: cluster` shares one budget across gateway
 //! replicas through an atomic Redis script (GCRA on Redis' own clock); when Redis is slow or
-//! down the gateway falls back to a local limiter at `local_share` of the rate and retries
-//! Redis after a short pause, so a Redis outage never stops traffic.
+//! down the gateway falls back to a local limiter at `local_share` of the rate (by default
+//! `1 / redis.replicas`, so the replicas together stay within the rate) and retries Redis after
+//! a short pause, so a Redis outage never stops traffic.
 //!
 //! Cluster scope leases tokens: one round trip takes up to `batch` tokens from the shared bucket
 //! and this gateway spends them locally; when the bucket is empty, Redis says when `batch`
@@ -14,24 +17,22 @@
 //! `burst` plus the tokens still held in leases (taken within the last [`LEASE_TTL`]), after
 //! which unspent ones lapse.
 
+pub mod key;
 mod lease;
+pub mod local;
 mod redis;
 
-use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use governor::clock::{Clock, DefaultClock};
-use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DefaultKeyedStateStore;
-use governor::{Quota, RateLimiter};
 use tokio::time::Instant;
 
 use crate::config::{LimitKey, LimitScope, RateLimitSpec};
+pub use key::{client_prefix, redis_key, Fnv1a, KeyHash, REDIS_PREFIX};
 pub use lease::LEASE_TTL;
 use lease::{want_of, Lease};
+pub use local::LocalLimiter;
 use redis::Grant;
 pub use redis::RedisLimits;
 
@@ -40,84 +41,6 @@ pub use redis::RedisLimits;
 pub enum Decision {
     Allow { remaining: u32 },
     Deny { retry_after: Duration },
-}
-
-/// Key value for one request: a 64-bit hash of the IP / header / route.
-pub type KeyHash = u64;
-
-/// Bucket shared by all keys once `max_keys` are tracked (bounded memory under key spraying).
-const OVERFLOW_KEY: KeyHash = u64::MAX;
-
-type Keyed<C> = RateLimiter<KeyHash, DefaultKeyedStateStore<KeyHash>, C, StateInformationMiddleware>;
-
-/// In-process GCRA limiter with a bounded key set.
-pub struct LocalLimiter<C: Clock + Clone = DefaultClock> {
-    limiter: Keyed<C>,
-    clock: C,
-    max_keys: usize,
-}
-
-fn quota(per_second: f64, burst: u32) -> Quota {
-    let per_second = per_second.max(0.001);
-    // Past 1e9/s the period rounds to zero, which governor refuses: 1 ns is as unlimited.
-    let period = Duration::from_secs_f64(1.0 / per_second).max(Duration::from_nanos(1));
-    let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
-    Quota::with_period(period)
-        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-        .allow_burst(burst)
-}
-
-impl LocalLimiter<DefaultClock> {
-    pub fn new(per_second: f64, burst: u32, max_keys: usize) -> Self {
-        Self::with_clock(per_second, burst, max_keys, DefaultClock::default())
-    }
-}
-
-impl<C: Clock + Clone> LocalLimiter<C> {
-    pub fn with_clock(per_second: f64, burst: u32, max_keys: usize, clock: C) -> Self {
-        let limiter: RateLimiter<
-            KeyHash,
-            DefaultKeyedStateStore<KeyHash>,
-            C,
-            governor::middleware::NoOpMiddleware<C::Instant>,
-        > = RateLimiter::new(
-            quota(per_second, burst),
-            DefaultKeyedStateStore::default(),
-            clock.clone(),
-        );
-        let limiter = limiter.with_middleware::<StateInformationMiddleware>();
-        LocalLimiter {
-            limiter,
-            clock,
-            max_keys,
-        }
-    }
-
-    pub fn check(&self, key: KeyHash) -> Decision {
-        let key = if self.limiter.len() >= self.max_keys {
-            OVERFLOW_KEY
-        } else {
-            key
-        };
-        match self.limiter.check_key(&key) {
-            Ok(snapshot) => Decision::Allow {
-                remaining: snapshot.remaining_burst_capacity(),
-            },
-            Err(not_until) => Decision::Deny {
-                retry_after: not_until.wait_time_from(self.clock.now()),
-            },
-        }
-    }
-
-    /// Forgets keys whose bucket is full again (run periodically).
-    pub fn sweep(&self) {
-        self.limiter.retain_recent();
-        self.limiter.shrink_to_fit();
-    }
-
-    pub fn keys(&self) -> usize {
-        self.limiter.len()
-    }
 }
 
 /// The limit of one route.
@@ -151,17 +74,14 @@ impl RouteLimit {
         }
     }
 
-    /// The key of a request, or `None` when the request has no such key (header absent):
-    /// those share one bucket.
+    /// The key of a request (stable across builds: see [`key`]). Requests without one (no
+    /// peer address, header absent) share one bucket.
     pub fn key(&self, client_ip: Option<IpAddr>, headers: &http::HeaderMap) -> KeyHash {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
         match &self.spec.key {
-            LimitKey::ClientIp => client_ip.hash(&mut h),
-            LimitKey::Header(name) => headers.get(name).map(|v| v.as_bytes()).hash(&mut h),
-            LimitKey::Route => 0u8.hash(&mut h),
+            LimitKey::ClientIp => key::of_client(client_ip, self.spec.ipv6_prefix),
+            LimitKey::Header(name) => key::of_header(headers.get(name).map(|v| v.as_bytes())),
+            LimitKey::Route => key::of_route(),
         }
-        // Never collide with the overflow bucket.
-        h.finish().min(OVERFLOW_KEY - 1)
     }
 
     pub async fn check(&self, key: KeyHash, redis: Option<&RedisLimits>) -> Decision {
@@ -184,7 +104,7 @@ impl RouteLimit {
         }
         let keep = self.claim_fetch(key, now);
         let want = want_of(&self.spec, keep);
-        let name = format!("arena:rl:{}:{key:016x}", self.route);
+        let name = redis_key(&self.route, key);
         let Some(grant) = redis.take(&name, &self.spec, want).await else {
             if keep {
                 if let Some(mut lease) = self.leases.get_mut(&key) {

@@ -60,7 +60,7 @@ const REDIS_RETRY_AFTER: Duration = Duration::from_secs(1);
 impl RedisLimits {
     pub fn new(spec: &RedisSpec) -> Result<Self, redis::RedisError> {
         Ok(RedisLimits {
-            client: redis::Client::open(spec.url.as_str())?,
+            client: redis::Client::open(spec.url.expose())?,
             conn: OnceLock::new(),
             script: redis::Script::new(GCRA_SCRIPT),
             timeout: spec.timeout,

@@ -2,12 +2,10 @@
 #![allow(clippy::unwrap_used)]
 use super::*;
 use crate::config::{LimitKey, LimitScope, RateLimitSpec};
-use governor::clock::FakeRelativeClock;
 
-#[test]
-fn admits_burst_then_the_rate() {
-    let clock = FakeRelativeClock::default();
-    let l = LocalLimiter::with_clock(10.0, 5, 100, clock.clone());
+#[tokio::test(start_paused = true)]
+async fn admits_burst_then_the_rate() {
+    let l = LocalLimiter::new(10.0, 5, 100);
     let admitted = (0..20).filter(|_| matches!(l.check(1), Decision::Allow { .. })).count();
     assert_eq!(admitted, 5, "burst");
     match l.check(1) {
@@ -15,24 +13,88 @@ fn admits_burst_then_the_rate() {
         d => panic!("{d:?}"),
     }
     // One second later: ten more (the rate), no more.
-    clock.advance(Duration::from_secs(1));
+    tokio::time::advance(Duration::from_secs(1)).await;
     let admitted = (0..20).filter(|_| matches!(l.check(1), Decision::Allow { .. })).count();
     assert_eq!(admitted, 5, "bucket refills up to its burst size");
     // Other keys have their own budget.
     assert!(matches!(l.check(2), Decision::Allow { remaining: 4 }));
 }
 
-#[test]
-fn key_set_is_bounded() {
-    let clock = FakeRelativeClock::default();
-    let l = LocalLimiter::with_clock(1.0, 1, 3, clock.clone());
+#[tokio::test(start_paused = true)]
+async fn key_set_is_bounded() {
+    let l = LocalLimiter::new(1.0, 1, 3);
     for k in 0..100 {
         let _ = l.check(k);
     }
-    assert!(l.keys() <= 4, "{} keys tracked", l.keys());
-    clock.advance(Duration::from_secs(5));
+    assert_eq!(l.keys(), 3, "{} keys tracked", l.keys());
+    tokio::time::advance(Duration::from_secs(5)).await;
     l.sweep();
     assert_eq!(l.keys(), 0);
+}
+
+/// Admitted requests of `key` in `n` tries.
+fn admitted(l: &LocalLimiter, key: KeyHash, n: usize) -> usize {
+    (0..n)
+        .filter(|_| matches!(l.check(key), Decision::Allow { .. }))
+        .count()
+}
+
+/// The defect: once `max_keys` were tracked, every request — known clients' too — went to the
+/// one overflow bucket, so a flood of one-off keys took known clients' budget away.
+#[tokio::test(start_paused = true)]
+async fn a_key_flood_leaves_known_clients_their_own_buckets() {
+    let l = LocalLimiter::new(10.0, 10, 8);
+    // Two known clients: one has spent its burst, one has spent half.
+    assert_eq!(admitted(&l, 1, 20), 10);
+    assert_eq!(admitted(&l, 2, 5), 5);
+    // A flood of 1000 new keys fills the table and then shares the overflow bucket.
+    let flood: usize = (1000..2000).map(|k| admitted(&l, k, 3)).sum();
+    assert_eq!(l.keys(), 8, "bounded");
+    // The first two flood keys (the table below half) start full, the next four with one
+    // request each; beyond the table the rest of the flood shares one burst of 10.
+    assert_eq!(flood, 2 * 3 + 4 + 10, "the flood's take");
+    // Known clients kept their own state: the spent one is still refused (no reset), the
+    // other still has its other half (not pushed into the spent overflow bucket).
+    assert_eq!(admitted(&l, 1, 5), 0);
+    assert_eq!(admitted(&l, 2, 20), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn new_keys_past_half_the_table_earn_their_burst() {
+    let l = LocalLimiter::new(10.0, 10, 4);
+    assert_eq!(admitted(&l, 1, 20), 10, "below half: a whole burst");
+    assert_eq!(admitted(&l, 2, 20), 10);
+    assert_eq!(admitted(&l, 3, 20), 1, "past half: one request");
+    // It earns the rest at the rate, up to the whole burst.
+    tokio::time::advance(Duration::from_millis(500)).await;
+    assert_eq!(admitted(&l, 3, 20), 5);
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert_eq!(admitted(&l, 3, 20), 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn sweeps_forget_only_full_buckets() {
+    let l = LocalLimiter::new(10.0, 10, 4);
+    assert_eq!(admitted(&l, 1, 20), 10, "spent: refills over 1 s");
+    assert_eq!(admitted(&l, 2, 1), 1, "one request: full again after 100 ms");
+    tokio::time::advance(Duration::from_millis(500)).await;
+    l.sweep();
+    assert_eq!(
+        l.keys(),
+        1,
+        "key 2 is full again and forgotten; key 1 is still refilling"
+    );
+    // Key 1 was not reset by the sweep: it has what it earned in 500 ms, no more.
+    assert_eq!(admitted(&l, 1, 20), 5);
+    // A forgotten key comes back with a full bucket: what it had anyway.
+    assert_eq!(admitted(&l, 2, 20), 10);
+    // The room a sweep frees goes to new keys, which get their own bucket again.
+    for k in 10..12 {
+        assert_eq!(admitted(&l, k, 1), 1);
+    }
+    assert_eq!(l.keys(), 4);
+    assert_eq!(admitted(&l, 99, 20), 10, "overflow bucket: its own burst");
+    assert_eq!(admitted(&l, 98, 20), 0, "shared by every key beyond the table");
 }
 
 fn cluster_spec(batch: u32) -> RateLimitSpec {
@@ -44,6 +106,7 @@ fn cluster_spec(batch: u32) -> RateLimitSpec {
         max_keys: 2,
         local_share: 0.5,
         batch,
+        ipv6_prefix: 64,
     }
 }
 
@@ -188,14 +251,29 @@ async fn one_batch_in_flight_per_key_and_no_refusal_while_tokens_are_held() {
 }
 
 /// A rate above 1e9/s (`requests_per_second` takes any u32) made the period round to zero,
-/// which governor refuses: the fallback quota was one request per second.
-#[test]
-fn rates_beyond_a_billion_per_second_stay_unlimited_in_practice() {
+/// which governor refused: the fallback quota was one request per second.
+#[tokio::test(start_paused = true)]
+async fn rates_beyond_a_billion_per_second_stay_unlimited_in_practice() {
     for rate in [2e9, 4_294_967_295.0] {
-        let clock = FakeRelativeClock::default();
-        let l = LocalLimiter::with_clock(rate, 1, 100, clock.clone());
+        let l = LocalLimiter::new(rate, 1, 100);
         assert!(matches!(l.check(1), Decision::Allow { .. }));
-        clock.advance(Duration::from_millis(1));
+        tokio::time::advance(Duration::from_millis(1)).await;
         assert!(matches!(l.check(1), Decision::Allow { .. }), "{rate}/s after 1 ms");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn ipv6_clients_share_a_bucket_per_prefix() {
+    let mut spec = cluster_spec(1);
+    spec.scope = LimitScope::Local;
+    spec.key = LimitKey::ClientIp;
+    spec.burst = 2;
+    let l = RouteLimit::new("r", &spec);
+    let none = http::HeaderMap::new();
+    let key = |ip: &str| l.key(ip.parse().ok(), &none);
+    // A client rotating through its /64 is one client.
+    assert!(matches!(l.check_local(key("2001:db8::1")), Decision::Allow { .. }));
+    assert!(matches!(l.check_local(key("2001:db8::2")), Decision::Allow { .. }));
+    assert!(matches!(l.check_local(key("2001:db8::3")), Decision::Deny { .. }));
+    assert!(matches!(l.check_local(key("2001:db8:0:1::1")), Decision::Allow { .. }));
 }
