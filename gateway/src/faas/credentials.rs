@@ -135,7 +135,11 @@ impl AwsCredentials {
                 Ok(c)
             }
             Err(why) => {
-                if state.failed.as_ref().is_none_or(|(at, _)| at.elapsed() >= RETRY_AFTER_FAILURE) {
+                if state
+                    .failed
+                    .as_ref()
+                    .is_none_or(|(at, _)| at.elapsed() >= RETRY_AFTER_FAILURE)
+                {
                     tracing::warn!(error = %why, "loading AWS credentials failed");
                     state.failed = Some((Instant::now(), why.clone()));
                 }

@@ -18,8 +18,8 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
 
-use super::http::read_limited;
 use super::credentials::AwsCredentials;
+use super::http::read_limited;
 use super::{is_hop_header, FaasError, FaasRequest, FaasResponse};
 use crate::config::FaasSpec;
 

@@ -62,7 +62,8 @@ impl FaasError {
 
 enum Invoker {
     Http(http::HttpInvoker),
-    Lambda(lambda::LambdaInvoker),
+    /// Boxed: it holds the credential cache, several times the size of an HTTP invoker.
+    Lambda(Box<lambda::LambdaInvoker>),
 }
 
 /// One configured function.
@@ -99,7 +100,9 @@ impl Function {
                 None,
                 "explicit",
             )),
-            _ => AwsCredentials::missing("AWS credentials missing: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY not given"),
+            _ => AwsCredentials::missing(
+                "AWS credentials missing: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY not given",
+            ),
         };
         Self::with_credentials(spec, creds)
     }
@@ -112,13 +115,13 @@ impl Function {
                 function,
                 region,
                 endpoint,
-            } => Invoker::Lambda(lambda::LambdaInvoker::new(
+            } => Invoker::Lambda(Box::new(lambda::LambdaInvoker::new(
                 function,
                 region,
                 endpoint.as_deref(),
                 &spec,
                 creds,
-            )?),
+            )?)),
         };
         Ok(Function {
             permits: Arc::new(Semaphore::new(spec.max_concurrency as usize)),
