@@ -1,8 +1,8 @@
 //! The tester's own abusive connections against a real gateway with tight client limits: a
-//! short slowloris run (trickled heads and an idle keep-alive crowd over one client's cap)
-//! must leave the good traffic without errors, count how the gateway ended every abusive
-//! connection, and report the p99 without and with the attack. Counts and the presence of
-//! figures only, never timings.
+//! short slowloris run (trickled heads, an idle keep-alive crowd over one client's cap, a body
+//! trickled past the body timeout) must leave the good traffic without errors, count how the
+//! gateway ended every abusive connection, and report the p99 without and with the attack.
+//! Counts and the presence of figures only, never timings.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -30,7 +30,7 @@ fleet:
   gateway:
     config: |
       server:
-        client: { header_timeout: 1s, keepalive_timeout: 1s, max_connections_per_ip: 20 }
+        client: { header_timeout: 1s, keepalive_timeout: 1s, body_timeout: 1s, max_connections_per_ip: 20 }
       clusters:
         - { name: api, endpoints: ["${pod:pod-1}"] }
       routes:
@@ -38,6 +38,7 @@ fleet:
 abuse:
   - { kind: slow_headers, connections: 30, byte_every: 200ms, from: 127.0.0.172-127.0.0.173, start: 2s, stop: 5s }
   - { kind: idle_keepalive, connections: 30, from: 127.0.0.174, path: /v1/matches, start: 2s, stop: 5s, label: idle crowd }
+  - { kind: slow_body, connections: 5, byte_every: 2s, from: 127.0.0.175, path: /v1/verify, start: 2s, stop: 5s }
 thresholds: ["errors <= 0%", "attack_errors <= 0%", "abuse_408 > 0", "abuse_refused > 0"]
 "#;
 
@@ -86,13 +87,14 @@ fn a_short_slowloris_is_counted_and_reported_beside_the_baseline() {
     );
     assert!(abuse["p99_ratio"].as_f64().is_some_and(|r| r > 0.0), "{abuse}");
 
-    let (slow, idle) = (&abuse["attacks"][0], &abuse["attacks"][1]);
+    let (slow, idle, body) = (&abuse["attacks"][0], &abuse["attacks"][1], &abuse["attacks"][2]);
     assert_eq!(
         (slow["kind"].as_str(), idle["kind"].as_str()),
         (Some("slow_headers"), Some("idle_keepalive"))
     );
     consistent(slow);
     consistent(idle);
+    consistent(body);
     // The header timeout cut trickled heads with a 408, and they came back.
     let answered_408 = num(&slow["counts"]["answered"]["408"]);
     assert!(
@@ -114,6 +116,15 @@ fn a_short_slowloris_is_counted_and_reported_beside_the_baseline() {
         num(&idle["counts"]["peak_held"]) <= 20,
         "the per-client cap held: {idle}"
     );
+    // A body trickled slower than the body timeout: the gateway answers (an error) and closes.
+    let body_errors: u64 = body["counts"]["answered"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(status, _)| status.starts_with('4'))
+        .map(|(_, n)| num(n))
+        .sum();
+    assert!(body_errors > 0 && num(&body["counts"]["closed"]) > 0, "{body}");
     assert!(
         abuse["windows"]
             .as_array()
@@ -152,15 +163,26 @@ fn a_short_slowloris_is_counted_and_reported_beside_the_baseline() {
         "HTML section"
     );
     assert!(html.contains("baseline (no attack)") && html.contains("under attack"));
-    // Nothing the fleet started outlives the run.
+    // Nothing the fleet started outlives the run: no pod of this build on the scenario's
+    // address (other checkouts may run the same tests), nobody left on the gateway's port.
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_arena-loadtest"))
+        .parent()
+        .unwrap();
+    let pods = format!("{}/arena-pod --listen 127.0.0.171", bin_dir.display());
     let left = std::process::Command::new("pgrep")
-        .args(["-f", "127.0.0.171"])
+        .args(["-f", &pods])
         .output()
         .unwrap();
     assert!(
         left.stdout.is_empty(),
-        "processes left: {}",
+        "pods left: {}",
         String::from_utf8_lossy(&left.stdout)
+    );
+    let gateway = report["target"].as_str().unwrap().trim_start_matches("http://");
+    let gateway: std::net::SocketAddr = gateway.trim_end_matches('/').parse().unwrap();
+    assert!(
+        std::net::TcpStream::connect_timeout(&gateway, Duration::from_secs(1)).is_err(),
+        "the gateway still listens on {gateway}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
