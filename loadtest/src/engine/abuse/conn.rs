@@ -133,9 +133,7 @@ async fn slot(ctx: Arc<AttackCtx>, source: Option<IpAddr>, first: Instant, mut s
             }
             Ok(stream) => {
                 live.opened.fetch_add(1, Ordering::Relaxed);
-                live.held.fetch_add(1, Ordering::Relaxed);
                 let end = hold(&ctx, stream, &mut stop).await;
-                live.held.fetch_sub(1, Ordering::Relaxed);
                 let counter = match end {
                     End::Refused => &live.refused,
                     End::Closed => &live.closed,
@@ -199,9 +197,38 @@ async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<Tc
     Ok(stream)
 }
 
+/// Counts a connection as held (in [`Live::held`]) while it lives, from its first answer or once
+/// it outlived [`REFUSED_WITHIN`]: one the target refuses at accept is never held, so the peak
+/// shows what the target let in, not the refusals in flight.
+struct Held<'a> {
+    live: &'a Live,
+    counted: bool,
+}
+
+impl Held<'_> {
+    fn count(&mut self) {
+        if !self.counted {
+            self.counted = true;
+            self.live.held.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if self.counted {
+            self.live.held.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Misbehaves on one connection until the target closes it or the attack stops.
 async fn hold(ctx: &AttackCtx, mut stream: TcpStream, stop: &mut watch::Receiver<bool>) -> End {
     let opened = Instant::now();
+    let mut held = Held {
+        live: &ctx.live,
+        counted: false,
+    };
     let mut first = FirstAnswer::default();
     let (mut rd, mut wr) = stream.split();
     if let Err(e) = wr.write_all(&ctx.burst).await {
@@ -216,6 +243,7 @@ async fn hold(ctx: &AttackCtx, mut stream: TcpStream, stop: &mut watch::Receiver
                 Ok(0) => return peer_closed(opened, &first),
                 Ok(n) => {
                     if let Some(status) = first.feed(&buf[..n]) {
+                        held.count();
                         ctx.live.answered(status);
                         if trickling {
                             // Answered (a 408): stop sending, so the target's lingering
@@ -235,6 +263,7 @@ async fn hold(ctx: &AttackCtx, mut stream: TcpStream, stop: &mut watch::Receiver
                 sent += 1;
                 next += ctx.every;
             }
+            _ = sleep_until(opened + REFUSED_WITHIN), if !held.counted => held.count(),
             _ = stopped(stop) => return End::Stopped,
         }
     }

@@ -47,7 +47,8 @@ pub struct AbuseCounts {
     pub stopped: u64,
     /// Ended by another error on the tester's side.
     pub errors: u64,
-    /// Most connections of this attack open at once (sampled every [`PEAK_EVERY`]).
+    /// Most connections of this attack held at once, i.e. answered or open for
+    /// [`REFUSED_WITHIN`] (sampled every [`PEAK_EVERY`]).
     pub peak_held: u64,
     /// First answer on a connection, by status (408 header timeout, 431 head too large, the
     /// one request of an idle keep-alive connection...).
@@ -88,7 +89,7 @@ pub struct AttackResult {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct AbuseWindow {
     pub t: u64,
-    /// Abusive connections open at the end of the second.
+    /// Abusive connections held (not being refused) at the end of the second.
     pub held: u64,
     pub opened: u64,
     pub closed: u64,
