@@ -185,6 +185,7 @@ fn every_bundled_scenario_is_valid() {
         "pods-down-faas",
         "reload-under-load",
         "slow-pod",
+        "slowloris",
         "stuck-pod",
     ] {
         assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");

@@ -51,6 +51,10 @@ pub fn classify(e: &Error, pod: Option<SocketAddr>) -> Fault {
     use ErrorType::*;
     let source = e.esource();
     if source == &ErrorSource::Downstream {
+        // A stalled client is told so (408, as for a stalled head), not that it sent garbage.
+        if matches!(e.etype(), ReadTimedout) {
+            return Fault::not_retryable(GatewayError::ClientTimeout);
+        }
         return Fault::not_retryable(GatewayError::BadRequest(e.etype().as_str().to_string()));
     }
     let unreachable = || GatewayError::Unreachable {

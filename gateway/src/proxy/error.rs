@@ -35,6 +35,8 @@ pub enum GatewayError {
         limit: usize,
     },
     BadRequest(String),
+    /// The client stalled: its request body did not arrive within `server.client.body_timeout`.
+    ClientTimeout,
     /// The cluster has no pod that may take the request.
     NoEndpoints {
         cluster: String,
@@ -77,6 +79,7 @@ impl GatewayError {
             GatewayError::HeadersTooLarge { .. } => 431,
             GatewayError::BodyTooLarge { .. } => 413,
             GatewayError::BadRequest(_) => 400,
+            GatewayError::ClientTimeout => 408,
             GatewayError::NoEndpoints { .. } => 503,
             GatewayError::Unreachable { .. } => 502,
             GatewayError::UpstreamTimeout { .. } => 504,
@@ -95,6 +98,7 @@ impl GatewayError {
             GatewayError::HeadersTooLarge { .. } => "headers_too_large",
             GatewayError::BodyTooLarge { .. } => "body_too_large",
             GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::ClientTimeout => "request_timeout",
             GatewayError::NoEndpoints { .. } => "no_healthy_pods",
             GatewayError::Unreachable { .. } => "upstream_unreachable",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
@@ -112,6 +116,7 @@ impl GatewayError {
             | GatewayError::HeadersTooLarge { .. }
             | GatewayError::BodyTooLarge { .. }
             | GatewayError::BadRequest(_)
+            | GatewayError::ClientTimeout
             | GatewayError::RateLimited { .. } => Side::Client,
             GatewayError::NoEndpoints { .. }
             | GatewayError::Unreachable { .. }
@@ -145,6 +150,7 @@ impl GatewayError {
             }
             GatewayError::BodyTooLarge { limit } => return Cow::Owned(format!("request body exceeds {limit} bytes")),
             GatewayError::BadRequest(_) => "the request is malformed",
+            GatewayError::ClientTimeout => "the request did not arrive in time",
             GatewayError::NoEndpoints { .. } => "no upstream is available to serve this request",
             GatewayError::Unreachable { .. } => "the upstream could not be reached",
             GatewayError::UpstreamTimeout { .. } => "the upstream did not answer in time",
@@ -189,6 +195,7 @@ impl fmt::Display for GatewayError {
             }
             GatewayError::BodyTooLarge { limit } => write!(f, "request body exceeds {limit} bytes"),
             GatewayError::BadRequest(m) => write!(f, "bad request: {m}"),
+            GatewayError::ClientTimeout => write!(f, "the client stalled sending its request body"),
             GatewayError::NoEndpoints { cluster } => {
                 write!(f, "cluster `{cluster}` has no pod available")
             }

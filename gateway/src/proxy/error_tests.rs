@@ -23,6 +23,7 @@ fn client_messages_name_no_pod_function_or_cause() {
     let errors = [
         GatewayError::NoRoute,
         GatewayError::BadRequest("parser: x-secret-cause".into()),
+        GatewayError::ClientTimeout,
         GatewayError::NoEndpoints {
             cluster: "match-api".into(),
         },

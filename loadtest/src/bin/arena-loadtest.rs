@@ -80,11 +80,12 @@ fn check(path: PathBuf) -> ExitCode {
                 eprintln!("{w}");
             }
             println!(
-                "{}: scenario `{}` is valid ({} stage(s), {} request kind(s), {} threshold(s), {:?} of load)",
+                "{}: scenario `{}` is valid ({} stage(s), {} request kind(s), {} attack(s), {} threshold(s), {:?} of load)",
                 path.display(),
                 s.name,
                 s.stages.len(),
                 s.requests.len(),
+                s.abuse.len(),
                 s.thresholds.len(),
                 s.duration()
             );
@@ -105,6 +106,12 @@ fn run(path: PathBuf, out: PathBuf, mut opts: PlanOptions, quiet: bool) -> Resul
     })?;
     for w in &scenario.warnings {
         eprintln!("{w}");
+    }
+    // Room for the abusive connections, raised before the fleet starts so that its gateway
+    // (which inherits the limit) can hold them too; the engine reports any shortfall.
+    let abusive: u64 = scenario.abuse.iter().map(|a| a.connections as u64).sum();
+    if abusive > 0 {
+        let _ = engine::abuse::raise_fd_limit(2 * abusive + scenario.http.connections as u64 + 1024);
     }
     let fleet = start_fleet(&scenario)?;
     if opts.target.is_none() {

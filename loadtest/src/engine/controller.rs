@@ -1,5 +1,6 @@
-//! The run controller: starts the worker threads, feeds the [`Observer`] ticks and complete
-//! windows while they run, and hands everything to the merger at the end.
+//! The run controller: starts the worker threads (and the abuse thread), feeds the
+//! [`Observer`] ticks and complete windows while they run, and hands everything to the merger
+//! at the end.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -7,7 +8,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
+use super::abuse::{self, AbuseJob, AbuseResult};
 use super::merge::{intended_in, MergeInput, Merger};
+use super::plan::RunInfo;
 use super::stats::{self, WindowAcc, WorkerMsg};
 use super::{worker, EngineError, Observer, Plan, RunContext, RunResult, Shared, Window, LEAD, TICK};
 
@@ -30,12 +33,19 @@ pub async fn run(plan: Plan, observer: &mut dyn Observer) -> Result<RunResult, E
         markers: info.markers.clone(),
         stop: shared.stop.clone(),
     };
+    let spans = info
+        .abuse
+        .iter()
+        .map(|a| a.span(duration))
+        .map(|(from, to)| (from.as_secs_f64(), to.as_secs_f64()))
+        .collect();
+    let abuse = start_abuse(&shared, &info, start, duration)?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let handles = spawn_workers(&shared, start, duration, tx)?;
     observer.on_start(&ctx);
 
     let mut control = Controller {
-        merger: Merger::new(shared.threads, blank),
+        merger: Merger::new(shared.threads, blank, spans),
         shared,
         ctx,
     };
@@ -45,11 +55,18 @@ pub async fn run(plan: Plan, observer: &mut dyn Observer) -> Result<RunResult, E
         // Workers have sent `Done`; joining only reaps the threads.
         let _ = h.join();
     }
+    // The attacks end by the end of the load: this waits at most for their last connections.
+    let abuse = abuse.map(|h| {
+        h.join().unwrap_or_else(|_| AbuseResult {
+            notes: vec!["the abuse thread panicked: its counts are lost".into()],
+            ..AbuseResult::default()
+        })
+    });
     let rest = control.merger.drain();
     control.publish(rest, observer);
     observer.on_finish(&control.ctx);
     let Controller { merger, shared, ctx } = control;
-    Ok(merger.finish(MergeInput {
+    let mut result = merger.finish(MergeInput {
         name: info.name,
         mode: shared.mode,
         target: info.target.to_string(),
@@ -65,7 +82,28 @@ pub async fn run(plan: Plan, observer: &mut dyn Observer) -> Result<RunResult, E
         markers: info.markers.snapshot(),
         interrupted: ctx.stop.is_stopped(),
         schedule: &shared.schedule,
-    }))
+    });
+    result.abuse = abuse;
+    Ok(result)
+}
+
+/// Starts the abuse thread when the plan has attacks.
+fn start_abuse(
+    shared: &Shared,
+    info: &RunInfo,
+    start: Instant,
+    duration: Duration,
+) -> Result<Option<JoinHandle<AbuseResult>>, EngineError> {
+    abuse::spawn(AbuseJob {
+        attacks: info.abuse.clone(),
+        addr: shared.addr,
+        target: info.target.clone(),
+        start,
+        duration,
+        stop: shared.stop.clone(),
+        markers: info.markers.clone(),
+        generator_connections: shared.http.connections,
+    })
 }
 
 /// Runs on a fresh current-thread runtime (for callers without one).

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
 
+use super::phases::PhaseSplit;
 use super::stats::{self, WindowAcc};
 use super::{fmt_us, Marker, RunResult, Schedule, Totals, Validity, Window, MAX_LAG_P99};
 use crate::scenario::{HttpSettings, Mode, Stage};
@@ -31,6 +32,7 @@ pub(super) struct Merger {
     by_name: Vec<u64>,
     samples: Vec<String>,
     sent: u64,
+    phases: PhaseSplit,
 }
 
 /// What the merger does not see itself: the plan's description of the run and its timing.
@@ -53,8 +55,10 @@ pub(super) struct MergeInput<'a> {
 }
 
 impl Merger {
-    pub fn new(workers: usize, blank: Histogram<u64>) -> Self {
+    /// `attacks`: the `[start, stop)` seconds of the run's attacks (none: no phases).
+    pub fn new(workers: usize, blank: Histogram<u64>, attacks: Vec<(f64, f64)>) -> Self {
         Merger {
+            phases: PhaseSplit::new(attacks, &blank),
             done_below: vec![0; workers],
             pending: BTreeMap::new(),
             windows: Vec::new(),
@@ -98,6 +102,7 @@ impl Merger {
     pub fn keep(&mut self, acc: WindowAcc, window: &Window) {
         if let Some(h) = &acc.latency {
             let _ = self.latency.add(h);
+            self.phases.latencies(acc.idx, h);
         }
         self.windows.push(window.clone());
     }
@@ -127,6 +132,7 @@ impl Merger {
 
     pub fn finish(mut self, m: MergeInput<'_>) -> RunResult {
         let windows = every_second(std::mem::take(&mut self.windows), &m);
+        let phases = self.phases.finish(&windows);
         let (mut totals, statuses, backends) = sum(&windows);
         totals.sent = self.sent;
         let validity = validity(&m, &self.lag, &totals);
@@ -161,6 +167,8 @@ impl Merger {
             error_samples: self.samples,
             interrupted: m.interrupted,
             validity,
+            phases,
+            abuse: None,
         }
     }
 }

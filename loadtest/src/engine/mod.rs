@@ -9,8 +9,10 @@
 //! Seams for fleets and fault timelines: [`PlanOptions::target`] takes the base URL a fleet
 //! brought up; [`Observer`] gets the run's start instant, a tick of elapsed time, and each
 //! closed window; [`MarkerSink`] (cloneable, thread-safe) records fault markers that appear
-//! in every report.
+//! in every report. A scenario's `abuse:` attacks run on a thread of their own ([`abuse`]);
+//! the result then splits the measured traffic into [`Phases`] with and without them.
 
+pub mod abuse;
 pub mod client;
 mod controller;
 mod h1;
@@ -18,6 +20,7 @@ mod merge;
 pub mod mix;
 mod observe;
 mod pace;
+mod phases;
 mod plan;
 pub mod progress;
 mod result;
@@ -28,9 +31,11 @@ mod worker;
 use std::fmt;
 use std::time::Duration;
 
+pub use abuse::{AbuseCounts, AbuseResult, AbuseWindow, AttackResult};
 pub use controller::{run, run_blocking};
 pub use mix::RequestMix;
 pub use observe::{Fanout, Marker, MarkerSink, Observer, RunContext, StopHandle};
+pub use phases::{PhaseStats, Phases};
 pub(crate) use plan::Shared;
 pub use plan::{Plan, PlanOptions};
 pub use result::{RunResult, Validity};

@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 
 use super::observe::{MarkerSink, StopHandle};
 use super::{EngineError, RequestMix, Schedule};
-use crate::scenario::{BaseUrl, ErrorRule, HttpSettings, Mode, Scenario, Stage};
+use crate::scenario::{AbuseSpec, BaseUrl, ErrorRule, HttpSettings, Mode, Scenario, Stage};
 
 /// Overrides applied when turning a scenario into a plan.
 #[derive(Debug, Clone)]
@@ -59,6 +59,8 @@ pub struct Plan {
     pub threads: usize,
     pub seed: u64,
     pub errors: ErrorRule,
+    /// The scenario's attacks, offsets scaled like the stages.
+    pub abuse: Vec<AbuseSpec>,
     mix: RequestMix,
     schedule: Schedule,
     stop: StopHandle,
@@ -71,6 +73,7 @@ pub(super) struct RunInfo {
     pub target: BaseUrl,
     pub stages: Vec<Stage>,
     pub markers: MarkerSink,
+    pub abuse: Vec<AbuseSpec>,
 }
 
 impl Plan {
@@ -111,6 +114,7 @@ impl Plan {
             threads,
             seed,
             errors: s.errors,
+            abuse: scaled_abuse(&s.abuse, scale)?,
             mix,
             stop: StopHandle::default(),
             markers: MarkerSink::default(),
@@ -170,9 +174,36 @@ impl Plan {
             target: self.target,
             stages: self.stages,
             markers: self.markers,
+            abuse: self.abuse,
         };
         (Arc::new(shared), info)
     }
+}
+
+/// The attacks with offsets scaled; each source address must be one this machine can bind.
+fn scaled_abuse(abuse: &[AbuseSpec], scale: f64) -> Result<Vec<AbuseSpec>, EngineError> {
+    let mut checked: Vec<std::net::IpAddr> = Vec::new();
+    for a in abuse {
+        for ip in &a.sources {
+            if checked.contains(ip) {
+                continue;
+            }
+            std::net::TcpListener::bind(SocketAddr::new(*ip, 0)).map_err(|e| {
+                EngineError::Plan(format!(
+                    "abuse source address {ip} cannot be bound here ({e}); use addresses of this machine, e.g. 127.0.0.x"
+                ))
+            })?;
+            checked.push(*ip);
+        }
+    }
+    Ok(abuse
+        .iter()
+        .map(|a| AbuseSpec {
+            start: a.start.mul_f64(scale),
+            stop: a.stop.map(|d| d.mul_f64(scale)),
+            ..a.clone()
+        })
+        .collect())
 }
 
 /// Parses the target URL and resolves its host to the address the workers connect to.

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::{Marker, Totals, Window};
+use super::{AbuseResult, Marker, Phases, Totals, Window};
 use crate::scenario::{HttpSettings, Mode, Stage};
 
 /// Whether the numbers can be trusted, and why not.
@@ -48,6 +48,10 @@ pub struct RunResult {
     pub error_samples: Vec<String>,
     pub interrupted: bool,
     pub validity: Validity,
+    /// The measured traffic with and without the attacks (only with `abuse:`).
+    pub phases: Option<Phases>,
+    /// What the abusive connections did (only with `abuse:`).
+    pub abuse: Option<AbuseResult>,
 }
 
 impl RunResult {

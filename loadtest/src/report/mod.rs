@@ -1,6 +1,8 @@
 //! Reports of a finished run: terminal summary, JSON (everything) and a self-contained HTML
-//! page with inline SVG charts; threshold verdicts and the process exit code.
+//! page with inline SVG charts; threshold verdicts and the process exit code. With `abuse:`
+//! every report puts the measured traffic without and with the attack side by side.
 
+pub mod abuse;
 mod html;
 mod summary;
 pub mod svg;
@@ -16,6 +18,7 @@ use serde::Serialize;
 
 use crate::engine::{Marker, Quantiles, RunResult, Totals, Validity, Window, MAX_LAG_P99};
 use crate::scenario::{HttpSettings, Mode, Scenario, Stage};
+pub use abuse::{AbuseReport, PhaseReport};
 pub use thresholds::ThresholdResult;
 
 /// Exit code: every threshold passed on a valid run.
@@ -71,6 +74,9 @@ pub struct Report {
     pub markers: Vec<Marker>,
     pub thresholds: Vec<ThresholdResult>,
     pub error_samples: Vec<String>,
+    /// Without vs with the attack, and the abusive connections' counts (only with `abuse:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abuse: Option<AbuseReport>,
     pub windows: Vec<Window>,
 }
 
@@ -113,6 +119,7 @@ impl Report {
             markers: run.markers.clone(),
             thresholds: thresholds::evaluate(&scenario.thresholds, run),
             error_samples: run.error_samples.clone(),
+            abuse: AbuseReport::new(run),
             windows: run.windows.clone(),
         }
     }

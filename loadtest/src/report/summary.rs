@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use super::abuse::{attack_lines, phase_line};
 use super::Report;
 use crate::engine::fmt_us;
 use crate::scenario::{HttpVersion, Mode};
@@ -11,6 +12,7 @@ pub(super) fn render(r: &Report) -> String {
     let mut s = String::new();
     load(&mut s, r);
     outcome(&mut s, r);
+    attack(&mut s, r);
     breakdown(&mut s, r);
     notes(&mut s, r);
     verdict(&mut s, r);
@@ -79,6 +81,30 @@ fn outcome(s: &mut String, r: &Report) {
             "  (closed loop: from actual send)"
         }
     );
+}
+
+/// The measured traffic without and with the attack, then each attack's connections.
+fn attack(s: &mut String, r: &Report) {
+    let Some(a) = &r.abuse else { return };
+    let _ = writeln!(s, "  baseline   {}", phase_line(&a.baseline));
+    let _ = writeln!(s, "  attack     {}", phase_line(&a.attack));
+    let _ = writeln!(
+        s,
+        "  p99        without the attack {}  with it {}  ({})",
+        fmt_us(a.baseline.latency_us.p99),
+        fmt_us(a.attack.latency_us.p99),
+        a.ratio_text()
+    );
+    for at in &a.attacks {
+        let (what, ended) = attack_lines(at);
+        let _ = writeln!(s, "  abuse      {what}\n               {ended}");
+        for e in &at.counts.samples {
+            let _ = writeln!(s, "               e.g. {e}");
+        }
+    }
+    for n in &a.notes {
+        let _ = writeln!(s, "  note       {n}");
+    }
 }
 
 /// Responses by status, backend, route and attempts.

@@ -2,8 +2,10 @@
 
 use serde::Serialize;
 
-use crate::engine::{fmt_us, RunResult};
-use crate::scenario::{LatencyStat, Metric, Threshold};
+use hdrhistogram::Histogram;
+
+use crate::engine::{fmt_us, AbuseCounts, AbuseResult, Phases, RunResult};
+use crate::scenario::{AbuseCount, LatencyStat, Metric, Phase, PhaseStat, Threshold};
 
 /// Outcome of one threshold.
 #[derive(Debug, Clone, Serialize)]
@@ -18,33 +20,78 @@ pub struct ThresholdResult {
     pub pass: bool,
 }
 
-/// Measured value of a metric in normalised units.
+/// Measured value of a metric in normalised units; NaN (a failed threshold) when a phase it
+/// reads had no requests or the run had no attack.
 pub fn measure(metric: &Metric, run: &RunResult) -> f64 {
     match metric {
-        Metric::Latency(stat) => {
-            let h = &run.latency;
-            if h.is_empty() {
-                return 0.0;
-            }
-            match stat {
-                LatencyStat::Quantile(q) => h.value_at_quantile(*q) as f64,
-                LatencyStat::Max => h.max() as f64,
-                LatencyStat::Mean => h.mean(),
-            }
-        }
+        Metric::Latency(stat) => latency(&run.latency, *stat).unwrap_or(0.0),
         Metric::Errors => run.error_rate(),
         Metric::Rps => run.rps(),
         Metric::FaasShare => run.backend_share("faas="),
         Metric::Share(prefix) => run.backend_share(prefix),
+        Metric::Phase(..) | Metric::P99Ratio | Metric::Abuse(_) => {
+            attack_metric(metric, run.phases.as_ref(), run.abuse.as_ref())
+        }
+    }
+}
+
+/// The metrics of an `abuse:` run, from its phases and its attacks' counts.
+fn attack_metric(metric: &Metric, phases: Option<&Phases>, abuse: Option<&AbuseResult>) -> f64 {
+    match metric {
+        Metric::Phase(phase, stat) => {
+            let Some(p) = phases else { return f64::NAN };
+            let p = match phase {
+                Phase::Baseline => &p.baseline,
+                Phase::Attack => &p.attack,
+            };
+            match stat {
+                _ if p.counts.requests == 0 => f64::NAN,
+                PhaseStat::Latency(l) => latency(&p.latency, *l).unwrap_or(f64::NAN),
+                PhaseStat::Errors => p.error_rate(),
+            }
+        }
+        Metric::P99Ratio => phases.and_then(Phases::p99_ratio).unwrap_or(f64::NAN),
+        Metric::Abuse(count) => {
+            let Some(a) = abuse else { return f64::NAN };
+            a.attacks.iter().map(|a| abuse_count(&a.counts, *count)).sum::<u64>() as f64
+        }
+        // The whole run's metrics are `measure`'s own.
+        _ => f64::NAN,
+    }
+}
+
+fn latency(h: &Histogram<u64>, stat: LatencyStat) -> Option<f64> {
+    if h.is_empty() {
+        return None;
+    }
+    Some(match stat {
+        LatencyStat::Quantile(q) => h.value_at_quantile(q) as f64,
+        LatencyStat::Max => h.max() as f64,
+        LatencyStat::Mean => h.mean(),
+    })
+}
+
+fn abuse_count(c: &AbuseCounts, count: AbuseCount) -> u64 {
+    match count {
+        AbuseCount::Opened => c.opened,
+        AbuseCount::Closed => c.closed,
+        AbuseCount::Refused => c.refused_all(),
+        AbuseCount::Answered(status) => c.answered.get(&status).copied().unwrap_or(0),
+        AbuseCount::Held => c.peak_held,
     }
 }
 
 /// Formats a normalised value of `metric` for humans.
 pub fn human(metric: &Metric, v: f64) -> String {
     match metric {
-        Metric::Latency(_) => fmt_us(v.round() as u64),
-        Metric::Errors | Metric::FaasShare | Metric::Share(_) => format!("{:.3}%", v * 100.0),
+        _ if v.is_nan() => "n/a".into(),
+        Metric::Latency(_) | Metric::Phase(_, PhaseStat::Latency(_)) => fmt_us(v.round() as u64),
+        Metric::Errors | Metric::FaasShare | Metric::Share(_) | Metric::Phase(_, PhaseStat::Errors) => {
+            format!("{:.3}%", v * 100.0)
+        }
         Metric::Rps => format!("{v:.1}"),
+        Metric::P99Ratio => format!("×{v:.2}"),
+        Metric::Abuse(_) => format!("{v:.0}"),
     }
 }
 
@@ -63,4 +110,123 @@ pub fn evaluate(thresholds: &[Threshold], run: &RunResult) -> Vec<ThresholdResul
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::time::Duration;
+
+    use super::*;
+    use crate::engine::stats::histogram;
+    use crate::engine::{AttackResult, Counts, PhaseStats};
+    use crate::scenario::{threshold, AbuseKind, AbuseSpec};
+
+    fn phase(latencies_us: &[u64], errors: u64) -> PhaseStats {
+        let mut latency = histogram().unwrap();
+        for &v in latencies_us {
+            latency.record(v).unwrap();
+        }
+        PhaseStats {
+            seconds: 1,
+            counts: Counts {
+                requests: latencies_us.len() as u64,
+                errors,
+                ..Counts::default()
+            },
+            latency,
+        }
+    }
+
+    fn attack(counts: AbuseCounts) -> AttackResult {
+        AttackResult {
+            spec: AbuseSpec {
+                kind: AbuseKind::IdleKeepalive,
+                connections: 10,
+                byte_every: None,
+                sources: Vec::new(),
+                from: None,
+                start: Duration::from_secs(1),
+                stop: None,
+                path: "/".into(),
+                label: "idle".into(),
+            },
+            held_target: 10,
+            start_s: 1.0,
+            stop_s: 2.0,
+            counts,
+        }
+    }
+
+    fn value(text: &str, phases: Option<&Phases>, abuse: Option<&AbuseResult>) -> f64 {
+        attack_metric(&threshold::parse(text).unwrap().metric, phases, abuse)
+    }
+
+    #[test]
+    fn phase_metrics_read_their_phase() {
+        let phases = Phases {
+            baseline: phase(&[1000; 100], 0),
+            attack: phase(&[4000; 100], 5),
+        };
+        let p = Some(&phases);
+        let near = |v: f64, want: f64| (v - want).abs() / want < 0.01;
+        assert!(near(value("baseline_p99 < 1s", p, None), 1000.0));
+        assert!(near(value("attack_p99 < 1s", p, None), 4000.0));
+        assert!(near(value("attack_max < 1s", p, None), 4000.0));
+        assert_eq!(value("attack_errors < 1%", p, None), 0.05);
+        assert_eq!(value("baseline_errors < 1%", p, None), 0.0);
+        assert!(near(value("p99_ratio < 2", p, None), 4.0));
+    }
+
+    #[test]
+    fn a_missing_phase_or_attack_measures_nan_and_fails_either_way() {
+        let phases = Phases {
+            baseline: phase(&[], 0),
+            attack: phase(&[2000], 0),
+        };
+        assert!(value("baseline_p99 < 1s", Some(&phases), None).is_nan());
+        assert!(value("baseline_errors <= 0%", Some(&phases), None).is_nan());
+        assert!(value("p99_ratio < 2", Some(&phases), None).is_nan());
+        assert!(value("attack_p99 < 1s", None, None).is_nan());
+        assert!(value("abuse_408 >= 0", None, None).is_nan());
+        for text in ["p99_ratio < 2", "p99_ratio > 2"] {
+            let t = threshold::parse(text).unwrap();
+            assert!(!t.op.holds(f64::NAN, t.value), "{text}");
+        }
+        assert_eq!(human(&Metric::P99Ratio, f64::NAN), "n/a");
+        assert_eq!(human(&Metric::P99Ratio, 1.5), "×1.50");
+    }
+
+    #[test]
+    fn abuse_counts_sum_over_the_attacks() {
+        let a = AbuseCounts {
+            opened: 10,
+            refused: 2,
+            connect_failed: 3,
+            closed: 4,
+            stopped: 4,
+            peak_held: 6,
+            answered: [(408, 4)].into_iter().collect(),
+            ..AbuseCounts::default()
+        };
+        let b = AbuseCounts {
+            opened: 5,
+            closed: 5,
+            peak_held: 5,
+            answered: [(200, 5)].into_iter().collect(),
+            ..AbuseCounts::default()
+        };
+        let abuse = AbuseResult {
+            attacks: vec![attack(a), attack(b)],
+            ..AbuseResult::default()
+        };
+        let r = Some(&abuse);
+        assert_eq!(value("abuse_opened > 0", None, r), 15.0);
+        assert_eq!(value("abuse_refused > 0", None, r), 5.0);
+        assert_eq!(value("abuse_closed > 0", None, r), 9.0);
+        assert_eq!(value("abuse_408 > 0", None, r), 4.0);
+        assert_eq!(value("abuse_200 > 0", None, r), 5.0);
+        assert_eq!(value("abuse_431 > 0", None, r), 0.0);
+        assert_eq!(value("abuse_held > 0", None, r), 11.0);
+    }
 }

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use arena_core::config::Dur;
 use serde::Deserialize;
 
+use super::AbuseKind;
+
 /// Top-level keys; `fleet` and `faults` are decoded by [`super::ScenarioHooks`].
 pub const TOP_LEVEL_KEYS: &[&str] = &[
     "name",
@@ -23,6 +25,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "seed",
     "fleet",
     "faults",
+    "abuse",
 ];
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -97,4 +100,24 @@ pub enum ErrorsFile {
     Status5xx,
     #[serde(rename = "non_2xx")]
     Non2xx,
+}
+
+/// One element of `abuse:`; `from` is an address, a range `A-B` or a comma-separated list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbuseFile {
+    pub kind: AbuseKind,
+    pub connections: usize,
+    #[serde(default)]
+    pub byte_every: Option<Dur>,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub start: Option<Dur>,
+    #[serde(default)]
+    pub stop: Option<Dur>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub label: Option<String>,
 }

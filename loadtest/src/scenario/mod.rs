@@ -4,8 +4,10 @@
 //! gateway configuration errors (the YAML-with-positions bridge is the gateway's). The `fleet:`
 //! and `faults:` sections belong to other modules: [`ScenarioHooks`] hands them their raw
 //! position-carrying nodes and a [`Diagnostics`] sink, and their typed results ride along in
-//! [`Scenario::fleet`] / [`Scenario::faults`].
+//! [`Scenario::fleet`] / [`Scenario::faults`]. `abuse:` (the tester's own abusive connections)
+//! is the scenario's own.
 
+pub mod abuse;
 mod file;
 pub mod template;
 pub mod threshold;
@@ -20,10 +22,11 @@ use http::{HeaderName, Method};
 use saphyr::MarkedYamlOwned;
 use serde::Serialize;
 
+pub use abuse::{AbuseKind, AbuseSpec};
 pub use arena_core::diag::{ConfigErrors, Diagnostic, Severity};
 pub use file::TOP_LEVEL_KEYS;
 pub use template::{Template, Var, VarGen};
-pub use threshold::{LatencyStat, Metric, Op, Threshold};
+pub use threshold::{AbuseCount, LatencyStat, Metric, Op, Phase, PhaseStat, Threshold};
 pub use url::BaseUrl;
 
 /// Open loop (requests at scheduled times) or closed loop (back-to-back per connection).
@@ -131,6 +134,8 @@ pub struct Scenario<F = (), T = ()> {
     pub seed: Option<u64>,
     pub fleet: Option<F>,
     pub faults: Option<T>,
+    /// Abusive connections the tester opens alongside the measured traffic.
+    pub abuse: Vec<AbuseSpec>,
     /// Non-fatal findings (printed by `check` and `run`).
     pub warnings: Vec<Diagnostic>,
 }

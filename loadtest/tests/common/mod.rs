@@ -74,3 +74,45 @@ pub fn json_report(dir: &Path) -> serde_json::Value {
         .expect("JSON report");
     serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap()
 }
+
+/// Runs `cmd` to the end like [`Command::output`], but within `limit`: past it the run gets a
+/// Ctrl-C (so it still stops its fleet), then a kill, and the test fails with what it printed.
+pub fn output_within(mut cmd: Command, limit: std::time::Duration) -> Output {
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let read = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let stdout = read(Box::new(child.stdout.take().unwrap()));
+    let stderr = read(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + limit;
+    let mut interrupted = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        let now = Instant::now();
+        if now >= deadline + Duration::from_secs(15) {
+            let _ = child.kill();
+        } else if now >= deadline && !interrupted {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+            interrupted = true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    };
+    assert!(!interrupted, "still running after {limit:?}:\n{}", text(&out));
+    out
+}

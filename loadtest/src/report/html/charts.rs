@@ -9,7 +9,8 @@ use crate::scenario::Mode;
 /// Backends with a band of their own in the share chart; the rest are pooled as "other".
 const MAX_BANDS: usize = 9;
 
-/// Renders every chart, in page order (the share chart only when backends were seen).
+/// Renders every chart, in page order (the share chart only when backends were seen, the
+/// abuse chart only with attacks).
 pub(super) fn render(s: &mut String, r: &Report) {
     let x_max = r.duration_s.max(r.windows.len() as f64).max(1.0);
     s.push_str(&latency(r, x_max).render());
@@ -17,6 +18,9 @@ pub(super) fn render(s: &mut String, r: &Report) {
     s.push_str(&errors(r, x_max).render());
     if let Some(share) = backends(r, x_max) {
         s.push_str(&share.render());
+    }
+    if let Some(abuse) = super::abuse::chart(r, x_max) {
+        s.push_str(&abuse);
     }
 }
 
@@ -44,7 +48,7 @@ fn fmt_latency(v: f64) -> String {
     fmt_us(v.round() as u64)
 }
 
-fn fmt_count(v: f64) -> String {
+pub(super) fn fmt_count(v: f64) -> String {
     if v >= 10_000.0 {
         format!("{:.0}k", v / 1000.0)
     } else if v >= 1000.0 {

@@ -3,6 +3,7 @@
 //! Written as polyglot XHTML (every element closed, text escaped) so it parses as XML too;
 //! no scripts, stylesheets or fonts are loaded from anywhere.
 
+mod abuse;
 mod charts;
 
 use std::collections::BTreeMap;
@@ -62,6 +63,7 @@ pub fn render(r: &Report) -> String {
     head(&mut s, r);
     verdict(&mut s, r);
     summary_table(&mut s, r);
+    abuse::section(&mut s, r);
     thresholds_table(&mut s, r);
     s.push_str("<h2>Over time</h2>");
     charts::render(&mut s, r);

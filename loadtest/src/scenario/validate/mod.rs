@@ -1,8 +1,10 @@
 //! File structs → validated [`Scenario`], collecting every problem with its position.
 //!
 //! This module walks the top-level sections; `settings` checks the load shape (`http:`,
-//! `stages:`) and `requests` what is sent (`vars:`, `requests:`).
+//! `stages:`), `requests` what is sent (`vars:`, `requests:`) and `abuse` the tester's own
+//! abusive connections.
 
+mod abuse;
 mod requests;
 mod settings;
 
@@ -32,6 +34,7 @@ struct Sections<'n> {
     seed: Option<u64>,
     fleet: Option<&'n MarkedYamlOwned>,
     faults: Option<&'n MarkedYamlOwned>,
+    abuse: Option<&'n MarkedYamlOwned>,
 }
 
 pub(super) fn load<H: ScenarioHooks>(
@@ -88,6 +91,7 @@ fn sections<'n>(d: &mut Diagnostics<'n>, root: &'n MarkedYamlOwned) -> Sections<
             "seed" => s.seed = d.decode(value),
             "fleet" => s.fleet = Some(value),
             "faults" => s.faults = Some(value),
+            "abuse" => s.abuse = Some(value),
             other => {
                 let hint = match yaml::closest(other, TOP_LEVEL_KEYS) {
                     Some(best) => format!("did you mean `{best}`? top-level keys: {}", TOP_LEVEL_KEYS.join(", ")),
@@ -121,9 +125,15 @@ fn build<H: ScenarioHooks>(d: &mut Diagnostics<'_>, hooks: &H) -> Option<Scenari
     });
     let http = http_settings(d, s.http, mode);
     let stages = stages(d, s.stages, mode);
+    let total = stages.iter().map(|s| s.duration).sum();
     let (vars, declared) = vars(d, s.vars);
     let requests = requests(d, s.requests, &vars, &declared);
-    let thresholds = thresholds(d, s.thresholds);
+    let abuse = abuse::abuse(d, s.abuse, total);
+    let phases = Phases {
+        attack: !abuse.is_empty() || s.abuse.is_some_and(|n| !yaml::is_null(n)),
+        baseline: abuse::leaves_a_baseline(&abuse, total),
+    };
+    let thresholds = thresholds(d, s.thresholds, phases);
     let fleet = s.fleet.filter(|n| !yaml::is_null(n)).and_then(|n| hooks.fleet(n, d));
     let faults = s.faults.filter(|n| !yaml::is_null(n)).and_then(|n| hooks.faults(n, d));
     if target.is_none() && s.fleet.is_none() {
@@ -151,6 +161,7 @@ fn build<H: ScenarioHooks>(d: &mut Diagnostics<'_>, hooks: &H) -> Option<Scenari
         seed: s.seed,
         fleet,
         faults,
+        abuse,
         warnings: Vec::new(),
     })
 }
@@ -187,7 +198,14 @@ fn pos_of(node: &MarkedYamlOwned, key: &str) -> Pos {
     child(node, key).map_or_else(|| yaml::pos(node), yaml::pos)
 }
 
-fn thresholds(d: &mut Diagnostics<'_>, node: Option<&MarkedYamlOwned>) -> Vec<Threshold> {
+/// What the scenario's attacks leave to measure: an attack phase, a baseline without one.
+#[derive(Clone, Copy)]
+struct Phases {
+    attack: bool,
+    baseline: bool,
+}
+
+fn thresholds(d: &mut Diagnostics<'_>, node: Option<&MarkedYamlOwned>, phases: Phases) -> Vec<Threshold> {
     let Some(node) = node.filter(|n| !yaml::is_null(n)) else {
         return Vec::new();
     };
@@ -196,6 +214,20 @@ fn thresholds(d: &mut Diagnostics<'_>, node: Option<&MarkedYamlOwned>) -> Vec<Th
     for (i, text) in d.decode_list::<String>(node, "thresholds") {
         let pos = yaml::pos(&items[i]);
         match threshold::parse(&text) {
+            Ok(t) if t.metric.needs_attack() && !phases.attack => d.error(
+                pos,
+                format!("threshold `{text}` needs an `abuse:` section"),
+                Some(
+                    "add `abuse: [{ kind: slow_headers, connections: 100, start: 10s }]`, or drop the threshold".into(),
+                ),
+            ),
+            Ok(t) if t.metric.needs_baseline() && !phases.baseline => d.error(
+                pos,
+                format!(
+                    "threshold `{text}` compares with a baseline, but the attacks leave no second without an attack"
+                ),
+                Some("give an attack a `start:` after 0s (or a `stop:` before the end of the load)".into()),
+            ),
             Ok(t) => out.push(t),
             Err(e) => {
                 // Point into the expression when it sits on one line as written.

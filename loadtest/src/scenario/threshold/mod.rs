@@ -1,36 +1,16 @@
 //! Threshold expressions: `METRIC OP VALUE`, e.g. `p99 < 50ms`, `errors < 0.1%`, `rps > 900`.
 //!
 //! Values are normalised when parsed (latencies to microseconds, shares and error rates to
-//! fractions) so evaluation is a plain comparison.
+//! fractions) so evaluation is a plain comparison; `metric` names what can be measured.
+
+mod metric;
 
 use std::fmt;
 
 use serde::Serialize;
 
-/// Which latency statistic a threshold reads.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LatencyStat {
-    /// Quantile in `0..=1` (0.99 for `p99`).
-    Quantile(f64),
-    Max,
-    Mean,
-}
-
-/// What a threshold measures.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Metric {
-    Latency(LatencyStat),
-    /// Fraction of requests that were errors.
-    Errors,
-    /// Completed requests per second of load.
-    Rps,
-    /// Fraction of responses whose `x-arena-backend` starts with `faas=`.
-    FaasShare,
-    /// Fraction of responses whose `x-arena-backend` starts with the prefix.
-    Share(String),
-}
+use metric::{metric_by_name, normalise, METRICS};
+pub use metric::{AbuseCount, LatencyStat, Metric, Phase, PhaseStat};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Op {
@@ -77,7 +57,8 @@ pub struct Threshold {
     pub text: String,
     pub metric: Metric,
     pub op: Op,
-    /// Normalised: µs for latencies, a fraction for errors and shares, requests/s for rps.
+    /// Normalised: µs for latencies, a fraction for errors and shares, requests/s for rps, a
+    /// plain number for the p99 ratio and connection counts.
     pub value: f64,
 }
 
@@ -88,20 +69,6 @@ pub struct ThresholdError {
     pub message: String,
     pub hint: Option<String>,
 }
-
-const METRICS: &[&str] = &[
-    "p50",
-    "p90",
-    "p95",
-    "p99",
-    "p999",
-    "max",
-    "mean",
-    "errors",
-    "rps",
-    "faas_share",
-    "share",
-];
 
 fn err(offset: usize, message: impl Into<String>, hint: impl Into<Option<String>>) -> ThresholdError {
     ThresholdError {
@@ -251,56 +218,6 @@ fn value(c: &mut Cursor<'_>, metric: &Metric) -> Result<f64, ThresholdError> {
     normalise(metric, number, unit).map_err(|(m, h)| err(c.i, m, Some(h)))
 }
 
-fn metric_by_name(name: &str) -> Option<Metric> {
-    Some(match name {
-        "p50" => Metric::Latency(LatencyStat::Quantile(0.5)),
-        "p90" => Metric::Latency(LatencyStat::Quantile(0.9)),
-        "p95" => Metric::Latency(LatencyStat::Quantile(0.95)),
-        "p99" => Metric::Latency(LatencyStat::Quantile(0.99)),
-        "p999" | "p99.9" => Metric::Latency(LatencyStat::Quantile(0.999)),
-        "max" => Metric::Latency(LatencyStat::Max),
-        "mean" => Metric::Latency(LatencyStat::Mean),
-        "errors" => Metric::Errors,
-        "rps" => Metric::Rps,
-        "faas_share" => Metric::FaasShare,
-        _ => return None,
-    })
-}
-
-fn normalise(metric: &Metric, n: f64, unit: &str) -> Result<f64, (String, String)> {
-    match metric {
-        Metric::Latency(_) => match unit {
-            "us" | "µs" => Ok(n),
-            "ms" => Ok(n * 1e3),
-            "s" => Ok(n * 1e6),
-            "" => Err((
-                "a latency threshold needs a unit".into(),
-                "write e.g. `50ms`, `1.5s` or `800us`".into(),
-            )),
-            other => Err((format!("unknown duration unit `{other}`"), "units: us, ms, s".into())),
-        },
-        Metric::Errors | Metric::FaasShare | Metric::Share(_) => match unit {
-            "%" => Ok(n / 100.0),
-            "" if n <= 1.0 => Ok(n),
-            "" => Err((
-                format!("a fraction must be between 0 and 1, found {n}"),
-                format!("write a percentage as `{n}%`"),
-            )),
-            other => Err((
-                format!("unknown unit `{other}` for a rate"),
-                "write a percentage (`0.1%`) or a fraction (`0.001`)".into(),
-            )),
-        },
-        Metric::Rps => match unit {
-            "" | "rps" | "/s" => Ok(n),
-            other => Err((
-                format!("unknown unit `{other}` for rps"),
-                "write a plain number, e.g. `rps > 900`".into(),
-            )),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -317,6 +234,29 @@ mod tests {
         assert_eq!(parse("p99.9<=1s").unwrap().value, 1e6);
         let s = parse("share(faas=) <= 5%").unwrap();
         assert_eq!(s.metric, Metric::Share("faas=".into()));
+    }
+
+    #[test]
+    fn phase_ratio_and_abuse_metrics() {
+        let t = parse("attack_p99 < 20ms").unwrap();
+        let p99 = PhaseStat::Latency(LatencyStat::Quantile(0.99));
+        assert_eq!((t.metric, t.value), (Metric::Phase(Phase::Attack, p99), 20_000.0));
+        let t = parse("baseline_errors <= 0%").unwrap();
+        assert_eq!(t.metric, Metric::Phase(Phase::Baseline, PhaseStat::Errors));
+        assert_eq!(parse("p99_ratio < 2.5x").unwrap().value, 2.5);
+        assert_eq!(
+            parse("abuse_408 > 0").unwrap().metric,
+            Metric::Abuse(AbuseCount::Answered(408))
+        );
+        assert_eq!(
+            parse("abuse_held >= 10").unwrap().metric,
+            Metric::Abuse(AbuseCount::Held)
+        );
+        assert!(parse("abuse_999 > 0").is_err());
+        assert!(parse("attack_rps > 0").is_err());
+        assert!(parse("abuse_opened > 5ms").unwrap_err().message.contains("count"));
+        let e = parse("atack_p99 < 1s").unwrap_err();
+        assert!(e.hint.unwrap().contains("did you mean `attack_p99`"));
     }
 
     #[test]
