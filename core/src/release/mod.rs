@@ -1,0 +1,10 @@
+//! Grey releases: a share of a route's traffic on a canary cluster, sticky per user
+//! ([`cohort`]), judged against the stable version over a sliding window ([`window`],
+//! [`verdict`]) and stepped up, paused or rolled back by a small state machine ([`machine`]).
+
+pub mod cohort;
+
+pub use cohort::{bucket, choose, cookie, on_canary, sticky_key, Choice, Version, Why};
+
+#[cfg(test)]
+mod testing;
