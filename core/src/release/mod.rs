@@ -3,8 +3,10 @@
 //! [`verdict`]) and stepped up, paused or rolled back by a small state machine ([`machine`]).
 
 pub mod cohort;
+pub mod window;
 
 pub use cohort::{bucket, choose, cookie, on_canary, sticky_key, Choice, Version, Why};
+pub use window::{VersionWindow, WindowStats};
 
 #[cfg(test)]
 mod testing;
