@@ -3,9 +3,11 @@
 //! [`verdict`]) and stepped up, paused or rolled back by a small state machine ([`machine`]).
 
 pub mod cohort;
+pub mod verdict;
 pub mod window;
 
 pub use cohort::{bucket, choose, cookie, on_canary, sticky_key, Choice, Version, Why};
+pub use verdict::{judge, BreachReason, Observed, Verdict};
 pub use window::{VersionWindow, WindowStats};
 
 #[cfg(test)]
