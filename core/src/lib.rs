@@ -8,7 +8,8 @@
 //! - [`cluster`]: a cluster's live pod set and picking one pod; [`balance`]: the load signal
 //!   per pod and the pickers; [`discovery`]: DNS discovery with last-good on failure;
 //!   [`resilience`]: outlier ejection, retry budget, latency window, rate limits; [`route`]:
-//!   matching a request against a route.
+//!   matching a request against a route; [`release`]: grey releases (canary cohorts, the
+//!   analysis of both versions, the rollout state machine).
 //!
 //! Pure and deterministic under test: the clock is tokio's (pausable) and randomness is passed in.
 
@@ -17,6 +18,7 @@ pub mod cluster;
 pub mod config;
 pub mod diag;
 pub mod discovery;
+pub mod release;
 pub mod resilience;
 pub mod route;
 

@@ -187,6 +187,33 @@ pub mod fallback {
     pub const WARM_SHARE: f64 = 0.0;
 }
 
+/// A grey release (`releases:`).
+pub mod release {
+    use super::Duration;
+    use crate::config::{OnFailure, ReleaseScope, StickyKey};
+
+    /// A user's cohort is picked by their address (IPv6 by its /64) unless told otherwise.
+    pub const STICKY: StickyKey = StickyKey::ClientIp;
+    /// Starting weight (basis points) of a release without steps: nothing until an operator
+    /// sets one, or the file does.
+    pub const WEIGHT_BP: u16 = 0;
+    /// Time at a step with a healthy verdict before the next.
+    pub const STEP_INTERVAL: Duration = Duration::from_secs(30);
+    /// Sliding window compared between the versions.
+    pub const WINDOW: Duration = Duration::from_secs(10);
+    /// Requests per version in the window before a verdict is given.
+    pub const MIN_REQUESTS: u64 = 100;
+    /// The canary's failure rate may exceed stable's by this share (1 %).
+    pub const MAX_ERROR_RATE_DELTA: f64 = 0.01;
+    /// The canary's p99 may be this multiple of stable's.
+    pub const MAX_P99_RATIO: f64 = 1.5;
+    pub const ON_FAILURE: OnFailure = OnFailure::Rollback;
+    /// A canary try that failed is retried on a stable pod.
+    pub const RETRY_ON_STABLE: bool = true;
+    /// State kept by this gateway (`cluster` shares it through Redis).
+    pub const SCOPE: ReleaseScope = ReleaseScope::Local;
+}
+
 /// `access_log:`.
 pub mod access_log {
     /// Every 5xx and gateway-made error answer is logged.

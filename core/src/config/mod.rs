@@ -1,8 +1,8 @@
-//! The configuration sections every Arena proxy shares — clusters, routes, functions, Redis —
-//! each as its file struct (what the YAML says, `deny_unknown_fields`), its validated spec
-//! (what the engine reads) and the validator between them, which reports every problem at its
-//! position. A proxy's own document (the gateway's listeners and server knobs, the sidecar's
-//! inbound side) decodes its sections and hands these ones here.
+//! The configuration sections every Arena proxy shares — clusters, routes, functions, Redis,
+//! grey releases — each as its file struct (what the YAML says, `deny_unknown_fields`), its
+//! validated spec (what the engine reads) and the validator between them, which reports every
+//! problem at its position. A proxy's own document (the gateway's listeners and server knobs,
+//! the sidecar's inbound side) decodes its sections and hands these ones here.
 //!
 //! All defaults are named in [`defaults`].
 
@@ -13,6 +13,7 @@ pub mod faas;
 pub mod fields;
 pub mod limits;
 pub mod protection;
+pub mod release;
 pub mod route;
 pub mod secret;
 
@@ -25,6 +26,7 @@ pub use cluster::{ClusterFile, ClusterSpec, DnsSpec, HashKey, LbKind, LoadTuning
 pub use faas::{FaasFile, FaasKind, FaasSpec, FaasTarget};
 pub use limits::{LimitKey, LimitScope, RateLimitSpec, RedisFile, RedisSpec, SharedBudget};
 pub use protection::{FallbackOn, FallbackSpec, HedgeAfter, HedgeSpec, RetryOn, RetrySpec};
+pub use release::{AnalysisSpec, OnFailure, ReleaseFile, ReleaseScope, ReleaseSpec, StickyKey};
 pub use route::{Match, PathMatch, RouteFile, RouteSpec};
 pub use secret::{redact_url, Secret};
 
