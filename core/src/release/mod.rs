@@ -8,10 +8,12 @@
 //! both windows and applies the verdict; the admin API calls [`Release::apply`] and
 //! [`Release::state`]. With `scope: cluster` every replica judges its own traffic and shares
 //! the resulting state: [`Release::adopt`] takes another replica's newer state (higher
-//! generation), so a breach seen anywhere rolls back everywhere.
+//! generation), so a breach seen anywhere rolls back everywhere. States outlive the process in
+//! a file, and in Redis for `scope: cluster` ([`store`]).
 
 pub mod cohort;
 pub mod machine;
+pub mod store;
 pub mod verdict;
 pub mod window;
 
@@ -25,6 +27,7 @@ use tokio::time::Instant;
 
 pub use cohort::{bucket, choose, cookie, on_canary, sticky_key, Choice, Version, Why};
 pub use machine::{reconcile, unix_ms_now, Operator, Phase, ReleaseState, Transition, VerdictRecord, HISTORY};
+pub use store::{FileStore, RedisStore, Saved, StoreError, Synced};
 pub use verdict::{judge, BreachReason, Observed, Verdict};
 pub use window::{VersionWindow, WindowStats};
 
@@ -76,17 +79,19 @@ impl Release {
     /// fingerprint rule, and so do the windows while the rollout and the window length are
     /// the same (requests still in flight on the old one keep counting).
     pub fn reload(&self, spec: ReleaseSpec, now: Instant, now_ms: u64) -> Release {
+        self.reload_from(spec, None, now, now_ms)
+    }
+
+    /// Like [`Release::reload`], also considering `shared` (e.g. the state Redis holds for a
+    /// `scope: cluster` release): the newer of the two that belongs to the new rollout wins
+    /// (see [`store::pick`]).
+    pub fn reload_from(&self, spec: ReleaseSpec, shared: Option<ReleaseState>, now: Instant, now_ms: u64) -> Release {
+        let persisted = store::pick(&spec, [Some(self.state()), shared]);
         let same = spec.fingerprint == self.spec.fingerprint && spec.analysis.window == self.stable.window();
         if !same {
-            return Release::new(spec, Some(self.state()), now, now_ms);
+            return Release::new(spec, persisted, now, now_ms);
         }
-        Release::build(
-            spec,
-            Some(self.state()),
-            self.stable.clone(),
-            self.canary.clone(),
-            now_ms,
-        )
+        Release::build(spec, persisted, self.stable.clone(), self.canary.clone(), now_ms)
     }
 
     pub fn spec(&self) -> &ReleaseSpec {

@@ -152,3 +152,21 @@ async fn a_reload_keeps_state_and_windows_unless_the_rollout_changed() {
     assert_eq!((r4.weight_bp(), r4.state().phase), (1000, Phase::Progressing));
     assert_eq!(r4.state().generation, r.state().generation + 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_takes_a_newer_shared_state_of_the_new_rollout() {
+    let start = Instant::now();
+    let old = Release::new(spec("match-api-v2", &STEPS), None, start, T0_MS);
+    let v3 = spec("match-api-v2", &[1000, 10_000]);
+    // Another replica reloaded first and moved the new rollout on.
+    let mut theirs = reconcile(&v3, Some(old.state()), T0_MS + 5);
+    theirs.set_weight(&v3, 4000, T0_MS + 6).unwrap();
+    let r = old.reload_from(v3.clone(), Some(theirs.clone()), start, T0_MS + 10);
+    assert_eq!(r.state(), theirs);
+    // A shared state of the old rollout does not hold the new one back.
+    let r = old.reload_from(v3, Some(old.state()), start, T0_MS + 10);
+    assert_eq!(
+        (r.weight_bp(), r.state().generation),
+        (1000, old.state().generation + 1)
+    );
+}
