@@ -64,6 +64,7 @@ async fn run(gw: Arc<Gateway>, mut hangups: tokio::signal::unix::Signal) {
         }
     };
     tokio::spawn(sweeper);
+    tokio::spawn(crate::rollout::run(Arc::clone(&gw)));
 
     loop {
         tokio::select! {

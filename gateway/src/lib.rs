@@ -9,12 +9,14 @@
 //! new binary without dropping a connection, and [`systemd`] tells systemd which process serves.
 
 pub mod admin;
+pub mod canary;
 pub mod config;
 pub mod control;
 pub mod faas;
 pub mod listener;
 pub mod metrics;
 pub mod proxy;
+pub mod rollout;
 pub mod route;
 pub mod server;
 pub mod state;

@@ -50,10 +50,44 @@ enum Command {
         #[arg(short, long, default_value = "config/gateway.yaml")]
         config: PathBuf,
     },
+    /// Watch and steer releases through the admin API (`/releases`).
+    Canary {
+        #[command(subcommand)]
+        action: CanaryCmd,
+        /// The admin API of a running gateway.
+        #[arg(long, global = true, default_value = "http://127.0.0.1:9901")]
+        admin: String,
+        /// Environment variable holding the admin token.
+        #[arg(long, global = true, default_value = "ARENA_ADMIN_TOKEN")]
+        token_env: String,
+        /// Print the admin API's JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// Print the effective route table.
     Routes {
         #[arg(short, long, default_value = "config/gateway.yaml")]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum CanaryCmd {
+    /// Every release (or one): state, weight, step, both versions' live windows, last verdict.
+    Status { name: Option<String> },
+    /// Hold the canary at this weight (e.g. `25%`); the release is paused there.
+    Set { name: String, weight: String },
+    /// Stop stepping (the weight stays; analysis goes on).
+    Pause { name: String },
+    /// Step on from the current weight.
+    Resume { name: String },
+    /// 100 % canary; then make the canary the stable cluster in the config.
+    Promote { name: String },
+    /// 0 % canary now.
+    Rollback {
+        name: String,
+        #[arg(long)]
+        reason: Option<String>,
     },
 }
 
@@ -85,6 +119,36 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Canary {
+            action,
+            admin,
+            token_env,
+            json,
+        } => {
+            use arena_gateway::canary::{self, Action};
+            let action = match action {
+                CanaryCmd::Status { name } => Action::Status(name),
+                CanaryCmd::Set { name, weight } => Action::Set { name, weight },
+                CanaryCmd::Pause { name } => Action::Pause(name),
+                CanaryCmd::Resume { name } => Action::Resume(name),
+                CanaryCmd::Promote { name } => Action::Promote(name),
+                CanaryCmd::Rollback { name, reason } => Action::Rollback { name, reason },
+            };
+            let token = std::env::var(&token_env).ok().filter(|t| !t.is_empty());
+            match canary::run(&admin, token, &action, json) {
+                Ok(out) => {
+                    print!("{out}");
+                    if !out.ends_with('\n') {
+                        println!();
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err((message, code)) => {
+                    eprintln!("arena-gateway canary: {message}");
+                    ExitCode::from(code)
+                }
+            }
+        }
         Command::Routes { config } => match load(&config) {
             Ok(loaded) => {
                 print!("{}", table::render(&loaded.config));

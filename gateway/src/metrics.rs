@@ -2,8 +2,10 @@
 //! only bumps atomics. Per-pod gauges are read from the live endpoints at scrape time by the
 //! admin API's collector (`admin::pod_gauges`).
 
+use arena_core::release::Version;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -27,6 +29,47 @@ pub struct Metrics {
     pub client_connections: IntGauge,
     pub connections_refused: IntCounterVec,
     pub client_closed: IntCounterVec,
+    pub releases: ReleaseFamilies,
+}
+
+/// The release families: per-version traffic (bumped through [`ReleaseMetrics`]), and the
+/// rollout's state, set by the release task.
+pub struct ReleaseFamilies {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    /// Canary weight in percent.
+    pub weight: GaugeVec,
+    /// 1 for the release's current phase, 0 for the others.
+    pub phase: IntGaugeVec,
+    pub verdicts: IntCounterVec,
+    pub transitions: IntCounterVec,
+    pub rollbacks: IntCounterVec,
+}
+
+/// Handles for one release's two versions, bumped without label lookups.
+pub struct ReleaseMetrics {
+    /// [stable, canary] × status class.
+    by_class: [[IntCounter; 5]; 2],
+    duration: [Histogram; 2],
+}
+
+impl ReleaseMetrics {
+    /// One answered request of `version`.
+    pub fn record(&self, version: Version, status: u16, seconds: f64) {
+        let v = usize::from(version == Version::Canary);
+        self.by_class[v][class_index(status)].inc();
+        self.duration[v].observe(seconds);
+    }
+}
+
+fn class_index(status: u16) -> usize {
+    match status {
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
+    }
 }
 
 /// Handles for one route, bumped without label lookups (retries and hedges, rare, look theirs up).
@@ -52,14 +95,7 @@ impl RouteMetrics {
     }
 
     pub fn record(&self, status: u16, seconds: f64) {
-        let class = match status {
-            100..=199 => 0,
-            200..=299 => 1,
-            300..=399 => 2,
-            400..=499 => 3,
-            _ => 4,
-        };
-        self.by_class[class].inc();
+        self.by_class[class_index(status)].inc();
         self.duration.observe(seconds);
     }
 }
@@ -187,6 +223,57 @@ impl Metrics {
                 "Client connections the guard closed: header_timeout (408), headers_too_large (431), idle",
                 &["reason"],
             )?,
+            releases: ReleaseFamilies {
+                requests: counters(
+                    "arena_release_requests_total",
+                    "Requests of a release's routes by the version that answered and status class",
+                    &["release", "version", "class"],
+                )?,
+                duration: histogram_vec(
+                    &registry,
+                    HistogramOpts::new(
+                        "arena_release_request_duration_seconds",
+                        "End-to-end latency of a release's requests by the version that answered",
+                    ),
+                    &latency,
+                    &["release", "version"],
+                )?,
+                weight: registered(
+                    &registry,
+                    GaugeVec::new(
+                        Opts::new(
+                            "arena_release_weight_percent",
+                            "Share of users sent to the canary, percent",
+                        ),
+                        &["release"],
+                    )?,
+                )?,
+                phase: registered(
+                    &registry,
+                    IntGaugeVec::new(
+                        Opts::new(
+                            "arena_release_phase",
+                            "1 for the release's phase (progressing, paused, promoted, rolled_back)",
+                        ),
+                        &["release", "phase"],
+                    )?,
+                )?,
+                verdicts: counters(
+                    "arena_release_verdicts_total",
+                    "Analysis verdicts (one per 100 ms tick): healthy, breach, insufficient",
+                    &["release", "verdict"],
+                )?,
+                transitions: counters(
+                    "arena_release_transitions_total",
+                    "Rollout transitions by the phase entered",
+                    &["release", "to"],
+                )?,
+                rollbacks: counters(
+                    "arena_release_rollbacks_total",
+                    "Rollbacks by reason: error_rate, latency (automatic), operator",
+                    &["release", "reason"],
+                )?,
+            },
             registry,
         }
         .client_series())
@@ -207,6 +294,19 @@ impl Metrics {
             self.client_closed.with_label_values(&[reason]);
         }
         self
+    }
+
+    /// Handles for `release`'s versions.
+    pub fn release(&self, release: &str) -> ReleaseMetrics {
+        let f = &self.releases;
+        let v = |version: &str| CLASSES.map(|c| f.requests.with_label_values(&[release, version, c]));
+        ReleaseMetrics {
+            by_class: [v("stable"), v("canary")],
+            duration: [
+                f.duration.with_label_values(&[release, "stable"]),
+                f.duration.with_label_values(&[release, "canary"]),
+            ],
+        }
     }
 
     pub fn route(&self, route: &str, cluster: &str) -> RouteMetrics {

@@ -13,8 +13,9 @@ use serde::Serialize;
 use crate::config::{self, Config, ConfigErrors, Diagnostic, HedgeAfter, Severity, Source};
 use crate::faas::Function;
 use crate::metrics::Metrics;
-use crate::route::{Route, RouteTable};
+use crate::route::{Route, RouteRelease, RouteTable};
 use arena_core::cluster::Cluster;
+use arena_core::release::{unix_ms_now, Release, ReleaseState};
 use arena_core::resilience::budget::RetryBudget;
 use arena_core::resilience::latency::LatencyWindow;
 use arena_core::resilience::rate_limit::{RedisLimits, RouteLimit};
@@ -27,7 +28,13 @@ pub struct Snapshot {
     pub clusters: Vec<Arc<Cluster>>,
     pub functions: Vec<Arc<Function>>,
     pub redis: Option<Arc<RedisLimits>>,
+    /// The releases, in file order; each keeps its state and windows across reloads.
+    pub releases: Vec<Arc<Release>>,
 }
+
+/// A release's persisted state by name (the state file, or Redis), read when a release
+/// starts without a running one to carry over.
+pub type StoredRelease<'a> = &'a dyn Fn(&str) -> Option<ReleaseState>;
 
 impl Snapshot {
     /// Builds runtime state for `config`, reusing clusters (and so pods, pools' keys and DNS
@@ -37,6 +44,18 @@ impl Snapshot {
         previous: Option<&Snapshot>,
         metrics: &Metrics,
         generation: u64,
+    ) -> Result<Snapshot, String> {
+        Self::build_with(config, previous, metrics, generation, &|_| None)
+    }
+
+    /// Like [`Snapshot::build`]; a release not running in `previous` starts from `stored`
+    /// (reconciled by fingerprint: a changed rollout starts over).
+    pub fn build_with(
+        config: Config,
+        previous: Option<&Snapshot>,
+        metrics: &Metrics,
+        generation: u64,
+        stored: StoredRelease<'_>,
     ) -> Result<Snapshot, String> {
         let clusters: Vec<Arc<Cluster>> = config
             .clusters
@@ -67,11 +86,34 @@ impl Snapshot {
             (Some(spec), _) => Some(Arc::new(RedisLimits::new(spec).map_err(|e| format!("redis: {e}"))?)),
             (None, _) => None,
         };
+        let (now, now_ms) = (tokio::time::Instant::now(), unix_ms_now());
+        let releases: Vec<Arc<Release>> = config
+            .releases
+            .iter()
+            .map(|spec| {
+                let running = previous.and_then(|p| p.releases.iter().find(|r| r.name() == spec.name));
+                Arc::new(match running {
+                    Some(r) => r.reload(spec.clone(), now, now_ms),
+                    None => Release::new(spec.clone(), stored(&spec.name), now, now_ms),
+                })
+            })
+            .collect();
         let routes = config
             .routes
             .iter()
             .filter_map(|r| {
                 let cluster = clusters.iter().find(|c| c.name() == r.cluster)?;
+                let release = releases
+                    .iter()
+                    .find(|rel| rel.spec().routes.contains(&r.name))
+                    .and_then(|rel| {
+                        let canary = clusters.iter().find(|c| c.name() == rel.spec().canary)?;
+                        Some(RouteRelease {
+                            release: Arc::clone(rel),
+                            canary: Arc::clone(canary),
+                            metrics: metrics.release(rel.name()),
+                        })
+                    });
                 let latency = match r.hedge.map(|h| h.after) {
                     Some(HedgeAfter::Percentile(q)) => Some(LatencyWindow::new(q)),
                     _ => None,
@@ -89,6 +131,7 @@ impl Snapshot {
                         .as_ref()
                         .and_then(|f| functions.iter().find(|x| x.name() == f.faas).cloned()),
                     latency,
+                    release,
                     spec: r.clone(),
                 }))
             })
@@ -100,7 +143,12 @@ impl Snapshot {
             clusters,
             functions,
             redis,
+            releases,
         })
+    }
+
+    pub fn release(&self, name: &str) -> Option<&Arc<Release>> {
+        self.releases.iter().find(|r| r.name() == name)
     }
 
     pub fn cluster(&self, name: &str) -> Option<&Arc<Cluster>> {
@@ -152,6 +200,8 @@ pub struct Gateway {
     draining: std::sync::atomic::AtomicBool,
     /// Set on SIGQUIT: a new process takes the listeners (see [`Gateway::start_handover`]).
     handing_over: std::sync::atomic::AtomicBool,
+    /// Where release states are kept, and operators' changes to them.
+    pub rollouts: crate::rollout::Rollouts,
 }
 
 impl Gateway {
@@ -164,7 +214,13 @@ impl Gateway {
         metrics: Metrics,
     ) -> Result<Arc<Self>, String> {
         let access_log_output = config.access_log.as_ref().map(|a| a.output.clone());
-        let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None, &metrics, 1)?));
+        let rollouts = crate::rollout::Rollouts::default();
+        let stored = rollouts.initial(&config);
+        let snapshot = Snapshot::build_with(config, None, &metrics, 1, &|name| stored.get(name).cloned())?;
+        for r in &snapshot.releases {
+            crate::rollout::gauges(&metrics, r);
+        }
+        let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
         metrics.config_generation.set(1);
         metrics.last_reload_success.set(unix_now());
         Ok(Arc::new(Gateway {
@@ -180,6 +236,7 @@ impl Gateway {
             access_log_output,
             draining: std::sync::atomic::AtomicBool::new(false),
             handing_over: std::sync::atomic::AtomicBool::new(false),
+            rollouts,
         }))
     }
 
@@ -299,11 +356,17 @@ impl Gateway {
         let (config, mut warnings) = (loaded.config, loaded.warnings);
         let opened = self.access_log_output.as_ref();
         let config = keep_restart_only_parts(config, &old.config, opened, &mut warnings);
-        let snap = Snapshot::build(config, Some(&old), &self.metrics, generation)
-            .map(Arc::new)
-            .map_err(|e| one_error(origin, e))?;
+        // A release new to this config may have run before (a restart, or a config that
+        // dropped it for a while): it starts from the state file.
+        let stored = crate::rollout::Rollouts::load_file(config.server.state_file.as_deref());
+        let snap = Snapshot::build_with(config, Some(&old), &self.metrics, generation, &|name| {
+            stored.get(name).cloned()
+        })
+        .map(Arc::new)
+        .map_err(|e| one_error(origin, e))?;
         let fresh_dns = snap.new_dns_clusters(Some(&old));
         self.snapshot.store(Arc::clone(&snap));
+        self.rollouts.save(&snap);
         self.start_discovery(fresh_dns);
         for w in &warnings {
             tracing::warn!(trigger, "{w}");

@@ -153,7 +153,7 @@ async fn serve_one(route: &Arc<Route>, head: &RequestHeader, req: &Req, rng: &mu
             GatewayError::RateLimited { retry_after, limit }.render("rid").unwrap();
         }
     }
-    let _ = fallback::divert(route, rng);
+    let _ = fallback::divert(route, routed.cluster(), rng);
     let idempotent = head.method.is_idempotent();
     if let Some(plan) = hedge::plan(route, idempotent, true, routed.deadline) {
         race(&mut routed, &plan, req, rng).await;
@@ -167,7 +167,7 @@ async fn serve_one(route: &Arc<Route>, head: &RequestHeader, req: &Req, rng: &mu
             break;
         };
         let _ = attempt::peer(&routed.cluster().spec, t.pod(), per_try, true);
-        let Some(cause) = finish(route, t, end).await else {
+        let Some(cause) = finish(&routed, t, end).await else {
             break;
         };
         let state = TryState {
@@ -178,7 +178,7 @@ async fn serve_one(route: &Arc<Route>, head: &RequestHeader, req: &Req, rng: &mu
             remaining: routed.remaining(Instant::now()),
         };
         let _ = fallback::after_retries(route);
-        if retry::decide(route, cause, &state, routed.tries.tried.len()) != Verdict::Retry {
+        if retry::decide(&routed, cause, &state) != Verdict::Retry {
             break;
         }
     }
@@ -191,7 +191,7 @@ fn fault(kind: &ErrorType, pod: SocketAddr) -> Fault {
 }
 
 /// Ends try `t` as `end` says; the retry trigger when another try may follow.
-async fn finish(route: &Route, t: Try, end: &End) -> Option<RetryOn> {
+async fn finish(routed: &Routed, t: Try, end: &End) -> Option<RetryOn> {
     match end {
         End::Answer { status, report, ms } => {
             tokio::time::advance(step(Duration::from_millis(*ms))).await;
@@ -199,14 +199,14 @@ async fn finish(route: &Route, t: Try, end: &End) -> Option<RetryOn> {
             if let Some(r) = report {
                 let _ = resp.insert_header(report::HEADER, r.as_str());
             }
-            let (_, failed, _open) = attempt::answered(route, Some(t), &mut resp);
+            let (_, failed, _open) = attempt::answered(routed, Some(t), &mut resp);
             failed.then_some(RetryOn::Status5xx)
         }
         End::Fail { kind, ms } => {
             tokio::time::advance(step(Duration::from_millis(*ms))).await;
             let f = fault(kind, t.pod());
             f.error.render("rid").unwrap();
-            attempt::failed(route, t, &f);
+            attempt::failed(routed, t, &f);
             let _ = fallback::reason_after(&f.error);
             f.retry_on
         }
@@ -258,7 +258,7 @@ impl Racer for Scripted<'_> {
 
     fn failed(&mut self, idx: usize, fault: &Fault) {
         if let Some(t) = self.open.get_mut(idx).and_then(Option::take) {
-            attempt::failed(&self.routed.route, t, fault);
+            attempt::failed(self.routed, t, fault);
         }
     }
 
@@ -270,7 +270,7 @@ impl Racer for Scripted<'_> {
             response_started: false,
             remaining: self.routed.remaining(Instant::now()),
         };
-        retry::decide(&self.routed.route, cause, &state, self.routed.tries.tried.len()) == Verdict::Retry
+        retry::decide(self.routed, cause, &state) == Verdict::Retry
     }
 
     fn pod(&self, idx: usize) -> Option<SocketAddr> {
@@ -298,9 +298,9 @@ async fn race(routed: &mut Routed, plan: &Plan, req: &Req, rng: &mut SmallRng) {
         if Some(i) == winner {
             let status = if end.winner.is_some() { 200 } else { 503 };
             let mut resp = ResponseHeader::build(status, None).unwrap();
-            attempt::answered(&route, Some(t), &mut resp);
+            attempt::answered(racer.routed, Some(t), &mut resp);
         } else {
-            attempt::lost_to_a_faster_pod(&route, t);
+            attempt::lost_to_a_faster_pod(racer.routed, t);
         }
     }
 }

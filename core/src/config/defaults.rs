@@ -37,6 +37,8 @@ pub mod server {
     /// sockets, in `$RUNTIME_DIRECTORY` (what systemd's `RuntimeDirectory=` sets) when that is
     /// an absolute path, else in [`UPGRADE_SOCK_DIR`].
     pub const UPGRADE_SOCK_FILE: &str = "upgrade.sock";
+    /// `state_file` when unset: this file in systemd's `$STATE_DIRECTORY` (`StateDirectory=`).
+    pub const STATE_FILE_NAME: &str = "releases.json";
     pub const UPGRADE_SOCK_DIR: &str = "/run/arena-gateway";
 }
 

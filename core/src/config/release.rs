@@ -241,6 +241,16 @@ pub enum PercentError {
     Above100,
 }
 
+impl std::fmt::Display for PercentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PercentError::Syntax => "not a percentage (write e.g. `25%` or `0.5%`)",
+            PercentError::TooFine => "at most two decimals (0.01% steps)",
+            PercentError::Above100 => "above 100%",
+        })
+    }
+}
+
 /// `12.34%` → 1234 basis points. Exact (no float rounding); 0 % to 100 %.
 pub fn parse_percent_bp(text: &str) -> Result<u16, PercentError> {
     let t = text.trim();

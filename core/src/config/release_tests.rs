@@ -34,6 +34,7 @@ fn check_text(text: &str) -> (Vec<ReleaseSpec>, Vec<String>) {
         clusters: &clusters,
         faas: &[],
         redis: SharedBudget::default(),
+        also_used: &[],
     };
     let routes = route::validate(&mut c, &routes, &refs);
     let specs = validate(&mut c, &items, &clusters, &routes, node("redis").is_some());

@@ -101,6 +101,8 @@ pub struct References<'a> {
     pub faas: &'a [FaasSpec],
     /// What the file's `redis:` section says (needed by `scope: cluster` limits).
     pub redis: super::limits::SharedBudget,
+    /// Clusters used other than by a route (a release's canary): not "unused".
+    pub also_used: &'a [&'a str],
 }
 
 /// Validates the decoded `routes:` items; warns about shadowed routes and unused clusters.
@@ -138,7 +140,7 @@ pub fn validate(
             ));
         }
     }
-    warn_unused_clusters(c, &out, refs.clusters);
+    warn_unused_clusters(c, &out, refs);
     out
 }
 
@@ -183,9 +185,13 @@ fn warn_if_shadowed(c: &mut Diagnostics<'_>, i: usize, r: &RouteFile, matcher: &
     );
 }
 
-fn warn_unused_clusters(c: &mut Diagnostics<'_>, routes: &[(usize, RouteSpec)], clusters: &[(usize, ClusterSpec)]) {
-    let used: BTreeSet<&str> = routes.iter().map(|(_, r)| r.cluster.as_str()).collect();
-    for (i, cl) in clusters {
+fn warn_unused_clusters(c: &mut Diagnostics<'_>, routes: &[(usize, RouteSpec)], refs: &References<'_>) {
+    let used: BTreeSet<&str> = routes
+        .iter()
+        .map(|(_, r)| r.cluster.as_str())
+        .chain(refs.also_used.iter().copied())
+        .collect();
+    for (i, cl) in refs.clusters {
         if !used.contains(cl.name.as_str()) {
             c.warn_at(
                 &[Seg::Key("clusters"), Seg::Index(*i), Seg::Key("name")],

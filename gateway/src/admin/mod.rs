@@ -1,5 +1,5 @@
 //! Admin API on its own listener: health, readiness, metrics, effective config, live pod
-//! table and reload. Mutating calls need the bearer token named by `admin.token_env`; with
+//! table, reload and the releases (state, live comparison, operators' controls). Mutating calls need the bearer token named by `admin.token_env`; with
 //! `admin.read_token: required` (the default beyond loopback) so does every other call but
 //! the probes — checked before routing, so an endpoint added later is covered too.
 
@@ -14,6 +14,10 @@ use serde_json::json;
 use crate::state::Gateway;
 
 pub mod pod_gauges;
+pub mod releases;
+
+/// Largest admin request body read (a weight or a rollback reason).
+const MAX_BODY: usize = 4096;
 
 /// The admin application served by pingora's HTTP app service.
 pub struct AdminApi {
@@ -54,12 +58,35 @@ impl AdminApi {
 
     /// Routes one admin request; pure apart from reading gateway state, so it is testable.
     pub fn handle(&self, method: &Method, path: &str, auth: Option<&[u8]>) -> Response<Vec<u8>> {
+        self.handle_with(method, path, None, auth, b"")
+    }
+
+    /// Like [`AdminApi::handle`], with the query string and the request body.
+    pub fn handle_with(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        auth: Option<&[u8]>,
+        body: &[u8],
+    ) -> Response<Vec<u8>> {
         // Probes stay open (the kubelet sends no token); anything else is a read when so
         // configured — unknown paths included, so they do not even list the endpoints.
         let probe = matches!(path, "/healthz" | "/readyz");
         if !probe && self.gw.snapshot().config.admin.reads_need_token() {
             if let Err(resp) = self.authorized(auth) {
                 return *resp;
+            }
+        }
+        if path == "/releases" || path.starts_with("/releases/") {
+            // Changing a release is a mutation: the token, whatever read_token says.
+            if method == Method::POST {
+                if let Err(resp) = self.authorized(auth) {
+                    return *resp;
+                }
+            }
+            if let Some((status, value)) = releases::handle(&self.gw, method, path, query, body) {
+                return json_response(status, &value);
             }
         }
         match (method, path) {
@@ -125,7 +152,7 @@ impl AdminApi {
             }
             _ => json_response(
                 StatusCode::NOT_FOUND,
-                &json!({"error": "not_found", "endpoints": ["/healthz", "/readyz", "/metrics", "/config", "/clusters", "POST /reload"]}),
+                &json!({"error": "not_found", "endpoints": ["/healthz", "/readyz", "/metrics", "/config", "/clusters", "POST /reload", "/releases", "/releases/NAME", "POST /releases/NAME/{weight,pause,resume,promote,rollback}"]}),
             ),
         }
     }
@@ -137,13 +164,25 @@ impl ServeHttp for AdminApi {
         let req = session.req_header();
         let method = req.method.clone();
         let path = req.uri.path().to_string();
+        let query = req.uri.query().map(str::to_string);
         let auth = req
             .headers
             .get(http::header::AUTHORIZATION)
             .map(|v| v.as_bytes().to_vec());
-        // POST bodies are not used; drain so the connection can be reused.
-        let _ = session.drain_request_body().await;
-        self.handle(&method, &path, auth.as_deref())
+        // A small body (a weight, a reason) is read; the rest is drained so the connection
+        // can be reused.
+        let mut body = Vec::new();
+        while let Ok(Some(chunk)) = session.read_request_body().await {
+            if body.len() + chunk.len() > MAX_BODY {
+                let _ = session.drain_request_body().await;
+                return json_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &json!({"error": "body_too_large", "message": format!("admin bodies are at most {MAX_BODY} bytes")}),
+                );
+            }
+            body.extend_from_slice(&chunk);
+        }
+        self.handle_with(&method, &path, query.as_deref(), auth.as_deref(), &body)
     }
 }
 

@@ -18,6 +18,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "routes",
     "faas",
     "redis",
+    "releases",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -101,6 +102,10 @@ pub struct ServerFile {
     /// process (default: `upgrade.sock` in the runtime directory).
     #[serde(default)]
     pub upgrade_sock: Option<String>,
+    /// Where release states are kept across restarts (default: `releases.json` in systemd's
+    /// `$STATE_DIRECTORY`; without either, in memory only).
+    #[serde(default)]
+    pub state_file: Option<String>,
     /// What one client connection may hold (timeouts, caps).
     #[serde(default)]
     pub client: Option<ClientFile>,

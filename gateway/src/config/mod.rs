@@ -22,7 +22,7 @@ pub use arena_core::config::Secret;
 pub use arena_core::config::{
     ClusterSpec, DnsSpec, FaasKind, FaasSpec, FaasTarget, FallbackOn, FallbackSpec, HashKey, HedgeAfter, HedgeSpec,
     LbKind, LimitKey, LimitScope, LoadTuning, Match, OutlierSpec, PathMatch, RateLimitSpec, RecordKind, RedisSpec,
-    RetryOn, RetrySpec, RouteSpec, Source,
+    ReleaseScope, ReleaseSpec, RetryOn, RetrySpec, RouteSpec, Source,
 };
 pub use arena_core::diag::{ConfigErrors, Diagnostic, Severity};
 pub use file::ReadToken;
@@ -39,6 +39,8 @@ pub struct Config {
     pub faas: Vec<FaasSpec>,
     pub redis: Option<RedisSpec>,
     pub access_log: Option<AccessLogSpec>,
+    /// Grey releases: which routes split between a stable and a canary cluster.
+    pub releases: Vec<ReleaseSpec>,
 }
 
 /// Which requests get an access-log line, and where lines go.
@@ -109,6 +111,8 @@ pub struct Server {
     pub h2c: bool,
     /// Where `run --upgrade` takes over the listening sockets (absolute; restart-only).
     pub upgrade_sock: PathBuf,
+    /// Where release states persist (`None`: in memory only).
+    pub state_file: Option<PathBuf>,
     pub client: ClientLimits,
 }
 

@@ -1,5 +1,6 @@
 //! `server:` — process-wide knobs, every one with a production default.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use arena_core::config::defaults::{client as cdef, server as def};
@@ -50,7 +51,34 @@ pub fn server(c: &mut Diagnostics<'_>, s: &ServerFile) -> Server {
         watch_debounce: dur_or(s.watch_debounce, def::WATCH_DEBOUNCE),
         h2c: s.h2c,
         upgrade_sock: super::upgrade::upgrade_sock(c, s.upgrade_sock.as_deref()),
+        state_file: state_file(c, s.state_file.as_deref()),
         client: client(c, s.client.as_ref()),
+    }
+}
+
+/// `server.state_file`: absolute when written; else `releases.json` in systemd's
+/// `$STATE_DIRECTORY` (its first entry), else none (release states live in memory).
+fn state_file(c: &mut Diagnostics<'_>, written: Option<&str>) -> Option<PathBuf> {
+    match written {
+        Some(text) => {
+            let path = PathBuf::from(text);
+            if !path.is_absolute() {
+                c.error_at(
+                    &[Seg::Key("server"), Seg::Key("state_file")],
+                    format!("server.state_file `{text}` is not an absolute path"),
+                    Some(
+                        "write e.g. /var/lib/arena-gateway/releases.json (a state directory the gateway can write)"
+                            .into(),
+                    ),
+                );
+            }
+            Some(path)
+        }
+        None => c
+            .env("STATE_DIRECTORY")
+            .and_then(|v| v.split(':').next().map(PathBuf::from))
+            .filter(|d| d.is_absolute())
+            .map(|d| d.join(def::STATE_FILE_NAME)),
     }
 }
 

@@ -3,7 +3,8 @@
 //! every problem collected at its position.
 
 use arena_core::config::{
-    cluster, defaults, faas, limits, route, ClusterFile, FaasFile, RedisFile, RouteFile, SharedBudget,
+    cluster, defaults, faas, limits, release, route, ClusterFile, FaasFile, RedisFile, ReleaseFile, RouteFile,
+    SharedBudget,
 };
 use arena_core::diag::{parse_document, yaml, Diagnostics, Env};
 
@@ -54,6 +55,7 @@ struct Sections {
     faas: Vec<(usize, FaasFile)>,
     redis: Option<RedisFile>,
     access_log: Option<AccessLogFile>,
+    releases: Vec<(usize, ReleaseFile)>,
 }
 
 fn sections(c: &mut Diagnostics<'_>) -> Sections {
@@ -75,6 +77,7 @@ fn sections(c: &mut Diagnostics<'_>) -> Sections {
             "clusters" => s.clusters = c.decode_list(value, "clusters"),
             "routes" => s.routes = c.decode_list(value, "routes"),
             "faas" => s.faas = c.decode_list(value, "faas"),
+            "releases" => s.releases = c.decode_list(value, "releases"),
             "redis" => s.redis = c.decode(value),
             "access_log" => {
                 s.access_log = if yaml::is_null(value) {
@@ -115,7 +118,9 @@ fn build(c: &mut Diagnostics<'_>) -> Option<Config> {
     let faas = faas::validate(c, &s.faas);
     let redis = s.redis.as_ref().and_then(|r| limits::redis(c, r));
     let access_log = s.access_log.as_ref().map(|a| access_log::access_log(c, a));
+    let canaries: Vec<&str> = s.releases.iter().map(|(_, r)| r.canary.as_str()).collect();
     let refs = route::References {
+        also_used: &canaries,
         clusters: &clusters,
         faas: &faas,
         redis: SharedBudget {
@@ -124,6 +129,7 @@ fn build(c: &mut Diagnostics<'_>) -> Option<Config> {
         },
     };
     let routes = route::validate(c, &s.routes, &refs);
+    let releases = release::validate(c, &s.releases, &clusters, &routes, s.redis.is_some());
     Some(Config {
         listeners,
         admin: admin?,
@@ -134,6 +140,7 @@ fn build(c: &mut Diagnostics<'_>) -> Option<Config> {
         faas,
         redis,
         access_log,
+        releases,
     })
 }
 

@@ -132,6 +132,11 @@ pub struct Line<'a> {
     pub duration_ms: f64,
     pub route: Option<&'a str>,
     pub cluster: Option<&'a str>,
+    /// The release splitting the route, and the version that answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<&'static str>,
     /// The pod tried last, or `faas=NAME` when a function answered.
     pub backend: Option<String>,
     pub attempts: u32,

@@ -45,6 +45,8 @@ fn lines_are_json_with_the_backend_named() {
         duration_ms: 1.5,
         route: Some("matches"),
         cluster: Some("match-api"),
+        release: Some("match-api-v2"),
+        version: Some("canary"),
         backend: Line::backend(Some("esports-fn"), None),
         attempts: 2,
         error: None,
@@ -52,6 +54,7 @@ fn lines_are_json_with_the_backend_named() {
     };
     let v: serde_json::Value = serde_json::from_str(&line.to_json()).unwrap();
     assert_eq!(v["backend"], "faas=esports-fn");
+    assert_eq!((&v["release"], &v["version"]), (&"match-api-v2".into(), &"canary".into()));
     assert_eq!(v["path"], "/v1/matches?x=\"1\"");
     assert_eq!(v["client_ip"], "127.0.0.9");
     assert_eq!(

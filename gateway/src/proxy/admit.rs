@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use arena_core::cluster::Cluster;
 use arena_core::config::fields::is_internal_header;
 use arena_core::resilience::rate_limit::Decision;
 use http::HeaderMap;
@@ -158,11 +159,12 @@ pub fn body_chunk(body: &mut BodyState, len: usize, limit: usize, replay_buffer:
     Ok(())
 }
 
-/// Fail fast (503) while the cluster is at `max_in_flight`, before anything else is read.
-pub fn circuit(route: &Route) -> Result<(), GatewayError> {
-    if route.cluster.circuit_open() {
+/// Fail fast (503) while the cluster the request goes to is at `max_in_flight`, before
+/// anything else is read.
+pub fn circuit(cluster: &Cluster) -> Result<(), GatewayError> {
+    if cluster.circuit_open() {
         return Err(GatewayError::CircuitOpen {
-            cluster: route.cluster.name().to_string(),
+            cluster: cluster.name().to_string(),
         });
     }
     Ok(())

@@ -51,9 +51,9 @@ fn first_matching_route_in_file_order() {
     assert_eq!(name(&req("api.arena.gg:443", "/v1/matches/7")).as_deref(), Some("live"));
     assert_eq!(name(&req("other", "/v1/matches/7")).as_deref(), Some("all"));
     let route = find_route(&snap, &req("x", "/")).unwrap();
-    assert!(circuit(&route).is_ok());
+    assert!(circuit(&route.cluster).is_ok());
     let held = route.cluster.start(&route.cluster.endpoints().active[0].clone());
-    assert!(matches!(circuit(&route), Err(GatewayError::CircuitOpen { .. })));
+    assert!(matches!(circuit(&route.cluster), Err(GatewayError::CircuitOpen { .. })));
     drop(held);
 }
 

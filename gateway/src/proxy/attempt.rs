@@ -19,7 +19,6 @@ use super::classify::Fault;
 use super::ctx::{RequestId, Routed, Try};
 use super::error::GatewayError;
 use crate::config::ClusterSpec;
-use crate::route::Route;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
@@ -39,7 +38,8 @@ pub fn start<R: Rng>(
             pod: routed.tries.last_pod(),
         });
     }
-    let cluster = routed.cluster();
+    let version = routed.try_version();
+    let cluster = routed.cluster_of(version);
     if cluster.circuit_open() {
         return Err(GatewayError::CircuitOpen {
             cluster: cluster.name().to_string(),
@@ -63,7 +63,7 @@ pub fn start<R: Rng>(
     tries.count += 1;
     tries.last = tries.tried.len() as u32;
     tries.tried.push(endpoint.addr);
-    Ok((Try { slot }, per_try))
+    Ok((Try { slot, version }, per_try))
 }
 
 /// The pingora peer of a try, with its timeouts. Each timeout is a timer armed on every read
@@ -87,7 +87,7 @@ pub fn peer(spec: &ClusterSpec, pod: SocketAddr, per_try: Duration, bodyless: bo
 /// hedge percentile) and the try goes on until the body ends (returned: the caller keeps it,
 /// so a reset mid-body still counts against the pod). Returns the status and whether it was a
 /// server error.
-pub fn answered(route: &Route, t: Option<Try>, resp: &mut ResponseHeader) -> (u16, bool, Option<Try>) {
+pub fn answered(routed: &Routed, t: Option<Try>, resp: &mut ResponseHeader) -> (u16, bool, Option<Try>) {
     let load = match resp.headers.get(&report::HEADER_NAME) {
         Some(v) => {
             let r = report::parse(v.as_bytes());
@@ -101,29 +101,43 @@ pub fn answered(route: &Route, t: Option<Try>, resp: &mut ResponseHeader) -> (u1
     let Some(mut t) = t else {
         return (status, failed, None);
     };
+    let cluster = routed.cluster_of(t.version);
+    release_outcome(routed, &t, failed);
     if failed {
-        route.cluster.finish(t.slot, false, load);
+        cluster.finish(t.slot, false, load);
         return (status, true, None);
     }
-    if let Some(w) = &route.latency {
+    if let Some(w) = &routed.route.latency {
         w.record(t.started().elapsed());
     }
-    route.cluster.answered(&mut t.slot, load);
+    cluster.answered(&mut t.slot, load);
     (status, false, Some(t))
 }
 
 /// The try ended with `fault`: the pod's failure when it is to blame, else (the client went
 /// away, the gateway failed) only its slot is released.
-pub fn failed(route: &Route, t: Try, fault: &Fault) {
+pub fn failed(routed: &Routed, t: Try, fault: &Fault) {
     if fault.counts_against_pod() {
-        route.cluster.finish(t.slot, false, None);
+        release_outcome(routed, &t, true);
+        routed.cluster_of(t.version).finish(t.slot, false, None);
     }
 }
 
 /// A try that was still waiting when another one won a hedged race: it was slower than a
 /// whole request elsewhere, which is how a stuck pod gets ejected even though hedging hides it.
-pub fn lost_to_a_faster_pod(route: &Route, t: Try) {
-    route.cluster.finish(t.slot, false, None);
+pub fn lost_to_a_faster_pod(routed: &Routed, t: Try) {
+    release_outcome(routed, &t, true);
+    routed.cluster_of(t.version).finish(t.slot, false, None);
+}
+
+/// Feeds the release's analysis window of the try's version: every try counts, so a canary
+/// failure hidden from the client by a retry on stable is still the canary's.
+fn release_outcome(routed: &Routed, t: &Try, failed: bool) {
+    if let (Some(r), Some(v)) = (&routed.route.release, t.version) {
+        let now = Instant::now();
+        r.release
+            .record(v, now, now.saturating_duration_since(t.started()), failed);
+    }
 }
 
 /// Adds the headers the gateway sets on every request to a pod: the request id (unless it is

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use arena_core::balance::InFlight;
 use arena_core::cluster::Cluster;
+use arena_core::release::Version;
 use http::HeaderValue;
 use smallvec::SmallVec;
 use tokio::time::Instant;
@@ -66,6 +67,12 @@ impl RequestCtx {
         self.routed.as_ref().and_then(|r| r.tries.last_pod())
     }
 
+    /// The route's release and the version that answered, for a split request.
+    pub fn release_version(&self) -> Option<(&str, Version)> {
+        let r = self.routed.as_ref()?;
+        Some((r.route.release.as_ref()?.release.name(), r.served_version()?))
+    }
+
     /// Whether answers carry the `x-arena-*` debug headers.
     pub fn debug(&self) -> bool {
         self.snapshot.config.debug_headers
@@ -102,9 +109,47 @@ impl Routed {
         }
     }
 
-    /// The cluster the tries go to.
+    /// The version the request was split to (`None`: the route has no release).
+    pub fn version(&self) -> Option<Version> {
+        self.target.split.map(|s| s.version)
+    }
+
+    /// The version try number `index` (from 0) goes to: the split's — except that with
+    /// `retry_on_stable` every try after a canary's first goes to stable (a retry follows a
+    /// failure, so a failed canary try is retried on a stable pod).
+    pub fn version_of_try(&self, index: u32) -> Option<Version> {
+        let v = self.version()?;
+        let on_stable = v == Version::Canary
+            && index > 0
+            && self
+                .route
+                .release
+                .as_ref()
+                .is_some_and(|r| r.release.spec().retry_on_stable);
+        Some(if on_stable { Version::Stable } else { v })
+    }
+
+    /// The version the next try goes to.
+    pub fn try_version(&self) -> Option<Version> {
+        self.version_of_try(self.tries.count)
+    }
+
+    /// The version of the try that answered (or was tried last).
+    pub fn served_version(&self) -> Option<Version> {
+        self.version_of_try(self.tries.last)
+    }
+
+    /// The cluster the next try goes to.
     pub fn cluster(&self) -> &Arc<Cluster> {
-        &self.route.cluster
+        self.cluster_of(self.try_version())
+    }
+
+    /// The cluster serving `version` of this route (its own for stable or no release).
+    pub fn cluster_of(&self, version: Option<Version>) -> &Arc<Cluster> {
+        match (version, &self.route.release) {
+            (Some(Version::Canary), Some(r)) => &r.canary,
+            _ => &self.route.cluster,
+        }
     }
 
     /// Time left before the deadline.
@@ -159,6 +204,8 @@ impl Tries {
 #[derive(Debug)]
 pub struct Try {
     pub(super) slot: InFlight,
+    /// The release version whose cluster this try went to.
+    pub(super) version: Option<Version>,
 }
 
 impl Try {

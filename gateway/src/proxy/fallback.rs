@@ -21,6 +21,7 @@ use crate::config::{FallbackOn, RetryOn};
 use crate::faas::{is_hop_header, FaasError, FaasRequest, Function};
 use crate::metrics::Metrics;
 use crate::route::Route;
+use arena_core::cluster::Cluster;
 
 /// Why a request goes to the function instead of (or after) the pods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,10 +51,9 @@ impl FaasReason {
 }
 
 /// Whether to send the request to the function before any pod is tried.
-pub fn divert<R: Rng>(route: &Route, rng: &mut R) -> Option<FaasReason> {
+pub fn divert<R: Rng>(route: &Route, cluster: &Cluster, rng: &mut R) -> Option<FaasReason> {
     let f = route.spec.fallback.as_ref()?;
     route.fallback.as_ref()?;
-    let cluster = &route.cluster;
     if f.on(FallbackOn::NoHealthyPods) && !cluster.has_available() {
         return Some(FaasReason::NoHealthyPods);
     }
@@ -73,8 +73,12 @@ pub fn divert<R: Rng>(route: &Route, rng: &mut R) -> Option<FaasReason> {
 /// [`divert`] says so. `Some(done)` when the request was answered (by the function, or with
 /// the error when no pod could serve it either); `None` to go on to the pods.
 pub async fn divert_request(session: &mut Session, ctx: &mut RequestCtx, metrics: &Metrics) -> Option<Result<bool>> {
-    let route = std::sync::Arc::clone(&ctx.routed.as_ref()?.route);
-    let reason = with_rng(|rng| divert(&route, rng))?;
+    let routed = ctx.routed.as_ref()?;
+    let (route, cluster) = (
+        std::sync::Arc::clone(&routed.route),
+        std::sync::Arc::clone(routed.cluster()),
+    );
+    let reason = with_rng(|rng| divert(&route, &cluster, rng))?;
     match Box::pin(replay(session, ctx, reason, metrics)).await {
         Ok(()) => Some(Ok(true)),
         Err(why) if reason.pods_can_still_serve() => {
@@ -82,7 +86,7 @@ pub async fn divert_request(session: &mut Session, ctx: &mut RequestCtx, metrics
             None
         }
         Err(why) => {
-            let err = diverted_failure(&route, reason, why);
+            let err = diverted_failure(&cluster, reason, why);
             Some(respond::reject(session, ctx, err).await)
         }
     }
@@ -112,10 +116,10 @@ pub fn after_retries(route: &Route) -> bool {
 }
 
 /// The error for a diverted request whose function failed while no pod could serve it.
-pub fn diverted_failure(route: &Route, reason: FaasReason, why: String) -> GatewayError {
+pub fn diverted_failure(cluster: &Cluster, reason: FaasReason, why: String) -> GatewayError {
     let upstream = match reason {
-        FaasReason::CircuitOpen => format!("cluster `{}` is at its in-flight limit", route.cluster.name()),
-        _ => format!("cluster `{}` has no pod available", route.cluster.name()),
+        FaasReason::CircuitOpen => format!("cluster `{}` is at its in-flight limit", cluster.name()),
+        _ => format!("cluster `{}` has no pod available", cluster.name()),
     };
     GatewayError::FallbackFailed { upstream, faas: why }
 }

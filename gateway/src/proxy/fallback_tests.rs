@@ -22,7 +22,7 @@ const FUNCTION: &str = "faas: [{ name: f, kind: http, url: \"http://127.0.0.1:1\
 
 fn draws(route: &Route, n: usize, seed: u64) -> Vec<Option<FaasReason>> {
     let mut rng = SmallRng::seed_from_u64(seed);
-    (0..n).map(|_| divert(route, &mut rng)).collect()
+    (0..n).map(|_| divert(route, &route.cluster, &mut rng)).collect()
 }
 
 #[tokio::test(start_paused = true)]
@@ -33,7 +33,7 @@ async fn a_cluster_without_pods_diverts_to_the_function() {
     ));
     let r = route(&snap, "r");
     assert_eq!(
-        divert(&r, &mut SmallRng::seed_from_u64(1)),
+        divert(&r, &r.cluster, &mut SmallRng::seed_from_u64(1)),
         Some(FaasReason::NoHealthyPods)
     );
     assert!(!FaasReason::NoHealthyPods.pods_can_still_serve());

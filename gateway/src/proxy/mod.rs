@@ -99,15 +99,10 @@ impl ArenaProxy {
             return Verdict::Stop;
         };
         if let Some(t) = routed.tries.current.take() {
-            attempt::failed(&routed.route, t, fault);
+            attempt::failed(routed, t, fault);
         }
         match fault.retry_on {
-            Some(cause) => retry::decide(
-                &routed.route,
-                cause,
-                &Self::try_state(session, routed),
-                routed.tries.tried.len(),
-            ),
+            Some(cause) => retry::decide(routed, cause, &Self::try_state(session, routed)),
             None => Verdict::Stop,
         }
     }
@@ -163,7 +158,7 @@ impl ProxyHttp for ArenaProxy {
                 return done;
             }
         }
-        if let Err(e) = admit::circuit(&route) {
+        if let Some(Err(e)) = ctx.routed.as_ref().map(|r| admit::circuit(r.cluster())) {
             return respond::reject(session, ctx, e).await;
         }
         let idempotent = session.req_header().method.is_idempotent();
@@ -233,7 +228,8 @@ impl ProxyHttp for ArenaProxy {
         let Some(routed) = ctx.routed.as_mut() else {
             return Ok(());
         };
-        let (status, failed, open) = attempt::answered(&routed.route, routed.tries.current.take(), upstream);
+        let t = routed.tries.current.take();
+        let (status, failed, open) = attempt::answered(routed, t, upstream);
         // A good answer's try stays open until its body ends (see the body filter).
         routed.tries.current = open;
         if !failed {
@@ -242,7 +238,7 @@ impl ProxyHttp for ArenaProxy {
         let state = Self::try_state(session, routed);
         // Decided here, where the status is known: a retry means the pod's answer is not
         // passed on. The error's retry flag carries the decision to pingora's loop.
-        if retry::decide(&routed.route, RetryOn::Status5xx, &state, routed.tries.tried.len()) == Verdict::Retry {
+        if retry::decide(routed, RetryOn::Status5xx, &state) == Verdict::Retry {
             let mut e = classify::pod_answered(status);
             e.set_retry(true);
             return Err(e);
@@ -279,7 +275,7 @@ impl ProxyHttp for ArenaProxy {
                     error: err.clone(),
                     retry_on: Some(RetryOn::Timeout),
                 };
-                attempt::failed(&routed.route, t, &fault);
+                attempt::failed(routed, t, &fault);
             }
             return Err(Self::fail(ctx, err));
         }
@@ -338,7 +334,7 @@ impl ProxyHttp for ArenaProxy {
         let fault = classify(e, ctx.last_pod());
         if let Some(routed) = ctx.routed.as_mut() {
             if let Some(t) = routed.tries.current.take() {
-                attempt::failed(&routed.route, t, &fault);
+                attempt::failed(routed, t, &fault);
             }
         }
         ctx.outcome.closing = true;

@@ -38,6 +38,9 @@ pub fn debug_headers(h: &mut ResponseHeader, ctx: &RequestCtx, backend: Backend<
     if let Some(route) = ctx.route_name() {
         h.insert_header("x-arena-route", route)?;
     }
+    if let Some((release, version)) = ctx.release_version() {
+        h.insert_header("x-arena-release", format!("{release}={}", version.as_str()))?;
+    }
     if !matches!(backend, Backend::Rejected) {
         h.insert_header("x-arena-attempts", ctx.attempts().to_string())?;
     }
@@ -103,7 +106,12 @@ pub fn finish(session: &Session, ctx: &RequestCtx, metrics: &Metrics, log: Optio
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
     let elapsed = ctx.started.elapsed();
     match &ctx.routed {
-        Some(r) => r.route.metrics.record(status, elapsed.as_secs_f64()),
+        Some(r) => {
+            r.route.metrics.record(status, elapsed.as_secs_f64());
+            if let (Some(rel), Some(v)) = (&r.route.release, r.served_version()) {
+                rel.metrics.record(v, status, elapsed.as_secs_f64());
+            }
+        }
         None => {
             let reason = ctx.outcome.error.as_deref().map_or("client_closed", GatewayError::code);
             metrics.unrouted.with_label_values(&[reason]).inc();
@@ -140,7 +148,9 @@ fn log_line(log: &AccessLog, session: &Session, ctx: &RequestCtx, status: u16, e
         status,
         duration_ms: elapsed.as_secs_f64() * 1000.0,
         route: route.map(|r| r.name.as_str()),
-        cluster: route.map(|r| r.cluster.as_str()),
+        cluster: ctx.routed.as_ref().map(|r| r.cluster_of(r.served_version()).name()),
+        release: ctx.release_version().map(|(name, _)| name),
+        version: ctx.release_version().map(|(_, v)| v.as_str()),
         backend: access_log::Line::backend(ctx.outcome.served_by.as_deref(), ctx.last_pod()),
         attempts: ctx.attempts(),
         error: ctx.outcome.error.as_deref().map(GatewayError::code),

@@ -7,8 +7,10 @@ use std::time::Duration;
 use rand::Rng;
 
 use crate::config::defaults::retry::CONNECT_ATTEMPTS_WITHOUT_POLICY;
+use arena_core::release::Version;
+
+use super::ctx::Routed;
 use crate::config::{RetryOn, RetrySpec};
-use crate::route::Route;
 
 /// Facts about the request that bound its retries.
 #[derive(Debug, Clone, Copy)]
@@ -54,15 +56,32 @@ pub fn may_retry(retry: Option<&RetrySpec>, cause: RetryOn, s: &TryState) -> boo
     }
 }
 
-/// Decides after a try on `route` failed with `cause`: policy, then pods left (a route
-/// without a retry policy only fails over to another pod), then the budget. Counts the
-/// retry (or the budget refusal) in `arena_retries_total`.
-pub fn decide(route: &Route, cause: RetryOn, s: &TryState, pods_tried: usize) -> Verdict {
+/// With `retry_on_stable`, the first (canary) try of a canary request that failed may be
+/// retried once on stable even where the route's policy would not retry: same safety rules
+/// (the body can be sent again, nothing was answered yet, time is left, and a request a pod
+/// may have run only when idempotent or opted in).
+pub fn may_retry_on_stable(cause: RetryOn, s: &TryState) -> bool {
+    !s.response_started
+        && s.replayable
+        && !s.remaining.is_zero()
+        && s.attempts == 1
+        && (s.idempotent || cause == RetryOn::ConnectFailure)
+}
+
+/// Decides after a try of `routed` failed with `cause`: policy, then pods left (a route
+/// without a retry policy only fails over to another pod), then the budget. A canary's failed
+/// first try under `retry_on_stable` goes on to stable (its own retry, budgeted like any).
+/// Counts the retry (or the budget refusal) in `arena_retries_total`.
+pub fn decide(routed: &Routed, cause: RetryOn, s: &TryState) -> Verdict {
+    let route = &routed.route;
     let spec = route.spec.retry.as_ref();
-    if !may_retry(spec, cause, s) {
+    // The next try's version differs from the failed one's: a canary failing over to stable.
+    let to_stable = routed.version() == Some(Version::Canary) && routed.try_version() == Some(Version::Stable);
+    let allowed = may_retry(spec, cause, s) || (to_stable && may_retry_on_stable(cause, s));
+    if !allowed {
         return stale_or_stop(s);
     }
-    let more_pods = route.cluster.endpoints().active.len() > pods_tried;
+    let more_pods = to_stable || routed.cluster().endpoints().active.len() > routed.tries.tried.len();
     if spec.is_none() && !more_pods {
         return stale_or_stop(s);
     }

@@ -1,10 +1,12 @@
-//! Split: where a routed request goes — the cluster that serves it (today the route's own;
-//! this is where a release's stable/canary split decides) and the sticky key a
-//! `consistent_hash` cluster hashes on.
+//! Split: where a routed request goes — the version of the route's release (stable or
+//! canary: forced by a header, else by the user's sticky cohort at the current weight), so
+//! the cluster that serves it, and the sticky key a `consistent_hash` cluster hashes on.
 
 use std::net::IpAddr;
 
 use http::HeaderMap;
+
+use arena_core::release::{Choice, Version};
 
 use crate::config::{HashKey, LbKind};
 use crate::route::Route;
@@ -12,6 +14,8 @@ use crate::route::Route;
 /// The split's decision for one request.
 #[derive(Debug, Default)]
 pub struct Target {
+    /// The release's choice, when the route has a release.
+    pub split: Option<Choice>,
     /// What `consistent_hash` hashes (boxed: only such clusters have one, and the request
     /// context moves with the request future).
     pub hash_key: Option<Box<[u8]>>,
@@ -19,9 +23,13 @@ pub struct Target {
 
 /// Decides the target of a request on `route`.
 pub fn target(route: &Route, headers: &HeaderMap, client_ip: Option<IpAddr>) -> Target {
-    let cluster = &route.cluster.spec;
+    let split = route.release.as_ref().map(|r| r.release.choose(headers, client_ip));
+    let cluster = match (&split, &route.release) {
+        (Some(c), Some(r)) if c.version == Version::Canary => &r.canary.spec,
+        _ => &route.cluster.spec,
+    };
     if cluster.lb != LbKind::ConsistentHash {
-        return Target::default();
+        return Target { split, hash_key: None };
     }
     let hash_key = match &cluster.hash_key {
         Some(HashKey::Header(h)) => headers.get(h).map(|v| v.as_bytes().into()),
@@ -29,7 +37,7 @@ pub fn target(route: &Route, headers: &HeaderMap, client_ip: Option<IpAddr>) -> 
         Some(HashKey::ClientIp) => client_ip.map(|ip| ip.to_string().into_bytes().into()),
         None => None,
     };
-    Target { hash_key }
+    Target { split, hash_key }
 }
 
 /// The value of cookie `name` among all `Cookie` headers.

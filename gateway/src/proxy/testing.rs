@@ -24,3 +24,16 @@ pub fn route(snap: &Snapshot, name: &str) -> Arc<Route> {
         .cloned()
         .expect("route in the test config")
 }
+
+/// A request routed on `route` (split as a request without headers from 10.0.0.1 would be)
+/// whose tries went to `pods_tried` pods.
+pub fn routed(route: &Arc<Route>, pods_tried: usize) -> crate::proxy::ctx::Routed {
+    let ip = Some(std::net::IpAddr::from([10, 0, 0, 1]));
+    let target = crate::proxy::split::target(route, &http::HeaderMap::new(), ip);
+    let mut r = crate::proxy::ctx::Routed::new(Arc::clone(route), target, tokio::time::Instant::now());
+    for i in 0..pods_tried {
+        r.tries.tried.push(std::net::SocketAddr::from(([127, 0, 0, 200], 9000 + i as u16)));
+    }
+    r.tries.count = pods_tried as u32;
+    r
+}

@@ -8,6 +8,7 @@ use crate::config::RouteSpec;
 use crate::faas::Function;
 use crate::metrics::RouteMetrics;
 use arena_core::cluster::Cluster;
+use arena_core::release::Release;
 use arena_core::resilience::budget::RetryBudget;
 use arena_core::resilience::latency::LatencyWindow;
 use arena_core::resilience::rate_limit::RouteLimit;
@@ -22,6 +23,15 @@ pub struct Route {
     pub fallback: Option<Arc<Function>>,
     /// Recent latencies, kept only for routes that hedge at a live percentile.
     pub latency: Option<LatencyWindow>,
+    /// The release splitting this route between `cluster` (stable) and a canary cluster.
+    pub release: Option<RouteRelease>,
+}
+
+/// A route's release: the release itself (weight, cohorts, windows) and its canary cluster.
+pub struct RouteRelease {
+    pub release: Arc<Release>,
+    pub canary: Arc<Cluster>,
+    pub metrics: crate::metrics::ReleaseMetrics,
 }
 
 /// Routes in file order.

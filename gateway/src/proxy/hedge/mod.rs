@@ -122,7 +122,7 @@ pub async fn serve(
     };
     let answer = chosen.and_then(|(idx, s)| race.take_answer(idx, &s).map(|(h, peer, t)| (h, peer, t, s)));
     match answer {
-        Some((header, peer, open, s)) => relay(session, ctx, header, (peer, s, open), &route, hedger).await,
+        Some((header, peer, open, s)) => relay(session, ctx, header, (peer, s, open), hedger).await,
         None => {
             // Without a recorded cause the race ran out of time: the pods had the request.
             ctx.outcome.last_cause = seen_by_a_pod.or(Some(RetryOn::Timeout));
@@ -142,7 +142,6 @@ async fn relay(
     ctx: &mut RequestCtx,
     mut header: ResponseHeader,
     (peer, mut s, open): (HttpPeer, HttpSession, Option<Try>),
-    route: &Route,
     hedger: &Hedger,
 ) -> Result<bool> {
     respond::pod_headers(&mut header, ctx, ctx.last_pod())?;
@@ -151,9 +150,9 @@ async fn relay(
         let chunk = match s.read_response_body().await {
             Ok(chunk) => chunk,
             Err(e) => {
-                if let Some(t) = open {
+                if let (Some(t), Some(routed)) = (open, ctx.routed.as_ref()) {
                     let pod = t.pod();
-                    attempt::failed(route, t, &classify(&e.into_up(), Some(pod)));
+                    attempt::failed(routed, t, &classify(&e.into_up(), Some(pod)));
                 }
                 return Ok(true);
             }

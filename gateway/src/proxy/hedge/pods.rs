@@ -80,7 +80,7 @@ impl Racer for PodRace<'_> {
             self.last_cause = fault.retry_on;
         }
         if let Some(t) = self.tries.get_mut(idx).and_then(|l| l.open.take()) {
-            attempt::failed(&self.routed.route, t, fault);
+            attempt::failed(self.routed, t, fault);
         }
     }
 
@@ -97,7 +97,7 @@ impl Racer for PodRace<'_> {
             response_started: false,
             remaining: self.routed.remaining(Instant::now()),
         };
-        retry::decide(&self.routed.route, cause, &state, self.routed.tries.tried.len()) == Verdict::Retry
+        retry::decide(self.routed, cause, &state) == Verdict::Retry
     }
 }
 
@@ -115,7 +115,7 @@ impl PodRace<'_> {
             }
             if let Some(t) = l.open.take() {
                 if winner_started.is_none_or(|ws| t.started() <= ws) {
-                    attempt::lost_to_a_faster_pod(&self.routed.route, t);
+                    attempt::lost_to_a_faster_pod(self.routed, t);
                 }
             }
         }
@@ -130,7 +130,7 @@ impl PodRace<'_> {
         if let Some(i) = self.routed.tries.tried.iter().position(|p| *p == t.pod()) {
             self.routed.tries.last = i as u32;
         }
-        let (_, _, open) = attempt::answered(&self.routed.route, Some(t), &mut header);
+        let (_, _, open) = attempt::answered(self.routed, Some(t), &mut header);
         Some((header, l.peer.clone(), open))
     }
 }
