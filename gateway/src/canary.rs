@@ -54,6 +54,8 @@ pub fn run(admin: &str, token: Option<String>, action: &Action, json: bool) -> R
         .map_err(|e| (format!("cannot start: {e}"), 2))?;
     let (method, path, body) = action.request();
     let url = format!("{}{path}", admin.trim_end_matches('/'));
+    // reqwest is built without a crypto provider of its own: use the gateway's (ring).
+    pingora::tls::install_default_crypto_provider();
     let answer = rt.block_on(async {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))

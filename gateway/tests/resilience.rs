@@ -241,29 +241,9 @@ async fn circuit_breaker_fails_fast_beyond_max_in_flight() {
     assert_eq!(statuses.get(&503), Some(&4), "{statuses:?}");
 }
 
-/// A real redis-server on a free loopback port.
-fn redis() -> (Proc, std::net::SocketAddr) {
-    let addr = free_addr("127.0.0.1").unwrap();
-    let mut cmd = Command::new("redis-server");
-    cmd.args([
-        "--port",
-        &addr.port().to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ])
-    .stdout(std::process::Stdio::null());
-    let proc = Proc::spawn("redis-server", cmd);
-    support::procs::wait_listening(addr, Duration::from_secs(10));
-    (proc, addr)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_rate_limit_is_shared_through_redis_and_survives_its_loss() {
-    let (mut redis, redis_addr) = redis();
+    let (mut redis, redis_addr) = support::redis::start();
     let pod = Pod::start("127.0.0.110", &[]);
     let body = format!(
         "redis: {{ url: \"redis://{redis_addr}\", timeout: 100ms, replicas: 2 }}\nclusters:\n  - name: c\n    endpoints: [\"{}\"]\nroutes:\n  - name: matches\n    match: {{}}\n    cluster: c\n    rate_limit: {{ requests_per_second: 30, burst: 5, key: route, scope: cluster }}\n",
@@ -345,7 +325,7 @@ fn redis_script_calls(addr: std::net::SocketAddr) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_rate_limit_leases_tokens_in_batches() {
-    let (_redis, redis_addr) = redis();
+    let (_redis, redis_addr) = support::redis::start();
     let pod = Pod::start("127.0.0.113", &[]);
     let body = format!(
         "redis: {{ url: \"redis://{redis_addr}\", timeout: 100ms, replicas: 2 }}\nclusters:\n  - name: c\n    endpoints: [\"{}\"]\nroutes:\n  - name: matches\n    match: {{}}\n    cluster: c\n    rate_limit: {{ requests_per_second: 100, burst: 20, batch: 10, key: route, scope: cluster }}\n",

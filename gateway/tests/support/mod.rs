@@ -6,3 +6,4 @@ pub mod faas;
 pub mod gateway;
 pub mod http;
 pub mod procs;
+pub mod redis;
