@@ -437,6 +437,8 @@ fn config(matches: &Pod, live: &[Pod]) -> String {
 clusters:
   - name: match-api
     endpoints: [\"{matches}\"]
+  - name: match-api-v2
+    endpoints: [\"{matches}\"]
   - name: live-api
     endpoints: [{live}]
   - name: broken
@@ -464,6 +466,8 @@ routes:
   - name: stats
     match: {{ path_prefix: /v1/stats }}
     cluster: player-api
+releases:
+  - {{ name: match-api-v2, routes: [matches], stable: match-api, canary: match-api-v2, weight: 50% }}
 ",
         fn_addr = dead(),
         matches = matches.addr,
@@ -536,6 +540,15 @@ async fn every_metric_the_dashboard_and_rules_query_is_exported_by_the_gateway()
     let auth = format!("Bearer {TOKEN}");
     let reload = post(&c, gw.admin, "/reload", &[("authorization", auth.as_str())]).await;
     assert_eq!(reload.status, 200, "{}", reload.text());
+    // The release's users went to both versions above; a rollback exports its counters.
+    let rollback = post(
+        &c,
+        gw.admin,
+        "/releases/match-api-v2/rollback",
+        &[("authorization", auth.as_str())],
+    )
+    .await;
+    assert_eq!(rollback.status, 200, "{}", rollback.text());
 
     // DNS refreshes run on their own schedule: scrape until everything is there (bounded).
     let deadline = Instant::now() + Duration::from_secs(30);

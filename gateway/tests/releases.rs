@@ -80,7 +80,10 @@ async fn the_split_follows_the_weight_and_a_user_never_leaves_the_canary_as_it_g
     let c = client();
     let at10 = versions(&c, &gw, 0..5000).await;
     let share = canary_share(&at10);
-    assert!((8.0..=12.0).contains(&share), "10% weight gave {share:.2}% canary over 5000 users");
+    assert!(
+        (8.0..=12.0).contains(&share),
+        "10% weight gave {share:.2}% canary over 5000 users"
+    );
     let (status, _) = admin_post(&c, &gw, "/releases/v2/weight", r#"{"weight": "30%"}"#).await;
     assert_eq!(status, 200);
     let at30 = versions(&c, &gw, 0..5000).await;
@@ -95,7 +98,13 @@ async fn the_split_follows_the_weight_and_a_user_never_leaves_the_canary_as_it_g
     let again = versions(&c, &gw, 0..500).await;
     assert!(again.iter().all(|(u, v)| *v == at30[u]));
     // And the canary pod really served them.
-    let r = get(&c, gw.addr, "/v1/matches", &[("x-user-id", "user-1"), ("x-canary", "1")]).await;
+    let r = get(
+        &c,
+        gw.addr,
+        "/v1/matches",
+        &[("x-user-id", "user-1"), ("x-canary", "1")],
+    )
+    .await;
     assert_eq!(r.status, 200);
 }
 
@@ -147,7 +156,11 @@ async fn a_bad_canary_is_rolled_back_on_its_own_and_no_client_sees_its_errors() 
         rolled_back = release(&c, &gw).await["state"] == "rolled_back";
     }
     assert!(rolled_back, "never rolled back: {:#}", release(&c, &gw).await);
-    assert_eq!(statuses.keys().collect::<Vec<_>>(), vec![&200], "clients saw {statuses:?}");
+    assert_eq!(
+        statuses.keys().collect::<Vec<_>>(),
+        vec![&200],
+        "clients saw {statuses:?}"
+    );
     let rel = release(&c, &gw).await;
     assert_eq!(rel["weight"], 0.0);
     assert_eq!(rel["last_verdict"]["verdict"], "breach");
@@ -163,7 +176,10 @@ async fn a_bad_canary_is_rolled_back_on_its_own_and_no_client_sees_its_errors() 
         "{m}"
     );
     assert!(m.contains("arena_release_weight_percent{release=\"v2\"} 0"), "{m}");
-    assert!(m.contains("arena_release_phase{phase=\"rolled_back\",release=\"v2\"} 1"), "{m}");
+    assert!(
+        m.contains("arena_release_phase{phase=\"rolled_back\",release=\"v2\"} 1"),
+        "{m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,7 +200,11 @@ async fn the_state_survives_a_restart() {
     assert!(file.exists(), "no state file written");
     let gw = Gateway::start_with(&server, &text);
     let rel = release(&c, &gw).await;
-    assert_eq!((rel["state"].as_str(), rel["weight"].as_f64()), (Some("paused"), Some(30.0)), "{rel:#}");
+    assert_eq!(
+        (rel["state"].as_str(), rel["weight"].as_f64()),
+        (Some("paused"), Some(30.0)),
+        "{rel:#}"
+    );
     let reasons: Vec<&str> = rel["history"]
         .as_array()
         .unwrap()
@@ -193,7 +213,11 @@ async fn the_state_survives_a_restart() {
         .collect();
     assert!(reasons.iter().any(|r| r.contains("30%")), "{reasons:?}");
     // A changed rollout (other steps) starts over, as the README says.
-    gw.write_body(&body(&stable, &canary, "    steps: [10%, 100%]\n    step_interval: 1h\n"));
+    gw.write_body(&body(
+        &stable,
+        &canary,
+        "    steps: [10%, 100%]\n    step_interval: 1h\n",
+    ));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let rel = release(&c, &gw).await;
@@ -212,7 +236,11 @@ async fn two_gateways_sharing_redis_agree_on_the_weight_and_the_rollback() {
     let canary = Pod::start("127.0.0.169", &["--version", "v2"]);
     let text = format!(
         "redis: {{ url: \"redis://{redis_addr}\", timeout: 100ms }}\n{}",
-        body(&stable, &canary, "    steps: [5%, 100%]\n    step_interval: 1h\n    scope: cluster\n")
+        body(
+            &stable,
+            &canary,
+            "    steps: [5%, 100%]\n    step_interval: 1h\n    scope: cluster\n"
+        )
     );
     let a = Gateway::start(&text);
     let b = Gateway::start(&text);
@@ -262,7 +290,11 @@ fn canary_cli(gw: &Gateway, args: &[&str]) -> (bool, String, String) {
 async fn the_cli_and_the_admin_api_drive_every_transition() {
     let stable = Pod::start("127.0.0.170", &[]);
     let canary = Pod::start("127.0.0.171", &["--version", "v2"]);
-    let gw = Gateway::start(&body(&stable, &canary, "    steps: [5%, 25%, 100%]\n    step_interval: 1h\n"));
+    let gw = Gateway::start(&body(
+        &stable,
+        &canary,
+        "    steps: [5%, 25%, 100%]\n    step_interval: 1h\n",
+    ));
     let state = |args: &[&str]| {
         let (ok, out, err) = canary_cli(&gw, args);
         assert!(ok, "canary {args:?}: {err}");
@@ -272,7 +304,10 @@ async fn the_cli_and_the_admin_api_drive_every_transition() {
     assert!(status.contains("v2") && status.contains("progressing"), "{status}");
     state(&["set", "v2", "25%"]);
     let json: serde_json::Value = serde_json::from_str(&state(&["status", "v2", "--json"])).unwrap();
-    assert_eq!((json["state"].as_str(), json["weight"].as_f64()), (Some("paused"), Some(25.0)));
+    assert_eq!(
+        (json["state"].as_str(), json["weight"].as_f64()),
+        (Some("paused"), Some(25.0))
+    );
     state(&["resume", "v2"]);
     let json: serde_json::Value = serde_json::from_str(&state(&["status", "v2", "--json"])).unwrap();
     assert_eq!(json["state"], "progressing");
@@ -280,7 +315,10 @@ async fn the_cli_and_the_admin_api_drive_every_transition() {
     state(&["pause", "v2"]);
     state(&["promote", "v2"]);
     let json: serde_json::Value = serde_json::from_str(&state(&["status", "v2", "--json"])).unwrap();
-    assert_eq!((json["state"].as_str(), json["weight"].as_f64()), (Some("promoted"), Some(100.0)));
+    assert_eq!(
+        (json["state"].as_str(), json["weight"].as_f64()),
+        (Some("promoted"), Some(100.0))
+    );
     let out = state(&["rollback", "v2", "--reason", "spike in 502s"]);
     assert!(out.contains("rolled_back"), "{out}");
     // Refusals and mistakes are said, with a non-zero exit.
@@ -292,9 +330,17 @@ async fn the_cli_and_the_admin_api_drive_every_transition() {
     assert!(!ok && err.contains("no release `nope`"), "{err}");
     // Without the token, no change.
     let c = client();
-    let r = send(&c, http::Method::POST, gw.admin, "/releases/v2/promote", &[], b"", Duration::from_secs(5))
-        .await
-        .unwrap();
+    let r = send(
+        &c,
+        http::Method::POST,
+        gw.admin,
+        "/releases/v2/promote",
+        &[],
+        b"",
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 401);
     assert_eq!(release(&c, &gw).await["state"], "rolled_back");
 }

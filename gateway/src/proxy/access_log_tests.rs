@@ -54,7 +54,10 @@ fn lines_are_json_with_the_backend_named() {
     };
     let v: serde_json::Value = serde_json::from_str(&line.to_json()).unwrap();
     assert_eq!(v["backend"], "faas=esports-fn");
-    assert_eq!((&v["release"], &v["version"]), (&"match-api-v2".into(), &"canary".into()));
+    assert_eq!(
+        (&v["release"], &v["version"]),
+        (&"match-api-v2".into(), &"canary".into())
+    );
     assert_eq!(v["path"], "/v1/matches?x=\"1\"");
     assert_eq!(v["client_ip"], "127.0.0.9");
     assert_eq!(

@@ -103,9 +103,15 @@ async fn the_budget_bounds_retries_and_refills_with_time() {
         Verdict::ReplayIfStaleConnection
     );
     let post = TryState { idempotent: false, ..s };
-    assert_eq!(decide(&crate::proxy::testing::routed(&route, 1), RetryOn::Status5xx, &post), Verdict::Stop);
+    assert_eq!(
+        decide(&crate::proxy::testing::routed(&route, 1), RetryOn::Status5xx, &post),
+        Verdict::Stop
+    );
     tokio::time::advance(Duration::from_secs(11)).await;
-    assert_eq!(decide(&crate::proxy::testing::routed(&route, 1), RetryOn::Status5xx, &s), Verdict::Retry);
+    assert_eq!(
+        decide(&crate::proxy::testing::routed(&route, 1), RetryOn::Status5xx, &s),
+        Verdict::Retry
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -114,14 +120,31 @@ async fn without_a_policy_only_connect_failures_fail_over_and_only_to_another_po
         "clusters: [{ name: c, endpoints: [\"127.0.0.11:9100\", \"127.0.0.12:9100\"] }]\nroutes: [{ name: r, match: {}, cluster: c }]\n",
     );
     let route = crate::proxy::testing::route(&snap, "r");
-    assert_eq!(decide(&crate::proxy::testing::routed(&route, 1), RetryOn::ConnectFailure, &state(1)), Verdict::Retry);
+    assert_eq!(
+        decide(
+            &crate::proxy::testing::routed(&route, 1),
+            RetryOn::ConnectFailure,
+            &state(1)
+        ),
+        Verdict::Retry
+    );
     assert_ne!(
-        decide(&crate::proxy::testing::routed(&route, 2), RetryOn::ConnectFailure, &state(2)),
+        decide(
+            &crate::proxy::testing::routed(&route, 2),
+            RetryOn::ConnectFailure,
+            &state(2)
+        ),
         Verdict::Retry,
         "both pods tried"
     );
-    assert_ne!(decide(&crate::proxy::testing::routed(&route, 1), RetryOn::Timeout, &state(1)), Verdict::Retry);
-    assert_ne!(decide(&crate::proxy::testing::routed(&route, 1), RetryOn::Status5xx, &state(1)), Verdict::Retry);
+    assert_ne!(
+        decide(&crate::proxy::testing::routed(&route, 1), RetryOn::Timeout, &state(1)),
+        Verdict::Retry
+    );
+    assert_ne!(
+        decide(&crate::proxy::testing::routed(&route, 1), RetryOn::Status5xx, &state(1)),
+        Verdict::Retry
+    );
 }
 
 #[test]

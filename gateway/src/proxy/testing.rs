@@ -32,7 +32,9 @@ pub fn routed(route: &Arc<Route>, pods_tried: usize) -> crate::proxy::ctx::Route
     let target = crate::proxy::split::target(route, &http::HeaderMap::new(), ip);
     let mut r = crate::proxy::ctx::Routed::new(Arc::clone(route), target, tokio::time::Instant::now());
     for i in 0..pods_tried {
-        r.tries.tried.push(std::net::SocketAddr::from(([127, 0, 0, 200], 9000 + i as u16)));
+        r.tries
+            .tried
+            .push(std::net::SocketAddr::from(([127, 0, 0, 200], 9000 + i as u16)));
     }
     r.tries.count = pods_tried as u32;
     r
