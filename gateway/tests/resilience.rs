@@ -7,7 +7,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +14,6 @@ use std::time::Duration;
 use arena_testkit::free_addr;
 use support::gateway::{Gateway, Pod};
 use support::http::{client, get, send};
-use support::procs::Proc;
 
 /// The `/clusters` entry of `pod` (first cluster).
 async fn pod_view(c: &support::http::HttpClient, gw: &Gateway, pod: &Pod) -> serde_json::Value {
