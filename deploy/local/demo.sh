@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Arena demo on localhost: three sample esports pods (127.0.0.11-13:9100) behind the gateway
-# (:8080, admin :9901) with the default config/gateway.yaml. Ctrl-C stops everything.
+# (:8080, admin :9901) with the default config/gateway.yaml, and two pods of a new version
+# (127.0.0.21-22, v2) that a canary release walks users onto. Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -24,6 +25,11 @@ trap cleanup EXIT INT TERM
 
 for i in 11 12 13; do
   "$BIN/arena-pod" --listen "127.0.0.$i:9100" --name "pod-$i" --load-report --latency 2ms --jitter 3ms \
+    >"$LOGS/pod-$i.log" 2>&1 &
+  pids+=($!)
+done
+for i in 21 22; do
+  "$BIN/arena-pod" --listen "127.0.0.$i:9100" --name "pod-$i" --version v2 --load-report --latency 2ms --jitter 3ms \
     >"$LOGS/pod-$i.log" 2>&1 &
   pids+=($!)
 done
@@ -59,6 +65,17 @@ Arena demo is running (logs: $LOGS)
   curl -s http://127.0.0.1:9901/clusters                          # pods: in-flight, EWMA, reported load
   curl -s http://127.0.0.1:9901/metrics | grep arena_
   curl -s -XPOST -H "authorization: Bearer $ARENA_ADMIN_TOKEN" http://127.0.0.1:9901/reload
+
+  # the canary release: users walk onto v2 (5% → 25% → 50% → 100%, 20 s per healthy step)
+  for i in \$(seq 20000); do curl -s -o /dev/null -H "x-user-id: \$i" http://127.0.0.1:8080/v1/matches; done &
+  $BIN/arena-gateway canary status                               # state, weight, both versions live
+  curl -si -H 'x-canary: 1' http://127.0.0.1:8080/v1/matches | grep -i 'x-arena-release\|x-pod-version'
+  # break v2 and watch it roll back on its own (clients still get 200s: retried on stable):
+  curl -s -XPOST -d '{"error_rate":0.3}' http://127.0.0.21:9100/_pod/config
+  curl -s -XPOST -d '{"error_rate":0.3}' http://127.0.0.22:9100/_pod/config
+  $BIN/arena-gateway canary status match-api-v2 --json | grep -m3 '"state"\|"weight"\|reason'
+  # steer it yourself (token from \$ARENA_ADMIN_TOKEN): set 25%, pause, resume, promote, rollback
+  $BIN/arena-gateway canary set match-api-v2 25%
 
   # make pod-13 slow and watch traffic move away from it:
   curl -s -XPOST -d '{"latency_ms":150}' http://127.0.0.13:9100/_pod/config
