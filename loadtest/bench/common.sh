@@ -355,6 +355,23 @@ EOF
 EOF
 }
 
+# arena_release_config — the defaults (p2c_ewma) plus a grey release on the route: half the
+# users to a canary cluster of the same pods, so the split, the per-version windows and the
+# release metrics are the only difference from arena-p2c.
+arena_release_config() {
+    arena_cluster "a release splitting the route 50/50" p2c_ewma
+    cat <<EOF
+  - name: pods-v2
+    endpoints: [$(pod_endpoints)]
+    connect_timeout: 250ms
+EOF
+    arena_route 2s
+    cat <<EOF
+releases:
+  - { name: v2, routes: [all], stable: pods, canary: pods-v2, weight: 50% }
+EOF
+}
+
 check_arena_config() { "$GATEWAY" check -c "$1" >&2 || die "generated config $1 does not validate"; }
 
 # ---------------------------------------------------------------- nginx upstream pods

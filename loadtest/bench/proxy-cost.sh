@@ -51,7 +51,7 @@ PROXY_PORT=$(free_port 127.0.0.1)
 ADMIN_PORT=$(free_port 127.0.0.1)
 URL_PATH=/v1/matches
 
-PROXIES=(bare arena-p2c arena-all)
+PROXIES=(bare arena-p2c arena-all arena-rel)
 [[ $WITH_RR -eq 1 ]] && PROXIES+=(arena-rr)
 [[ -n $BASELINE ]] && PROXIES+=(base-p2c base-all)
 declare -A LABEL=(
@@ -59,13 +59,15 @@ declare -A LABEL=(
     [arena-p2c]="arena-gateway (p2c_ewma)"
     [arena-all]="arena-gateway (p2c_ewma, everything on)"
     [arena-rr]="arena-gateway (round_robin)"
+    [arena-rel]="arena-gateway (p2c_ewma, a release on the route)"
     [base-p2c]="baseline arena-gateway (p2c_ewma)"
     [base-all]="baseline arena-gateway (p2c_ewma, everything on)"
 )
 { arena_cluster "" p2c_ewma; arena_route 2s; } >"$WORK/arena-p2c.yaml"
 { arena_cluster "" round_robin; arena_route 2s; } >"$WORK/arena-rr.yaml"
 arena_all_config >"$WORK/arena-all.yaml"
-for p in arena-p2c arena-all arena-rr; do check_arena_config "$WORK/$p.yaml"; done
+arena_release_config >"$WORK/arena-rel.yaml"
+for p in arena-p2c arena-all arena-rr arena-rel; do check_arena_config "$WORK/$p.yaml"; done
 
 start_proxy() { # name
     case "$1" in
@@ -74,7 +76,7 @@ start_proxy() { # name
             run_proxy bare 100 "${BARE_CMD[@]}"
             grep -q 'bare-pingora listening on' "$WORK/bare.log" || die "bare-pingora printed no banner"
             ;;
-        arena-p2c | arena-all | arena-rr) run_proxy "$1" 100 "$GATEWAY" run -c "$WORK/$1.yaml" ;;
+        arena-p2c | arena-all | arena-rr | arena-rel) run_proxy "$1" 100 "$GATEWAY" run -c "$WORK/$1.yaml" ;;
         base-p2c | base-all) run_proxy "$1" 100 "$BASE_GATEWAY" run -c "$WORK/arena-${1#base-}.yaml" ;;
         *) die "unknown proxy $1" ;;
     esac
@@ -134,6 +136,8 @@ PAIRED_ALL_MEDIAN=$(paired_list arena-all | median_of)
     echo
     echo "Same ratios paired within each round (arena run / bare run of that round): everything on $PAIRED_ALL (median $PAIRED_ALL_MEDIAN); defaults $PAIRED (median $PAIRED_MEDIAN)."
     echo
+    awk -v a="$(median 8 arena-rel)" -v b="$(median 8 arena-p2c)" 'BEGIN {
+        if (b > 0) printf "**A release on the route (50/50 split, both versions judged) / without, CPU µs per request: %.2f / %.2f = %.3f** (target < 1.03)\n\n", a, b, a / b }'
     if [[ -n $BASELINE ]]; then
         for v in p2c all; do
             awk -v a="$(median 8 "arena-$v")" -v b="$(median 8 "base-$v")" -v l="${LABEL[arena-$v]}" 'BEGIN {

@@ -24,7 +24,7 @@ REQUESTS=20000
 WARMUP=2000
 CONCURRENCY=16
 TOP=15
-ONLY=bare,arena-p2c,arena-all
+ONLY=bare,arena-p2c,arena-all,arena-rel
 BASELINE=
 BUILD=1
 
@@ -40,6 +40,7 @@ declare -A LABEL=(
     [bare]="bare-pingora (round robin)"
     [arena-p2c]="arena-gateway (p2c_ewma)"
     [arena-all]="arena-gateway (everything on)"
+    [arena-rel]="arena-gateway (p2c_ewma, a release on the route)"
     [base-p2c]="baseline arena-gateway (p2c_ewma)"
     [base-all]="baseline arena-gateway (everything on)"
 )
@@ -47,7 +48,7 @@ if [[ -n $BASELINE ]]; then
     [[ -x $BASELINE ]] || usage_error "--baseline $BASELINE is not an executable"
     for p in arena-p2c arena-all; do has "$p" && ! has "base-${p#arena-}" && PROXIES+=("base-${p#arena-}"); done
 fi
-for p in "${PROXIES[@]}"; do [[ -n ${LABEL[$p]:-} ]] || die "unknown proxy '$p' (bare, arena-p2c, arena-all)"; done
+for p in "${PROXIES[@]}"; do [[ -n ${LABEL[$p]:-} ]] || die "unknown proxy '$p' (bare, arena-p2c, arena-all, arena-rel)"; done
 
 apt_need nginx:nginx valgrind:valgrind callgrind_control:valgrind callgrind_annotate:valgrind ab:apache2-utils
 build_release "$BUILD"
@@ -68,8 +69,8 @@ ADMIN_PORT=$(free_port 127.0.0.1)
 
 { arena_cluster "arena with its defaults, p2c_ewma" p2c_ewma; arena_route 2s; } >"$WORK/arena-p2c.yaml"
 arena_all_config >"$WORK/arena-all.yaml"
-check_arena_config "$WORK/arena-p2c.yaml"
-check_arena_config "$WORK/arena-all.yaml"
+arena_release_config >"$WORK/arena-rel.yaml"
+for p in arena-p2c arena-all arena-rel; do check_arena_config "$WORK/$p.yaml"; done
 
 URL_PATH=/v1/matches
 URL="http://127.0.0.1:$PROXY_PORT$URL_PATH"
@@ -217,6 +218,10 @@ BARE_NOMEM=$(awk -v a="${BARE_IPR:-0}" -v m="$(mem_of bare)" 'BEGIN { printf "%.
         VERDICT=$(awk -v r="$RATIO" -v t="$TARGET_RATIO" 'BEGIN { print (r <= t ? "PASS" : "FAIL") }')
         echo "**arena-gateway (p2c_ewma) / bare pingora instructions per request: $RATIO** (target ≤ $TARGET_RATIO: $VERDICT)"
         echo
+    fi
+    if [[ -n $(col arena-rel 6) && -n $(col arena-p2c 6) ]]; then
+        awk -v a="$(col arena-rel 6)" -v b="$(col arena-p2c 6)" 'BEGIN {
+            printf "**A release on the route (50/50 split, both versions judged) / without, instructions per request: %.0f / %.0f = %.3f**\n\n", a, b, a / b }'
     fi
     for p in p2c all; do
         [[ -n $(col "base-$p" 6) && -n $(col "arena-$p" 6) ]] || continue

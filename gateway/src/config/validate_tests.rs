@@ -294,6 +294,35 @@ fn upgrade_sock_defaults_to_the_runtime_directory_and_must_be_absolute() {
     assert!(errs("server:\n  upgrade_sock: \"\"\n").contains("empty server.upgrade_sock"));
 }
 
+#[test]
+fn state_file_defaults_to_the_state_directory_else_memory_and_must_be_absolute() {
+    let text = |server: &str| format!("listeners: [{{ name: p, address: 127.0.0.1:8080 }}]\n{server}");
+    let file = |server: &str, env: &dyn Fn(&str) -> Option<String>| {
+        load_with_env(&text(server), "s.yaml", env)
+            .unwrap()
+            .config
+            .server
+            .state_file
+    };
+    assert_eq!(file("", &|_| None), None, "no state directory: memory only");
+    let systemd = |n: &str| (n == "STATE_DIRECTORY").then(|| "/var/lib/arena:/var/lib/x".to_string());
+    assert_eq!(
+        file("", &systemd).as_deref(),
+        Some(std::path::Path::new("/var/lib/arena/releases.json"))
+    );
+    assert_eq!(
+        file("server: { state_file: /srv/r.json }", &systemd).as_deref(),
+        Some(std::path::Path::new("/srv/r.json"))
+    );
+    let e = load(&text("server:\n  state_file: r.json\n"), "s.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`r.json` is not an absolute path") && e.contains("s.yaml:3:15"),
+        "{e}"
+    );
+}
+
 /// Positioned diagnostics of `text` (errors when it is rejected, else warnings).
 fn diags(text: &str) -> String {
     let list = match load(text, "l.yaml") {

@@ -23,7 +23,15 @@ pub struct Target {
 
 /// Decides the target of a request on `route`.
 pub fn target(route: &Route, headers: &HeaderMap, client_ip: Option<IpAddr>) -> Target {
-    let split = route.release.as_ref().map(|r| r.release.choose(headers, client_ip));
+    let split = route.release.as_ref().map(|r| {
+        let mut c = r.release.choose(headers, client_ip);
+        // A canary with no pod to serve (all ejected, DNS empty) sends its users to stable
+        // rather than to an error or the function.
+        if c.version == Version::Canary && !r.canary.has_available() {
+            c.version = Version::Stable;
+        }
+        c
+    });
     let cluster = match (&split, &route.release) {
         (Some(c), Some(r)) if c.version == Version::Canary => &r.canary.spec,
         _ => &route.cluster.spec,
@@ -40,19 +48,8 @@ pub fn target(route: &Route, headers: &HeaderMap, client_ip: Option<IpAddr>) -> 
     Target { split, hash_key }
 }
 
-/// The value of cookie `name` among all `Cookie` headers.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
-        .filter_map(|pair| {
-            let pair = pair.trim_ascii();
-            let eq = pair.iter().position(|b| *b == b'=')?;
-            (pair[..eq].trim_ascii() == name.as_bytes()).then(|| pair[eq + 1..].trim_ascii())
-        })
-        .next()
-}
+/// The value of cookie `name` among all `Cookie` headers (the first of that name).
+pub use arena_core::release::cookie;
 
 #[cfg(test)]
 #[path = "split_tests.rs"]
