@@ -74,8 +74,8 @@ Arena demo is running (logs: $LOGS)
   curl -s -XPOST -d '{"error_rate":0.3}' http://127.0.0.21:9100/_pod/config
   curl -s -XPOST -d '{"error_rate":0.3}' http://127.0.0.22:9100/_pod/config
   $BIN/arena-gateway canary status match-api-v2 --json | grep -m3 '"state"\|"weight"\|reason'
-  # steer it yourself (token from \$ARENA_ADMIN_TOKEN): set 25%, pause, resume, promote, rollback
-  $BIN/arena-gateway canary set match-api-v2 25%
+  # steer it yourself: set 25%, pause, resume, promote, rollback (the token is this demo's)
+  ARENA_ADMIN_TOKEN=$ARENA_ADMIN_TOKEN $BIN/arena-gateway canary set match-api-v2 25%
 
   # make pod-13 slow and watch traffic move away from it:
   curl -s -XPOST -d '{"latency_ms":150}' http://127.0.0.13:9100/_pod/config

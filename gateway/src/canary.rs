@@ -41,8 +41,15 @@ impl Action {
     }
 }
 
+/// Bytes left literal in a path segment: RFC 3986 unreserved.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn encode(name: &str) -> String {
-    percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(name, SEGMENT).to_string()
 }
 
 /// Runs `action` against the admin API at `admin` (e.g. `http://127.0.0.1:9901`); prints the
@@ -165,6 +172,10 @@ mod tests {
         assert_eq!(b, Some(serde_json::json!({"weight": "25%"})));
         assert_eq!(Action::Status(None).request().1, "/releases");
         assert_eq!(Action::Pause("r".into()).request().1, "/releases/r/pause");
+        assert_eq!(
+            Action::Promote("match-api_v2.1".into()).request().1,
+            "/releases/match-api_v2.1/promote"
+        );
     }
 
     #[test]

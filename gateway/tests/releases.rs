@@ -343,6 +343,8 @@ async fn the_cli_and_the_admin_api_drive_every_transition() {
     .unwrap();
     assert_eq!(r.status, 401);
     assert_eq!(release(&c, &gw).await["state"], "rolled_back");
+    // Names may come percent-encoded (the CLI encodes what is not unreserved).
+    assert_eq!(get(&c, gw.admin, "/releases/v%32", &[]).await.json()["name"], "v2");
 }
 
 #[test]

@@ -79,7 +79,13 @@ pub fn handle(
     body: &[u8],
 ) -> Option<(StatusCode, Value)> {
     let rest = path.strip_prefix("/releases")?;
-    let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+    // Segments percent-decoded: a client may encode any byte of a name.
+    let decoded: Vec<String> = rest
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned())
+        .collect();
+    let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let snap = gw.snapshot();
     let unknown = |name: &str| {
         let names: Vec<&str> = snap.releases.iter().map(|r| r.name()).collect();
