@@ -60,8 +60,14 @@ impl Rollouts {
         let (Some(spec), false) = (config.redis.as_ref(), shared.is_empty()) else {
             return states;
         };
-        let Some(store) = self.redis(spec) else {
-            return states;
+        // A store of its own: its connection lives on this short-lived runtime, not on the
+        // control plane's, which builds the one it syncs with.
+        let store = match RedisStore::new(spec) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "release states cannot be read from redis");
+                return states;
+            }
         };
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
             return states;
@@ -109,13 +115,12 @@ impl Rollouts {
         let Some(path) = snap.config.server.state_file.as_deref() else {
             return;
         };
-        let states: BTreeMap<String, ReleaseState> = snap
-            .releases
-            .iter()
-            .map(|r| (r.name().to_string(), r.state()))
-            .collect();
+        // Releases the config no longer has keep their entries: put back, they carry on.
         let _one = self.file.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Err(e) = FileStore::new(path).save(&states) {
+        let store = FileStore::new(path);
+        let mut states = if path.exists() { store.load() } else { BTreeMap::new() };
+        states.extend(snap.releases.iter().map(|r| (r.name().to_string(), r.state())));
+        if let Err(e) = store.save(&states) {
             tracing::warn!(file = %path.display(), error = %e, "release states not saved");
         }
     }

@@ -212,6 +212,15 @@ async fn the_state_survives_a_restart() {
         .filter_map(|h| h["reason"].as_str())
         .collect();
     assert!(reasons.iter().any(|r| r.contains("30%")), "{reasons:?}");
+    // Dropped from the config for a while and put back: it carries on from the file.
+    let without = text[..text.find("releases:").unwrap()].to_string();
+    gw.write_body(&without);
+    wait_for(&c, &gw, |all| all["releases"].as_array().is_some_and(Vec::is_empty)).await;
+    gw.write_body(&text);
+    wait_for(&c, &gw, |all| {
+        all["releases"][0]["weight"] == 30.0 && all["releases"][0]["state"] == "paused"
+    })
+    .await;
     // A changed rollout (other steps) starts over, as the README says.
     gw.write_body(&body(
         &stable,
@@ -225,6 +234,19 @@ async fn the_state_survives_a_restart() {
             break;
         }
         assert!(Instant::now() < deadline, "reload did not restart the rollout: {rel:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits (bounded) until `GET /releases` satisfies `ok`.
+async fn wait_for(c: &HttpClient, gw: &Gateway, ok: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let all = get(c, gw.admin, "/releases", &[]).await.json();
+        if ok(&all) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "releases never got there: {all:#}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
