@@ -76,10 +76,15 @@ pub fn rollback(tl: &ReleaseTimeline, markers: &[Marker]) -> Option<Rollback> {
         })
     };
     let (at_s, from_weight, source, reason) = from_history.or_else(from_polls)?;
-    let fault = markers
-        .iter()
-        .filter(|m| m.at.as_secs_f64() <= at_s)
-        .max_by(|a, b| a.at.cmp(&b.at))?;
+    // Of several markers at the same time (one fault per canary pod) the first names it.
+    let fault =
+        markers
+            .iter()
+            .filter(|m| m.at.as_secs_f64() <= at_s)
+            .fold(None, |best: Option<&Marker>, m| match best {
+                Some(b) if b.at >= m.at => Some(b),
+                _ => Some(m),
+            })?;
     let fault_at_s = fault.at.as_secs_f64();
     Some(Rollback {
         at_s,
@@ -129,7 +134,12 @@ mod tests {
         let mut h2 = h;
         h2.push((15_400, p, rb, 0.0, "error rate breach".into()));
         tl.record(15.5, view(rb, 0.0, h2), 0);
-        let markers = [marker(2.0, "unrelated"), marker(15.0, "canary fails")];
+        let markers = [
+            marker(2.0, "unrelated"),
+            marker(15.0, "canary fails"),
+            marker(15.0, "canary-2: {}"),
+            marker(16.0, "after"),
+        ];
         let r = rollback(&tl, &markers).unwrap();
         assert_eq!(
             (r.source, r.fault.as_str(), r.from_weight),
