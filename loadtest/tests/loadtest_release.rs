@@ -223,3 +223,37 @@ fn a_failing_canary_is_rolled_back_and_clients_see_no_error() {
     assert!(stdout.contains("after `canary fails`"), "{stdout}");
     assert!(html.contains("chart-release") && html.contains("rolled_back"));
 }
+
+#[test]
+fn check_points_at_release_mistakes() {
+    let dir = scratch("release-check");
+    let bundled = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/bad-canary.yaml");
+    let bad = std::fs::read_to_string(bundled)
+        .unwrap()
+        .replace(
+            "release: { name: match-api-v2, poll: 100ms, users: x-user-id }",
+            "release: { name: match-api-v2, poll: 20s, users: x-session-id }",
+        )
+        .replace("\"rollback_after < 2s\"", "\"rollback_after < 2\"");
+    let file = write(&dir, "bad.yaml", &bad);
+    let out = loadtest_command().arg("check").arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let line = |start: &str| 1 + bad.lines().position(|l| l.starts_with(start)).unwrap();
+    let (release, threshold) = (line("release:"), line("  - \"rollback_after"));
+    for (what, at) in [
+        (
+            "`poll` must be between 10ms and 10s, found 20s",
+            format!("bad.yaml:{release}:38"),
+        ),
+        (
+            "no request sends header `x-session-id`",
+            format!("bad.yaml:{release}:50"),
+        ),
+        ("a latency threshold needs a unit", format!("bad.yaml:{threshold}:24")),
+    ] {
+        let found = err.split("error: ").any(|b| b.contains(what) && b.contains(&at));
+        assert!(found, "`{what}` at {at} in:\n{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

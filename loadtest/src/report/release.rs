@@ -2,8 +2,6 @@
 //! release's weight and state as polled, the rollback after a fault, and how users moved
 //! between the versions.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 
 use crate::engine::{RunResult, Window};
@@ -117,8 +115,8 @@ pub fn trim(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-/// Answers of `name`'s two versions in a window.
-pub fn counts(w: &Window, name: &str) -> (u64, u64) {
+/// Answers of `name`'s two versions in a window: `(stable, canary)`.
+fn counts(w: &Window, name: &str) -> (u64, u64) {
     let mut out = (0, 0);
     for (k, n) in &w.versions {
         match header::parse(k.as_bytes()) {
@@ -177,17 +175,6 @@ pub fn share_buckets(per_second: &[ReleaseSecond], max: usize) -> Vec<(u64, u64,
             (first, last, share)
         })
         .collect()
-}
-
-/// Version counts of all windows, per value (for charts).
-pub fn version_keys(windows: &[Window]) -> Vec<String> {
-    let mut all: BTreeMap<&str, u64> = BTreeMap::new();
-    for w in windows {
-        for (k, n) in &w.versions {
-            *all.entry(k.as_str()).or_insert(0) += n;
-        }
-    }
-    all.into_keys().map(String::from).collect()
 }
 
 #[cfg(test)]
