@@ -224,7 +224,11 @@ fn release(s: &mut String, r: &Report) {
             m.on_canary_at_end,
             m.on_stable_at_end,
             if m.reordered > 0 {
-                format!(" ({} answers out of send order, not counted as moves)", m.reordered)
+                format!(
+                    " ({} answer{} out of send order, not counted as moves)",
+                    m.reordered,
+                    if m.reordered == 1 { "" } else { "s" }
+                )
             } else {
                 String::new()
             }
