@@ -2,5 +2,6 @@
 
 pub mod engine;
 pub mod fleet;
+pub mod release;
 pub mod report;
 pub mod scenario;

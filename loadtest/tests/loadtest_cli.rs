@@ -178,7 +178,9 @@ fn every_bundled_scenario_is_valid() {
     names.sort();
     // The scenarios the README promises.
     for want in [
+        "bad-canary",
         "binary-upgrade",
+        "canary-progression",
         "dns-scale-out",
         "final-chaos",
         "match-day-spike",

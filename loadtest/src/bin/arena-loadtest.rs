@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
+use arena_loadtest::engine::Observer;
 use arena_loadtest::engine::{self, progress::Progress, EngineError, Fanout, Plan, PlanOptions, RunResult, StopHandle};
 use arena_loadtest::fleet::{Fault, Fleet, FleetHooks, FleetSpec, Timeline};
+use arena_loadtest::release::{PollTarget, ReleasePoller};
 use arena_loadtest::report::{Report, EXIT_INVALID, EXIT_PASS};
 use arena_loadtest::scenario::{self, Scenario};
 use clap::{Parser, Subcommand};
@@ -118,14 +120,16 @@ fn run(path: PathBuf, out: PathBuf, mut opts: PlanOptions, quiet: bool) -> Resul
         opts.target = fleet.as_ref().and_then(|f| f.lock().ok()?.target());
     }
     let plan = Plan::new(&scenario, &opts).map_err(invalid)?;
+    let mut poller = release_poller(&scenario, fleet.as_ref())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| invalid(format!("runtime: {e}")))?;
     let faults = scenario.faults.clone().unwrap_or_default();
-    let result = rt
-        .block_on(drive(plan, fleet.as_ref(), faults, quiet))
+    let mut result = rt
+        .block_on(drive(plan, fleet.as_ref(), faults, quiet, poller.as_mut()))
         .map_err(invalid)?;
+    result.release = poller.map(ReleasePoller::into_timeline);
     let report = Report::new(&scenario, &result);
     print!("{}", report.summary());
     match report.write(&out) {
@@ -153,16 +157,48 @@ fn start_fleet(scenario: &Scenario<FleetSpec, Vec<Fault>>) -> Result<Option<Shar
     }
 }
 
-/// Runs the plan with the progress line and, with a fleet, the fault timeline.
+/// The poller of the scenario's `release:`: on its `admin:` address, else on the fleet's
+/// gateway with the fleet's token.
+fn release_poller(
+    scenario: &Scenario<FleetSpec, Vec<Fault>>,
+    fleet: Option<&SharedFleet>,
+) -> Result<Option<ReleasePoller>, u8> {
+    let Some(watch) = &scenario.release else {
+        return Ok(None);
+    };
+    let from_fleet = fleet.and_then(|f| {
+        let f = f.lock().ok()?;
+        Some((f.admin()?, f.admin_token()))
+    });
+    let (admin, fleet_token) = match (watch.admin, from_fleet) {
+        (Some(addr), _) => (addr, None),
+        (None, Some((addr, token))) => (addr, Some(token.to_string())),
+        (None, None) => return Err(invalid("release: no admin address to poll (set `release.admin`)")),
+    };
+    let token = match &watch.token_env {
+        Some(var) => Some(std::env::var(var).map_err(|_| invalid(format!("release.token_env: `{var}` is not set")))?),
+        None => fleet_token,
+    };
+    Ok(Some(ReleasePoller::new(PollTarget {
+        admin,
+        token,
+        name: watch.name.clone(),
+        every: watch.poll,
+    })))
+}
+
+/// Runs the plan with the progress line and, with a fleet, the fault timeline; with a
+/// `release:`, its poller.
 async fn drive(
     plan: Plan,
     fleet: Option<&SharedFleet>,
     faults: Vec<Fault>,
     quiet: bool,
+    poller: Option<&mut ReleasePoller>,
 ) -> Result<RunResult, EngineError> {
     stop_on_ctrl_c(plan.stop_handle());
     let mut progress = Progress::new(!quiet);
-    match fleet {
+    let mut timeline = match fleet {
         Some(fleet) if !faults.is_empty() => {
             // Fault offsets scale with the stages.
             let faults = faults
@@ -172,12 +208,18 @@ async fn drive(
                     f
                 })
                 .collect();
-            let mut timeline = Timeline::new(Arc::clone(fleet), faults);
-            let mut both = Fanout(vec![&mut progress, &mut timeline]);
-            engine::run(plan, &mut both).await
+            Some(Timeline::new(Arc::clone(fleet), faults))
         }
-        _ => engine::run(plan, &mut progress).await,
+        _ => None,
+    };
+    let mut observers: Vec<&mut dyn Observer> = vec![&mut progress];
+    if let Some(t) = timeline.as_mut() {
+        observers.push(t);
     }
+    if let Some(p) = poller {
+        observers.push(p);
+    }
+    engine::run(plan, &mut Fanout(observers)).await
 }
 
 /// First Ctrl-C: stop and still report; second: leave at once.

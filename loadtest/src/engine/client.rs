@@ -69,19 +69,22 @@ impl std::fmt::Debug for Value {
     }
 }
 
-/// Copies of the Arena debug headers of one response (`x-arena-backend`, `-route`, `-attempts`).
+/// Copies of the Arena debug headers of one response (`x-arena-backend`, `-route`,
+/// `-attempts`, `-release`).
 #[derive(Debug, Default)]
 pub struct DebugHeaders {
     present: u8,
     backend: Value,
     route: Value,
     attempts: Value,
+    release: Value,
 }
 
 impl DebugHeaders {
     const BACKEND: u8 = 1;
     const ROUTE: u8 = 2;
     const ATTEMPTS: u8 = 4;
+    const RELEASE: u8 = 8;
 
     /// Keeps `value` if `suffix` (the name after `x-arena-`) is one of ours.
     pub fn set(&mut self, suffix: &str, value: &[u8]) {
@@ -91,6 +94,8 @@ impl DebugHeaders {
             (Self::ROUTE, &mut self.route)
         } else if suffix.eq_ignore_ascii_case("attempts") {
             (Self::ATTEMPTS, &mut self.attempts)
+        } else if suffix.eq_ignore_ascii_case("release") {
+            (Self::RELEASE, &mut self.release)
         } else {
             return;
         };
@@ -103,7 +108,7 @@ impl DebugHeaders {
     /// From a hyper header map (HTTP/2 path).
     pub fn from_map(h: &http::HeaderMap) -> DebugHeaders {
         let mut d = DebugHeaders::default();
-        for name in ["backend", "route", "attempts"] {
+        for name in ["backend", "route", "attempts", "release"] {
             if let Some(v) = h.get(format!("x-arena-{name}").as_str()) {
                 d.set(name, v.as_bytes());
             }
@@ -125,6 +130,11 @@ impl DebugHeaders {
 
     pub fn attempts(&self) -> Option<&[u8]> {
         self.get(Self::ATTEMPTS, &self.attempts)
+    }
+
+    /// `x-arena-release: NAME=VERSION` (see [`crate::release::header`]).
+    pub fn release(&self) -> Option<&[u8]> {
+        self.get(Self::RELEASE, &self.release)
     }
 }
 

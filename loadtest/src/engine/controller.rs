@@ -84,6 +84,7 @@ pub async fn run(plan: Plan, observer: &mut dyn Observer) -> Result<RunResult, E
         schedule: &shared.schedule,
     });
     result.abuse = abuse;
+    result.users = shared.users.as_ref().map(|t| t.summary());
     Ok(result)
 }
 

@@ -3,7 +3,7 @@
 //! hyper's client costs ~3.5 µs of CPU per request in channels, wakers and header maps, about
 //! four times what wrk spends in user space; this client writes pre-encoded request bytes and
 //! parses responses in place with `httparse` (content-length, chunked and close-delimited
-//! bodies, 1xx, HEAD/204/304), copying only the three Arena debug headers. HTTP/2 stays on
+//! bodies, 1xx, HEAD/204/304), copying only the Arena debug headers. HTTP/2 stays on
 //! hyper (see `client`).
 
 use std::net::SocketAddr;
@@ -304,7 +304,7 @@ mod tests {
             vec![
                 b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-arena-backend: 127.0.0.11:9100\r\n\r\nhello",
                 b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 503 Busy\r\nTransfer-Encoding: chunked\r\nX-Arena-Attempts: 2\r\n\r\n4;ext=1\r\nabcd\r\n3\r\nefg\r\n0\r\nx-trailer: t\r\n\r\n",
-                b"HTTP/1.1 204 No Content\r\nx-arena-route: matches\r\n\r\n",
+                b"HTTP/1.1 204 No Content\r\nx-arena-route: matches\r\nX-Arena-Release: match-api-v2=canary\r\n\r\n",
                 b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil the end",
             ],
             true,
@@ -320,6 +320,7 @@ mod tests {
         let r = c.exchange(GET, false).await.unwrap();
         assert_eq!((r.status, r.bytes), (204, 0));
         assert_eq!(r.debug.route(), Some(&b"matches"[..]));
+        assert_eq!(r.debug.release(), Some(&b"match-api-v2=canary"[..]));
         let r = c.exchange(GET, false).await.unwrap();
         assert_eq!((r.status, r.bytes, r.keep_alive), (200, 13, false));
     }

@@ -133,7 +133,7 @@ impl Merger {
     pub fn finish(mut self, m: MergeInput<'_>) -> RunResult {
         let windows = every_second(std::mem::take(&mut self.windows), &m);
         let phases = self.phases.finish(&windows);
-        let (mut totals, statuses, backends) = sum(&windows);
+        let (mut totals, statuses, backends, versions) = sum(&windows);
         totals.sent = self.sent;
         let validity = validity(&m, &self.lag, &totals);
         let requests_by_name = m
@@ -160,6 +160,7 @@ impl Merger {
             windows,
             statuses,
             backends,
+            versions,
             routes: self.routes,
             attempts: self.attempts,
             requests_by_name,
@@ -169,6 +170,8 @@ impl Merger {
             validity,
             phases,
             abuse: None,
+            users: None,
+            release: None,
         }
     }
 }
@@ -189,11 +192,15 @@ fn every_second(mut kept: Vec<Window>, m: &MergeInput<'_>) -> Vec<Window> {
     windows
 }
 
-/// Run totals and status / backend counts, summed over the windows.
-fn sum(windows: &[Window]) -> (Totals, BTreeMap<u16, u64>, BTreeMap<String, u64>) {
+/// Counts by key, summed over the windows.
+type Sums = BTreeMap<String, u64>;
+
+/// Run totals and status / backend / version counts, summed over the windows.
+fn sum(windows: &[Window]) -> (Totals, BTreeMap<u16, u64>, Sums, Sums) {
     let mut totals = Totals::default();
     let mut statuses = BTreeMap::new();
     let mut backends = BTreeMap::new();
+    let mut versions = BTreeMap::new();
     for w in windows {
         totals.add(w);
         for (k, v) in &w.statuses {
@@ -202,8 +209,11 @@ fn sum(windows: &[Window]) -> (Totals, BTreeMap<u16, u64>, BTreeMap<String, u64>
         for (k, v) in &w.backends {
             *backends.entry(k.clone()).or_insert(0) += v;
         }
+        for (k, v) in &w.versions {
+            *versions.entry(k.clone()).or_insert(0) += v;
+        }
     }
-    (totals, statuses, backends)
+    (totals, statuses, backends, versions)
 }
 
 /// INVALID when the run was cut short, or (open loop) when the generator itself could not keep

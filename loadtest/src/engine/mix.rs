@@ -1,7 +1,8 @@
 //! The weighted request mix, turned into ready-to-send hyper requests.
 //!
 //! Everything that does not depend on a variable (URI, header values, body) is built once;
-//! per request only the templated parts are rendered, into a reused scratch buffer.
+//! per request only the templated parts are rendered, into a reused scratch buffer. With a
+//! user-id header (`release.users`) each built request also says which user it is for.
 
 use std::io::Write as _;
 
@@ -27,6 +28,26 @@ struct Entry {
     headers: Vec<(HeaderName, Template, Option<HeaderValue>)>,
     body: Option<Template>,
     static_body: Option<Bytes>,
+    /// Where the user id of this entry's requests comes from (`None`: it sends none).
+    user: Option<UserSlot>,
+}
+
+/// The user id of an entry: fixed, or rendered into its header number `i`.
+#[derive(Debug, Clone, Copy)]
+enum UserSlot {
+    Fixed(u32),
+    Header(usize),
+}
+
+/// One request picked and encoded for HTTP/1.1.
+#[derive(Debug, Clone, Copy)]
+pub struct Encoded {
+    /// Index of the mix entry.
+    pub entry: usize,
+    /// A HEAD request (its response has no body).
+    pub head: bool,
+    /// The user id it carries, if the mix tracks users and it is a decimal number.
+    pub user: Option<u32>,
 }
 
 /// Why a request could not be built (a templated value rendered into something invalid).
@@ -54,6 +75,7 @@ impl RequestMix {
         vars: &[Var],
         target: &BaseUrl,
         version: HttpVersion,
+        users: Option<&HeaderName>,
     ) -> Result<Self, BuildError> {
         let h2 = version == HttpVersion::Http2;
         let host = HeaderValue::from_str(&target.authority)
@@ -89,6 +111,13 @@ impl RequestMix {
                 };
                 headers.push((name.clone(), t.clone(), fixed));
             }
+            let user = users.and_then(|u| {
+                let i = headers.iter().position(|(n, _, _)| n == u)?;
+                Some(match &headers[i].2 {
+                    Some(v) => UserSlot::Fixed(user_id(v.as_bytes())?),
+                    None => UserSlot::Header(i),
+                })
+            });
             let static_body = r
                 .body
                 .as_ref()
@@ -104,6 +133,7 @@ impl RequestMix {
                 headers,
                 body: r.body.clone(),
                 static_body,
+                user,
             });
         }
         if mix.entries.is_empty() {
@@ -148,29 +178,41 @@ impl RequestMix {
     }
 
     /// Picks an entry by weight and writes it as an HTTP/1.1 request into `out` (cleared
-    /// first). Returns the entry index and whether it is a HEAD request (no response body).
+    /// first).
     pub fn encode_h1(
         &self,
         rng: &mut impl Rng,
         scratch: &mut String,
         out: &mut Vec<u8>,
-    ) -> Result<(usize, bool), BuildError> {
+    ) -> Result<Encoded, BuildError> {
         let idx = self.pick(rng);
         out.clear();
-        match &self.entries[idx].wire {
-            Some(w) => out.extend_from_slice(w),
+        let e = &self.entries[idx];
+        let user = match &e.wire {
+            Some(w) => {
+                out.extend_from_slice(w);
+                match e.user {
+                    Some(UserSlot::Fixed(u)) => Some(u),
+                    _ => None,
+                }
+            }
             None => self.encode_entry(idx, rng, scratch, out)?,
-        }
-        Ok((idx, self.entries[idx].method == Method::HEAD))
+        };
+        Ok(Encoded {
+            entry: idx,
+            head: e.method == Method::HEAD,
+            user,
+        })
     }
 
+    /// Writes entry `idx` with fresh values into `out`; returns its user id.
     fn encode_entry(
         &self,
         idx: usize,
         rng: &mut impl Rng,
         scratch: &mut String,
         out: &mut Vec<u8>,
-    ) -> Result<(), BuildError> {
+    ) -> Result<Option<u32>, BuildError> {
         let e = &self.entries[idx];
         out.extend_from_slice(e.method.as_str().as_bytes());
         out.push(b' ');
@@ -186,7 +228,11 @@ impl RequestMix {
         out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
         out.extend_from_slice(self.host.as_bytes());
         out.extend_from_slice(b"\r\n");
-        for (name, t, fixed) in &e.headers {
+        let mut user = match e.user {
+            Some(UserSlot::Fixed(u)) => Some(u),
+            _ => None,
+        };
+        for (i, (name, t, fixed)) in e.headers.iter().enumerate() {
             out.extend_from_slice(name.as_str().as_bytes());
             out.extend_from_slice(b": ");
             match fixed {
@@ -198,6 +244,9 @@ impl RequestMix {
                         return Err(BuildError(format!("header `{name}` rendered to an invalid value")));
                     }
                     out.extend_from_slice(scratch.as_bytes());
+                    if matches!(e.user, Some(UserSlot::Header(h)) if h == i) {
+                        user = user_id(scratch.as_bytes());
+                    }
                 }
             }
             out.extend_from_slice(b"\r\n");
@@ -217,12 +266,16 @@ impl RequestMix {
         }
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(body);
-        Ok(())
+        Ok(user)
     }
 
     /// Picks an entry by weight and builds it as a hyper request (HTTP/2); `scratch` is a
-    /// reusable buffer.
-    pub fn build(&self, rng: &mut impl Rng, scratch: &mut String) -> Result<(usize, Request<Body>), BuildError> {
+    /// reusable buffer. Returns the entry index, the request and its user id.
+    pub fn build(
+        &self,
+        rng: &mut impl Rng,
+        scratch: &mut String,
+    ) -> Result<(usize, Request<Body>, Option<u32>), BuildError> {
         let idx = self.pick(rng);
         let e = &self.entries[idx];
         let uri = match &e.uri {
@@ -250,7 +303,8 @@ impl RequestMix {
             // HTTP/2 carries the authority in the URI (`:authority`).
             headers.insert(HOST, self.host.clone());
         }
-        for (name, t, fixed) in &e.headers {
+        let mut user = None;
+        for (i, (name, t, fixed)) in e.headers.iter().enumerate() {
             let value = match fixed {
                 Some(v) => v.clone(),
                 None => {
@@ -260,8 +314,82 @@ impl RequestMix {
                         .map_err(|_| BuildError(format!("header `{name}` rendered to an invalid value")))?
                 }
             };
+            match e.user {
+                Some(UserSlot::Fixed(u)) => user = Some(u),
+                Some(UserSlot::Header(h)) if h == i => user = user_id(value.as_bytes()),
+                _ => {}
+            }
             headers.append(name.clone(), value);
         }
-        Ok((idx, req))
+        Ok((idx, req, user))
+    }
+}
+
+/// A user id as sent: a decimal number (anything else is not tracked).
+fn user_id(value: &[u8]) -> Option<u32> {
+    std::str::from_utf8(value).ok()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use rand::rngs::SmallRng;
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::scenario::{load, NoExtensions};
+
+    fn mix(version: HttpVersion, users: Option<&str>) -> RequestMix {
+        let text = "name: t\ntarget: http://127.0.0.1:8080\nstages: [{ duration: 1s, rate: 1 }]\n\
+            requests:\n  - { weight: 1, path: \"/a\", headers: { x-user-id: \"{u}\" } }\n  - { weight: 1, path: /b, headers: { x-user-id: \"7\" } }\n  - { weight: 1, path: /c }\n\
+            vars: { u: { range: [10, 12] } }\n";
+        let s = load(text, "t.yaml", &NoExtensions).unwrap();
+        let target = BaseUrl::parse("http://127.0.0.1:8080").unwrap();
+        let header = users.map(|h| HeaderName::from_bytes(h.as_bytes()).unwrap());
+        RequestMix::new(&s.requests, &s.vars, &target, version, header.as_ref()).unwrap()
+    }
+
+    #[test]
+    fn every_request_names_the_user_it_sent() {
+        let m = mix(HttpVersion::Http1, Some("x-user-id"));
+        let (mut rng, mut scratch, mut wire) = (SmallRng::seed_from_u64(3), String::new(), Vec::new());
+        let mut seen = [0u32; 3];
+        for _ in 0..300 {
+            let e = m.encode_h1(&mut rng, &mut scratch, &mut wire).unwrap();
+            let text = String::from_utf8(wire.clone()).unwrap();
+            match e.entry {
+                0 => {
+                    let u = e.user.unwrap();
+                    assert!((10..=12).contains(&u));
+                    assert!(text.contains(&format!("x-user-id: {u}\r\n")), "{text}");
+                }
+                1 => assert_eq!(e.user, Some(7)),
+                _ => assert_eq!(e.user, None),
+            }
+            seen[e.entry] += 1;
+        }
+        assert!(seen.iter().all(|n| *n > 0), "{seen:?}");
+
+        let m = mix(HttpVersion::Http2, Some("x-user-id"));
+        for _ in 0..50 {
+            let (entry, req, user) = m.build(&mut rng, &mut scratch).unwrap();
+            let sent = req
+                .headers()
+                .get("x-user-id")
+                .map(|v| v.to_str().unwrap().parse::<u32>().unwrap());
+            assert_eq!(user, sent, "entry {entry}");
+        }
+    }
+
+    #[test]
+    fn without_a_user_header_nothing_is_tracked() {
+        let m = mix(HttpVersion::Http1, None);
+        let (mut rng, mut scratch, mut wire) = (SmallRng::seed_from_u64(1), String::new(), Vec::new());
+        for _ in 0..20 {
+            assert_eq!(m.encode_h1(&mut rng, &mut scratch, &mut wire).unwrap().user, None);
+        }
+        assert_eq!(user_id(b" 42 "), Some(42));
+        assert_eq!(user_id(b"u42"), None);
+        assert_eq!(user_id(b"-1"), None);
     }
 }

@@ -9,6 +9,7 @@ use hdrhistogram::Histogram;
 
 use super::observe::{MarkerSink, StopHandle};
 use super::{EngineError, RequestMix, Schedule};
+use crate::release::UserTracker;
 use crate::scenario::{AbuseSpec, BaseUrl, ErrorRule, HttpSettings, Mode, Scenario, Stage};
 
 /// Overrides applied when turning a scenario into a plan.
@@ -44,6 +45,8 @@ pub(crate) struct Shared {
     pub seed: u64,
     pub stop: StopHandle,
     pub blank: Histogram<u64>,
+    /// Per-user versions of the followed release (with `release.users`).
+    pub users: Option<Arc<UserTracker>>,
 }
 
 /// A ready-to-run load plan.
@@ -65,6 +68,7 @@ pub struct Plan {
     schedule: Schedule,
     stop: StopHandle,
     markers: MarkerSink,
+    users: Option<Arc<UserTracker>>,
 }
 
 /// The part of a plan only the controller keeps: labels of the result, and the marker sink.
@@ -94,7 +98,18 @@ impl Plan {
                 ..*st
             })
             .collect();
-        let mix = RequestMix::new(&s.requests, &s.vars, &target, s.http.version).map_err(|e| EngineError::Plan(e.0))?;
+        let user_ids = s
+            .release
+            .as_ref()
+            .and_then(|r| Some((r.name.as_str(), r.users.as_ref()?)));
+        let mix = RequestMix::new(
+            &s.requests,
+            &s.vars,
+            &target,
+            s.http.version,
+            user_ids.map(|(_, u)| &u.header),
+        )
+        .map_err(|e| EngineError::Plan(e.0))?;
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         let threads = opts.threads.unwrap_or(cpus).clamp(1, s.http.connections.max(1));
         let seed = s.seed.unwrap_or_else(|| {
@@ -118,6 +133,7 @@ impl Plan {
             mix,
             stop: StopHandle::default(),
             markers: MarkerSink::default(),
+            users: user_ids.map(|(release, u)| Arc::new(UserTracker::new(release, u.ids))),
         })
     }
 
@@ -168,6 +184,7 @@ impl Plan {
             seed: self.seed,
             stop: self.stop,
             blank,
+            users: self.users,
         };
         let info = RunInfo {
             name: self.name,

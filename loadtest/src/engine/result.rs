@@ -7,6 +7,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::{AbuseResult, Marker, Phases, Totals, Window};
+use crate::release::{self, ReleaseTimeline, UserSummary};
 use crate::scenario::{HttpSettings, Mode, Stage};
 
 /// Whether the numbers can be trusted, and why not.
@@ -41,6 +42,8 @@ pub struct RunResult {
     pub windows: Vec<Window>,
     pub statuses: BTreeMap<u16, u64>,
     pub backends: BTreeMap<String, u64>,
+    /// Responses per `x-arena-release` value (`NAME=VERSION`).
+    pub versions: BTreeMap<String, u64>,
     pub routes: BTreeMap<String, u64>,
     pub attempts: BTreeMap<String, u64>,
     pub requests_by_name: BTreeMap<String, u64>,
@@ -52,6 +55,11 @@ pub struct RunResult {
     pub phases: Option<Phases>,
     /// What the abusive connections did (only with `abuse:`).
     pub abuse: Option<AbuseResult>,
+    /// How users moved between the release's versions (only with `release.users`).
+    pub users: Option<UserSummary>,
+    /// The release as polled from the gateway (only with `release:`; set by the caller that
+    /// ran the poller).
+    pub release: Option<ReleaseTimeline>,
 }
 
 impl RunResult {
@@ -87,5 +95,11 @@ impl RunResult {
             .map(|(_, v)| v)
             .sum();
         hits as f64 / responses as f64
+    }
+
+    /// Fraction of the responses carrying `x-arena-release` that version `wanted` answered
+    /// (a whole value `NAME=VERSION` or only `VERSION`); NaN when none carried it.
+    pub fn version_share(&self, wanted: &str) -> f64 {
+        release::version_share(&self.versions, wanted)
     }
 }

@@ -135,6 +135,11 @@ impl Fleet {
         self.gateway.as_ref().map(|g| g.admin)
     }
 
+    /// The bearer token the fleet's gateway accepts on its admin API.
+    pub fn admin_token(&self) -> &'static str {
+        TOKEN
+    }
+
     fn resolve(&self, target: &str) -> Option<Ipv4Addr> {
         self.pods
             .iter()

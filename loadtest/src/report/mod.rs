@@ -1,9 +1,11 @@
 //! Reports of a finished run: terminal summary, JSON (everything) and a self-contained HTML
 //! page with inline SVG charts; threshold verdicts and the process exit code. With `abuse:`
-//! every report puts the measured traffic without and with the attack side by side.
+//! every report puts the measured traffic without and with the attack side by side; with a
+//! grey release, the share per version, the polled weight and how users moved.
 
 pub mod abuse;
 mod html;
+pub mod release;
 mod summary;
 pub mod svg;
 pub mod thresholds;
@@ -19,6 +21,7 @@ use serde::Serialize;
 use crate::engine::{Marker, Quantiles, RunResult, Totals, Validity, Window, MAX_LAG_P99};
 use crate::scenario::{HttpSettings, Mode, Scenario, Stage};
 pub use abuse::{AbuseReport, PhaseReport};
+pub use release::{ReleaseReport, UserReport, VersionShare};
 pub use thresholds::ThresholdResult;
 
 /// Exit code: every threshold passed on a valid run.
@@ -68,6 +71,8 @@ pub struct Report {
     pub validity: Validity,
     pub statuses: BTreeMap<String, u64>,
     pub backends: Vec<BackendShare>,
+    /// Responses per `x-arena-release` value (the version that answered).
+    pub versions: Vec<VersionShare>,
     pub routes: BTreeMap<String, u64>,
     pub attempts: BTreeMap<String, u64>,
     pub requests_by_name: BTreeMap<String, u64>,
@@ -77,6 +82,12 @@ pub struct Report {
     /// Without vs with the attack, and the abusive connections' counts (only with `abuse:`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub abuse: Option<AbuseReport>,
+    /// The followed release: weight and state over time, the rollback (only with `release:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<ReleaseReport>,
+    /// How users moved between the versions (only with `release.users`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub users: Option<UserReport>,
     pub windows: Vec<Window>,
 }
 
@@ -113,6 +124,7 @@ impl Report {
             validity: run.validity.clone(),
             statuses: run.statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             backends: backend_shares(run),
+            versions: release::version_shares(run),
             routes: run.routes.clone(),
             attempts: run.attempts.clone(),
             requests_by_name: run.requests_by_name.clone(),
@@ -120,6 +132,8 @@ impl Report {
             thresholds: thresholds::evaluate(&scenario.thresholds, run),
             error_samples: run.error_samples.clone(),
             abuse: AbuseReport::new(run),
+            release: ReleaseReport::new(run),
+            users: release::users(scenario.release.as_ref(), run),
             windows: run.windows.clone(),
         }
     }

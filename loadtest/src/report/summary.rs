@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use super::abuse::{attack_lines, phase_line};
+use super::release::{share_buckets, trim};
 use super::Report;
 use crate::engine::fmt_us;
 use crate::scenario::{HttpVersion, Mode};
@@ -14,6 +15,7 @@ pub(super) fn render(r: &Report) -> String {
     outcome(&mut s, r);
     attack(&mut s, r);
     breakdown(&mut s, r);
+    release(&mut s, r);
     notes(&mut s, r);
     verdict(&mut s, r);
     s
@@ -132,6 +134,105 @@ fn breakdown(s: &mut String, r: &Report) {
             let list: Vec<String> = map.iter().map(|(k, v)| format!("{k}: {v}")).collect();
             let _ = writeln!(s, "  {label}   {}", list.join("  "));
         }
+    }
+}
+
+/// Transitions shown in the weight line (the latest ones).
+const WEIGHT_LINE_MAX: usize = 12;
+/// Stretches of the run in the canary share line.
+const SHARE_BUCKETS: usize = 10;
+
+/// Versions that answered, the followed release's weight and rollback, and users' moves.
+fn release(s: &mut String, r: &Report) {
+    if !r.versions.is_empty() {
+        let list: Vec<String> = r
+            .versions
+            .iter()
+            .map(|v| format!("{} {:.1}%", v.version, v.share * 100.0))
+            .collect();
+        let _ = writeln!(s, "  versions   {}   (x-arena-release)", list.join("  "));
+    }
+    if let Some(rel) = &r.release {
+        let _ = writeln!(
+            s,
+            "  release    {}: {}; {} polls every {}ms, {} failed",
+            rel.name,
+            rel.final_text(),
+            rel.polls,
+            rel.poll_ms,
+            rel.failed_polls
+        );
+        for e in &rel.poll_errors {
+            let _ = writeln!(s, "               e.g. {e}");
+        }
+        let skip = rel.transitions.len().saturating_sub(WEIGHT_LINE_MAX);
+        let steps: Vec<String> = rel.transitions[skip..]
+            .iter()
+            .map(|t| {
+                let what = if t.from == t.to {
+                    format!("{}%", trim(t.weight))
+                } else {
+                    format!("{} {}%", t.to.as_str(), trim(t.weight))
+                };
+                format!("{:.1}s {what}", t.at_s)
+            })
+            .collect();
+        if !steps.is_empty() {
+            let _ = writeln!(s, "  weight     {}", steps.join(" → "));
+        }
+        let shares: Vec<String> = share_buckets(&rel.per_second, SHARE_BUCKETS)
+            .iter()
+            .map(|(from, to, share)| match share {
+                Some(v) => format!("{from}-{to}s {:.1}%", v * 100.0),
+                None => format!("{from}-{to}s -"),
+            })
+            .collect();
+        if !shares.is_empty() {
+            let _ = writeln!(s, "  canary     {}", shares.join(" | "));
+        }
+        match &rel.rollback {
+            Some(rb) => {
+                let _ = writeln!(
+                    s,
+                    "  rollback   weight {}% → 0 at {:.2}s: {} after `{}` ({})",
+                    trim(rb.from_weight),
+                    rb.at_s,
+                    fmt_us((rb.after_s.max(0.0) * 1e6).round() as u64),
+                    rb.fault,
+                    if rb.source == "history" {
+                        "the gateway's transition time"
+                    } else {
+                        "first poll at weight 0"
+                    }
+                );
+            }
+            None if !r.markers.is_empty() => {
+                let _ = writeln!(s, "  rollback   none: the weight did not drop to 0 after a fault");
+            }
+            None => {}
+        }
+    }
+    if let Some(u) = &r.users {
+        let m = &u.summary;
+        let _ = writeln!(
+            s,
+            "  users      {} seen ({}): {} moved stable → canary, {} moved canary → stable; at the end {} on canary, {} on stable{}",
+            m.users_seen,
+            u.header,
+            m.moved_to_canary,
+            m.moved_to_stable,
+            m.on_canary_at_end,
+            m.on_stable_at_end,
+            if m.reordered > 0 {
+                format!(
+                    " ({} answer{} out of send order, not counted as moves)",
+                    m.reordered,
+                    if m.reordered == 1 { "" } else { "s" }
+                )
+            } else {
+                String::new()
+            }
+        );
     }
 }
 

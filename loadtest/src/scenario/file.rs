@@ -26,6 +26,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "fleet",
     "faults",
     "abuse",
+    "release",
 ];
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -120,4 +121,21 @@ pub struct AbuseFile {
     pub path: Option<String>,
     #[serde(default)]
     pub label: Option<String>,
+}
+
+/// `release:`: the grey release to follow.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseFile {
+    pub name: String,
+    #[serde(default)]
+    pub poll: Option<Dur>,
+    /// Request header carrying the user id (per-user version tracking).
+    #[serde(default)]
+    pub users: Option<String>,
+    /// `ip:port` of the gateway's admin listener (default: the fleet's gateway).
+    #[serde(default)]
+    pub admin: Option<String>,
+    #[serde(default)]
+    pub token_env: Option<String>,
 }

@@ -5,10 +5,11 @@
 //! and `faults:` sections belong to other modules: [`ScenarioHooks`] hands them their raw
 //! position-carrying nodes and a [`Diagnostics`] sink, and their typed results ride along in
 //! [`Scenario::fleet`] / [`Scenario::faults`]. `abuse:` (the tester's own abusive connections)
-//! is the scenario's own.
+//! and `release:` (a grey release of the target to follow) are the scenario's own.
 
 pub mod abuse;
 mod file;
+pub mod release;
 pub mod template;
 pub mod threshold;
 mod url;
@@ -25,8 +26,9 @@ use serde::Serialize;
 pub use abuse::{AbuseKind, AbuseSpec};
 pub use arena_core::diag::{ConfigErrors, Diagnostic, Severity};
 pub use file::TOP_LEVEL_KEYS;
+pub use release::{ReleaseWatch, UserIds};
 pub use template::{Template, Var, VarGen};
-pub use threshold::{AbuseCount, LatencyStat, Metric, Op, Phase, PhaseStat, Threshold};
+pub use threshold::{AbuseCount, LatencyStat, Metric, Op, Phase, PhaseStat, Threshold, UserMove};
 pub use url::BaseUrl;
 
 /// Open loop (requests at scheduled times) or closed loop (back-to-back per connection).
@@ -136,6 +138,8 @@ pub struct Scenario<F = (), T = ()> {
     pub faults: Option<T>,
     /// Abusive connections the tester opens alongside the measured traffic.
     pub abuse: Vec<AbuseSpec>,
+    /// The grey release to follow, if any.
+    pub release: Option<ReleaseWatch>,
     /// Non-fatal findings (printed by `check` and `run`).
     pub warnings: Vec<Diagnostic>,
 }

@@ -113,6 +113,14 @@ impl Template {
         }
     }
 
+    /// The variable's index when the template is exactly one variable (`"{user_id}"`).
+    pub fn single_var(&self) -> Option<usize> {
+        match self.parts.as_slice() {
+            [Part::Var(i)] => Some(*i),
+            _ => None,
+        }
+    }
+
     /// Appends a rendering with fresh random values to `out`.
     pub fn render(&self, vars: &[Var], rng: &mut impl Rng, out: &mut String) {
         for p in &self.parts {
@@ -160,5 +168,10 @@ mod tests {
         assert_eq!(out, "/a/x/7/{other}");
         assert!(t.as_static().is_none());
         assert_eq!(Template::compile("/static", |_| None).as_static(), Some("/static"));
+        assert_eq!(
+            Template::compile("{n}", |n| vars.iter().position(|v| v.name == n)).single_var(),
+            Some(1)
+        );
+        assert_eq!(t.single_var(), None);
     }
 }

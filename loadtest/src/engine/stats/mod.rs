@@ -18,6 +18,7 @@ use serde::Serialize;
 pub use window::{Quantiles, Totals, Window};
 
 use super::client::DebugHeaders;
+use crate::release::Move;
 
 /// Highest recorded value: 60 s in µs (larger values are clamped).
 pub const MAX_US: u64 = 60_000_000;
@@ -142,6 +143,11 @@ pub struct WindowAcc {
     pub lag_max_us: u64,
     pub statuses: Counter<u16>,
     pub backends: Counter<String>,
+    /// `x-arena-release` values (`NAME=VERSION`).
+    pub versions: Counter<String>,
+    /// Users who moved stable → canary / canary → stable in this second.
+    pub moves_to_canary: u64,
+    pub moves_to_stable: u64,
 }
 
 impl WindowAcc {
@@ -153,6 +159,9 @@ impl WindowAcc {
             lag_max_us: 0,
             statuses: Counter::default(),
             backends: Counter::default(),
+            versions: Counter::default(),
+            moves_to_canary: 0,
+            moves_to_stable: 0,
         }
     }
 
@@ -173,6 +182,11 @@ impl WindowAcc {
         for (k, v) in o.backends.items {
             self.backends.add(k, v);
         }
+        for (k, v) in o.versions.items {
+            self.versions.add(k, v);
+        }
+        self.moves_to_canary += o.moves_to_canary;
+        self.moves_to_stable += o.moves_to_stable;
     }
 }
 
@@ -280,17 +294,29 @@ impl Recorder {
         }
     }
 
-    /// Counts the Arena debug headers of a response (`x-arena-backend` per window, route and
-    /// attempts per run).
+    /// Counts the Arena debug headers of a response (`x-arena-backend` and `x-arena-release`
+    /// per window, route and attempts per run).
     pub fn headers(&mut self, debug: &DebugHeaders) {
         if let Some(v) = debug.backend() {
             self.cur.backends.add_bytes(v);
+        }
+        if let Some(v) = debug.release() {
+            self.cur.versions.add_bytes(v);
         }
         if let Some(v) = debug.route() {
             self.totals.routes.add_bytes(v);
         }
         if let Some(v) = debug.attempts() {
             self.totals.attempts.add_bytes(v);
+        }
+    }
+
+    /// Counts a user's move between versions in the current window.
+    pub fn moved(&mut self, m: Move) {
+        match m {
+            Move::ToCanary => self.cur.moves_to_canary += 1,
+            Move::ToStable => self.cur.moves_to_stable += 1,
+            Move::Stay | Move::Reordered | Move::Untracked => {}
         }
     }
 

@@ -55,6 +55,11 @@ pub struct Window {
     pub latency: Quantiles,
     pub statuses: BTreeMap<u16, u64>,
     pub backends: BTreeMap<String, u64>,
+    /// Responses per `x-arena-release` value (`NAME=VERSION`): the share per version.
+    pub versions: BTreeMap<String, u64>,
+    /// Users seen moving stable → canary / canary → stable in this second.
+    pub moves_to_canary: u64,
+    pub moves_to_stable: u64,
 }
 
 impl Window {
@@ -67,6 +72,9 @@ impl Window {
             latency: acc.latency.as_ref().map(Quantiles::of).unwrap_or_default(),
             statuses: acc.statuses.iter().map(|(k, v)| (*k, *v)).collect(),
             backends: acc.backends.clone().into_map(),
+            versions: acc.versions.clone().into_map(),
+            moves_to_canary: acc.moves_to_canary,
+            moves_to_stable: acc.moves_to_stable,
         }
     }
 }

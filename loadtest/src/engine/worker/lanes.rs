@@ -3,7 +3,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::client::conn::http2;
 use tokio::sync::Notify;
@@ -39,15 +39,17 @@ pub(super) async fn h1_lane(st: Rc<State>, lane: u64) {
         if st.abandon_if_late(intended) {
             continue;
         }
-        let (entry, head) = match sh.mix.encode_h1(&mut rng, &mut scratch, &mut wire) {
+        let encoded = match sh.mix.encode_h1(&mut rng, &mut scratch, &mut wire) {
             Ok(x) => x,
             Err(e) => {
-                st.settle(intended, usize::MAX, Ok(Err(Failure::Http(e.0))));
+                st.settle(intended, usize::MAX, None, Ok(Err(Failure::Http(e.0))));
                 continue;
             }
         };
         let deadline = st.deadline();
         let mut keep_alive = true;
+        // When the request left: a user's answers are ordered by it, not by their arrival.
+        let mut sent_at = Instant::now();
         let attempt = async {
             // A keep-alive connection the server closed while idle: reconnect, nothing was sent.
             if conn.as_mut().is_some_and(|c| !c.is_reusable()) {
@@ -58,7 +60,8 @@ pub(super) async fn h1_lane(st: Rc<State>, lane: u64) {
                 None => conn.insert(RawConn::connect(sh.addr, sh.http.connect_timeout).await?),
             };
             st.rec.borrow_mut().sent();
-            let r = c.exchange(&wire, head).await?;
+            sent_at = Instant::now();
+            let r = c.exchange(&wire, encoded.head).await?;
             keep_alive = r.keep_alive;
             Ok(Answer {
                 status: r.status,
@@ -67,7 +70,8 @@ pub(super) async fn h1_lane(st: Rc<State>, lane: u64) {
             })
         };
         let result = tokio::time::timeout_at(deadline.into(), attempt).await.map_err(|_| ());
-        if st.settle(intended, entry, result) {
+        let user = encoded.user.map(|u| (u, sent_at));
+        if st.settle(intended, encoded.entry, user, result) {
             failures = 0;
             if !keep_alive {
                 conn = None;
@@ -129,25 +133,28 @@ pub(super) async fn h2_lane(st: Rc<State>, slot: Rc<H2Slot>, lane: u64) {
         if st.abandon_if_late(intended) {
             continue;
         }
-        let (entry, req) = match sh.mix.build(&mut rng, &mut scratch) {
+        let (entry, req, user) = match sh.mix.build(&mut rng, &mut scratch) {
             Ok(x) => x,
             Err(e) => {
-                st.settle(intended, usize::MAX, Ok(Err(Failure::Http(e.0))));
+                st.settle(intended, usize::MAX, None, Ok(Err(Failure::Http(e.0))));
                 continue;
             }
         };
         let deadline = st.deadline();
+        let mut sent_at = Instant::now();
         let attempt = async {
             let s = match sender.as_mut() {
                 Some(s) if !s.is_closed() => s,
                 _ => sender.insert(slot.get(&st).await?),
             };
             st.rec.borrow_mut().sent();
+            sent_at = Instant::now();
             client::exchange_h2(s, req).await
         };
         // On timeout the request future is dropped, which resets only its stream.
         let result = tokio::time::timeout_at(deadline.into(), attempt).await.map_err(|_| ());
-        if st.settle(intended, entry, result) {
+        let user = user.map(|u| (u, sent_at));
+        if st.settle(intended, entry, user, result) {
             failures = 0;
         } else {
             failures += 1;

@@ -23,6 +23,7 @@ use super::client::{Answer, Failure};
 use super::pace::Pacer;
 use super::stats::{Ending, Recorder, WorkerMsg};
 use super::Shared;
+use crate::release;
 use crate::scenario::{HttpVersion, Mode};
 use lanes::{h1_lane, h2_lane, H2Slot};
 
@@ -221,13 +222,27 @@ impl State {
     }
 
     /// Records the result of one exchange; returns whether the connection is still usable.
-    fn settle(&self, intended: Instant, entry: usize, result: Result<Result<Answer, Failure>, ()>) -> bool {
+    /// `user`: the request's user id and when it was sent, for the per-user tracking.
+    fn settle(
+        &self,
+        intended: Instant,
+        entry: usize,
+        user: Option<(u32, Instant)>,
+        result: Result<Result<Answer, Failure>, ()>,
+    ) -> bool {
         let now = Instant::now();
         let mut rec = self.rec.borrow_mut();
         let usable = match result {
             Ok(Ok(answer)) => {
                 let code = answer.status;
                 rec.headers(&answer.debug);
+                if let (Some(tracker), Some((id, sent))) = (&self.shared.users, user) {
+                    let served = answer.debug.release().and_then(release::header::parse);
+                    if let Some((_, version)) = served.filter(|(name, _)| *name == tracker.release()) {
+                        let sent_ms = sent.saturating_duration_since(self.spec.start).as_millis();
+                        rec.moved(tracker.observe(id, u64::try_from(sent_ms).unwrap_or(u64::MAX), version));
+                    }
+                }
                 rec.record(
                     now,
                     intended,
@@ -262,7 +277,7 @@ impl State {
         if Instant::now() < self.spec.drain_deadline {
             return false;
         }
-        self.settle(intended, usize::MAX, Err(()));
+        self.settle(intended, usize::MAX, None, Err(()));
         true
     }
 

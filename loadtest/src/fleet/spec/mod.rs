@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use arena_core::diag::yaml;
+use arena_core::diag::yaml::{self, Seg};
 use saphyr::MarkedYamlOwned;
 
 use crate::scenario::{Diagnostics, Scenario, ScenarioHooks};
@@ -107,6 +107,15 @@ impl ScenarioHooks for FleetHooks {
 
     fn validate(&self, s: &Scenario<FleetSpec, Vec<Fault>>, diags: &mut Diagnostics<'_>) {
         faults::cross_check(s, diags);
+        // Without `admin:` the release is polled on the fleet's gateway.
+        let polls_fleet = s.release.as_ref().is_some_and(|r| r.admin.is_none());
+        if polls_fleet && s.fleet.as_ref().is_some_and(|f| f.gateway.is_none()) {
+            diags.error_at(
+                &[Seg::Key("release")],
+                "`release` is polled on the fleet's gateway, but the fleet has none",
+                Some("add `fleet.gateway`, or give `release.admin`".into()),
+            );
+        }
     }
 }
 

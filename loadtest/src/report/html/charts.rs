@@ -1,5 +1,7 @@
-//! The "Over time" charts of the HTML report: latency, throughput, errors and backend shares
-//! per second, each with the run's fault markers.
+//! The "Over time" charts of the HTML report: latency, throughput, errors, backend shares and
+//! (with a grey release) version shares per second, each with the run's fault markers.
+
+use std::collections::BTreeMap;
 
 use crate::engine::{fmt_us, Window};
 use crate::report::svg::{Chart, Series, YAxis, PALETTE};
@@ -19,13 +21,19 @@ pub(super) fn render(s: &mut String, r: &Report) {
     if let Some(share) = backends(r, x_max) {
         s.push_str(&share.render());
     }
+    if let Some(share) = versions(r, x_max) {
+        s.push_str(&share.render());
+    }
+    for chart in super::release::charts(r, x_max) {
+        s.push_str(&chart);
+    }
     if let Some(abuse) = super::abuse::chart(r, x_max) {
         s.push_str(&abuse);
     }
 }
 
 /// A window's point sits in the middle of its second.
-fn mid(t: u64) -> f64 {
+pub(super) fn mid(t: u64) -> f64 {
     t as f64 + 0.5
 }
 
@@ -123,9 +131,9 @@ fn backends(r: &Report, x_max: f64) -> Option<Chart<'_>> {
     let mut names: Vec<&str> = r.backends.iter().map(|b| b.backend.as_str()).take(MAX_BANDS).collect();
     let pooled = r.backends.len() > MAX_BANDS;
     names.sort_unstable();
-    let mut bands = bands(&names, pooled);
+    let mut bands = bands(&names, pooled, "no x-arena-backend");
     for w in &r.windows {
-        add_shares(&mut bands, &names, pooled, w);
+        add_shares(&mut bands, &names, pooled, w, &w.backends);
     }
     Some(Chart {
         id: "chart-backends",
@@ -137,8 +145,31 @@ fn backends(r: &Report, x_max: f64) -> Option<Chart<'_>> {
     })
 }
 
-/// Empty bands: one per named backend, "other" when pooled, then the untagged rest.
-fn bands(names: &[&str], pooled: bool) -> Vec<Series> {
+/// Stacked shares of each second's responses per `x-arena-release` value (the version that
+/// answered), responses of unsplit routes on top.
+fn versions(r: &Report, x_max: f64) -> Option<Chart<'_>> {
+    if r.versions.is_empty() {
+        return None;
+    }
+    let mut names: Vec<&str> = r.versions.iter().map(|v| v.version.as_str()).take(MAX_BANDS).collect();
+    let pooled = r.versions.len() > MAX_BANDS;
+    names.sort_unstable();
+    let mut bands = bands(&names, pooled, "no x-arena-release");
+    for w in &r.windows {
+        add_shares(&mut bands, &names, pooled, w, &w.versions);
+    }
+    Some(Chart {
+        id: "chart-versions",
+        title: "Traffic share per version (x-arena-release)",
+        x_max,
+        y: YAxis::Share,
+        series: bands,
+        markers: &r.markers,
+    })
+}
+
+/// Empty bands: one per name, "other" when pooled, then the untagged rest.
+fn bands(names: &[&str], pooled: bool, untagged: &str) -> Vec<Series> {
     let band = |name: &str, color: &str| Series {
         name: name.to_string(),
         color: color.into(),
@@ -153,22 +184,23 @@ fn bands(names: &[&str], pooled: bool) -> Vec<Series> {
     if pooled {
         bands.push(band("other", "#9ca3af"));
     }
-    bands.push(band("no x-arena-backend", "#e5e7eb"));
+    bands.push(band(untagged, "#e5e7eb"));
     bands
 }
 
-/// Adds one window's point to every band, in % of that second's responses.
-fn add_shares(bands: &mut [Series], names: &[&str], pooled: bool, w: &Window) {
+/// Adds one window's point to every band (counts of `tags` by name), in % of that second's
+/// responses.
+fn add_shares(bands: &mut [Series], names: &[&str], pooled: bool, w: &Window, tags: &BTreeMap<String, u64>) {
     let responses: u64 = w.statuses.values().sum();
     let denom = responses.max(1) as f64;
     let x = mid(w.t);
     let mut tagged = 0u64;
     for (i, n) in names.iter().enumerate() {
-        let c = w.backends.get(*n).copied().unwrap_or(0);
+        let c = tags.get(*n).copied().unwrap_or(0);
         tagged += c;
         bands[i].points.push((x, 100.0 * c as f64 / denom));
     }
-    let all: u64 = w.backends.values().sum();
+    let all: u64 = tags.values().sum();
     if pooled {
         bands[names.len()]
             .points

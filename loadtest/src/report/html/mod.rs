@@ -5,6 +5,7 @@
 
 mod abuse;
 mod charts;
+mod release;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -64,10 +65,12 @@ pub fn render(r: &Report) -> String {
     verdict(&mut s, r);
     summary_table(&mut s, r);
     abuse::section(&mut s, r);
+    release::section(&mut s, r);
     thresholds_table(&mut s, r);
     s.push_str("<h2>Over time</h2>");
     charts::render(&mut s, r);
     backends_table(&mut s, r);
+    versions_table(&mut s, r);
     counts_table(&mut s, "Statuses", "status", &r.statuses);
     counts_table(&mut s, "Requests by name", "request", &r.requests_by_name);
     counts_table(&mut s, "Routes (x-arena-route)", "route", &r.routes);
@@ -120,6 +123,23 @@ fn backends_table(s: &mut String, r: &Report) {
             esc(&b.backend),
             b.responses,
             b.share * 100.0
+        );
+    }
+    s.push_str("</table>");
+}
+
+fn versions_table(s: &mut String, r: &Report) {
+    if r.versions.is_empty() {
+        return;
+    }
+    s.push_str("<h2>Versions (x-arena-release)</h2><table><tr><th>version</th><th>responses</th><th>share</th></tr>");
+    for v in &r.versions {
+        let _ = write!(
+            s,
+            r#"<tr><td>{}</td><td class="num">{}</td><td class="num">{:.2}%</td></tr>"#,
+            esc(&v.version),
+            v.responses,
+            v.share * 100.0
         );
     }
     s.push_str("</table>");

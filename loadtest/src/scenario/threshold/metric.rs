@@ -1,5 +1,6 @@
 //! What a threshold can measure: metric names, and values normalised to each metric's unit.
 
+use arena_core::release::Phase as ReleasePhase;
 use serde::Serialize;
 
 /// Which latency statistic a threshold reads.
@@ -43,6 +44,16 @@ pub enum AbuseCount {
     Held,
 }
 
+/// Which way users moved between the versions of a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserMove {
+    /// Canary → stable (`users_moved_back`).
+    ToStable,
+    /// Stable → canary (`users_moved_forward`).
+    ToCanary,
+}
+
 /// What a threshold measures.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -61,12 +72,35 @@ pub enum Metric {
     /// The attack phase's p99 over the baseline's.
     P99Ratio,
     Abuse(AbuseCount),
+    /// From the fault before the canary's weight first dropped to 0 to that drop.
+    RollbackAfter,
+    /// Distinct users who ever moved between the versions that way.
+    UsersMoved(UserMove),
+    /// Fraction of the responses carrying `x-arena-release` that this version answered.
+    ShareVersion(String),
+    /// The release's weight at the last poll, as a fraction.
+    FinalWeight,
+    /// The release's state at the last poll ([`state_code`]).
+    FinalState,
 }
 
 impl Metric {
     /// Whether the metric reads an `abuse:` attack (and so needs one).
     pub fn needs_attack(&self) -> bool {
         matches!(self, Metric::Phase(..) | Metric::P99Ratio | Metric::Abuse(_))
+    }
+
+    /// Whether the metric reads the polled `release:`.
+    pub fn needs_release(&self) -> bool {
+        matches!(
+            self,
+            Metric::RollbackAfter | Metric::UsersMoved(_) | Metric::FinalWeight | Metric::FinalState
+        )
+    }
+
+    /// Whether the metric reads the per-user tracking (`release.users`).
+    pub fn needs_users(&self) -> bool {
+        matches!(self, Metric::UsersMoved(_))
     }
 
     /// Whether the metric reads seconds without an attack.
@@ -100,7 +134,40 @@ pub(super) const METRICS: &[&str] = &[
     "abuse_408",
     "abuse_431",
     "abuse_held",
+    "rollback_after",
+    "users_moved_back",
+    "users_moved_forward",
+    "share_version",
+    "final_weight",
+    "final_state",
 ];
+
+/// A release state as the number a threshold compares (`final_state == promoted`).
+pub fn state_code(p: ReleasePhase) -> f64 {
+    match p {
+        ReleasePhase::Progressing => 0.0,
+        ReleasePhase::Paused => 1.0,
+        ReleasePhase::Promoted => 2.0,
+        ReleasePhase::RolledBack => 3.0,
+    }
+}
+
+/// The state of a [`state_code`].
+pub fn state_of_code(code: f64) -> Option<ReleasePhase> {
+    [
+        ReleasePhase::Progressing,
+        ReleasePhase::Paused,
+        ReleasePhase::Promoted,
+        ReleasePhase::RolledBack,
+    ]
+    .into_iter()
+    .find(|p| state_code(*p) == code)
+}
+
+/// The state named `word` (`promoted`, `rolled_back`...).
+pub(super) fn state_by_name(word: &str) -> Option<ReleasePhase> {
+    serde_json::from_value(serde_json::Value::String(word.to_string())).ok()
+}
 
 pub(super) fn metric_by_name(name: &str) -> Option<Metric> {
     if let Some(m) = plain(name) {
@@ -142,6 +209,11 @@ fn plain(name: &str) -> Option<Metric> {
         "errors" => Metric::Errors,
         "rps" => Metric::Rps,
         "faas_share" => Metric::FaasShare,
+        "rollback_after" => Metric::RollbackAfter,
+        "users_moved_back" => Metric::UsersMoved(UserMove::ToStable),
+        "users_moved_forward" => Metric::UsersMoved(UserMove::ToCanary),
+        "final_weight" => Metric::FinalWeight,
+        "final_state" => Metric::FinalState,
         _ => return None,
     })
 }
@@ -149,10 +221,24 @@ fn plain(name: &str) -> Option<Metric> {
 /// `n` written with `unit`, in the metric's normalised unit; else a message and a hint.
 pub(super) fn normalise(metric: &Metric, n: f64, unit: &str) -> Result<f64, (String, String)> {
     match metric {
-        Metric::Latency(_) | Metric::Phase(_, PhaseStat::Latency(_)) => latency(n, unit),
-        Metric::Errors | Metric::FaasShare | Metric::Share(_) | Metric::Phase(_, PhaseStat::Errors) => {
-            fraction(n, unit)
-        }
+        Metric::Latency(_) | Metric::Phase(_, PhaseStat::Latency(_)) | Metric::RollbackAfter => latency(n, unit),
+        Metric::Errors
+        | Metric::FaasShare
+        | Metric::Share(_)
+        | Metric::Phase(_, PhaseStat::Errors)
+        | Metric::ShareVersion(_)
+        | Metric::FinalWeight => fraction(n, unit),
+        Metric::UsersMoved(_) => match unit {
+            "" => Ok(n),
+            other => Err((
+                format!("unknown unit `{other}` for a count of users"),
+                "write a plain number, e.g. `users_moved_back == 0`".into(),
+            )),
+        },
+        Metric::FinalState => Err((
+            "`final_state` compares with a state name".into(),
+            "e.g. `final_state == promoted` (progressing, paused, promoted, rolled_back)".into(),
+        )),
         Metric::Rps => match unit {
             "" | "rps" | "/s" => Ok(n),
             other => Err((

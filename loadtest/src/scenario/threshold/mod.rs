@@ -9,8 +9,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-use metric::{metric_by_name, normalise, METRICS};
-pub use metric::{AbuseCount, LatencyStat, Metric, Phase, PhaseStat};
+use metric::{metric_by_name, normalise, state_by_name, METRICS};
+pub use metric::{state_code, state_of_code, AbuseCount, LatencyStat, Metric, Phase, PhaseStat, UserMove};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Op {
@@ -22,6 +22,8 @@ pub enum Op {
     Gt,
     #[serde(rename = ">=")]
     Ge,
+    #[serde(rename = "==")]
+    Eq,
 }
 
 impl Op {
@@ -31,6 +33,7 @@ impl Op {
             Op::Le => left <= right,
             Op::Gt => left > right,
             Op::Ge => left >= right,
+            Op::Eq => left == right,
         }
     }
 
@@ -40,6 +43,7 @@ impl Op {
             Op::Le => "<=",
             Op::Gt => ">",
             Op::Ge => ">=",
+            Op::Eq => "==",
         }
     }
 }
@@ -58,7 +62,7 @@ pub struct Threshold {
     pub metric: Metric,
     pub op: Op,
     /// Normalised: µs for latencies, a fraction for errors and shares, requests/s for rps, a
-    /// plain number for the p99 ratio and connection counts.
+    /// plain number for the p99 ratio and counts, a [`state_code`] for `final_state`.
     pub value: f64,
 }
 
@@ -88,9 +92,13 @@ pub fn parse(text: &str) -> Result<Threshold, ThresholdError> {
     };
     let metric = metric(&mut c, text)?;
     c.skip_spaces();
+    let op_at = c.i;
     let op = op(&mut c, lead)?;
     c.skip_spaces();
-    let value = value(&mut c, &metric)?;
+    let value = match metric {
+        Metric::FinalState => state(&mut c, op, op_at)?,
+        _ => value(&mut c, &metric)?,
+    };
     Ok(Threshold {
         text: text.trim().to_string(),
         metric,
@@ -152,7 +160,8 @@ fn metric(c: &mut Cursor<'_>, text: &str) -> Result<Metric, ThresholdError> {
     })
 }
 
-/// `share(BACKEND_PREFIX)`, the only metric with an argument; the cursor is on the `(`.
+/// `share(BACKEND_PREFIX)` and `share_version(VERSION)`, the metrics with an argument; the
+/// cursor is on the `(`.
 fn share(c: &mut Cursor<'_>, name: &str, name_start: usize) -> Result<Metric, ThresholdError> {
     let (s, i) = (c.s, c.i);
     let close = s[i..].find(')').map(|p| p + i).ok_or_else(|| {
@@ -163,27 +172,32 @@ fn share(c: &mut Cursor<'_>, name: &str, name_start: usize) -> Result<Metric, Th
         )
     })?;
     let arg = s[i + 1..close].trim().trim_matches('"');
-    if name != "share" {
-        return Err(err(
-            name_start,
-            format!("metric `{name}` takes no argument"),
-            Some("only `share(BACKEND_PREFIX)` takes one".into()),
-        ));
-    }
+    let (metric, example): (fn(String) -> Metric, &str) = match name {
+        "share" => (Metric::Share, "`share(127.0.0.11) > 20%`"),
+        "share_version" => (Metric::ShareVersion, "`share_version(canary) > 20%`"),
+        _ => {
+            return Err(err(
+                name_start,
+                format!("metric `{name}` takes no argument"),
+                Some("only `share(BACKEND_PREFIX)` and `share_version(VERSION)` take one".into()),
+            ))
+        }
+    };
     if arg.is_empty() {
         return Err(err(
             i,
-            "`share()` needs a backend prefix",
-            Some("e.g. `share(127.0.0.11) > 20%`".into()),
+            format!("`{name}()` needs an argument"),
+            Some(format!("e.g. {example}")),
         ));
     }
     c.i = close + 1;
-    Ok(Metric::Share(arg.to_string()))
+    Ok(metric(arg.to_string()))
 }
 
 /// The comparison; the error quotes what came before it, from `metric_start`.
 fn op(c: &mut Cursor<'_>, metric_start: usize) -> Result<Op, ThresholdError> {
     let op = match (c.peek(0), c.peek(1)) {
+        (Some(b'='), Some(b'=')) => Op::Eq,
         (Some(b'<'), Some(b'=')) => Op::Le,
         (Some(b'>'), Some(b'=')) => Op::Ge,
         (Some(b'<'), _) => Op::Lt,
@@ -192,12 +206,32 @@ fn op(c: &mut Cursor<'_>, metric_start: usize) -> Result<Op, ThresholdError> {
             return Err(err(
                 c.i,
                 format!("expected a comparison after `{}`", &c.s[metric_start..c.i].trim_end()),
-                Some("one of: <, <=, >, >=".into()),
+                Some("one of: <, <=, >, >=, ==".into()),
             ))
         }
     };
     c.i += op.as_str().len();
     Ok(op)
+}
+
+/// `final_state`'s value: a state name, compared with `==` only (states have no order).
+fn state(c: &mut Cursor<'_>, op: Op, op_at: usize) -> Result<f64, ThresholdError> {
+    if op != Op::Eq {
+        return Err(err(
+            op_at,
+            "`final_state` compares with `==`",
+            Some("e.g. `final_state == promoted`".into()),
+        ));
+    }
+    let at = c.i;
+    let word = c.s[at..].trim();
+    state_by_name(word).map(state_code).ok_or_else(|| {
+        err(
+            at,
+            format!("unknown release state `{word}`"),
+            Some("one of: progressing, paused, promoted, rolled_back".into()),
+        )
+    })
 }
 
 /// The number and its unit, normalised for `metric`.
@@ -257,6 +291,46 @@ mod tests {
         assert!(parse("abuse_opened > 5ms").unwrap_err().message.contains("count"));
         let e = parse("atack_p99 < 1s").unwrap_err();
         assert!(e.hint.unwrap().contains("did you mean `attack_p99`"));
+    }
+
+    #[test]
+    fn release_metrics() {
+        let t = parse("rollback_after < 2s").unwrap();
+        assert_eq!((t.metric, t.value), (Metric::RollbackAfter, 2e6));
+        let t = parse("users_moved_back == 0").unwrap();
+        assert_eq!(
+            (t.metric, t.op, t.value),
+            (Metric::UsersMoved(UserMove::ToStable), Op::Eq, 0.0)
+        );
+        assert_eq!(
+            parse("users_moved_forward > 10").unwrap().metric,
+            Metric::UsersMoved(UserMove::ToCanary)
+        );
+        let t = parse("share_version(canary) >= 99%").unwrap();
+        assert_eq!((t.metric, t.value), (Metric::ShareVersion("canary".into()), 0.99));
+        assert_eq!(parse("final_weight >= 100%").unwrap().value, 1.0);
+        let t = parse("final_state == rolled_back").unwrap();
+        assert_eq!((t.metric, t.value), (Metric::FinalState, 3.0));
+        assert_eq!(state_of_code(t.value), Some(arena_core::release::Phase::RolledBack));
+        assert_eq!(parse("final_state == promoted").unwrap().value, 2.0);
+
+        let e = parse("final_state < promoted").unwrap_err();
+        assert_eq!((e.offset, e.message.as_str()), (12, "`final_state` compares with `==`"));
+        let e = parse("final_state == done").unwrap_err();
+        assert!(e.message.contains("unknown release state `done`"), "{e:?}");
+        assert_eq!(e.offset, 15);
+        assert!(parse("rollback_after < 2").unwrap_err().message.contains("unit"));
+        assert!(parse("users_moved_back <= 5%")
+            .unwrap_err()
+            .message
+            .contains("count of users"));
+        assert!(parse("final_weight > 100").is_err(), "a bare 100 is not 100%");
+        assert!(parse("share_version() > 1%")
+            .unwrap_err()
+            .message
+            .contains("needs an argument"));
+        let e = parse("rollback_afterr < 1s").unwrap_err();
+        assert!(e.hint.unwrap().contains("did you mean `rollback_after`"));
     }
 
     #[test]

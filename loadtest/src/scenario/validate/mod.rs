@@ -1,10 +1,11 @@
 //! File structs → validated [`Scenario`], collecting every problem with its position.
 //!
 //! This module walks the top-level sections; `settings` checks the load shape (`http:`,
-//! `stages:`), `requests` what is sent (`vars:`, `requests:`) and `abuse` the tester's own
-//! abusive connections.
+//! `stages:`), `requests` what is sent (`vars:`, `requests:`), `abuse` the tester's own
+//! abusive connections and `release` the grey release it follows.
 
 mod abuse;
+mod release;
 mod requests;
 mod settings;
 
@@ -13,6 +14,7 @@ use arena_core::diag::yaml::{self, Pos};
 use saphyr::MarkedYamlOwned;
 
 use super::file::{ErrorsFile, HttpFile, ModeFile, TOP_LEVEL_KEYS};
+use super::release::ReleaseWatch;
 use super::threshold::{self, Threshold};
 use super::{BaseUrl, ConfigErrors, Diagnostic, Diagnostics, ErrorRule, Mode, Scenario, ScenarioHooks};
 use requests::{requests, vars};
@@ -35,6 +37,7 @@ struct Sections<'n> {
     fleet: Option<&'n MarkedYamlOwned>,
     faults: Option<&'n MarkedYamlOwned>,
     abuse: Option<&'n MarkedYamlOwned>,
+    release: Option<&'n MarkedYamlOwned>,
 }
 
 pub(super) fn load<H: ScenarioHooks>(
@@ -92,6 +95,7 @@ fn sections<'n>(d: &mut Diagnostics<'n>, root: &'n MarkedYamlOwned) -> Sections<
             "fleet" => s.fleet = Some(value),
             "faults" => s.faults = Some(value),
             "abuse" => s.abuse = Some(value),
+            "release" => s.release = Some(value),
             other => {
                 let hint = match yaml::closest(other, TOP_LEVEL_KEYS) {
                     Some(best) => format!("did you mean `{best}`? top-level keys: {}", TOP_LEVEL_KEYS.join(", ")),
@@ -133,7 +137,9 @@ fn build<H: ScenarioHooks>(d: &mut Diagnostics<'_>, hooks: &H) -> Option<Scenari
         attack: !abuse.is_empty() || s.abuse.is_some_and(|n| !yaml::is_null(n)),
         baseline: abuse::leaves_a_baseline(&abuse, total),
     };
-    let thresholds = thresholds(d, s.thresholds, phases);
+    let with_fleet = s.fleet.is_some_and(|n| !yaml::is_null(n));
+    let release = release::release(d, s.release, (s.requests, &requests), &vars, with_fleet);
+    let thresholds = thresholds(d, s.thresholds, phases, release.as_ref());
     let fleet = s.fleet.filter(|n| !yaml::is_null(n)).and_then(|n| hooks.fleet(n, d));
     let faults = s.faults.filter(|n| !yaml::is_null(n)).and_then(|n| hooks.faults(n, d));
     if target.is_none() && s.fleet.is_none() {
@@ -162,6 +168,7 @@ fn build<H: ScenarioHooks>(d: &mut Diagnostics<'_>, hooks: &H) -> Option<Scenari
         fleet,
         faults,
         abuse,
+        release,
         warnings: Vec::new(),
     })
 }
@@ -205,7 +212,12 @@ struct Phases {
     baseline: bool,
 }
 
-fn thresholds(d: &mut Diagnostics<'_>, node: Option<&MarkedYamlOwned>, phases: Phases) -> Vec<Threshold> {
+fn thresholds(
+    d: &mut Diagnostics<'_>,
+    node: Option<&MarkedYamlOwned>,
+    phases: Phases,
+    release: Option<&ReleaseWatch>,
+) -> Vec<Threshold> {
     let Some(node) = node.filter(|n| !yaml::is_null(n)) else {
         return Vec::new();
     };
@@ -227,6 +239,16 @@ fn thresholds(d: &mut Diagnostics<'_>, node: Option<&MarkedYamlOwned>, phases: P
                     "threshold `{text}` compares with a baseline, but the attacks leave no second without an attack"
                 ),
                 Some("give an attack a `start:` after 0s (or a `stop:` before the end of the load)".into()),
+            ),
+            Ok(t) if t.metric.needs_release() && release.is_none() => d.error(
+                pos,
+                format!("threshold `{text}` needs a `release:` section"),
+                Some("add `release: { name: RELEASE }` (the gateway's release to poll)".into()),
+            ),
+            Ok(t) if t.metric.needs_users() && release.is_some_and(|r| r.users.is_none()) => d.error(
+                pos,
+                format!("threshold `{text}` needs `release.users`"),
+                Some("add `users: x-user-id` (the request header carrying the user id) to `release:`".into()),
             ),
             Ok(t) => out.push(t),
             Err(e) => {
