@@ -13,6 +13,7 @@ pub mod faas;
 pub mod http;
 pub mod ports;
 pub mod process;
+pub mod redis;
 pub mod scratch;
 pub mod wait;
 

@@ -294,12 +294,7 @@ impl RedisStore {
         if let Some(c) = self.conn.get() {
             return Ok(c.clone());
         }
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let c = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+        let c = crate::resilience::rate_limit::lazy_connection(&self.client, self.timeout)
             .map_err(|e| StoreError::Redis(e.to_string()))?;
         Ok(self.conn.get_or_init(|| c).clone())
     }

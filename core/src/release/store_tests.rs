@@ -134,20 +134,7 @@ fn redis_server() -> Option<(arena_testkit::Process, RedisSpec)> {
         println!("note: redis-server is not installed; skipping the Redis release store test");
         return None;
     }
-    let addr = arena_testkit::free_addr("127.0.0.1").unwrap();
-    let mut cmd = Command::new("redis-server");
-    cmd.args([
-        "--port",
-        &addr.port().to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ]);
-    let mut proc = arena_testkit::Process::spawn("redis-server", cmd).unwrap();
-    proc.wait_listening(addr, Duration::from_secs(10)).unwrap();
+    let (proc, addr) = arena_testkit::redis::start().unwrap();
     let url = format!("redis://{addr}");
     let spec = RedisSpec {
         url: Secret::new(url.clone()),

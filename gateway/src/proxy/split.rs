@@ -48,13 +48,10 @@ pub fn target(route: &Route, headers: &HeaderMap, client_ip: Option<IpAddr>) -> 
     Target { split, hash_key }
 }
 
-/// The value of cookie `name` among all `Cookie` headers (the first of that name).
+/// The value of cookie `name` among all `Cookie` headers (the first of that name); its
+/// tests, property tests included, are core's.
 pub use arena_core::release::cookie;
 
 #[cfg(test)]
 #[path = "split_tests.rs"]
 mod tests;
-
-#[cfg(test)]
-#[path = "split_props.rs"]
-mod props;

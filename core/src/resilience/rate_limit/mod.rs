@@ -22,6 +22,8 @@ mod lease;
 pub mod local;
 mod redis;
 
+pub(crate) use redis::lazy_connection;
+
 use std::net::IpAddr;
 use std::time::Duration;
 

@@ -10,6 +10,19 @@ use tokio::time::Instant;
 
 use crate::config::{RateLimitSpec, RedisSpec};
 
+/// A connection manager to `client` that connects on first use, bounded by `timeout` per
+/// connect and per answer, one retry, reconnects backing off to at most 500 ms: what every
+/// gateway use of Redis (shared limits, release states) wants — a slow Redis costs a timeout,
+/// never a stuck caller.
+pub(crate) fn lazy_connection(client: &redis::Client, timeout: Duration) -> redis::RedisResult<ConnectionManager> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    ConnectionManager::new_lazy_with_config(client.clone(), config)
+}
+
 /// GCRA in one atomic script on Redis' own clock, taking up to ARGV[3] tokens at once.
 /// Returns {granted, wait_us, remaining}: wait_us is how long until ARGV[3] tokens are available
 /// again after this call (0 when they already are).
@@ -95,12 +108,7 @@ impl RedisLimits {
         if let Some(c) = self.conn.get() {
             return Ok(c.clone());
         }
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let c = ConnectionManager::new_lazy_with_config(self.client.clone(), config)?;
+        let c = lazy_connection(&self.client, self.timeout)?;
         Ok(self.conn.get_or_init(|| c).clone())
     }
 
