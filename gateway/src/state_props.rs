@@ -200,7 +200,7 @@ async fn finish(routed: &Routed, t: Try, end: &End) -> Option<RetryOn> {
                 let _ = resp.insert_header(report::HEADER, r.as_str());
             }
             let (_, failed, _open) = attempt::answered(routed, Some(t), &mut resp);
-            failed.then_some(RetryOn::Status5xx)
+            failed
         }
         End::Fail { kind, ms } => {
             tokio::time::advance(step(Duration::from_millis(*ms))).await;

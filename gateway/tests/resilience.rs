@@ -547,3 +547,56 @@ async fn a_pod_trickling_its_answer_is_cut_at_the_deadline_and_blamed() {
         "the trickle is the pod's fault: {v}"
     );
 }
+
+/// A pod that sheds load (a sidecar's full queue: 503 + `x-arena-overloaded`) is not broken:
+/// its requests go on to another pod — POSTs too, they never ran — nothing reaches the client,
+/// and the pod is not ejected however often it sheds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shedding_pod_is_skipped_not_ejected_and_clients_see_no_error() {
+    let full = Pod::start("127.0.0.118", &["--shed", "--error-rate", "1.0", "--name", "full"]);
+    let ok = Pod::start("127.0.0.119", &["--name", "ok"]);
+    // No retry policy at all, and an outlier detector two failures from ejecting.
+    let body = format!(
+        "clusters:\n  - name: c\n    endpoints: [{}]\n    lb: round_robin\n    outlier: {{ consecutive_failures: 2, base_ejection: 30s }}\nroutes:\n  - {{ name: r, match: {{}}, cluster: c }}\n",
+        endpoints(&[&full, &ok])
+    );
+    let gw = Gateway::start(&body);
+    let c = client();
+    for i in 0..40 {
+        let r = if i % 2 == 0 {
+            get(&c, gw.addr, "/v1/matches", &[]).await
+        } else {
+            send(
+                &c,
+                http::Method::POST,
+                gw.addr,
+                "/v1/verify",
+                &[("content-type", "application/json")],
+                b"{\"kills\":1}",
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap()
+        };
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        assert_eq!(r.header("x-pod"), Some("ok"));
+        assert_eq!(r.header("x-arena-overloaded"), None);
+    }
+    let view = pod_view(&c, &gw, &full).await;
+    assert_eq!(view["state"], "healthy", "{view}");
+    assert_eq!(view["health"]["consecutive_failures"], 0, "{view}");
+    let m = get(&c, gw.admin, "/metrics", &[]).await.text();
+    assert!(
+        m.contains("arena_retries_total{cause=\"overloaded\",route=\"r\"}"),
+        "{m}"
+    );
+
+    // Every pod full: the client gets the 503, without the internal header.
+    let gw = Gateway::start(&format!(
+        "clusters:\n  - {{ name: c, endpoints: [{}] }}\nroutes:\n  - {{ name: r, match: {{}}, cluster: c }}\n",
+        endpoints(&[&full])
+    ));
+    let r = get(&c, gw.addr, "/v1/matches", &[]).await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("x-arena-overloaded"), None);
+}

@@ -394,6 +394,19 @@ impl InFlight {
         self.close();
     }
 
+    /// The pod shed the request unprocessed (it is full): it reads as busy — at least fully
+    /// utilised, and penalised like a failure so the balancer moves away — but its failure
+    /// count and health are untouched: being full is not being broken.
+    pub fn shed(mut self, tuning: &LoadTuning, report: Option<LoadReport>) {
+        let now = Instant::now();
+        let full = LoadReport {
+            utilization: report.map_or(1.0, |r| r.utilization.max(1.0)),
+            inflight: report.and_then(|r| r.inflight),
+        };
+        self.endpoint.observe(now - self.started, now, tuning, Some(full), true);
+        self.close();
+    }
+
     fn close(&mut self) {
         if std::mem::replace(&mut self.open, false) {
             self.endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);

@@ -9,6 +9,13 @@ pub const HEADER: &str = "endpoint-load-metrics";
 /// The same, pre-parsed for header map lookups on the hot path.
 pub const HEADER_NAME: http::HeaderName = http::HeaderName::from_static(HEADER);
 
+/// Header on a pod's answer (any status, usually 503) saying it shed the request unprocessed
+/// because it is full — what `arena-sidecar` sends when its queue overflows. The gateway
+/// retries elsewhere, reads the pod as busy, and does not eject it.
+pub const OVERLOADED: &str = "x-arena-overloaded";
+/// The same, pre-parsed.
+pub const OVERLOADED_NAME: http::HeaderName = http::HeaderName::from_static(OVERLOADED);
+
 /// What a pod said about its load in one response.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LoadReport {

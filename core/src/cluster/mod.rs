@@ -239,6 +239,11 @@ impl Cluster {
         guard.endpoint().health.record_success();
     }
 
+    /// Ends an attempt the pod shed unprocessed (see `InFlight::shed`): busy, not broken.
+    pub fn shed(&self, guard: InFlight, report: Option<LoadReport>) {
+        guard.shed(&self.spec.load, report);
+    }
+
     /// Whether any pod could take a request now.
     pub fn has_available(&self) -> bool {
         let now = Instant::now();

@@ -21,6 +21,10 @@ pub enum RetryOn {
     Timeout,
     #[serde(rename = "5xx")]
     Status5xx,
+    /// The pod shed the request before running it (its answer carries `x-arena-overloaded`,
+    /// e.g. a sidecar's full queue): retried on another pod whatever the policy lists, like a
+    /// connect failure, and never counted against the pod's health.
+    Overloaded,
 }
 
 impl RetryOn {
@@ -31,7 +35,13 @@ impl RetryOn {
             RetryOn::Reset => "reset",
             RetryOn::Timeout => "timeout",
             RetryOn::Status5xx => "5xx",
+            RetryOn::Overloaded => "overloaded",
         }
+    }
+
+    /// Nothing of the request ran on the pod: safe to send again whatever the method.
+    pub fn never_ran(self) -> bool {
+        matches!(self, RetryOn::ConnectFailure | RetryOn::Overloaded)
     }
 }
 

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::classify::Fault;
 use super::ctx::{RequestId, Routed, Try};
 use super::error::GatewayError;
-use crate::config::ClusterSpec;
+use crate::config::{ClusterSpec, RetryOn};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
@@ -85,9 +85,10 @@ pub fn peer(spec: &ClusterSpec, pod: SocketAddr, per_try: Duration, bodyless: bo
 /// (internal: never passed to clients) and the try recorded — a 5xx ends it as the pod's
 /// failure; anything else feeds the balancer (latency to the answer, the report, the route's
 /// hedge percentile) and the try goes on until the body ends (returned: the caller keeps it,
-/// so a reset mid-body still counts against the pod). Returns the status and whether it was a
-/// server error.
-pub fn answered(routed: &Routed, t: Option<Try>, resp: &mut ResponseHeader) -> (u16, bool, Option<Try>) {
+/// so a reset mid-body still counts against the pod). An answer marked `x-arena-overloaded`
+/// (the pod shed the request unprocessed) ends the try as busy, not failed. Returns the status,
+/// how the try failed if it did (`Status5xx` or `Overloaded`), and the open try.
+pub fn answered(routed: &Routed, t: Option<Try>, resp: &mut ResponseHeader) -> (u16, Option<RetryOn>, Option<Try>) {
     let load = match resp.headers.get(&report::HEADER_NAME) {
         Some(v) => {
             let r = report::parse(v.as_bytes());
@@ -96,22 +97,34 @@ pub fn answered(routed: &Routed, t: Option<Try>, resp: &mut ResponseHeader) -> (
         }
         None => None,
     };
-    let failed = resp.status.is_server_error();
     let status = resp.status.as_u16();
+    // Only a 503 can be a shed answer: a good answer pays no extra header lookup.
+    let shed = status == 503 && resp.remove_header(&report::OVERLOADED_NAME).is_some();
+    let failed = shed || resp.status.is_server_error();
+    let cause = match (shed, failed) {
+        (true, _) => Some(RetryOn::Overloaded),
+        (false, true) => Some(RetryOn::Status5xx),
+        _ => None,
+    };
     let Some(mut t) = t else {
-        return (status, failed, None);
+        return (status, cause, None);
     };
     let cluster = routed.cluster_of(t.version);
+    if shed {
+        // Full, not broken: busy for the balancer, health untouched, no analysis sample.
+        cluster.shed(t.slot, load);
+        return (status, cause, None);
+    }
     release_outcome(routed, &t, failed);
     if failed {
         cluster.finish(t.slot, false, load);
-        return (status, true, None);
+        return (status, cause, None);
     }
     if let Some(w) = &routed.route.latency {
         w.record(t.started().elapsed());
     }
     cluster.answered(&mut t.slot, load);
-    (status, false, Some(t))
+    (status, None, Some(t))
 }
 
 /// The try ended with `fault`: the pod's failure when it is to blame, else (the client went

@@ -129,7 +129,7 @@ pub fn diverted_failure(cluster: &Cluster, reason: FaasReason, why: String) -> G
 /// idempotent one — or one the route opted in (`retry.non_idempotent`) — is; one that never
 /// reached a pod (no pod, open circuit, a connect failure) always may be.
 pub fn replay_is_safe(reason: FaasReason, idempotent: bool, opted_in: bool, last_cause: Option<RetryOn>) -> bool {
-    reason != FaasReason::RetriesExhausted || idempotent || opted_in || last_cause == Some(RetryOn::ConnectFailure)
+    reason != FaasReason::RetriesExhausted || idempotent || opted_in || last_cause.is_some_and(RetryOn::never_ran)
 }
 
 /// Final answer for a request the pods could not serve: the route's function when the policy

@@ -232,13 +232,13 @@ impl ProxyHttp for ArenaProxy {
         let (status, failed, open) = attempt::answered(routed, t, upstream);
         // A good answer's try stays open until its body ends (see the body filter).
         routed.tries.current = open;
-        if !failed {
+        let Some(cause) = failed else {
             return Ok(());
-        }
+        };
         let state = Self::try_state(session, routed);
         // Decided here, where the status is known: a retry means the pod's answer is not
         // passed on. The error's retry flag carries the decision to pingora's loop.
-        if retry::decide(routed, RetryOn::Status5xx, &state) == Verdict::Retry {
+        if retry::decide(routed, cause, &state) == Verdict::Retry {
             let mut e = classify::pod_answered(status);
             e.set_retry(true);
             return Err(e);
@@ -246,7 +246,7 @@ impl ProxyHttp for ArenaProxy {
         if fallback::after_retries(&routed.route) {
             // Hand over to fail_to_proxy, which replays the request on the function.
             let pod = routed.tries.last_pod();
-            ctx.outcome.last_cause = Some(RetryOn::Status5xx);
+            ctx.outcome.last_cause = Some(cause);
             return Err(Self::fail(ctx, GatewayError::BadStatus { pod, status }));
         }
         Ok(())

@@ -47,12 +47,12 @@ pub fn may_retry(retry: Option<&RetrySpec>, cause: RetryOn, s: &TryState) -> boo
     }
     match retry {
         // A connect failure never reached the pod: safe to retry whatever the method.
+        // A shed request may always go on to another pod (at least as often as a connect failure).
+        Some(r) if cause == RetryOn::Overloaded => s.attempts < r.attempts.max(CONNECT_ATTEMPTS_WITHOUT_POLICY),
         Some(r) => {
-            r.retries_on(cause)
-                && s.attempts < r.attempts
-                && (s.idempotent || r.non_idempotent || cause == RetryOn::ConnectFailure)
+            r.retries_on(cause) && s.attempts < r.attempts && (s.idempotent || r.non_idempotent || cause.never_ran())
         }
-        None => cause == RetryOn::ConnectFailure && s.attempts < CONNECT_ATTEMPTS_WITHOUT_POLICY,
+        None => cause.never_ran() && s.attempts < CONNECT_ATTEMPTS_WITHOUT_POLICY,
     }
 }
 
@@ -65,7 +65,7 @@ pub fn may_retry_on_stable(cause: RetryOn, s: &TryState) -> bool {
         && s.replayable
         && !s.remaining.is_zero()
         && s.attempts == 1
-        && (s.idempotent || cause == RetryOn::ConnectFailure)
+        && (s.idempotent || cause.never_ran())
 }
 
 /// Decides after a try of `routed` failed with `cause`: policy, then pods left (a route

@@ -169,3 +169,33 @@ fn the_pause_before_a_try() {
         "never past the deadline"
     );
 }
+
+#[test]
+fn a_shed_request_goes_on_whatever_the_policy_and_the_method() {
+    let post = TryState {
+        idempotent: false,
+        ..state(1)
+    };
+    // Not listed in `on`, a POST, a policy of one try: still retried (it never ran).
+    assert!(may_retry(
+        Some(&spec(1, vec![RetryOn::Status5xx])),
+        RetryOn::Overloaded,
+        &post
+    ));
+    assert!(may_retry(None, RetryOn::Overloaded, &post));
+    // Bounded like connect failures without a policy...
+    assert!(!may_retry(None, RetryOn::Overloaded, &state(3)));
+    assert!(!may_retry(Some(&spec(1, vec![])), RetryOn::Overloaded, &state(3)));
+    // ...and never once the answer started or the body cannot be sent again.
+    let started = TryState {
+        response_started: true,
+        ..state(1)
+    };
+    assert!(!may_retry(None, RetryOn::Overloaded, &started));
+    // A 5xx POST is not retried without opting in: the pod may have run it.
+    assert!(!may_retry(
+        Some(&spec(2, vec![RetryOn::Status5xx])),
+        RetryOn::Status5xx,
+        &post
+    ));
+}

@@ -63,6 +63,12 @@ pub struct PodConfig {
     /// HTTP status used for injected errors.
     #[arg(long, value_name = "CODE", default_value_t = 500, value_parser = parse_status)]
     pub fail_status: u16,
+
+    /// Injected errors are load shedding: 503 with `x-arena-overloaded` and a full load
+    /// report, what arena-sidecar answers when its queue is full (the gateway retries
+    /// elsewhere without ejecting the pod).
+    #[arg(long)]
+    pub shed: bool,
 }
 
 impl PodConfig {
@@ -82,6 +88,7 @@ impl PodConfig {
             capacity: 64,
             report_utilization: None,
             fail_status: 500,
+            shed: false,
         }
     }
 }

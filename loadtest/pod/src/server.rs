@@ -242,7 +242,16 @@ async fn api(state: &PodState, req: Request<Incoming>) -> Option<Response<PodBod
     let inject = error_rate > 0.0 && (error_rate >= 1.0 || rand::rng().random::<f64>() < error_rate);
     let mut resp = if inject {
         counters.errors_injected.fetch_add(1, Ordering::Relaxed);
-        json_response(state.fail_status, state.bodies.injected_error.clone())
+        let mut r = json_response(state.fail_status, state.bodies.injected_error.clone());
+        if state.shed {
+            r.headers_mut().insert(
+                http::HeaderName::from_static(OVERLOADED),
+                http::HeaderValue::from_static("1"),
+            );
+            r.headers_mut()
+                .insert(LOAD_METRICS, http::HeaderValue::from_static("TEXT cpu_utilization=1.0"));
+        }
+        r
     } else {
         route(state, &parts.method, parts.uri.path(), body, body_len).await?
     };
@@ -269,6 +278,10 @@ async fn api(state: &PodState, req: Request<Incoming>) -> Option<Response<PodBod
     }
     Some(resp)
 }
+
+/// The shed answer's header, as the gateway reads it (`arena_core::balance::report::OVERLOADED`;
+/// the sample pod does not link arena-core).
+pub const OVERLOADED: &str = "x-arena-overloaded";
 
 /// Size of a replay file.
 pub const REPLAY_BYTES: usize = 8 * 1024 * 1024;

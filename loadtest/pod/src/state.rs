@@ -204,6 +204,8 @@ pub(crate) struct PodState {
     pub counters: Counters,
     pub bodies: StaticBodies,
     pub fail_status: http::StatusCode,
+    /// Injected errors are shed answers (see `--shed`).
+    pub shed: bool,
     pub load_report: bool,
     pub capacity: u32,
     pub crash_after: Option<u64>,
@@ -253,7 +255,12 @@ impl PodState {
             knobs,
             counters: Counters::default(),
             bodies,
-            fail_status,
+            fail_status: if config.shed {
+                http::StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                fail_status
+            },
+            shed: config.shed,
             load_report: config.load_report,
             capacity: config.capacity,
             crash_after: config.crash_after,
