@@ -56,10 +56,11 @@ fn container_args(deployment: &Yaml<'_>) -> Vec<String> {
         .collect()
 }
 
-const MANIFESTS: [&str; 3] = [
+const MANIFESTS: [&str; 4] = [
     "deploy/kubernetes/namespace.yaml",
     "deploy/kubernetes/sample-pods.yaml",
     "deploy/kubernetes/gateway.yaml",
+    "deploy/kubernetes/prescale.yaml",
 ];
 
 #[test]
@@ -81,8 +82,8 @@ fn kubernetes_manifests_pass_the_api_schemas_strictly() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{text}");
-    // 1 + 2 + 8 resources, each reported as passed.
-    assert_eq!(text.matches(" passed for resource ").count(), 11, "{text}");
+    // 1 + 2 + 8 + 5 resources, each reported as passed.
+    assert_eq!(text.matches(" passed for resource ").count(), 16, "{text}");
 
     // The kustomization lists exactly these files.
     let kustomization = &docs("deploy/kubernetes/kustomization.yaml")[0];
@@ -94,6 +95,61 @@ fn kubernetes_manifests_pass_the_api_schemas_strictly() {
         .collect();
     let want: Vec<&str> = MANIFESTS.iter().map(|m| m.rsplit('/').next().unwrap()).collect();
     assert_eq!(listed, want);
+}
+
+/// The pre-scaling pair moves only the gateway HPA's floor: up to a floor within the HPA's
+/// range before the match, back to the HPA's own `minReplicas` after, with the rights to patch
+/// that HPA and nothing else.
+#[test]
+fn prescaling_moves_only_the_gateway_hpas_floor() {
+    let hpa = find(
+        "deploy/kubernetes/gateway.yaml",
+        "HorizontalPodAutoscaler",
+        "arena-gateway",
+    );
+    let (min, max) = (
+        hpa["spec"]["minReplicas"].as_integer().unwrap(),
+        hpa["spec"]["maxReplicas"].as_integer().unwrap(),
+    );
+    let floor = |job: &str| {
+        let cron = find("deploy/kubernetes/prescale.yaml", "CronJob", job);
+        let c = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+        let env = |name: &str| {
+            c["env"]
+                .as_vec()
+                .unwrap()
+                .iter()
+                .find(|e| str_at(e, &["name"]) == name)
+                .map(|e| str_at(e, &["value"]).to_string())
+                .unwrap()
+        };
+        assert_eq!(env("HPA"), "arena-gateway", "{job} patches another HPA");
+        let args: Vec<&str> = c["args"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(args[..3], ["patch", "hpa/$(HPA)", "--type=merge"], "{job}");
+        assert!(args[4].contains("\"minReplicas\":$(MIN_REPLICAS)"), "{job}: {args:?}");
+        assert!(!str_at(&cron, &["spec", "schedule"]).is_empty());
+        env("MIN_REPLICAS").parse::<i64>().unwrap()
+    };
+    let up = floor("arena-prescale-up-saturday-final");
+    let down = floor("arena-prescale-down-saturday-final");
+    assert!(up > min && up <= max, "raised floor {up} outside {min}..={max}");
+    assert_eq!(down, min, "the floor must come back to the HPA's own minReplicas");
+    let role = find("deploy/kubernetes/prescale.yaml", "Role", "arena-prescaler");
+    let rule = &role["rules"][0];
+    assert_eq!(str_at(&rule["resourceNames"][0], &[]), "arena-gateway");
+    let verbs: Vec<&str> = rule["verbs"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(verbs, ["get", "patch"]);
+    assert_eq!(role["rules"].as_vec().unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
