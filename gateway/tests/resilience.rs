@@ -591,6 +591,18 @@ async fn a_shedding_pod_is_skipped_not_ejected_and_clients_see_no_error() {
         "{m}"
     );
 
+    // The same on a hedged route (its tries race on their own connections).
+    let gw = Gateway::start(&format!(
+        "clusters:\n  - name: c\n    endpoints: [{}]\n    lb: round_robin\n    outlier: {{ consecutive_failures: 2, base_ejection: 30s }}\nroutes:\n  - {{ name: r, match: {{}}, cluster: c, hedge: {{ after: 200ms, max_extra: 1 }} }}\n",
+        endpoints(&[&full, &ok])
+    ));
+    for i in 0..20 {
+        let r = get(&c, gw.addr, "/v1/matches", &[]).await;
+        assert_eq!((r.status, r.header("x-pod")), (200, Some("ok")), "hedged request {i}");
+    }
+    let view = pod_view(&c, &gw, &full).await;
+    assert_eq!(view["state"], "healthy", "hedged: {view}");
+
     // Every pod full: the client gets the 503, without the internal header.
     let gw = Gateway::start(&format!(
         "clusters:\n  - {{ name: c, endpoints: [{}] }}\nroutes:\n  - {{ name: r, match: {{}}, cluster: c }}\n",

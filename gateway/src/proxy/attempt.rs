@@ -127,6 +127,12 @@ pub fn answered(routed: &Routed, t: Option<Try>, resp: &mut ResponseHeader) -> (
     (status, None, Some(t))
 }
 
+/// The pod shed try `t` unprocessed (a hedged try's `x-arena-overloaded` answer): busy, not
+/// failed, no analysis sample.
+pub fn shed(routed: &Routed, t: Try, load: Option<report::LoadReport>) {
+    routed.cluster_of(t.version).shed(t.slot, load);
+}
+
 /// The try ended with `fault`: the pod's failure when it is to blame, else (the client went
 /// away, the gateway failed) only its slot is released.
 pub fn failed(routed: &Routed, t: Try, fault: &Fault) {

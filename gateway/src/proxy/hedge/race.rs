@@ -47,6 +47,11 @@ pub trait Racer {
     fn may_retry(&mut self, cause: RetryOn) -> bool;
     /// The pod try `idx` went to (for error messages).
     fn pod(&self, idx: usize) -> Option<SocketAddr>;
+    /// Try `idx` answered `status` ≥ 500 in `session`: how it failed — a server error, or a
+    /// request the pod shed unprocessed (`Overloaded`, the try then already ended as busy).
+    fn bad_answer(&mut self, _idx: usize, _session: &Self::Session, _status: u16) -> RetryOn {
+        RetryOn::Status5xx
+    }
 }
 
 /// How a race ended.
@@ -98,9 +103,10 @@ pub async fn race<R: Racer>(plan: &Plan, racer: &mut R) -> RaceEnd<R::Session> {
                         break;
                     }
                     Reply::Answer(s, status) => {
+                        let cause = racer.bad_answer(idx, &s, status);
                         end.failure = Some(GatewayError::BadStatus { pod: racer.pod(idx), status });
                         end.server_error = Some((idx, s));
-                        Some(RetryOn::Status5xx)
+                        Some(cause)
                     }
                     Reply::Failed(fault) => {
                         racer.failed(idx, &fault);
