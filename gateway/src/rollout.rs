@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use arena_core::config::release::percent_text;
 use arena_core::config::{RedisSpec, ReleaseScope};
 use arena_core::release::store::{FileStore, RedisStore, Synced};
 use arena_core::release::{unix_ms_now, BreachReason, Operator, Phase, Release, ReleaseState, Transition, Verdict};
@@ -131,7 +132,7 @@ impl Rollouts {
             release = release.name(),
             from = t.from.as_str(),
             to = t.to.as_str(),
-            weight = %percent(t.weight_bp),
+            weight = %percent_text(t.weight_bp),
             cause = ?cause,
             reason = %t.reason,
             "release changed"
@@ -142,7 +143,7 @@ impl Rollouts {
             let reason = match cause {
                 Cause::Operator => "operator",
                 Cause::Replica => "replica",
-                Cause::Analysis => match release.state().last_verdict.map(|v| v.verdict) {
+                Cause::Analysis => match release.verdict_and_phase().0.map(|v| v.verdict) {
                     Some(Verdict::Breach {
                         reason: BreachReason::ErrorRate,
                         ..
@@ -177,22 +178,17 @@ pub enum ApplyError {
     Refused(String),
 }
 
-/// Percent text of a weight in basis points (`12.5%`).
-pub fn percent(bp: u16) -> String {
-    arena_core::config::release::percent_text(bp)
-}
-
 /// Sets the weight and phase gauges of `release`.
 pub fn gauges(metrics: &Metrics, release: &Release) {
     let f = &metrics.releases;
-    let state = release.state();
+    let (_, current) = release.verdict_and_phase();
     f.weight
         .with_label_values(&[release.name()])
-        .set(f64::from(state.weight_bp) / 100.0);
+        .set(f64::from(release.weight_bp()) / 100.0);
     for phase in [Phase::Progressing, Phase::Paused, Phase::Promoted, Phase::RolledBack] {
         f.phase
             .with_label_values(&[release.name(), phase.as_str()])
-            .set(i64::from(phase == state.phase));
+            .set(i64::from(phase == current));
     }
 }
 
@@ -221,7 +217,7 @@ pub async fn run(gw: Arc<Gateway>) {
 
 fn judge(gw: &Gateway, snap: &Snapshot, release: &Release, now: tokio::time::Instant) {
     let t = release.tick(now, unix_ms_now());
-    let verdict = release.state().last_verdict.map(|v| v.verdict);
+    let verdict = release.verdict_and_phase().0.map(|v| v.verdict);
     let label = match verdict {
         Some(Verdict::Healthy { .. }) => "healthy",
         Some(Verdict::Breach { .. }) => "breach",

@@ -148,6 +148,12 @@ impl Release {
         Ok(t)
     }
 
+    /// The latest verdict and the phase, without copying the history (read every tick).
+    pub fn verdict_and_phase(&self) -> (Option<VerdictRecord>, Phase) {
+        let st = self.lock();
+        (st.last_verdict, st.phase)
+    }
+
     /// A copy of the state (for the admin API and the stores).
     pub fn state(&self) -> ReleaseState {
         self.lock().clone()

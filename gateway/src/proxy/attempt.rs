@@ -109,12 +109,12 @@ pub fn answered(routed: &Routed, t: Option<Try>, resp: &mut ResponseHeader) -> (
     let Some(mut t) = t else {
         return (status, cause, None);
     };
-    let cluster = routed.cluster_of(t.version);
     if shed {
         // Full, not broken: busy for the balancer, health untouched, no analysis sample.
-        cluster.shed(t.slot, load);
+        shed_try(routed, t, load);
         return (status, cause, None);
     }
+    let cluster = routed.cluster_of(t.version);
     release_outcome(routed, &t, failed);
     if failed {
         cluster.finish(t.slot, false, load);
@@ -129,7 +129,7 @@ pub fn answered(routed: &Routed, t: Option<Try>, resp: &mut ResponseHeader) -> (
 
 /// The pod shed try `t` unprocessed (a hedged try's `x-arena-overloaded` answer): busy, not
 /// failed, no analysis sample.
-pub fn shed(routed: &Routed, t: Try, load: Option<report::LoadReport>) {
+pub fn shed_try(routed: &Routed, t: Try, load: Option<report::LoadReport>) {
     routed.cluster_of(t.version).shed(t.slot, load);
 }
 

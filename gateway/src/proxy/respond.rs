@@ -138,6 +138,7 @@ fn log_line(log: &AccessLog, session: &Session, ctx: &RequestCtx, status: u16, e
         .unwrap_or_default();
     let route = ctx.routed.as_ref().map(|r| &r.route.spec);
     let detail = ctx.outcome.error.as_deref().map(GatewayError::to_string);
+    let release = ctx.release_version();
     let line = access_log::Line {
         ts: access_log::Line::now(),
         request_id: ctx.rid(),
@@ -149,8 +150,8 @@ fn log_line(log: &AccessLog, session: &Session, ctx: &RequestCtx, status: u16, e
         duration_ms: elapsed.as_secs_f64() * 1000.0,
         route: route.map(|r| r.name.as_str()),
         cluster: ctx.routed.as_ref().map(|r| r.cluster_of(r.served_version()).name()),
-        release: ctx.release_version().map(|(name, _)| name),
-        version: ctx.release_version().map(|(_, v)| v.as_str()),
+        release: release.map(|(name, _)| name),
+        version: release.map(|(_, v)| v.as_str()),
         backend: access_log::Line::backend(ctx.outcome.served_by.as_deref(), ctx.last_pod()),
         attempts: ctx.attempts(),
         error: ctx.outcome.error.as_deref().map(GatewayError::code),

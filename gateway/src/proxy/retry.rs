@@ -42,7 +42,7 @@ pub enum Verdict {
 
 /// Whether the route's policy allows one more try after `cause` (budget not included).
 pub fn may_retry(retry: Option<&RetrySpec>, cause: RetryOn, s: &TryState) -> bool {
-    if s.response_started || !s.replayable || s.remaining.is_zero() {
+    if !can_send_again(s) {
         return false;
     }
     match retry {
@@ -61,11 +61,12 @@ pub fn may_retry(retry: Option<&RetrySpec>, cause: RetryOn, s: &TryState) -> boo
 /// (the body can be sent again, nothing was answered yet, time is left, and a request a pod
 /// may have run only when idempotent or opted in).
 pub fn may_retry_on_stable(cause: RetryOn, s: &TryState) -> bool {
-    !s.response_started
-        && s.replayable
-        && !s.remaining.is_zero()
-        && s.attempts == 1
-        && (s.idempotent || cause.never_ran())
+    can_send_again(s) && s.attempts == 1 && (s.idempotent || cause.never_ran())
+}
+
+/// Nothing of the answer went out, the body can be sent again, and time is left.
+fn can_send_again(s: &TryState) -> bool {
+    !s.response_started && s.replayable && !s.remaining.is_zero()
 }
 
 /// Decides after a try of `routed` failed with `cause`: policy, then pods left (a route

@@ -101,19 +101,20 @@ impl Racer for PodRace<'_> {
     }
 
     fn bad_answer(&mut self, idx: usize, s: &HttpSession, status: u16) -> RetryOn {
-        let shed = status == 503
-            && s.response_header()
-                .is_some_and(|h| h.headers.contains_key(&arena_core::balance::report::OVERLOADED_NAME));
-        if !shed {
+        use arena_core::balance::report;
+        let Some(h) = s
+            .response_header()
+            .filter(|h| status == 503 && h.headers.contains_key(&report::OVERLOADED_NAME))
+        else {
             return RetryOn::Status5xx;
-        }
+        };
         // Ended now as busy, so settling the losers cannot count it as a failure.
         if let Some(t) = self.tries.get_mut(idx).and_then(|l| l.open.take()) {
-            let load = s
-                .response_header()
-                .and_then(|h| h.headers.get(&arena_core::balance::report::HEADER_NAME))
-                .and_then(|v| arena_core::balance::report::parse(v.as_bytes()));
-            attempt::shed(self.routed, t, load);
+            let load = h
+                .headers
+                .get(&report::HEADER_NAME)
+                .and_then(|v| report::parse(v.as_bytes()));
+            attempt::shed_try(self.routed, t, load);
         }
         self.last_cause = Some(RetryOn::Overloaded);
         RetryOn::Overloaded
