@@ -87,7 +87,7 @@ async fn run(gw: Arc<Gateway>, mut hangups: tokio::signal::unix::Signal) {
 /// deploy tool's checkout), that directory is watched too, since edits there make no event
 /// beside the link. Any event (or watch error) signals; the reload compares the file's text
 /// and ignores unrelated changes.
-fn watch(
+pub fn watch(
     path: &Path,
     debounce: Duration,
     tx: mpsc::UnboundedSender<()>,

@@ -15,7 +15,7 @@ use pingora::services::listening::Service;
 use crate::admin::AdminApi;
 use crate::config::{ClientLimits, Config, Listener, Tls};
 use crate::listener::caps::Caps;
-use crate::listener::{Edge, TlsListener};
+use crate::listener::{Edge, EdgeCounters, TlsListener};
 use crate::metrics::Metrics;
 use crate::proxy::access_log::AccessLog;
 use crate::proxy::ArenaProxy;
@@ -234,7 +234,7 @@ fn client_service(
     listeners: &[Listener],
     h2c: bool,
     (client, max_head): (ClientLimits, usize),
-) -> Result<Service<Edge>, StartError> {
+) -> Result<Service<Edge<ArenaProxy, Gateway>>, StartError> {
     let mut options = HttpServerOptions::default();
     options.h2c = h2c;
     // pingora counts reuses after the first request: N requests are N − 1 reuses.
@@ -268,7 +268,11 @@ fn client_service(
         }
     }
     let caps = Caps::exported(gw.metrics.client_connections.clone());
-    let edge = Edge::new(Arc::new(proxy), Arc::clone(gw), tls, caps);
+    let counters = EdgeCounters {
+        refused: gw.metrics.connections_refused.clone(),
+        closed: gw.metrics.client_closed.clone(),
+    };
+    let edge = Edge::new(Arc::new(proxy), Arc::clone(gw), tls, caps, counters);
     let mut service = Service::new("arena proxy".to_string(), edge);
     for l in listeners {
         service.add_tcp(&l.address.to_string());

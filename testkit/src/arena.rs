@@ -73,24 +73,38 @@ pub fn set_pod(addr: SocketAddr, json: &str) -> Result<(), String> {
     }
 }
 
-/// Runs `arena-gateway check -c CONFIG` with `env` added; `Err` with its diagnostics when the
-/// config is invalid.
-pub fn check_gateway(config: &Path, env: &[(&str, &str)]) -> Result<(), String> {
-    let out = Command::new(bin("arena-gateway")?)
+/// Runs `BINARY check -c CONFIG` (`arena-gateway`, `arena-sidecar`) with `env` added; `Err`
+/// with its diagnostics when the config is invalid.
+pub fn check_config(binary: &str, config: &Path, env: &[(&str, &str)]) -> Result<(), String> {
+    let out = Command::new(bin(binary)?)
         .args(["check", "-c"])
         .arg(config)
         .envs(env.iter().copied())
         .output()
-        .map_err(|e| format!("cannot run arena-gateway check: {e}"))?;
+        .map_err(|e| format!("cannot run {binary} check: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
         Err(format!(
-            "gateway config {} invalid:\n{}",
+            "{binary} config {} invalid:\n{}",
             config.display(),
             String::from_utf8_lossy(&out.stderr)
         ))
     }
+}
+
+/// [`check_config`] of `arena-gateway`.
+pub fn check_gateway(config: &Path, env: &[(&str, &str)]) -> Result<(), String> {
+    check_config("arena-gateway", config, env)
+}
+
+/// Checks `config`, then starts `arena-sidecar run -c CONFIG` with `env` added. The caller
+/// waits for what it needs (its admin `/healthz`, the app's readiness...).
+pub fn start_sidecar(name: &str, config: &Path, env: &[(&str, &str)]) -> Result<Process, String> {
+    check_config("arena-sidecar", config, env)?;
+    let mut cmd = Command::new(bin("arena-sidecar")?);
+    cmd.args(["run", "-c"]).arg(config).envs(env.iter().copied());
+    Process::spawn(name, cmd)
 }
 
 /// Checks `config`, then starts `arena-gateway run -c CONFIG` with `env` added to its

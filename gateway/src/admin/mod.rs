@@ -35,25 +35,7 @@ impl AdminApi {
     }
 
     fn authorized(&self, auth: Option<&[u8]>) -> Result<(), Box<Response<Vec<u8>>>> {
-        let snap = self.gw.snapshot();
-        let Some(token) = snap.config.admin.token.as_ref() else {
-            return Err(Box::new(json_response(
-                StatusCode::FORBIDDEN,
-                &json!({"error": "forbidden", "message": "this admin call needs a token and none is configured: set admin.token_env and export that variable"}),
-            )));
-        };
-        let given = auth.and_then(|a| a.strip_prefix(b"Bearer ")).unwrap_or_default();
-        if constant_time_eq(given, token.expose().as_bytes()) {
-            Ok(())
-        } else {
-            let mut resp = json_response(
-                StatusCode::UNAUTHORIZED,
-                &json!({"error": "unauthorized", "message": "missing or wrong bearer token"}),
-            );
-            resp.headers_mut()
-                .insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
-            Err(Box::new(resp))
-        }
+        authorize(&self.gw.snapshot().config.admin, auth)
     }
 
     /// Routes one admin request; pure apart from reading gateway state, so it is testable.
@@ -186,13 +168,36 @@ impl ServeHttp for AdminApi {
     }
 }
 
+/// Checks a call's `Authorization` against the admin token (`Bearer <token>`): the answer to
+/// send when it is missing, wrong, or no token is configured. Shared with the sidecar's admin.
+pub fn authorize(admin: &crate::config::Admin, auth: Option<&[u8]>) -> Result<(), Box<Response<Vec<u8>>>> {
+    let Some(token) = admin.token.as_ref() else {
+        return Err(Box::new(json_response(
+            StatusCode::FORBIDDEN,
+            &json!({"error": "forbidden", "message": "this admin call needs a token and none is configured: set admin.token_env and export that variable"}),
+        )));
+    };
+    let given = auth.and_then(|a| a.strip_prefix(b"Bearer ")).unwrap_or_default();
+    if constant_time_eq(given, token.expose().as_bytes()) {
+        Ok(())
+    } else {
+        let mut resp = json_response(
+            StatusCode::UNAUTHORIZED,
+            &json!({"error": "unauthorized", "message": "missing or wrong bearer token"}),
+        );
+        resp.headers_mut()
+            .insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+        Err(Box::new(resp))
+    }
+}
+
 /// Token comparison that takes the same time wherever the first wrong byte is.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     a.ct_eq(b).into()
 }
 
-fn text(status: StatusCode, body: &str) -> Response<Vec<u8>> {
+pub fn text(status: StatusCode, body: &str) -> Response<Vec<u8>> {
     Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, "text/plain")
@@ -200,7 +205,7 @@ fn text(status: StatusCode, body: &str) -> Response<Vec<u8>> {
         .unwrap_or_else(|_| Response::new(Vec::new()))
 }
 
-fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Vec<u8>> {
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Vec<u8>> {
     let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
     body.push(b'\n');
     Response::builder()

@@ -5,8 +5,8 @@
 
 mod access_log;
 pub mod file;
-mod listeners;
-mod server;
+pub mod listeners;
+pub mod server;
 mod upgrade;
 mod validate;
 

@@ -18,14 +18,35 @@ use pingora::apps::ServerApp;
 use pingora::listeners::tls::Acceptor;
 use pingora::protocols::l4::stream::Stream as TcpStream;
 use pingora::protocols::{Stream, ALPN, IO};
-use pingora::proxy::HttpProxy;
+use pingora::proxy::{HttpProxy, ProxyHttp};
 use pingora::server::ShutdownWatch;
 use prometheus::IntCounterVec;
 
-use crate::proxy::ArenaProxy;
+use crate::config::ClientLimits;
 use crate::state::Gateway;
 use caps::Caps;
 use guard::ClientStream;
+
+/// Where the listener stage reads the client limits at each accept (so a reload changes
+/// them for new connections): the connection limits and the largest request head.
+pub trait ClientLimitsSource: Send + Sync + 'static {
+    fn client_limits(&self) -> (ClientLimits, usize);
+}
+
+impl ClientLimitsSource for Gateway {
+    fn client_limits(&self) -> (ClientLimits, usize) {
+        let snap = self.snapshot();
+        let server = &snap.config.server;
+        (server.client, server.max_request_header_bytes)
+    }
+}
+
+/// The listener stage's counters: refusals by reason, closes by reason.
+#[derive(Clone)]
+pub struct EdgeCounters {
+    pub refused: IntCounterVec,
+    pub closed: IntCounterVec,
+}
 
 /// A TLS listener: connections accepted on `address` are handshaked with `acceptor`.
 pub struct TlsListener {
@@ -33,24 +54,30 @@ pub struct TlsListener {
     pub acceptor: Acceptor,
 }
 
-/// The client-facing application: accepts, limits and hands connections to the proxy.
-pub struct Edge {
-    proxy: Arc<HttpProxy<ArenaProxy>>,
-    gw: Arc<Gateway>,
+/// The client-facing application: accepts, limits and hands connections to the proxy `P`
+/// (the gateway's, or a sidecar's inbound proxy), reading its limits from `S`.
+pub struct Edge<P: ProxyHttp, S> {
+    proxy: Arc<HttpProxy<P>>,
+    source: Arc<S>,
     tls: Vec<TlsListener>,
     caps: Arc<Caps>,
-    refused: IntCounterVec,
+    counters: EdgeCounters,
 }
 
-impl Edge {
-    pub fn new(proxy: Arc<HttpProxy<ArenaProxy>>, gw: Arc<Gateway>, tls: Vec<TlsListener>, caps: Arc<Caps>) -> Self {
-        let refused = gw.metrics.connections_refused.clone();
+impl<P: ProxyHttp, S: ClientLimitsSource> Edge<P, S> {
+    pub fn new(
+        proxy: Arc<HttpProxy<P>>,
+        source: Arc<S>,
+        tls: Vec<TlsListener>,
+        caps: Arc<Caps>,
+        counters: EdgeCounters,
+    ) -> Self {
         Edge {
             proxy,
-            gw,
+            source,
             tls,
             caps,
-            refused,
+            counters,
         }
     }
 
@@ -81,11 +108,14 @@ impl Edge {
             Ok(Ok(tls)) => Some(Box::new(tls)),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "client TLS handshake failed");
-                self.refused.with_label_values(&["tls_error"]).inc();
+                self.counters.refused.with_label_values(&["tls_error"]).inc();
                 None
             }
             Err(_) => {
-                self.refused.with_label_values(&["tls_handshake_timeout"]).inc();
+                self.counters
+                    .refused
+                    .with_label_values(&["tls_handshake_timeout"])
+                    .inc();
                 None
             }
         }
@@ -101,13 +131,14 @@ fn addresses(stream: &Stream) -> (Option<IpAddr>, Option<SocketAddr>) {
 }
 
 #[async_trait]
-impl ServerApp for Edge {
+impl<P, S> ServerApp for Edge<P, S>
+where
+    P: ProxyHttp + Send + Sync + 'static,
+    P::CTX: Send + Sync,
+    S: ClientLimitsSource,
+{
     async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        let (limits, max_head) = {
-            let snap = self.gw.snapshot();
-            let server = &snap.config.server;
-            (server.client, server.max_request_header_bytes)
-        };
+        let (limits, max_head) = self.source.client_limits();
         let (peer, local) = addresses(&stream);
         let permit = match self
             .caps
@@ -116,18 +147,18 @@ impl ServerApp for Edge {
             Ok(p) => p,
             Err(why) => {
                 // Refused at once: closing costs less than anything the connection could ask.
-                self.refused.with_label_values(&[why.as_str()]).inc();
+                self.counters.refused.with_label_values(&[why.as_str()]).inc();
                 return None;
             }
         };
         let stream = self.handshake(stream, local, limits.tls_handshake_timeout).await?;
         let http1 = stream.selected_alpn_proto() != Some(ALPN::H2);
-        let closed = self.gw.metrics.client_closed.clone();
+        let closed = self.counters.closed.clone();
         let guarded: Stream = Box::new(ClientStream::new(stream, limits, max_head, permit, http1, closed));
-        <HttpProxy<ArenaProxy> as ServerApp>::process_new(&self.proxy, guarded, shutdown).await
+        <HttpProxy<P> as ServerApp>::process_new(&self.proxy, guarded, shutdown).await
     }
 
     async fn cleanup(&self) {
-        <HttpProxy<ArenaProxy> as ServerApp>::cleanup(&self.proxy).await
+        <HttpProxy<P> as ServerApp>::cleanup(&self.proxy).await
     }
 }

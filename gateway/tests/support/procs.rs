@@ -13,8 +13,10 @@ use arena_testkit::Scratch;
 
 /// Path of a workspace binary in the same target profile directory as this test.
 pub fn bin(name: &str) -> PathBuf {
-    if name == "arena-gateway" {
-        return PathBuf::from(env!("CARGO_BIN_EXE_arena-gateway"));
+    // Cargo names the binary for the gateway's own tests; others (the sidecar's) find it
+    // beside them.
+    if let (true, Some(path)) = (name == "arena-gateway", option_env!("CARGO_BIN_EXE_arena-gateway")) {
+        return PathBuf::from(path);
     }
     arena_testkit::bin(name).unwrap_or_else(|e| panic!("{e}"))
 }

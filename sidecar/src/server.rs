@@ -1,0 +1,142 @@
+//! Process wiring: the inbound service behind the gateway's listener stage (connection caps,
+//! head deadlines, idle keep-alive), the admin service, the control thread, and shutdown.
+//!
+//! SIGTERM: `/readyz` turns 503 and every answer closes its connection, for
+//! `server.drain_delay`; then the sidecar waits for the requests at the app to finish (at most
+//! `server.grace_period`) and exits. It never refuses a request while the app still works on
+//! others. (A native sidecar gets SIGTERM after the app containers have stopped; an app that
+//! stopped first makes requests shed `app_unavailable`, which the gateway sends elsewhere.)
+//! SIGINT stops at once.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arena_gateway::listener::caps::Caps;
+use arena_gateway::listener::{Edge, EdgeCounters};
+use pingora::apps::HttpServerOptions;
+use pingora::proxy::HttpProxy;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::listening::Service;
+
+use crate::admin::AdminApi;
+use crate::config::Config;
+use crate::inbound::InboundProxy;
+use crate::metrics::Metrics;
+use crate::state::Sidecar;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+struct DrainThenStop {
+    sc: Arc<Sidecar>,
+}
+
+#[async_trait::async_trait]
+impl ShutdownSignalWatch for DrainThenStop {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::error!("cannot watch shutdown signals; stopping");
+            return ShutdownSignal::FastShutdown;
+        };
+        tokio::select! {
+            _ = int.recv() => return ShutdownSignal::FastShutdown,
+            _ = term.recv() => {}
+        }
+        let server = self.sc.config().server.clone();
+        tracing::info!(delay = ?server.drain_delay, "SIGTERM: draining (readyz 503, connections close after their answer)");
+        self.sc.start_draining();
+        tokio::select! {
+            _ = tokio::time::sleep(server.drain_delay) => {}
+            _ = int.recv() => return ShutdownSignal::FastShutdown,
+        }
+        // pingora now closes the listeners and waits out the grace period; the process leaves
+        // as soon as nothing is left at the app (a plain thread: pingora's wait may block the
+        // runtime this runs on).
+        let sc = Arc::clone(&self.sc);
+        let spawned = std::thread::Builder::new()
+            .name("arena-sidecar-drain".into())
+            .spawn(move || exit_when_idle(&sc));
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot watch the drain; waiting out the grace period");
+        }
+        ShutdownSignal::GracefulTerminate
+    }
+}
+
+/// Polls until no request has been at the app for a few polls in a row, then exits.
+fn exit_when_idle(sc: &Sidecar) {
+    let mut idle = 0;
+    while idle < 5 {
+        std::thread::sleep(Duration::from_millis(20));
+        idle = if sc.limiter.in_flight() == 0 && sc.limiter.queued() == 0 {
+            idle + 1
+        } else {
+            0
+        };
+    }
+    tracing::info!("no request left at the app; stopping");
+    std::process::exit(0);
+}
+
+pub struct Built {
+    server: Server,
+    pub sc: Arc<Sidecar>,
+}
+
+/// Builds the sidecar from a loaded configuration.
+pub fn build(config: Config, config_path: Option<PathBuf>) -> Result<Built, StartError> {
+    let conf = ServerConf {
+        threads: config.server.threads,
+        upstream_keepalive_pool_size: config.server.upstream_keepalive_pool_size,
+        grace_period_seconds: Some(config.server.grace_period.as_secs().max(1)),
+        graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout.as_secs().max(1)),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let listen = config.inbound.listen;
+    let admin_addr = config.admin.address;
+    let client = config.server.client;
+    let metrics = Metrics::new()?;
+    let sc = Sidecar::new(config, config_path, metrics)?;
+
+    let mut options = HttpServerOptions::default();
+    options.keepalive_request_limit = Some(client.max_requests_per_connection.saturating_sub(1));
+    let mut proxy = HttpProxy::new(InboundProxy::new(Arc::clone(&sc)), Arc::clone(&server.configuration));
+    proxy.server_options = Some(options);
+    proxy.handle_init_modules();
+    let caps = Caps::exported(sc.metrics.client_connections.clone());
+    let counters = EdgeCounters {
+        refused: sc.metrics.connections_refused.clone(),
+        closed: sc.metrics.client_closed.clone(),
+    };
+    let edge = Edge::new(Arc::new(proxy), Arc::clone(&sc), Vec::new(), caps, counters);
+    let mut inbound = Service::new("arena-sidecar inbound".to_string(), edge);
+    inbound.add_tcp(&listen.to_string());
+
+    let mut admin = Service::new("arena-sidecar admin".to_string(), AdminApi::new(Arc::clone(&sc)));
+    admin.add_tcp(&admin_addr.to_string());
+    admin.threads = Some(1);
+
+    server.add_service(inbound);
+    server.add_service(admin);
+    crate::control::start(Arc::clone(&sc))?;
+    server.bootstrap();
+    Ok(Built { server, sc })
+}
+
+/// Serves until shutdown, then exits the process.
+pub fn serve(built: Built) -> ! {
+    let Built { server, sc } = built;
+    server.run(RunArgs {
+        shutdown_signal: Box::new(DrainThenStop { sc }),
+    });
+    std::process::exit(0)
+}
