@@ -31,6 +31,9 @@ pub fn start(sc: Arc<Sidecar>) -> io::Result<()> {
 async fn run(sc: Arc<Sidecar>, mut hangups: tokio::signal::unix::Signal) {
     tokio::spawn(check_app(Arc::clone(&sc)));
     tokio::spawn(crate::cpu_task::run(Arc::clone(&sc)));
+    if sc.tls.is_some() {
+        tokio::spawn(rotate_certificates(Arc::clone(&sc)));
+    }
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let debounce = sc.config().server.watch_debounce;
     let _watcher = match (&sc.config_path, debounce.is_zero()) {
@@ -51,6 +54,39 @@ async fn run(sc: Arc<Sidecar>, mut hangups: tokio::signal::unix::Signal) {
                 }
             }
             else => break,
+        }
+    }
+}
+
+/// Re-reads the pod port's certificates every `inbound.tls.reload_interval`:
+/// a good new set is used for new handshakes, a bad one is reported once and the old set stays.
+async fn rotate_certificates(sc: Arc<Sidecar>) {
+    let Some(tls) = sc.tls.clone() else { return };
+    let mut last_error = None;
+    loop {
+        let poll = sc
+            .config()
+            .inbound
+            .tls
+            .as_ref()
+            .map_or(crate::config::defaults::TLS_RELOAD_INTERVAL, |t| t.reload_interval);
+        tokio::time::sleep(poll).await;
+        match tls.reload() {
+            Ok(true) => {
+                let (serial, not_after) = tls.serials();
+                tracing::info!(serial, not_after, "pod port certificates rotated");
+                sc.metrics.cert_reloads.with_label_values(&["ok"]).inc();
+                last_error = None;
+            }
+            Ok(false) => last_error = None,
+            Err(e) => {
+                let text = e.to_string();
+                if last_error.as_ref() != Some(&text) {
+                    tracing::warn!(error = %text, "new certificate files rejected; the running ones stay");
+                    sc.metrics.cert_reloads.with_label_values(&["rejected"]).inc();
+                    last_error = Some(text);
+                }
+            }
         }
     }
 }

@@ -8,13 +8,16 @@
 //! [`replay`] the tool that sends captures again.
 
 pub mod admin;
+pub mod certs;
 pub mod config;
 pub mod control;
 pub mod cpu;
 mod cpu_task;
 pub mod health;
+pub mod identity;
 pub mod inbound;
 pub mod metrics;
 pub mod replay;
 pub mod server;
 pub mod state;
+pub mod tls;

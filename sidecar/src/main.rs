@@ -30,6 +30,11 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Make a dev CA and workload certificates for mTLS between the gateway and sidecars.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
     /// Send the captured requests of DIR again, oldest first.
     Replay {
         dir: PathBuf,
@@ -45,6 +50,70 @@ enum Command {
         #[arg(long)]
         keep_host: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsCommand {
+    /// A new CA in DIR: ca.pem and ca-key.pem (never overwrites a CA key).
+    Init {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        #[arg(long, default_value = "arena")]
+        trust_domain: String,
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+    /// A workload certificate signed by DIR's CA: NAME.pem (chain) and NAME-key.pem.
+    Issue {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// The workload's identity, e.g. spiffe://arena/ns/edge/sa/gateway.
+        #[arg(long, value_name = "ID")]
+        spiffe_id: String,
+        /// Extra DNS names (the SPIFFE ID's DNS form is always added).
+        #[arg(long, value_name = "HOST")]
+        dns: Vec<String>,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+}
+
+fn certs(command: CertsCommand) -> ExitCode {
+    let result = match command {
+        CertsCommand::Init {
+            dir,
+            trust_domain,
+            days,
+        } => arena_sidecar::certs::init(&dir, &trust_domain, days)
+            .map(|()| format!("CA written to {}/ca.pem (key ca-key.pem, mode 0600)", dir.display())),
+        CertsCommand::Issue {
+            dir,
+            name,
+            spiffe_id,
+            dns,
+            days,
+        } => arena_sidecar::certs::issue(&dir, &name, &spiffe_id, &dns, days).map(|c| {
+            format!(
+                "{} and {} (serial {}, SANs {})",
+                c.cert_path.display(),
+                c.key_path.display(),
+                c.serial_hex,
+                c.sans.join(", ")
+            )
+        }),
+    };
+    match result {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("arena-sidecar certs: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -82,6 +151,7 @@ fn main() -> ExitCode {
             ExitCode::from(arena_sidecar::replay::run(&opts, &mut std::io::stdout()))
         }
         Command::Run { config } => run(config),
+        Command::Certs { command } => certs(command),
     }
 }
 

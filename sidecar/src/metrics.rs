@@ -29,6 +29,9 @@ pub struct Metrics {
     pub connections_refused: IntCounterVec,
     pub client_closed: IntCounterVec,
     pub reloads: IntCounterVec,
+    pub tls_handshakes: IntCounterVec,
+    pub cert_reloads: IntCounterVec,
+    pub cert_expiry: Gauge,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> prometheus::Result<T> {
@@ -166,6 +169,25 @@ impl Metrics {
                 "arena_sidecar_config_reloads_total",
                 "Configuration reloads by trigger and result",
                 &["trigger", "result"],
+            )?,
+            tls_handshakes: counters(
+                &r,
+                "arena_sidecar_tls_handshakes_total",
+                "Client certificates checked on the pod port: ok, unknown_ca, expired, identity_refused, other",
+                &["result"],
+            )?,
+            cert_reloads: counters(
+                &r,
+                "arena_sidecar_cert_reloads_total",
+                "Certificate file re-reads that changed something: ok, rejected (the old set stays)",
+                &["result"],
+            )?,
+            cert_expiry: reg(
+                &r,
+                Gauge::new(
+                    "arena_sidecar_cert_expiry_timestamp_seconds",
+                    "notAfter of the pod port's certificate (unix time)",
+                )?,
             )?,
             registry: r,
         };

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arena_gateway::listener::caps::Caps;
-use arena_gateway::listener::{Edge, EdgeCounters};
+use arena_gateway::listener::{Edge, EdgeCounters, TlsListener};
 use pingora::apps::HttpServerOptions;
+use pingora::listeners::tls::Acceptor;
 use pingora::proxy::HttpProxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
@@ -25,6 +26,7 @@ use crate::config::Config;
 use crate::inbound::InboundProxy;
 use crate::metrics::Metrics;
 use crate::state::Sidecar;
+use crate::tls::InboundTls;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -32,6 +34,8 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("inbound.tls: {0}")]
+    Tls(String),
 }
 
 struct DrainThenStop {
@@ -105,7 +109,18 @@ pub fn build(config: Config, config_path: Option<PathBuf>) -> Result<Built, Star
     let admin_addr = config.admin.address;
     let client = config.server.client;
     let metrics = Metrics::new()?;
-    let sc = Sidecar::new(config, config_path, metrics)?;
+    let tls = match &config.inbound.tls {
+        Some(spec) => Some(InboundTls::load(spec.files()).map_err(|e| StartError::Tls(e.to_string()))?),
+        None => None,
+    };
+    let listeners = match &tls {
+        Some(t) => vec![TlsListener {
+            address: listen,
+            acceptor: Acceptor::from_server_config(t.server_config()),
+        }],
+        None => Vec::new(),
+    };
+    let sc = Sidecar::new(config, config_path, metrics, tls)?;
 
     let mut options = HttpServerOptions::default();
     options.keepalive_request_limit = Some(client.max_requests_per_connection.saturating_sub(1));
@@ -117,7 +132,7 @@ pub fn build(config: Config, config_path: Option<PathBuf>) -> Result<Built, Star
         refused: sc.metrics.connections_refused.clone(),
         closed: sc.metrics.client_closed.clone(),
     };
-    let edge = Edge::new(Arc::new(proxy), Arc::clone(&sc), Vec::new(), caps, counters);
+    let edge = Edge::new(Arc::new(proxy), Arc::clone(&sc), listeners, caps, counters);
     let mut inbound = Service::new("arena-sidecar inbound".to_string(), edge);
     inbound.add_tcp(&listen.to_string());
 

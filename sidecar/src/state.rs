@@ -16,6 +16,7 @@ use crate::health::{AppState, Health};
 use crate::inbound::capture::Captures;
 use crate::inbound::limit::Limiter;
 use crate::metrics::Metrics;
+use crate::tls::InboundTls;
 
 /// The running sidecar.
 pub struct Sidecar {
@@ -32,10 +33,19 @@ pub struct Sidecar {
     draining: AtomicBool,
     generation: AtomicU64,
     reload_lock: Mutex<()>,
+    /// The pod port's mTLS state (certificates re-read on rotation), when configured.
+    pub tls: Option<Arc<InboundTls>>,
+    /// TLS refusal counts already added to the metrics.
+    tls_counted: Mutex<[u64; 5]>,
 }
 
 impl Sidecar {
-    pub fn new(config: Config, config_path: Option<PathBuf>, metrics: Metrics) -> std::io::Result<Arc<Self>> {
+    pub fn new(
+        config: Config,
+        config_path: Option<PathBuf>,
+        metrics: Metrics,
+        tls: Option<Arc<InboundTls>>,
+    ) -> std::io::Result<Arc<Self>> {
         let inbound = &config.inbound;
         let limiter = Limiter::new(&inbound.limit, inbound.queue);
         let health = Health::new(inbound.stuck_after, inbound.liveness_grace);
@@ -54,6 +64,8 @@ impl Sidecar {
             draining: AtomicBool::new(false),
             generation: AtomicU64::new(1),
             reload_lock: Mutex::new(()),
+            tls,
+            tls_counted: Mutex::new([0; 5]),
         }))
     }
 
@@ -162,6 +174,13 @@ impl Sidecar {
         if std::mem::discriminant(&new.inbound.limit) != std::mem::discriminant(&old.inbound.limit) {
             new.inbound.limit = old.inbound.limit.clone();
         }
+        if let (Some(tls), Some(spec)) = (&self.tls, &new.inbound.tls) {
+            tls.set_allow(spec.files().allow);
+        }
+        keep(
+            new.inbound.tls.is_some() != old.inbound.tls.is_some(),
+            "inbound.tls (on or off)",
+        );
         self.limiter.reconfigure(&new.inbound.limit, new.inbound.queue);
         self.health
             .reconfigure(new.inbound.stuck_after, new.inbound.liveness_grace);
@@ -189,6 +208,28 @@ impl Sidecar {
         let source = self.cpu_source();
         for s in ["cgroup", "procfs", "none"] {
             m.cpu_source.with_label_values(&[s]).set(i64::from(s == source));
+        }
+        if let Some(tls) = &self.tls {
+            let mut counted = self
+                .tls_counted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let refusals = tls.refusals();
+            let now = refusals
+                .iter()
+                .map(|(reason, n)| (*reason, *n))
+                .chain(std::iter::once(("ok", tls.accepted())));
+            for (i, (result, n)) in now.enumerate() {
+                if let Some(seen) = counted.get_mut(i) {
+                    m.tls_handshakes
+                        .with_label_values(&[result])
+                        .inc_by(n.saturating_sub(*seen));
+                    *seen = n;
+                }
+            }
+            if let (_, Some(not_after)) = tls.serials() {
+                m.cert_expiry.set(not_after as f64);
+            }
         }
         if let Some(v) = self.limiter.adaptive_view() {
             m.adaptive

@@ -53,3 +53,6 @@ pub const MAX_CAPTURE_BODY_BYTES: u64 = 16 * 1024 * 1024;
 pub const REDACT: &[&str] = &["authorization", "cookie", "proxy-authorization", "x-api-key"];
 
 pub const CPU_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How often the pod port's certificate files are re-read (Secret volumes update in place).
+pub const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(10);

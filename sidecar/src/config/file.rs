@@ -33,6 +33,23 @@ pub struct InboundFile {
     pub capture: Option<CaptureFile>,
     #[serde(default)]
     pub cpu: Option<CpuFile>,
+    #[serde(default)]
+    pub tls: Option<InboundTlsFile>,
+}
+
+/// mTLS on the pod port: the gateway must present a certificate of the CA (and, with `allow`,
+/// one of these SPIFFE identities).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundTlsFile {
+    pub ca_file: String,
+    pub cert_file: String,
+    pub key_file: String,
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// How often the files are re-read for rotation (default 10s).
+    #[serde(default)]
+    pub reload_interval: Option<Dur>,
 }
 
 /// How the sidecar learns that the app serves.

@@ -42,6 +42,35 @@ pub struct Inbound {
     pub liveness_grace: Duration,
     pub capture: Option<CaptureSpec>,
     pub cpu: CpuSpec,
+    pub tls: Option<InboundTlsSpec>,
+}
+
+/// mTLS on the pod port (files re-read on change: rotation without restart).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InboundTlsSpec {
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// SPIFFE IDs, or prefixes ending `/*`; empty admits any certificate of the CA.
+    pub allow: Vec<String>,
+    #[serde(serialize_with = "human")]
+    pub reload_interval: Duration,
+}
+
+impl InboundTlsSpec {
+    /// The files and parsed allow list (validation has parsed each entry already).
+    pub fn files(&self) -> crate::tls::TlsFiles {
+        crate::tls::TlsFiles {
+            ca_file: self.ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            allow: self
+                .allow
+                .iter()
+                .filter_map(|a| crate::identity::Allow::parse(a).ok())
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

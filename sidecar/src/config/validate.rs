@@ -11,9 +11,10 @@ use arena_gateway::config::file::{AdminFile, ServerFile};
 use arena_gateway::config::{listeners, server};
 
 use super::defaults as def;
-use super::file::{CaptureFile, ConcurrencyFile, CpuFile, InboundFile, LimitFile, TOP_LEVEL_KEYS};
+use super::file::{CaptureFile, ConcurrencyFile, CpuFile, InboundFile, InboundTlsFile, LimitFile, TOP_LEVEL_KEYS};
 use super::{
-    AimdSpec, AppCheck, CaptureSpec, CgroupChoice, Config, CpuSpec, GradientSpec, Inbound, LimitSpec, Loaded, QueueSpec,
+    AimdSpec, AppCheck, CaptureSpec, CgroupChoice, Config, CpuSpec, GradientSpec, Inbound, InboundTlsSpec, LimitSpec,
+    Loaded, QueueSpec,
 };
 
 /// Gateway `server:` keys that mean nothing beside a pod.
@@ -225,6 +226,7 @@ fn validate_inbound(c: &mut Diagnostics<'_>, f: &InboundFile, max_body: usize) -
     let limit = limit(c, f.max_concurrency.as_ref());
     let capture = f.capture.as_ref().and_then(|cf| capture(c, cf, max_body));
     let cpu = cpu(c, f.cpu.as_ref());
+    let tls = f.tls.as_ref().and_then(|t| tls(c, t));
     Some(Inbound {
         listen: listen?,
         app: app?,
@@ -240,7 +242,51 @@ fn validate_inbound(c: &mut Diagnostics<'_>, f: &InboundFile, max_body: usize) -
         liveness_grace: dur_or(f.liveness_grace, def::LIVENESS_GRACE),
         capture,
         cpu: cpu?,
+        tls,
     })
+}
+
+/// `inbound.tls`: each allow entry parses, and the files load as the listener will load them
+/// (so `check` accepts only what starts).
+fn tls(c: &mut Diagnostics<'_>, f: &InboundTlsFile) -> Option<InboundTlsSpec> {
+    let mut ok = true;
+    for (i, entry) in f.allow.iter().enumerate() {
+        if let Err(why) = crate::identity::Allow::parse(entry) {
+            ok = false;
+            c.error_at(
+                &[Seg::Key("inbound"), Seg::Key("tls"), Seg::Key("allow"), Seg::Index(i)],
+                format!("`{entry}` is not a SPIFFE ID or prefix: {why}"),
+                Some(
+                    "write e.g. spiffe://arena/ns/edge/sa/gateway, or spiffe://arena/ns/edge/* for a whole namespace"
+                        .into(),
+                ),
+            );
+        }
+    }
+    let spec = InboundTlsSpec {
+        ca_file: PathBuf::from(&f.ca_file),
+        cert_file: PathBuf::from(&f.cert_file),
+        key_file: PathBuf::from(&f.key_file),
+        allow: f.allow.clone(),
+        reload_interval: dur_or(f.reload_interval, def::TLS_RELOAD_INTERVAL),
+    };
+    if spec.reload_interval < Duration::from_millis(100) {
+        ok = false;
+        c.error_at(
+            &at(&["tls", "reload_interval"]),
+            "reload_interval must be at least 100ms",
+            None,
+        );
+    }
+    if let Err(e) = crate::tls::InboundTls::load(spec.files()) {
+        ok = false;
+        c.error_at(
+            &at(&["tls"]),
+            format!("inbound.tls: {e}"),
+            Some("`arena-sidecar certs init` and `certs issue` make a dev CA and workload certificates".into()),
+        );
+    }
+    ok.then_some(spec)
 }
 
 fn limit(c: &mut Diagnostics<'_>, f: Option<&ConcurrencyFile>) -> Option<LimitSpec> {

@@ -1,0 +1,188 @@
+//! mTLS on the pod port with real processes and certificates made by `arena-sidecar certs`:
+//! the right client certificate gets through, none / another CA's / a disallowed identity is
+//! refused in the handshake, and rotated certificates are served without a restart.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::support::gateway::Pod;
+use common::Sidecar;
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const POD_ID: &str = "spiffe://arena/ns/demo/sa/pod";
+const GATEWAY_ID: &str = "spiffe://arena/ns/edge/sa/gateway";
+
+fn certs(args: &[&str]) {
+    let out = std::process::Command::new(arena_testkit::bin("arena-sidecar").unwrap())
+        .arg("certs")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "certs {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn pems(path: &Path) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    rustls_pemfile::certs(&mut std::fs::read(path).unwrap().as_slice())
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// A client trusting `ca`, presenting `name`'s certificate from `dir` when given.
+fn client(ca: &Path, identity: Option<(&Path, &str)>) -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in pems(ca) {
+        roots.add(c).unwrap();
+    }
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match identity {
+        Some((dir, name)) => {
+            let chain = pems(&dir.join(format!("{name}.pem")));
+            let key = std::fs::read(dir.join(format!("{name}-key.pem"))).unwrap();
+            let key = rustls_pemfile::private_key(&mut key.as_slice()).unwrap().unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Arc::new(config)
+}
+
+/// One HTTPS GET: the status and the serial of the server certificate, or why it failed.
+async fn get(addr: SocketAddr, config: Arc<ClientConfig>) -> Result<(u16, String), String> {
+    let run = async {
+        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        // The pod's certificate carries its SPIFFE ID's DNS form as a DNS SAN.
+        let name = ServerName::try_from("pod.demo.sa.identity.arena").unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        let leaf = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .cloned()
+            .unwrap();
+        let serial = x509_parser::parse_x509_certificate(&leaf)
+            .unwrap()
+            .1
+            .raw_serial_as_string();
+        tls.write_all(b"GET /v1/matches HTTP/1.1\r\nhost: pod\r\nconnection: close\r\n\r\n")
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let mut answer = Vec::new();
+        tls.read_to_end(&mut answer).await.map_err(|e| format!("read: {e}"))?;
+        let status = std::str::from_utf8(answer.get(9..12).unwrap_or_default())
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("no status in {:?}", String::from_utf8_lossy(&answer)))?;
+        Ok((status, serial))
+    };
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .map_err(|_| "timed out".to_string())?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_admits_the_right_identity_and_rotates_without_restart() {
+    let scratch = tempfile::tempdir().unwrap();
+    let pki = scratch.path().join("pki");
+    let other = scratch.path().join("other-ca");
+    let d = |p: &Path| p.display().to_string();
+    certs(&["init", "--dir", &d(&pki)]);
+    certs(&["issue", "--dir", &d(&pki), "--name", "pod", "--spiffe-id", POD_ID]);
+    certs(&[
+        "issue",
+        "--dir",
+        &d(&pki),
+        "--name",
+        "gateway",
+        "--spiffe-id",
+        GATEWAY_ID,
+    ]);
+    certs(&[
+        "issue",
+        "--dir",
+        &d(&pki),
+        "--name",
+        "intruder",
+        "--spiffe-id",
+        "spiffe://arena/ns/edge/sa/scraper",
+    ]);
+    certs(&["init", "--dir", &d(&other)]);
+    certs(&[
+        "issue",
+        "--dir",
+        &d(&other),
+        "--name",
+        "gateway",
+        "--spiffe-id",
+        GATEWAY_ID,
+    ]);
+
+    let pod = Pod::start("127.0.0.1", &[]);
+    let tls = format!(
+        "  tls:\n    ca_file: {p}/ca.pem\n    cert_file: {p}/pod.pem\n    key_file: {p}/pod-key.pem\n    allow: [\"{GATEWAY_ID}\"]\n    reload_interval: 200ms\n",
+        p = d(&pki)
+    );
+    let sc = Sidecar::start("127.0.0.1", pod.addr, &tls, "");
+    sc.wait_ready(200);
+    let ca = pki.join("ca.pem");
+
+    let (status, first_serial) = get(sc.addr, client(&ca, Some((&pki, "gateway")))).await.unwrap();
+    assert_eq!(status, 200);
+    for (what, config) in [
+        ("no certificate", client(&ca, None)),
+        ("another CA's certificate", client(&ca, Some((&other, "gateway")))),
+        ("a disallowed identity", client(&ca, Some((&pki, "intruder")))),
+    ] {
+        let r = get(sc.addr, config).await;
+        assert!(r.is_err(), "{what} got through: {r:?}");
+    }
+    assert!(sc.metric("arena_sidecar_tls_handshakes_total{result=\"identity_refused\"}") >= 1.0);
+    assert!(sc.metric("arena_sidecar_tls_handshakes_total{result=\"ok\"}") >= 1.0);
+
+    // Rotation: the pod's certificate is reissued in place; new handshakes get it, same process.
+    let pid = sc.proc.0.pid();
+    certs(&["issue", "--dir", &d(&pki), "--name", "pod", "--spiffe-id", POD_ID]);
+    let mut rotated = None;
+    arena_testkit::wait::until("the new certificate served", Duration::from_secs(10), || {
+        let r = std::thread::scope(|s| {
+            s.spawn(|| {
+                tokio::runtime::Runtime::new()
+                    .unwrap()
+                    .block_on(get(sc.addr, client(&ca, Some((&pki, "gateway")))))
+            })
+            .join()
+            .unwrap()
+        });
+        match r {
+            Ok((200, serial)) if serial != first_serial => {
+                rotated = Some(serial);
+                true
+            }
+            _ => false,
+        }
+    })
+    .unwrap();
+    assert!(rotated.is_some());
+    assert_eq!(sc.proc.0.pid(), pid);
+    assert!(sc.metric("arena_sidecar_cert_reloads_total{result=\"ok\"}") >= 1.0);
+}
