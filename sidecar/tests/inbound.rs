@@ -22,13 +22,18 @@ async fn passes_through_with_a_load_report_and_the_request_id() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-pod"), Some("a"));
     let report = r.header("endpoint-load-metrics").expect("load report").to_string();
-    // The pod sends no report of its own: this one is the sidecar's (1 of 8 in flight).
+    // The pod sends no report of its own: this one is the sidecar's (nothing else in flight).
     assert_eq!(orca(&report, "named_metrics.limit"), Some(8.0), "{report}");
-    assert_eq!(orca(&report, "application_utilization"), Some(0.125), "{report}");
+    assert_eq!(orca(&report, "application_utilization"), Some(0.0), "{report}");
+    assert_eq!(orca(&report, "named_metrics.inflight"), Some(0.0), "{report}");
     assert_eq!(orca(&report, "named_metrics.queued"), Some(0.0), "{report}");
     // The id reached the app: the pod echoes what it got.
     assert_eq!(r.header("x-request-id"), Some("trace-1"));
-    assert_eq!(sc.metric("arena_sidecar_inbound_requests_total{outcome=\"ok\"}"), 1.0);
+    // Counted when the request ends, just after its answer went out.
+    arena_testkit::wait::until("the request counted", Duration::from_secs(10), || {
+        sc.metric("arena_sidecar_inbound_requests_total{outcome=\"ok\"}") == 1.0
+    })
+    .unwrap();
 
     // An app that reports keeps its own numbers, merged.
     let reporting = Pod::start("127.0.0.1", &["--load-report", "--report-utilization", "0.7"]);
@@ -166,22 +171,25 @@ async fn a_stuck_app_is_cut_captured_unreadied_restarted_and_replayed() {
     sc.wait_ready(503);
     assert_eq!(sc.load()["state"], "stuck");
     // The ring keeps the newest two captures.
-    arena_testkit::wait::until("two captures", Duration::from_secs(10), || {
-        std::fs::read_dir(&captures)
+    // The writer works behind the requests: wait for the last one's file, and the ring's trim.
+    let captured = || -> Vec<std::path::PathBuf> {
+        let mut files: Vec<_> = std::fs::read_dir(&captures)
             .map(|d| {
                 d.filter_map(Result::ok)
-                    .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-                    .count()
-                    == 2
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                    .collect()
             })
-            .unwrap_or(false)
+            .unwrap_or_default();
+        files.sort();
+        files
+    };
+    arena_testkit::wait::until("two captures, the last req-2", Duration::from_secs(10), || {
+        let files = captured();
+        files.len() == 2 && files[1].display().to_string().contains("req-2")
     })
     .unwrap();
-    let mut files: Vec<_> = std::fs::read_dir(&captures)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
+    let files = captured();
     let newest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&files[1]).unwrap()).unwrap();
     assert_eq!(newest["id"], "req-2");
     assert_eq!(newest["method"], "POST");

@@ -79,10 +79,12 @@ impl InboundProxy {
         }
     }
 
-    /// The load report as of now (`full`: the answer is a shed or the app is stuck).
+    /// The load report as of now (`full`: the answer is a shed or the app is stuck). An
+    /// answer's own request is done at the app: it does not count as in flight.
     fn own_load(&self, full: bool) -> report::Own {
+        let answering = usize::from(!full);
         report::Own {
-            in_flight: self.sc.limiter.in_flight(),
+            in_flight: self.sc.limiter.in_flight().saturating_sub(answering),
             queued: self.sc.limiter.queued(),
             limit: self.sc.limiter.limit(),
             cpu: self.sc.cpu(),
