@@ -9,7 +9,8 @@
 //!   per pod and the pickers; [`discovery`]: DNS discovery with last-good on failure;
 //!   [`resilience`]: outlier ejection, retry budget, latency window, rate limits; [`route`]:
 //!   matching a request against a route; [`release`]: grey releases (canary cohorts, the
-//!   analysis of both versions, the rollout state machine).
+//!   analysis of both versions, the rollout state machine); [`identity`]: SPIFFE workload
+//!   identities (the mTLS allow-lists and the DNS form a TLS client checks).
 //!
 //! Pure and deterministic under test: the clock is tokio's (pausable) and randomness is passed in.
 
@@ -18,6 +19,7 @@ pub mod cluster;
 pub mod config;
 pub mod diag;
 pub mod discovery;
+pub mod identity;
 pub mod release;
 pub mod resilience;
 pub mod route;

@@ -51,6 +51,12 @@ async fn run(gw: Arc<Gateway>, mut hangups: tokio::signal::unix::Signal) {
                 let snap = gw.snapshot();
                 arena_core::discovery::sweep(&snap.clusters);
                 n += 1;
+                if n.is_multiple_of(5) && snap.tls_files_changed() {
+                    // A rotated pod CA or client certificate (a Secret volume updates in place):
+                    // reload, which reads and checks the new files before they replace the old.
+                    tracing::info!("cluster TLS files changed: reloading");
+                    let _ = gw.reload("cert_rotation");
+                }
                 if n.is_multiple_of(10) {
                     // Rate-limit keys whose bucket is full again carry no state: forget them,
                     // so a flood of one-off client IPs cannot grow memory without bound.

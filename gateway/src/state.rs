@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::config::{self, Config, ConfigErrors, Diagnostic, HedgeAfter, Severity, Source};
 use crate::faas::Function;
 use crate::metrics::Metrics;
+use crate::proxy::peer_tls::PeerTls;
 use crate::route::{Route, RouteRelease, RouteTable};
 use arena_core::cluster::Cluster;
 use arena_core::release::{unix_ms_now, Release, ReleaseState};
@@ -30,6 +31,8 @@ pub struct Snapshot {
     pub redis: Option<Arc<RedisLimits>>,
     /// The releases, in file order; each keeps its state and windows across reloads.
     pub releases: Vec<Arc<Release>>,
+    /// TLS material of the clusters with `tls`, by cluster name.
+    pub peer_tls: Vec<(String, Arc<PeerTls>)>,
 }
 
 /// A release's persisted state by name (the state file, or Redis), read when a release
@@ -68,6 +71,21 @@ impl Snapshot {
                 }
             })
             .collect();
+        // TLS files are read again only when their cluster's spec or their bytes changed.
+        let mut peer_tls = Vec::new();
+        for spec in &config.clusters {
+            let Some(tls) = &spec.tls else { continue };
+            let kept = previous
+                .and_then(|p| Some((p.cluster(&spec.name)?, p.tls_of(&spec.name)?)))
+                .filter(|(c, t)| c.spec.tls.as_ref() == Some(tls) && !t.changed(tls))
+                .map(|(_, t)| Arc::clone(t));
+            let loaded = match kept {
+                Some(t) => t,
+                None => Arc::new(PeerTls::load(tls).map_err(|e| format!("cluster `{}` tls: {e}", spec.name))?),
+            };
+            peer_tls.push((spec.name.clone(), loaded));
+        }
+        let tls_of = |name: &str| peer_tls.iter().find(|(n, _)| n == name).map(|(_, t)| Arc::clone(t));
         // Functions keep their connection pools and concurrency permits when unchanged.
         let mut functions = Vec::with_capacity(config.faas.len());
         for spec in &config.faas {
@@ -112,6 +130,7 @@ impl Snapshot {
                             release: Arc::clone(rel),
                             canary: Arc::clone(canary),
                             metrics: metrics.release(rel.name()),
+                            canary_tls: tls_of(canary.name()),
                         })
                     });
                 let latency = match r.hedge.map(|h| h.after) {
@@ -132,6 +151,7 @@ impl Snapshot {
                         .and_then(|f| functions.iter().find(|x| x.name() == f.faas).cloned()),
                     latency,
                     release,
+                    tls: tls_of(cluster.name()),
                     spec: r.clone(),
                 }))
             })
@@ -144,7 +164,23 @@ impl Snapshot {
             functions,
             redis,
             releases,
+            peer_tls,
         })
+    }
+
+    /// The TLS material of cluster `name`, when it has `tls`.
+    pub fn tls_of(&self, name: &str) -> Option<&Arc<PeerTls>> {
+        self.peer_tls.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+
+    /// Whether some cluster's TLS files changed since they were loaded (rotation).
+    pub fn tls_files_changed(&self) -> bool {
+        self.clusters
+            .iter()
+            .any(|c| match (&c.spec.tls, self.tls_of(c.name())) {
+                (Some(spec), Some(t)) => t.changed(spec),
+                _ => false,
+            })
     }
 
     pub fn release(&self, name: &str) -> Option<&Arc<Release>> {

@@ -166,7 +166,7 @@ async fn serve_one(route: &Arc<Route>, head: &RequestHeader, req: &Req, rng: &mu
         let Ok((t, per_try)) = attempt::start(&mut routed, true, Instant::now(), rng) else {
             break;
         };
-        let _ = attempt::peer(&routed.cluster().spec, t.pod(), per_try, true);
+        let _ = attempt::peer(&routed.cluster().spec, t.pod(), per_try, true, routed.peer_tls());
         let Some(cause) = finish(&routed, t, end).await else {
             break;
         };

@@ -82,8 +82,8 @@ fn kubernetes_manifests_pass_the_api_schemas_strictly() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{text}");
-    // 1 + 2 + 8 + 5 resources, each reported as passed.
-    assert_eq!(text.matches(" passed for resource ").count(), 16, "{text}");
+    // 1 + 4 + 8 + 5 resources, each reported as passed.
+    assert_eq!(text.matches(" passed for resource ").count(), 18, "{text}");
 
     // The kustomization lists exactly these files.
     let kustomization = &docs("deploy/kubernetes/kustomization.yaml")[0];
@@ -173,26 +173,127 @@ async fn configmap_config_serves_the_headless_service_pods() {
         "gateway config does not ask for {srv}"
     );
 
-    // Two pods run with the Deployment's own arguments (listen address moved to loopback).
-    let pod_args = container_args(&find("deploy/kubernetes/sample-pods.yaml", "Deployment", "match-api"));
+    // mTLS material as the README makes it, laid out as the two Secrets' keys.
+    let dir = TempDir::new("deploy");
+    let pki = dir.0.join("pki");
+    let certs = |args: &[&str]| {
+        let out = Command::new(bin("arena-sidecar"))
+            .arg("certs")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "certs {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let p = pki.display().to_string();
+    certs(&["init", "--dir", &p]);
+    certs(&[
+        "issue",
+        "--dir",
+        &p,
+        "--name",
+        "match-api",
+        "--spiffe-id",
+        "spiffe://arena/ns/esports/sa/match-api",
+    ]);
+    certs(&[
+        "issue",
+        "--dir",
+        &p,
+        "--name",
+        "arena-gateway",
+        "--spiffe-id",
+        "spiffe://arena/ns/esports/sa/arena-gateway",
+    ]);
+    let secret = |name: &str, workload: &str| {
+        let d = dir.0.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(pki.join("ca.pem"), d.join("ca.pem")).unwrap();
+        std::fs::copy(pki.join(format!("{workload}.pem")), d.join("tls.pem")).unwrap();
+        std::fs::copy(pki.join(format!("{workload}-key.pem")), d.join("tls-key.pem")).unwrap();
+        d.display().to_string()
+    };
+    let (pod_mtls, gateway_mtls) = (secret("mtls-pod", "match-api"), secret("mtls-gateway", "arena-gateway"));
+
+    // Two pods, each app run with the Deployment's own arguments (its loopback port moved to a
+    // free one) behind a sidecar run with the shipped sidecar config (bind addresses, the app's
+    // address and the Secret's mount point changed).
+    let deployment_pods = find("deploy/kubernetes/sample-pods.yaml", "Deployment", "match-api");
+    let pod_spec = &deployment_pods["spec"]["template"]["spec"];
+    assert_eq!(
+        pod_spec["shareProcessNamespace"].as_bool(),
+        Some(true),
+        "the sidecar reads the app's /proc"
+    );
+    let sidecar = &pod_spec["initContainers"][0];
+    assert_eq!(str_at(sidecar, &["restartPolicy"]), "Always", "a native sidecar");
+    let pod_args = container_args(&deployment_pods);
     let listen_at = pod_args.iter().position(|a| a == "--listen").unwrap() + 1;
+    assert_eq!(
+        pod_args[listen_at], "127.0.0.1:8080",
+        "the app listens on loopback only"
+    );
+    assert!(
+        !pod_args.iter().any(|a| a == "--load-report"),
+        "the sidecar reports load"
+    );
+    let sidecar_text = str_at(
+        &find(
+            "deploy/kubernetes/sample-pods.yaml",
+            "ConfigMap",
+            "arena-sidecar-config",
+        ),
+        &["data", "sidecar.yaml"],
+    )
+    .to_string();
     let pod_port = port["port"].as_integer().unwrap() as u16;
-    assert_eq!(pod_args[listen_at], format!("0.0.0.0:{pod_port}"));
+    assert!(
+        sidecar_text.contains(&format!("listen: 0.0.0.0:{pod_port}")),
+        "{sidecar_text}"
+    );
     let mut pods = Vec::new();
     for ip in ["127.0.0.161", "127.0.0.162"] {
         let mut args = pod_args.clone();
-        args[listen_at] = format!("{ip}:0");
+        args[listen_at] = "127.0.0.1:0".into();
         let mut cmd = Command::new(bin("arena-pod"));
         cmd.args(&args);
-        let (proc, line) = Proc::spawn_until("arena-pod", cmd, "listening on", Duration::from_secs(10));
-        let addr: std::net::SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
-        pods.push((proc, addr));
+        let (app, line) = Proc::spawn_until("arena-pod", cmd, "listening on", Duration::from_secs(10));
+        let app_addr: std::net::SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
+        let (listen, sidecar_admin) = (free_addr(ip).unwrap(), free_addr("127.0.0.1").unwrap());
+        let local = sidecar_text
+            .replace(&format!("listen: 0.0.0.0:{pod_port}"), &format!("listen: {listen}"))
+            .replace("app: 127.0.0.1:8080", &format!("app: {app_addr}"))
+            .replace("address: 0.0.0.0:15021", &format!("address: {sidecar_admin}"))
+            .replace("/etc/arena/mtls", &pod_mtls)
+            .replace(
+                "/var/lib/arena/captures",
+                &dir.0.join(format!("captures-{ip}")).display().to_string(),
+            );
+        let file = dir.0.join(format!("sidecar-{ip}.yaml"));
+        std::fs::write(&file, &local).unwrap();
+        let mut args: Vec<String> = sidecar["args"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(args, ["run", "-c", "/etc/arena/sidecar.yaml"]);
+        args[2] = file.display().to_string();
+        let mut cmd = Command::new(bin("arena-sidecar"));
+        cmd.args(&args)
+            .env("ARENA_APP_CPU_LIMIT", "1000")
+            .env("RUST_LOG", "warn");
+        let sc = Proc::spawn("arena-sidecar", cmd);
+        pods.push((app, sc, listen, sidecar_admin));
     }
     let dns = Dnsmasq::start(
         &[],
         &[
-            (srv.as_str(), "pod-1.match-api.local", pods[0].1.port(), "127.0.0.161"),
-            (srv.as_str(), "pod-2.match-api.local", pods[1].1.port(), "127.0.0.162"),
+            (srv.as_str(), "pod-1.match-api.local", pods[0].2.port(), "127.0.0.161"),
+            (srv.as_str(), "pod-2.match-api.local", pods[1].2.port(), "127.0.0.162"),
         ],
     );
 
@@ -204,9 +305,9 @@ async fn configmap_config_serves_the_headless_service_pods() {
         .replace(
             &format!("name: {srv}\n"),
             &format!("name: {srv}\n      resolver: \"{}\"\n", dns.addr()),
-        );
+        )
+        .replace("/etc/arena/mtls", &gateway_mtls);
     assert_ne!(local, text);
-    let dir = TempDir::new("deploy");
     let file = dir.0.join("gateway.yaml");
     std::fs::write(&file, &local).unwrap();
 
@@ -279,19 +380,28 @@ async fn configmap_config_serves_the_headless_service_pods() {
         assert!(tokio::time::Instant::now() < deadline, "never ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // The pods' probe path answers too, and traffic reaches both pods through the gateway.
-    let pod_probe = str_at(
-        &find("deploy/kubernetes/sample-pods.yaml", "Deployment", "match-api")["spec"]["template"]["spec"]
-            ["containers"][0],
-        &["readinessProbe", "httpGet", "path"],
-    )
-    .to_string();
-    for (_, pod) in &pods {
-        assert_eq!(get(&c, *pod, &pod_probe, &[]).await.status, 200);
+    // The app container's probes ask its sidecar: ready once the app answers, live.
+    let app = &pod_spec["containers"][0];
+    for (_, _, _, sidecar_admin) in &pods {
+        for probe in ["readinessProbe", "livenessProbe"] {
+            let path = str_at(app, &[probe, "httpGet", "path"]);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while get(&c, *sidecar_admin, path, &[]).await.status != 200 {
+                assert!(tokio::time::Instant::now() < deadline, "{probe} {path} never 200");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
-    for _ in 0..20 {
-        assert_eq!(get(&c, addr, "/v1/matches", &[]).await.status, 200);
+    // Traffic reaches both pods through their sidecars, over mTLS, with their load reports
+    // read by the gateway (never passed on).
+    let mut served = std::collections::HashSet::new();
+    for _ in 0..40 {
+        let r = get(&c, addr, "/v1/matches", &[]).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.header("endpoint-load-metrics").is_none());
+        served.insert(r.header("x-pod").unwrap().to_string());
     }
+    assert_eq!(served.len(), 2, "{served:?}");
     // Prometheus' scrape works with the token and only with it.
     assert_eq!(get(&c, admin, "/metrics", &[]).await.status, 401);
     let scrape = get(
@@ -316,7 +426,7 @@ async fn configmap_config_serves_the_headless_service_pods() {
         .map(|p| p["address"].as_str().unwrap().to_string())
         .collect();
     found.sort();
-    assert_eq!(found, [pods[0].1.to_string(), pods[1].1.to_string()], "{clusters}");
+    assert_eq!(found, [pods[0].2.to_string(), pods[1].2.to_string()], "{clusters}");
 }
 
 #[test]
@@ -375,7 +485,7 @@ fn container_build_matches_the_toolchain_and_binaries() {
         dockerfile.contains(&format!("FROM rust:{channel}-")),
         "the build image must use the pinned toolchain {channel}"
     );
-    for name in ["arena-gateway", "arena-pod"] {
+    for name in ["arena-gateway", "arena-sidecar", "arena-pod"] {
         assert!(dockerfile.contains(&format!("--bin {name}")), "{name} not built");
         assert!(bin(name).exists(), "{name} is not a binary of this workspace");
     }

@@ -54,15 +54,18 @@ pub enum Shed {
     Stuck,
     Starting,
     AppUnavailable,
+    /// The sidecar is stopping: the request goes to another pod.
+    Draining,
 }
 
 impl Shed {
-    pub const ALL: [Shed; 5] = [
+    pub const ALL: [Shed; 6] = [
         Shed::QueueFull,
         Shed::QueueTimeout,
         Shed::Stuck,
         Shed::Starting,
         Shed::AppUnavailable,
+        Shed::Draining,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -72,6 +75,7 @@ impl Shed {
             Shed::Stuck => "stuck",
             Shed::Starting => "starting",
             Shed::AppUnavailable => "app_unavailable",
+            Shed::Draining => "draining",
         }
     }
 }

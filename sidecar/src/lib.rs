@@ -14,7 +14,7 @@ pub mod control;
 pub mod cpu;
 mod cpu_task;
 pub mod health;
-pub mod identity;
+pub use arena_core::identity;
 pub mod inbound;
 pub mod metrics;
 pub mod replay;

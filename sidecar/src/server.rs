@@ -2,9 +2,10 @@
 //! head deadlines, idle keep-alive), the admin service, the control thread, and shutdown.
 //!
 //! SIGTERM: `/readyz` turns 503 and every answer closes its connection, for
-//! `server.drain_delay`; then the sidecar waits for the requests at the app to finish (at most
-//! `server.grace_period`) and exits. It never refuses a request while the app still works on
-//! others. (A native sidecar gets SIGTERM after the app containers have stopped; an app that
+//! `server.drain_delay`; then new requests are shed `draining` (the gateway retries them on
+//! another pod) until the requests at the app have finished and none has come for a moment (at
+//! most `server.grace_period`), and the process exits. No request that reached the app is cut,
+//! and no connection is reset under a request it carried. (A native sidecar gets SIGTERM after the app containers have stopped; an app that
 //! stopped first makes requests shed `app_unavailable`, which the gateway sends elsewhere.)
 //! SIGINT stops at once.
 
@@ -57,38 +58,43 @@ impl ShutdownSignalWatch for DrainThenStop {
         let server = self.sc.config().server.clone();
         tracing::info!(delay = ?server.drain_delay, "SIGTERM: draining (readyz 503, connections close after their answer)");
         self.sc.start_draining();
-        tokio::select! {
-            _ = tokio::time::sleep(server.drain_delay) => {}
-            _ = int.recv() => return ShutdownSignal::FastShutdown,
+        let drained = async {
+            tokio::time::sleep(server.drain_delay).await;
+            // Closing the listener now would reset connections the gateway has just opened,
+            // their requests unread. Instead new requests are shed `draining` — they never ran,
+            // so the gateway sends them elsewhere and reads this pod as full — until nothing
+            // is at the app and no request has come for a while; only then does the process
+            // leave (and the listener with it).
+            self.sc.start_refusing();
+            tracing::info!("drain: new requests go to other pods; waiting for the app's last ones");
+            let until = tokio::time::Instant::now() + server.grace_period;
+            while tokio::time::Instant::now() < until {
+                let idle = self.sc.limiter.in_flight() == 0 && self.sc.limiter.queued() == 0;
+                if idle && self.sc.quiet_for() >= QUIET {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            false
+        };
+        let clean = tokio::select! {
+            clean = drained => clean,
+            _ = int.recv() => false,
+        };
+        if clean {
+            tracing::info!("no request left at the app; stopping");
+        } else {
+            tracing::warn!(
+                left = self.sc.limiter.in_flight(),
+                "stopping with requests still at the app (grace period over, or SIGINT)"
+            );
         }
-        // pingora now closes the listeners and waits out the grace period; the process leaves
-        // as soon as nothing is left at the app (a plain thread: pingora's wait may block the
-        // runtime this runs on).
-        let sc = Arc::clone(&self.sc);
-        let spawned = std::thread::Builder::new()
-            .name("arena-sidecar-drain".into())
-            .spawn(move || exit_when_idle(&sc));
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "cannot watch the drain; waiting out the grace period");
-        }
-        ShutdownSignal::GracefulTerminate
+        ShutdownSignal::FastShutdown
     }
 }
 
-/// Polls until no request has been at the app for a few polls in a row, then exits.
-fn exit_when_idle(sc: &Sidecar) {
-    let mut idle = 0;
-    while idle < 5 {
-        std::thread::sleep(Duration::from_millis(20));
-        idle = if sc.limiter.in_flight() == 0 && sc.limiter.queued() == 0 {
-            idle + 1
-        } else {
-            0
-        };
-    }
-    tracing::info!("no request left at the app; stopping");
-    std::process::exit(0);
-}
+/// How long without a new request before a draining sidecar leaves.
+const QUIET: Duration = Duration::from_millis(250);
 
 pub struct Built {
     server: Server,
@@ -100,7 +106,7 @@ pub fn build(config: Config, config_path: Option<PathBuf>) -> Result<Built, Star
     let conf = ServerConf {
         threads: config.server.threads,
         upstream_keepalive_pool_size: config.server.upstream_keepalive_pool_size,
-        grace_period_seconds: Some(config.server.grace_period.as_secs().max(1)),
+        grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout.as_secs().max(1)),
         ..ServerConf::default()
     };

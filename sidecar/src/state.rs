@@ -31,6 +31,12 @@ pub struct Sidecar {
     pub captures: Captures,
     pub metrics: Metrics,
     draining: AtomicBool,
+    /// The drain's second phase: new requests are shed `draining` (the gateway sends them to
+    /// another pod) while the last ones at the app finish.
+    refusing: AtomicBool,
+    /// When the last request arrived (µs since `epoch`): the sidecar leaves once it is quiet.
+    last_request_us: AtomicU64,
+    epoch: std::time::Instant,
     generation: AtomicU64,
     reload_lock: Mutex<()>,
     /// The pod port's mTLS state (certificates re-read on rotation), when configured.
@@ -62,6 +68,9 @@ impl Sidecar {
             captures,
             metrics,
             draining: AtomicBool::new(false),
+            refusing: AtomicBool::new(false),
+            last_request_us: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
             generation: AtomicU64::new(1),
             reload_lock: Mutex::new(()),
             tls,
@@ -103,6 +112,28 @@ impl Sidecar {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// From now on new requests are shed `draining`.
+    pub fn start_refusing(&self) {
+        self.refusing.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_refusing(&self) -> bool {
+        self.refusing.load(Ordering::Relaxed)
+    }
+
+    /// A request arrived (any, shed ones included).
+    pub fn request_arrived(&self) {
+        let us = self.epoch.elapsed().as_micros() as u64;
+        self.last_request_us.store(us, Ordering::Relaxed);
+    }
+
+    /// How long since the last request arrived.
+    pub fn quiet_for(&self) -> std::time::Duration {
+        let last = self.last_request_us.load(Ordering::Relaxed);
+        let now = self.epoch.elapsed().as_micros() as u64;
+        std::time::Duration::from_micros(now.saturating_sub(last))
     }
 
     /// `/readyz`: the app is ready and the sidecar is not draining.

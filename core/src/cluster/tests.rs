@@ -25,6 +25,7 @@ fn spec(addrs: &[u8]) -> ClusterSpec {
             consecutive_failures: 2,
             ..Default::default()
         },
+        tls: None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! one is picked, and the live-load and outlier tuning.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -73,6 +74,27 @@ pub struct ClusterFile {
     pub max_in_flight: Option<u32>,
     #[serde(default)]
     pub outlier: Option<OutlierFile>,
+    /// (m)TLS to the pods (sidecars' pod ports).
+    #[serde(default)]
+    pub tls: Option<ClusterTlsFile>,
+}
+
+/// `tls:` of a cluster: the CA the pods' certificates chain to, the client certificate to
+/// present (mTLS), and the name to check the pods' certificates for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterTlsFile {
+    pub ca_file: String,
+    #[serde(default)]
+    pub cert_file: Option<String>,
+    #[serde(default)]
+    pub key_file: Option<String>,
+    /// A DNS name the pods' certificates carry.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// The pods' SPIFFE identity; checked through its DNS form (`SA.NS.sa.identity.TD`).
+    #[serde(default)]
+    pub spiffe_id: Option<String>,
 }
 
 /// Passive outlier ejection.
@@ -109,6 +131,19 @@ pub struct ClusterSpec {
     /// Circuit breaker on the cluster's total in-flight requests.
     pub max_in_flight: Option<u32>,
     pub outlier: OutlierSpec,
+    pub tls: Option<ClusterTlsSpec>,
+}
+
+/// Validated `tls:` of a cluster (the files are read by the proxy that dials).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterTlsSpec {
+    pub ca_file: PathBuf,
+    /// Client certificate chain and key, together or not at all.
+    pub client: Option<(PathBuf, PathBuf)>,
+    /// The SNI sent and the DNS name the pods' certificates must carry.
+    pub server_name: String,
+    /// The SPIFFE ID `server_name` was derived from, when one was given.
+    pub spiffe_id: Option<String>,
 }
 
 /// Passive outlier ejection: a pod failing `consecutive_failures` times in a row is taken out
@@ -213,10 +248,79 @@ pub fn validate(c: &mut Diagnostics<'_>, items: &[(usize, ClusterFile)]) -> Vec<
                 per_try_timeout: cl.per_try_timeout.map(|d| d.0),
                 max_in_flight: cl.max_in_flight,
                 outlier,
+                tls: cl.tls.as_ref().and_then(|t| tls(c, &at("tls"), t)),
             },
         ));
     }
     out
+}
+
+fn tls(c: &mut Diagnostics<'_>, at: &[Seg], t: &ClusterTlsFile) -> Option<ClusterTlsSpec> {
+    let client = match (&t.cert_file, &t.key_file) {
+        (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+        (None, None) => None,
+        _ => {
+            c.error_at(
+                at,
+                "tls needs `cert_file` and `key_file` together",
+                Some("both for mTLS (the sidecars require a client certificate), neither for TLS only".into()),
+            );
+            return None;
+        }
+    };
+    let (server_name, spiffe_id) = match (&t.server_name, &t.spiffe_id) {
+        (Some(name), None) => {
+            if !crate::identity::is_dns_name(name) {
+                c.error_at(
+                    &super::fields::path(at, &["server_name"]),
+                    format!("server_name `{name}` is not a DNS name"),
+                    Some("the name the pods' certificates carry as a DNS SAN".into()),
+                );
+                return None;
+            }
+            (name.clone(), None)
+        }
+        (None, Some(id)) => {
+            let parsed = match crate::identity::SpiffeId::parse(id) {
+                Ok(p) => p,
+                Err(why) => {
+                    c.error_at(
+                        &super::fields::path(at, &["spiffe_id"]),
+                        format!("spiffe_id `{id}` is not a SPIFFE ID: {why}"),
+                        Some("write e.g. spiffe://arena/ns/demo/sa/match-api".into()),
+                    );
+                    return None;
+                }
+            };
+            let Some(dns) = crate::identity::dns_form(&parsed) else {
+                c.error_at(
+                    &super::fields::path(at, &["spiffe_id"]),
+                    format!("spiffe_id `{id}` has no DNS form"),
+                    Some(
+                        "the gateway checks a workload identity through its DNS form, which needs the shape \
+                         spiffe://TD/ns/NAMESPACE/sa/SERVICEACCOUNT (lowercase, no dots in the names)"
+                            .into(),
+                    ),
+                );
+                return None;
+            };
+            (dns, Some(id.clone()))
+        }
+        _ => {
+            c.error_at(
+                at,
+                "tls needs exactly one of `server_name` and `spiffe_id`",
+                Some("the identity the pods' certificates must prove; without one nothing would be checked".into()),
+            );
+            return None;
+        }
+    };
+    Some(ClusterTlsSpec {
+        ca_file: PathBuf::from(&t.ca_file),
+        client,
+        server_name,
+        spiffe_id,
+    })
 }
 
 fn source(c: &mut Diagnostics<'_>, i: usize, cl: &ClusterFile) -> Option<Source> {

@@ -22,7 +22,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-pub use cluster::{ClusterFile, ClusterSpec, DnsSpec, HashKey, LbKind, LoadTuning, OutlierSpec, RecordKind, Source};
+pub use cluster::{
+    ClusterFile, ClusterSpec, ClusterTlsSpec, DnsSpec, HashKey, LbKind, LoadTuning, OutlierSpec, RecordKind, Source,
+};
 pub use faas::{FaasFile, FaasKind, FaasSpec, FaasTarget};
 pub use limits::{LimitKey, LimitScope, RateLimitSpec, RedisFile, RedisSpec, SharedBudget};
 pub use protection::{FallbackOn, FallbackSpec, HedgeAfter, HedgeSpec, RetryOn, RetrySpec};

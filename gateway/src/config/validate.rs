@@ -6,7 +6,7 @@ use arena_core::config::{
     cluster, defaults, faas, limits, release, route, ClusterFile, FaasFile, RedisFile, ReleaseFile, RouteFile,
     SharedBudget,
 };
-use arena_core::diag::{parse_document, yaml, Diagnostics, Env};
+use arena_core::diag::{parse_document, yaml, Diagnostics, Env, Seg};
 
 use super::file::{AccessLogFile, AdminFile, ListenerFile, ServerFile, TOP_LEVEL_KEYS};
 use super::{access_log, listeners, server, Config, ConfigErrors, Diagnostic, Loaded};
@@ -115,6 +115,16 @@ fn build(c: &mut Diagnostics<'_>) -> Option<Config> {
     let admin = listeners::admin(c, s.admin, &listeners);
     let server = server::server(c, &s.server);
     let clusters = cluster::validate(c, &s.clusters);
+    for (i, spec) in &clusters {
+        // Read as the gateway will dial with them, so `check` accepts only what loads.
+        if let Some(Err(e)) = spec.tls.as_ref().map(crate::proxy::peer_tls::PeerTls::load) {
+            c.error_at(
+                &[Seg::Key("clusters"), Seg::Index(*i), Seg::Key("tls")],
+                format!("cluster `{}` tls: {e}", spec.name),
+                Some("`arena-sidecar certs init` and `certs issue` make a dev CA and workload certificates".into()),
+            );
+        }
+    }
     let faas = faas::validate(c, &s.faas);
     let redis = s.redis.as_ref().and_then(|r| limits::redis(c, r));
     let access_log = s.access_log.as_ref().map(|a| access_log::access_log(c, a));

@@ -542,3 +542,44 @@ fn admin_reads_need_the_token_beyond_loopback_by_default() {
         "{bad}"
     );
 }
+
+#[test]
+fn cluster_tls_needs_one_identity_and_a_whole_client_pair() {
+    let with = |tls: &str| {
+        let text = format!(
+            "listeners: [{{ name: public, address: 127.0.0.1:8080 }}]\nclusters:\n  - name: c\n    endpoints: [\"127.0.0.11:9100\"]\n    tls: {{ {tls} }}\nroutes: [{{ name: r, match: {{}}, cluster: c }}]\n"
+        );
+        load(&text, "t.yaml").map_err(|e| e.0.iter().map(|d| d.to_string()).collect::<Vec<_>>())
+    };
+    for (tls, says) in [
+        (
+            "ca_file: /nope/ca.pem, server_name: pod.local",
+            "cannot read /nope/ca.pem",
+        ),
+        ("ca_file: /nope/ca.pem", "exactly one of `server_name` and `spiffe_id`"),
+        (
+            "ca_file: /nope/ca.pem, server_name: a, spiffe_id: \"spiffe://arena/ns/a/sa/b\"",
+            "exactly one of",
+        ),
+        (
+            "ca_file: /nope/ca.pem, cert_file: /c.pem, server_name: a",
+            "`cert_file` and `key_file` together",
+        ),
+        (
+            "ca_file: /nope/ca.pem, spiffe_id: \"spiffe://arena/x\"",
+            "has no DNS form",
+        ),
+        (
+            "ca_file: /nope/ca.pem, spiffe_id: \"http://arena/x\"",
+            "is not a SPIFFE ID",
+        ),
+        ("ca_file: /nope/ca.pem, server_name: \"bad name\"", "is not a DNS name"),
+        ("ca_file: /nope/ca.pem, server_name: a, verify: false", "verify"),
+    ] {
+        let errors = with(tls).expect_err(tls);
+        assert!(
+            errors.iter().any(|e| e.contains(says) && e.contains("t.yaml:")),
+            "{tls}: {errors:#?}"
+        );
+    }
+}

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use super::classify::Fault;
 use super::ctx::{RequestId, Routed, Try};
 use super::error::GatewayError;
+use super::peer_tls::PeerTls;
 use crate::config::{ClusterSpec, RetryOn};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -68,8 +69,16 @@ pub fn start<R: Rng>(
 
 /// The pingora peer of a try, with its timeouts. Each timeout is a timer armed on every read
 /// or write, so only those that matter are set: no write timeout for a bodyless request.
-pub fn peer(spec: &ClusterSpec, pod: SocketAddr, per_try: Duration, bodyless: bool) -> HttpPeer {
-    let mut peer = HttpPeer::new(pod, false, String::new());
+pub fn peer(spec: &ClusterSpec, pod: SocketAddr, per_try: Duration, bodyless: bool, tls: Option<&PeerTls>) -> HttpPeer {
+    let mut peer = match tls {
+        // Never an empty SNI with TLS: pingora would then skip verification altogether.
+        Some(t) => {
+            let mut p = HttpPeer::new(pod, true, t.server_name.clone());
+            t.apply(&mut p);
+            p
+        }
+        None => HttpPeer::new(pod, false, String::new()),
+    };
     let opts = &mut peer.options;
     opts.connection_timeout = Some(spec.connect_timeout.min(per_try));
     opts.total_connection_timeout = Some(spec.connect_timeout.min(per_try));

@@ -144,6 +144,14 @@ impl Routed {
         self.cluster_of(self.try_version())
     }
 
+    /// TLS to the pods of the cluster the try in progress goes to.
+    pub fn peer_tls(&self) -> Option<&super::peer_tls::PeerTls> {
+        match (self.try_version(), &self.route.release) {
+            (Some(Version::Canary), Some(r)) => r.canary_tls.as_deref(),
+            _ => self.route.tls.as_deref(),
+        }
+    }
+
     /// The cluster serving `version` of this route (its own for stable or no release).
     pub fn cluster_of(&self, version: Option<Version>) -> &Arc<Cluster> {
         match (version, &self.route.release) {

@@ -18,6 +18,7 @@ pub mod ctx;
 pub mod error;
 pub mod fallback;
 pub mod hedge;
+pub mod peer_tls;
 mod random;
 mod request_id;
 pub mod respond;
@@ -205,7 +206,13 @@ impl ProxyHttp for ArenaProxy {
             Ok(s) => s,
             Err(e) => return Err(Self::fail(ctx, e)),
         };
-        let peer = attempt::peer(&routed.cluster().spec, t.pod(), per_try, routed.body.empty);
+        let peer = attempt::peer(
+            &routed.cluster().spec,
+            t.pod(),
+            per_try,
+            routed.body.empty,
+            routed.peer_tls(),
+        );
         routed.tries.current = Some(t);
         Ok(Box::new(peer))
     }

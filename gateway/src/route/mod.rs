@@ -25,6 +25,8 @@ pub struct Route {
     pub latency: Option<LatencyWindow>,
     /// The release splitting this route between `cluster` (stable) and a canary cluster.
     pub release: Option<RouteRelease>,
+    /// TLS to `cluster`'s pods, when it has `tls`.
+    pub tls: Option<Arc<crate::proxy::peer_tls::PeerTls>>,
 }
 
 /// A route's release: the release itself (weight, cohorts, windows) and its canary cluster.
@@ -32,6 +34,8 @@ pub struct RouteRelease {
     pub release: Arc<Release>,
     pub canary: Arc<Cluster>,
     pub metrics: crate::metrics::ReleaseMetrics,
+    /// TLS to the canary cluster's pods.
+    pub canary_tls: Option<Arc<crate::proxy::peer_tls::PeerTls>>,
 }
 
 /// Routes in file order.

@@ -167,6 +167,7 @@ impl ProxyHttp for InboundProxy {
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         let incoming = session.req_header().headers.get(&X_REQUEST_ID);
         ctx.id = self.ids.for_request(incoming);
+        self.sc.request_arrived();
         if self.sc.is_draining() {
             // Callers move to other pods: each connection closes after its answer.
             session.as_mut().set_keepalive(None);
@@ -175,6 +176,9 @@ impl ProxyHttp for InboundProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if self.sc.is_refusing() {
+            return self.shed(session, ctx, Shed::Draining).await;
+        }
         match self.sc.health.admit() {
             Ok(probe) => ctx.probe = probe,
             Err(why) => return self.shed(session, ctx, why).await,

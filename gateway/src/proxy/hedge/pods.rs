@@ -59,7 +59,13 @@ impl Racer for PodRace<'_> {
 
     fn launch(&mut self) -> Result<(usize, TryFuture<HttpSession>), GatewayError> {
         let (t, per_try) = random::with_rng(|rng| attempt::start(self.routed, false, Instant::now(), rng))?;
-        let peer = attempt::peer(&self.routed.cluster().spec, t.pod(), per_try, true);
+        let peer = attempt::peer(
+            &self.routed.cluster().spec,
+            t.pod(),
+            per_try,
+            true,
+            self.routed.peer_tls(),
+        );
         let idx = self.tries.len();
         let (connector, req, p) = (Arc::clone(&self.hedger.connector), self.request.clone(), peer.clone());
         let pod = t.pod();
