@@ -226,8 +226,8 @@ pub fn build(
 
 /// The client-facing service: pingora's proxy behind the listener stage (connection caps,
 /// TLS handshake with its timeout, the connection guard). TLS listeners are bound as plain TCP
-/// and handshaked by the listener stage.
-fn client_service(
+/// and handshaked by the listener stage. (A sidecar's outbound side is one too.)
+pub fn client_service(
     server: &Server,
     gw: &Arc<Gateway>,
     access_log: Option<Arc<AccessLog>>,

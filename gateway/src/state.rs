@@ -238,7 +238,13 @@ pub struct Gateway {
     handing_over: std::sync::atomic::AtomicBool,
     /// Where release states are kept, and operators' changes to them.
     pub rollouts: crate::rollout::Rollouts,
+    /// Turns the file's text into a gateway config at each reload (a sidecar's reads its
+    /// `outbound:` section).
+    loader: Loader,
 }
+
+/// Validates configuration text (the file's, named `origin`) into a gateway config.
+pub type Loader = Arc<dyn Fn(&str, &str) -> Result<config::Loaded, ConfigErrors> + Send + Sync>;
 
 impl Gateway {
     /// The gateway for a loaded `config`; `text_hash` is the hash of the file text it was
@@ -248,6 +254,18 @@ impl Gateway {
         config_path: Option<PathBuf>,
         text_hash: Option<u64>,
         metrics: Metrics,
+    ) -> Result<Arc<Self>, String> {
+        Self::with_loader(config, config_path, text_hash, metrics, Arc::new(config::load_str))
+    }
+
+    /// Like [`Gateway::new`], reloading through `loader` (the gateway's own document format
+    /// or another's that holds the same sections).
+    pub fn with_loader(
+        config: Config,
+        config_path: Option<PathBuf>,
+        text_hash: Option<u64>,
+        metrics: Metrics,
+        loader: Loader,
     ) -> Result<Arc<Self>, String> {
         let access_log_output = config.access_log.as_ref().map(|a| a.output.clone());
         let rollouts = crate::rollout::Rollouts::default();
@@ -273,6 +291,7 @@ impl Gateway {
             draining: std::sync::atomic::AtomicBool::new(false),
             handing_over: std::sync::atomic::AtomicBool::new(false),
             rollouts,
+            loader,
         }))
     }
 
@@ -387,7 +406,7 @@ impl Gateway {
         trigger: &str,
         generation: u64,
     ) -> Result<Vec<Diagnostic>, ConfigErrors> {
-        let loaded = config::load_str(text, origin)?;
+        let loaded = (self.loader)(text, origin)?;
         let old = self.snapshot.load_full();
         let (config, mut warnings) = (loaded.config, loaded.warnings);
         let opened = self.access_log_output.as_ref();

@@ -16,13 +16,31 @@ use arena_gateway::admin::{authorize, json_response, text};
 
 use crate::state::Sidecar;
 
+/// Largest admin request body read (a release weight or reason).
+const MAX_BODY: usize = 4096;
+
 pub struct AdminApi {
     sc: Arc<Sidecar>,
+    /// The gateway's admin over the outbound side (its `/clusters`, `/releases`, series).
+    outbound: std::sync::OnceLock<Option<arena_gateway::admin::AdminApi>>,
 }
 
 impl AdminApi {
     pub fn new(sc: Arc<Sidecar>) -> Self {
-        AdminApi { sc }
+        AdminApi {
+            sc,
+            outbound: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn outbound(&self) -> Option<&arena_gateway::admin::AdminApi> {
+        self.outbound
+            .get_or_init(|| {
+                self.sc
+                    .outbound()
+                    .map(|gw| arena_gateway::admin::AdminApi::new(Arc::clone(gw)))
+            })
+            .as_ref()
     }
 
     fn authorized(&self, auth: Option<&[u8]>) -> Result<(), Box<Response<Vec<u8>>>> {
@@ -46,11 +64,33 @@ impl AdminApi {
     }
 
     pub fn handle(&self, method: &Method, path: &str, auth: Option<&[u8]>) -> Response<Vec<u8>> {
+        self.handle_with(method, path, None, auth, b"")
+    }
+
+    /// Like [`AdminApi::handle`], with the query and body (the outbound side's release calls).
+    pub fn handle_with(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        auth: Option<&[u8]>,
+        body: &[u8],
+    ) -> Response<Vec<u8>> {
         let probe = matches!(path, "/healthz" | "/readyz" | "/livez");
         if !probe && self.sc.config().admin.reads_need_token() {
             if let Err(resp) = self.authorized(auth) {
                 return *resp;
             }
+        }
+        if path == "/clusters" || path == "/releases" || path.starts_with("/releases/") {
+            return match self.outbound() {
+                // Same token rules there: it reads the same admin section.
+                Some(gw) => gw.handle_with(method, path, query, auth, body),
+                None => json_response(
+                    StatusCode::NOT_FOUND,
+                    &json!({"error": "not_found", "message": "no outbound side is configured"}),
+                ),
+            };
         }
         let sc = &self.sc;
         match (method, path) {
@@ -68,10 +108,15 @@ impl AdminApi {
             (&Method::GET, "/load") => json_response(StatusCode::OK, &self.load_view()),
             (&Method::GET, "/metrics") => {
                 sc.refresh_gauges();
+                let mut body = sc.metrics.render();
+                if let (Some(gw), Some(_)) = (sc.outbound(), self.outbound()) {
+                    // The outbound side keeps the gateway's series names (same dashboards).
+                    body.extend_from_slice(&gw.metrics.render());
+                }
                 Response::builder()
                     .status(StatusCode::OK)
                     .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
-                    .body(sc.metrics.render())
+                    .body(body)
                     .unwrap_or_else(|_| Response::new(Vec::new()))
             }
             (&Method::GET, "/config") => json_response(
@@ -98,7 +143,7 @@ impl AdminApi {
             }
             _ => json_response(
                 StatusCode::NOT_FOUND,
-                &json!({"error": "not_found", "endpoints": ["/healthz", "/readyz", "/livez", "/load", "/metrics", "/config", "POST /reload"]}),
+                &json!({"error": "not_found", "endpoints": ["/healthz", "/readyz", "/livez", "/load", "/metrics", "/config", "POST /reload", "/clusters", "/releases"]}),
             ),
         }
     }
@@ -110,11 +155,19 @@ impl ServeHttp for AdminApi {
         let req = session.req_header();
         let method = req.method.clone();
         let path = req.uri.path().to_string();
+        let query = req.uri.query().map(str::to_string);
         let auth = req
             .headers
             .get(http::header::AUTHORIZATION)
             .map(|v| v.as_bytes().to_vec());
-        let _ = session.drain_request_body().await;
-        self.handle(&method, &path, auth.as_deref())
+        let mut body = Vec::new();
+        while let Ok(Some(chunk)) = session.read_request_body().await {
+            if body.len() + chunk.len() > MAX_BODY {
+                let _ = session.drain_request_body().await;
+                return json_response(StatusCode::PAYLOAD_TOO_LARGE, &json!({"error": "body_too_large"}));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        self.handle_with(&method, &path, query.as_deref(), auth.as_deref(), &body)
     }
 }

@@ -175,8 +175,14 @@ fn run(path: PathBuf) -> ExitCode {
         tracing::warn!("{w}");
     }
     let inbound = &loaded.config.inbound;
-    tracing::info!(listen = %inbound.listen, app = %inbound.app, admin = %loaded.config.admin.address, "arena-sidecar starting");
-    match arena_sidecar::server::build(loaded.config, Some(path)) {
+    let outbound = loaded
+        .config
+        .outbound
+        .as_ref()
+        .and_then(|o| o.listeners.first())
+        .map(|l| l.address);
+    tracing::info!(listen = %inbound.listen, app = %inbound.app, outbound = ?outbound, admin = %loaded.config.admin.address, "arena-sidecar starting");
+    match arena_sidecar::server::build(loaded, Some(path)) {
         Ok(built) => arena_sidecar::server::serve(built),
         Err(e) => {
             eprintln!("arena-sidecar: {e}");

@@ -37,6 +37,8 @@ pub enum StartError {
     Io(#[from] std::io::Error),
     #[error("inbound.tls: {0}")]
     Tls(String),
+    #[error("outbound: {0}")]
+    Outbound(String),
 }
 
 struct DrainThenStop {
@@ -101,8 +103,59 @@ pub struct Built {
     pub sc: Arc<Sidecar>,
 }
 
+/// The outbound side's reload: the whole sidecar document is validated, its `outbound:` is
+/// the gateway config (taking `outbound` away needs a restart, like adding it).
+fn outbound_loader() -> arena_gateway::state::Loader {
+    Arc::new(|text: &str, origin: &str| {
+        let loaded = crate::config::load_str(text, origin)?;
+        match loaded.config.outbound {
+            Some(engine) => Ok(arena_gateway::config::Loaded {
+                config: *engine,
+                warnings: loaded.warnings,
+                text_hash: loaded.text_hash,
+            }),
+            None => Err(arena_core::diag::ConfigErrors(vec![arena_core::diag::Diagnostic::new(
+                arena_core::diag::Severity::Error,
+                origin,
+                None,
+                "`outbound` was removed: the running outbound side stays until a restart".into(),
+                Some("restart the sidecar to run without an outbound side".into()),
+            )])),
+        }
+    })
+}
+
+/// The outbound side: the gateway's engine behind the same listener stage, on its own
+/// control thread (DNS, reload, releases).
+fn outbound_service(
+    server: &Server,
+    engine: arena_gateway::config::Config,
+    config_path: Option<PathBuf>,
+    text_hash: u64,
+) -> Result<
+    (
+        Arc<arena_gateway::state::Gateway>,
+        impl pingora::services::Service + 'static,
+    ),
+    StartError,
+> {
+    let listeners = engine.listeners.clone();
+    let client = (engine.server.client, engine.server.max_request_header_bytes);
+    let metrics = arena_gateway::metrics::Metrics::new()?;
+    let gw =
+        arena_gateway::state::Gateway::with_loader(engine, config_path, Some(text_hash), metrics, outbound_loader())
+            .map_err(StartError::Outbound)?;
+    let service = arena_gateway::server::client_service(server, &gw, None, &listeners, false, client)
+        .map_err(|e| StartError::Outbound(e.to_string()))?;
+    arena_gateway::control::start(Arc::clone(&gw))?;
+    Ok((gw, service))
+}
+
 /// Builds the sidecar from a loaded configuration.
-pub fn build(config: Config, config_path: Option<PathBuf>) -> Result<Built, StartError> {
+pub fn build(loaded: crate::config::Loaded, config_path: Option<PathBuf>) -> Result<Built, StartError> {
+    let text_hash = loaded.text_hash;
+    let mut config: Config = loaded.config;
+    let engine = config.outbound.take();
     let conf = ServerConf {
         threads: config.server.threads,
         upstream_keepalive_pool_size: config.server.upstream_keepalive_pool_size,
@@ -148,6 +201,11 @@ pub fn build(config: Config, config_path: Option<PathBuf>) -> Result<Built, Star
 
     server.add_service(inbound);
     server.add_service(admin);
+    if let Some(engine) = engine {
+        let (gw, service) = outbound_service(&server, *engine, sc.config_path.clone(), text_hash)?;
+        sc.set_outbound(gw);
+        server.add_service(service);
+    }
     crate::control::start(Arc::clone(&sc))?;
     server.bootstrap();
     Ok(Built { server, sc })

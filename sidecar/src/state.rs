@@ -43,6 +43,8 @@ pub struct Sidecar {
     pub tls: Option<Arc<InboundTls>>,
     /// TLS refusal counts already added to the metrics.
     tls_counted: Mutex<[u64; 5]>,
+    /// The outbound side (the gateway's engine), when configured.
+    outbound: std::sync::OnceLock<Arc<arena_gateway::state::Gateway>>,
 }
 
 impl Sidecar {
@@ -75,7 +77,17 @@ impl Sidecar {
             reload_lock: Mutex::new(()),
             tls,
             tls_counted: Mutex::new([0; 5]),
+            outbound: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Attaches the outbound side (once, at start).
+    pub fn set_outbound(&self, gw: Arc<arena_gateway::state::Gateway>) {
+        let _ = self.outbound.set(gw);
+    }
+
+    pub fn outbound(&self) -> Option<&Arc<arena_gateway::state::Gateway>> {
+        self.outbound.get()
     }
 
     pub fn config(&self) -> Arc<Config> {

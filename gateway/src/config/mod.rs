@@ -168,4 +168,4 @@ pub fn load_str(text: &str, origin: &str) -> Result<Loaded, ConfigErrors> {
     validate::load(text, origin)
 }
 
-pub use validate::text_hash;
+pub use validate::{engine_sections, text_hash, EngineFiles, EngineSections};

@@ -3,8 +3,8 @@
 //! every problem collected at its position.
 
 use arena_core::config::{
-    cluster, defaults, faas, limits, release, route, ClusterFile, FaasFile, RedisFile, ReleaseFile, RouteFile,
-    SharedBudget,
+    cluster, defaults, faas, limits, release, route, ClusterFile, ClusterSpec, FaasFile, FaasSpec, RedisFile,
+    RedisSpec, ReleaseFile, ReleaseSpec, RouteFile, RouteSpec, SharedBudget,
 };
 use arena_core::diag::{parse_document, yaml, Diagnostics, Env, Seg};
 
@@ -114,9 +114,56 @@ fn build(c: &mut Diagnostics<'_>) -> Option<Config> {
     let listeners = listeners::listeners(c, &s.listeners);
     let admin = listeners::admin(c, s.admin, &listeners);
     let server = server::server(c, &s.server);
-    let clusters = cluster::validate(c, &s.clusters);
+    let engine = engine_sections(
+        c,
+        &EngineFiles {
+            clusters: &s.clusters,
+            routes: &s.routes,
+            faas: &s.faas,
+            redis: s.redis.as_ref(),
+            releases: &s.releases,
+        },
+    );
+    let access_log = s.access_log.as_ref().map(|a| access_log::access_log(c, a));
+    Some(Config {
+        listeners,
+        admin: admin?,
+        debug_headers: s.debug_headers,
+        server,
+        clusters: engine.clusters,
+        routes: engine.routes,
+        faas: engine.faas,
+        redis: engine.redis,
+        access_log,
+        releases: engine.releases,
+    })
+}
+
+/// The routing engine's sections as decoded (the gateway's top level, or a sidecar's
+/// `outbound:`), each list item with its index.
+pub struct EngineFiles<'f> {
+    pub clusters: &'f [(usize, ClusterFile)],
+    pub routes: &'f [(usize, RouteFile)],
+    pub faas: &'f [(usize, FaasFile)],
+    pub redis: Option<&'f RedisFile>,
+    pub releases: &'f [(usize, ReleaseFile)],
+}
+
+/// The routing engine's sections, validated.
+pub struct EngineSections {
+    pub clusters: Vec<ClusterSpec>,
+    pub routes: Vec<RouteSpec>,
+    pub faas: Vec<FaasSpec>,
+    pub redis: Option<RedisSpec>,
+    pub releases: Vec<ReleaseSpec>,
+}
+
+/// Validates clusters (their TLS files read as the proxy will dial with them, so `check`
+/// accepts only what loads), functions, Redis, routes and releases, with the references
+/// between them; `c`'s root is the mapping that holds them.
+pub fn engine_sections(c: &mut Diagnostics<'_>, f: &EngineFiles<'_>) -> EngineSections {
+    let clusters = cluster::validate(c, f.clusters);
     for (i, spec) in &clusters {
-        // Read as the gateway will dial with them, so `check` accepts only what loads.
         if let Some(Err(e)) = spec.tls.as_ref().map(crate::proxy::peer_tls::PeerTls::load) {
             c.error_at(
                 &[Seg::Key("clusters"), Seg::Index(*i), Seg::Key("tls")],
@@ -125,33 +172,27 @@ fn build(c: &mut Diagnostics<'_>) -> Option<Config> {
             );
         }
     }
-    let faas = faas::validate(c, &s.faas);
-    let redis = s.redis.as_ref().and_then(|r| limits::redis(c, r));
-    let access_log = s.access_log.as_ref().map(|a| access_log::access_log(c, a));
-    let canaries: Vec<&str> = s.releases.iter().map(|(_, r)| r.canary.as_str()).collect();
+    let faas = faas::validate(c, f.faas);
+    let redis = f.redis.and_then(|r| limits::redis(c, r));
+    let canaries: Vec<&str> = f.releases.iter().map(|(_, r)| r.canary.as_str()).collect();
     let refs = route::References {
         also_used: &canaries,
         clusters: &clusters,
         faas: &faas,
         redis: SharedBudget {
-            redis: s.redis.is_some(),
-            replicas: s.redis.as_ref().and_then(|r| r.replicas),
+            redis: f.redis.is_some(),
+            replicas: f.redis.and_then(|r| r.replicas),
         },
     };
-    let routes = route::validate(c, &s.routes, &refs);
-    let releases = release::validate(c, &s.releases, &clusters, &routes, s.redis.is_some());
-    Some(Config {
-        listeners,
-        admin: admin?,
-        debug_headers: s.debug_headers,
-        server,
+    let routes = route::validate(c, f.routes, &refs);
+    let releases = release::validate(c, f.releases, &clusters, &routes, f.redis.is_some());
+    EngineSections {
         clusters: clusters.into_iter().map(|(_, c)| c).collect(),
         routes: routes.into_iter().map(|(_, r)| r).collect(),
         faas,
         redis,
-        access_log,
         releases,
-    })
+    }
 }
 
 #[cfg(test)]

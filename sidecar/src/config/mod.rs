@@ -4,6 +4,7 @@
 
 pub mod defaults;
 pub mod file;
+pub mod outbound;
 mod validate;
 
 use std::net::SocketAddr;
@@ -23,6 +24,9 @@ pub struct Config {
     pub inbound: Inbound,
     pub admin: Admin,
     pub server: Server,
+    /// The app's outbound calls through the gateway's engine (its one listener is
+    /// `outbound.listen`).
+    pub outbound: Option<Box<arena_gateway::config::Config>>,
 }
 
 /// The pod side: the port the gateway dials and the app behind it.

@@ -39,8 +39,21 @@ pub fn load_str(text: &str, origin: &str) -> Result<Loaded, ConfigErrors> {
 pub fn load_with_env(text: &str, origin: &str, env: Env<'_>) -> Result<Loaded, ConfigErrors> {
     let root = parse_document(text, origin)?;
     let mut c = Diagnostics::with_env(&root, origin, text, env);
-    let config = build(&mut c);
-    let diags = c.into_list();
+    let mut config = build(&mut c);
+    let mut diags = c.into_list();
+    let outbound_node = yaml::entries(&root)
+        .and_then(|e| e.into_iter().find(|(k, _, _)| k == "outbound"))
+        .map(|(_, _, v)| v);
+    if let Some(node) = outbound_node {
+        // Its own collector rooted at the section: the shared validators' paths start at
+        // `clusters`, `routes`..., and every position is still the file's.
+        let mut o = Diagnostics::with_env(node, origin, text, env);
+        let outbound = super::outbound::validate(&mut o, config.as_ref());
+        diags.extend(o.into_list());
+        if let Some(cfg) = config.as_mut() {
+            cfg.outbound = outbound;
+        }
+    }
     match config {
         Some(config) if !diags.iter().any(Diagnostic::is_error) => Ok(Loaded {
             config,
@@ -86,11 +99,8 @@ fn build(c: &mut Diagnostics<'_>) -> Option<Config> {
                     server_file = c.decode(value).unwrap_or_default();
                 }
             }
-            "outbound" => c.error(
-                yaml::pos(key_node),
-                "`outbound` is not built yet in this version of arena-sidecar",
-                Some("route the app's outbound calls through the gateway for now".into()),
-            ),
+            // Validated on its own (see `load_with_env`).
+            "outbound" => {}
             other => {
                 let hint = match yaml::closest(other, TOP_LEVEL_KEYS) {
                     Some(best) => format!("did you mean `{best}`? top-level keys: {}", TOP_LEVEL_KEYS.join(", ")),
@@ -141,7 +151,12 @@ fn build(c: &mut Diagnostics<'_>) -> Option<Config> {
             Some("give the admin API its own port".into()),
         );
     }
-    Some(Config { inbound, admin, server })
+    Some(Config {
+        inbound,
+        admin,
+        server,
+        outbound: None,
+    })
 }
 
 fn at(keys: &[&'static str]) -> Vec<Seg> {

@@ -65,7 +65,7 @@ fn all_problems_are_reported_with_positions() {
         "max_files must be between",
         "cpu.cgroup `sometimes`",
         "`server.upgrade_sock` is a gateway key",
-        "`outbound` is not built yet",
+        "`outbound` needs `listen`",
     ] {
         assert!(errors.iter().any(|e| e.contains(says)), "{says}: {errors:#?}");
     }
@@ -105,4 +105,30 @@ mod props {
             }
         }
     }
+}
+
+#[test]
+fn outbound_uses_the_gateways_keys_and_rules_at_their_positions() {
+    let ok = load(&format!(
+        "{MIN}outbound:\n  listen: 127.0.0.1:15001\n  clusters:\n    - {{ name: players, endpoints: [\"127.0.0.1:9200\"] }}\n  routes:\n    - {{ name: p, match: {{}}, cluster: players }}\n"
+    ))
+    .unwrap();
+    let engine = ok.config.outbound.unwrap();
+    assert_eq!(engine.listeners[0].address.to_string(), "127.0.0.1:15001");
+    assert_eq!(engine.routes[0].cluster, "players");
+    let errors = load(&format!(
+        "{MIN}outbound:\n  listen: 127.0.0.1:9100\n  clusters:\n    - {{ name: players }}\n  rootes: []\n  routes:\n    - {{ name: p, match: {{}}, cluster: plaiers }}\n"
+    ))
+    .unwrap_err();
+    for says in [
+        "sidecar.yaml:5:7",
+        "has no pods",
+        "did you mean `routes`",
+        "plaiers",
+        "is also the inbound, app or admin address",
+    ] {
+        assert!(errors.iter().any(|e| e.contains(says)), "{says}: {errors:#?}");
+    }
+    let missing = load(&format!("{MIN}outbound: {{ clusters: [] }}\n")).unwrap_err();
+    assert!(missing.iter().any(|e| e.contains("needs `listen`")), "{missing:?}");
 }
