@@ -12,12 +12,9 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
-use arena_gateway::admin::{authorize, json_response, text};
+use arena_gateway::admin::{authorize, json_response, read_request, text};
 
 use crate::state::Sidecar;
-
-/// Largest admin request body read (a release weight or reason).
-const MAX_BODY: usize = 4096;
 
 pub struct AdminApi {
     sc: Arc<Sidecar>,
@@ -152,22 +149,9 @@ impl AdminApi {
 #[async_trait]
 impl ServeHttp for AdminApi {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let req = session.req_header();
-        let method = req.method.clone();
-        let path = req.uri.path().to_string();
-        let query = req.uri.query().map(str::to_string);
-        let auth = req
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes().to_vec());
-        let mut body = Vec::new();
-        while let Ok(Some(chunk)) = session.read_request_body().await {
-            if body.len() + chunk.len() > MAX_BODY {
-                let _ = session.drain_request_body().await;
-                return json_response(StatusCode::PAYLOAD_TOO_LARGE, &json!({"error": "body_too_large"}));
-            }
-            body.extend_from_slice(&chunk);
+        match read_request(session).await {
+            Ok(c) => self.handle_with(&c.method, &c.path, c.query.as_deref(), c.auth.as_deref(), &c.body),
+            Err(answer) => *answer,
         }
-        self.handle_with(&method, &path, query.as_deref(), auth.as_deref(), &body)
     }
 }

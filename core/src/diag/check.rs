@@ -8,6 +8,22 @@ use super::diagnostic::{ConfigErrors, Diagnostic, Severity};
 use super::yaml::{self, Pos, Seg};
 
 /// Parses YAML text, turning a syntax error into a positioned diagnostic.
+/// Reads a configuration file: its text and the origin its diagnostics name, or the one
+/// diagnostic that says why it cannot be read.
+pub fn read_config(path: &std::path::Path) -> Result<(String, String), ConfigErrors> {
+    let origin = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((text, origin)),
+        Err(e) => Err(ConfigErrors(vec![Diagnostic::new(
+            Severity::Error,
+            &origin,
+            None,
+            format!("cannot read configuration: {e}"),
+            Some("check the path given with -c/--config".into()),
+        )])),
+    }
+}
+
 pub fn parse_document(text: &str, origin: &str) -> Result<MarkedYamlOwned, ConfigErrors> {
     yaml::parse(text).map_err(|(pos, msg)| {
         ConfigErrors(vec![Diagnostic::new(
@@ -94,6 +110,17 @@ impl<'a> Diagnostics<'a> {
 
     pub fn warn(&mut self, pos: Pos, message: impl Into<String>, hint: Option<String>) {
         self.push(Severity::Warning, pos, message.into(), hint);
+    }
+
+    /// Reports `key` (at `key_node`) as unknown among `known`, the closest one as the hint;
+    /// `what` names the kind of key ("top-level key", "outbound key").
+    pub fn unknown_key(&mut self, key_node: &MarkedYamlOwned, key: &str, what: &str, known: &[&str]) {
+        let list = known.join(", ");
+        let hint = match yaml::closest(key, known) {
+            Some(best) => format!("did you mean `{best}`? {what}s: {list}"),
+            None => format!("{what}s: {list}"),
+        };
+        self.error(yaml::pos(key_node), format!("unknown {what} `{key}`"), Some(hint));
     }
 
     /// Reports at the node found by `path` (or its nearest existing ancestor).

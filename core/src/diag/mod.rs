@@ -7,6 +7,6 @@ mod check;
 mod diagnostic;
 pub mod yaml;
 
-pub use check::{parse_document, Diagnostics, Env};
+pub use check::{parse_document, read_config, Diagnostics, Env};
 pub use diagnostic::{ConfigErrors, Diagnostic, Severity};
 pub use yaml::{closest, Pos, Seg};

@@ -140,31 +140,49 @@ impl AdminApi {
     }
 }
 
+/// One admin call as read from the session: small bodies (a weight, a reason) are kept, a
+/// bigger one is drained so the connection stays usable.
+pub struct AdminRequest {
+    pub method: Method,
+    pub path: String,
+    pub query: Option<String>,
+    pub auth: Option<Vec<u8>>,
+    pub body: Vec<u8>,
+}
+
+/// Reads an admin call, or the answer to a body that is too large.
+pub async fn read_request(session: &mut ServerSession) -> Result<AdminRequest, Box<Response<Vec<u8>>>> {
+    let req = session.req_header();
+    let mut call = AdminRequest {
+        method: req.method.clone(),
+        path: req.uri.path().to_string(),
+        query: req.uri.query().map(str::to_string),
+        auth: req
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes().to_vec()),
+        body: Vec::new(),
+    };
+    while let Ok(Some(chunk)) = session.read_request_body().await {
+        if call.body.len() + chunk.len() > MAX_BODY {
+            let _ = session.drain_request_body().await;
+            return Err(Box::new(json_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &json!({"error": "body_too_large", "message": format!("admin bodies are at most {MAX_BODY} bytes")}),
+            )));
+        }
+        call.body.extend_from_slice(&chunk);
+    }
+    Ok(call)
+}
+
 #[async_trait]
 impl ServeHttp for AdminApi {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let req = session.req_header();
-        let method = req.method.clone();
-        let path = req.uri.path().to_string();
-        let query = req.uri.query().map(str::to_string);
-        let auth = req
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes().to_vec());
-        // A small body (a weight, a reason) is read; the rest is drained so the connection
-        // can be reused.
-        let mut body = Vec::new();
-        while let Ok(Some(chunk)) = session.read_request_body().await {
-            if body.len() + chunk.len() > MAX_BODY {
-                let _ = session.drain_request_body().await;
-                return json_response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &json!({"error": "body_too_large", "message": format!("admin bodies are at most {MAX_BODY} bytes")}),
-                );
-            }
-            body.extend_from_slice(&chunk);
+        match read_request(session).await {
+            Ok(c) => self.handle_with(&c.method, &c.path, c.query.as_deref(), c.auth.as_deref(), &c.body),
+            Err(answer) => *answer,
         }
-        self.handle_with(&method, &path, query.as_deref(), auth.as_deref(), &body)
     }
 }
 

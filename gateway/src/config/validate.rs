@@ -93,17 +93,7 @@ fn sections(c: &mut Diagnostics<'_>) -> Sections {
                     s.server = c.decode(value).unwrap_or_default();
                 }
             }
-            other => {
-                let hint = match yaml::closest(other, TOP_LEVEL_KEYS) {
-                    Some(best) => format!("did you mean `{best}`? top-level keys: {}", TOP_LEVEL_KEYS.join(", ")),
-                    None => format!("top-level keys: {}", TOP_LEVEL_KEYS.join(", ")),
-                };
-                c.error(
-                    yaml::pos(key_node),
-                    format!("unknown top-level key `{other}`"),
-                    Some(hint),
-                );
-            }
+            other => c.unknown_key(key_node, other, "top-level key", TOP_LEVEL_KEYS),
         }
     }
     s

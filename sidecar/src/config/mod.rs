@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use arena_core::config::ser::human;
-use arena_core::diag::{ConfigErrors, Diagnostic, Severity};
+use arena_core::diag::{ConfigErrors, Diagnostic};
 use serde::Serialize;
 
 pub use arena_gateway::config::{Admin, Server};
@@ -176,15 +176,6 @@ pub struct Loaded {
 
 /// Loads and validates a configuration file.
 pub fn load_file(path: &Path) -> Result<Loaded, ConfigErrors> {
-    let origin = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => load_str(&text, &origin),
-        Err(e) => Err(ConfigErrors(vec![Diagnostic::new(
-            Severity::Error,
-            &origin,
-            None,
-            format!("cannot read configuration: {e}"),
-            Some("check the path given with -c/--config".into()),
-        )])),
-    }
+    let (text, origin) = arena_core::diag::read_config(path)?;
+    load_str(&text, &origin)
 }

@@ -57,17 +57,7 @@ pub fn validate(c: &mut Diagnostics<'_>, sidecar: Option<&Config>) -> Option<Box
             "faas" => faas = c.decode_list(value, "faas"),
             "redis" => redis = c.decode(value),
             "debug_headers" => debug_headers = c.decode(value).unwrap_or(false),
-            other => {
-                let hint = match yaml::closest(other, KEYS) {
-                    Some(best) => format!("did you mean `{best}`? outbound keys: {}", KEYS.join(", ")),
-                    None => format!("outbound keys: {}", KEYS.join(", ")),
-                };
-                c.error(
-                    yaml::pos(key_node),
-                    format!("unknown key `outbound.{other}`"),
-                    Some(hint),
-                );
-            }
+            other => c.unknown_key(key_node, other, "outbound key", KEYS),
         }
     }
     if !saw_listen {

@@ -101,17 +101,7 @@ fn build(c: &mut Diagnostics<'_>) -> Option<Config> {
             }
             // Validated on its own (see `load_with_env`).
             "outbound" => {}
-            other => {
-                let hint = match yaml::closest(other, TOP_LEVEL_KEYS) {
-                    Some(best) => format!("did you mean `{best}`? top-level keys: {}", TOP_LEVEL_KEYS.join(", ")),
-                    None => format!("top-level keys: {}", TOP_LEVEL_KEYS.join(", ")),
-                };
-                c.error(
-                    yaml::pos(key_node),
-                    format!("unknown top-level key `{other}`"),
-                    Some(hint),
-                );
-            }
+            other => c.unknown_key(key_node, other, "top-level key", TOP_LEVEL_KEYS),
         }
     }
     if !saw_inbound {
