@@ -1,12 +1,14 @@
 //! `dashboards/`: the Prometheus rules pass `promtool check` and their unit tests, the Grafana
 //! dashboard is well formed with valid PromQL, and every `arena_*` metric either one queries is
-//! exported by a real gateway (so renaming a metric breaks this test, not a match-day dashboard).
+//! exported by a real gateway — `arena_sidecar_*` ones by a real `arena-sidecar` — (so renaming
+//! a metric breaks this test, not a match-day dashboard).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -18,7 +20,7 @@ use serde_json::Value;
 use support::faas::repo_root;
 use support::gateway::{Gateway, Pod, TOKEN};
 use support::http::{client, get, post, HttpClient};
-use support::procs::TempDir;
+use support::procs::{Proc, TempDir};
 
 const RULES: &str = "dashboards/arena-rules.yaml";
 const RULE_TESTS: &str = "dashboards/tests/arena-rules.test.yaml";
@@ -290,7 +292,7 @@ fn dashboard_is_well_formed_with_valid_promql() {
     };
     assert_eq!(var("datasource")["type"], "datasource");
     assert_eq!(var("datasource")["query"], "prometheus");
-    for name in ["route", "cluster"] {
+    for name in ["route", "cluster", "sidecar"] {
         let v = var(name);
         assert_eq!(v["type"], "query", "{name}");
         assert_eq!(v["datasource"]["uid"], "${datasource}", "{name}");
@@ -364,6 +366,7 @@ fn dashboard_is_well_formed_with_valid_promql() {
             .replace("$__interval", "1m")
             .replace("$__range", "1h")
             .replace("$instance", ".*")
+            .replace("$sidecar", ".*")
             .replace("$route", ".*")
             .replace("$cluster", ".*");
         rules.push_str(&format!(
@@ -385,6 +388,13 @@ struct Exported {
 }
 
 impl Exported {
+    /// Both scrapes' names (the families of several processes seen as one).
+    fn merge(mut self, other: Exported) -> Exported {
+        self.samples.extend(other.samples);
+        self.families.extend(other.families);
+        self
+    }
+
     fn parse(text: &str) -> Exported {
         let mut samples = BTreeSet::new();
         let mut families = BTreeMap::new();
@@ -478,10 +488,179 @@ releases:
     )
 }
 
+/// Sidecar families the live sidecars below do not produce cheaply (each must still be
+/// registered in sidecar/src/metrics.rs). Empty today: every queried family is triggered.
+const SIDECAR_NOT_TRIGGERED: &[&str] = &[];
+
+/// Sidecar families on no dashboard panel on purpose (each registered in sidecar/src/metrics.rs).
+const SIDECAR_NOT_SHOWN: &[&str] = &[
+    // Registered but never set: it always reads 0 (the value sent is in the load report).
+    "arena_sidecar_reported_utilization",
+    // Where the CPU reading comes from; the CPU panel has no line without one, /load says why.
+    "arena_sidecar_cpu_source",
+    // The adaptive limit's inputs (baseline, sample, gradient): /load shows them; the panel
+    // shows the limit itself.
+    "arena_sidecar_limit_view",
+    // The pod port's connection guard and reloads: the gateway's rows show those for the edge;
+    // a sidecar only sees the gateway's pooled connections.
+    "arena_sidecar_client_connections",
+    "arena_sidecar_client_closed_total",
+    "arena_sidecar_config_reloads_total",
+    "arena_sidecar_cert_reloads_total",
+];
+
 async fn scrape(c: &HttpClient, gw: &Gateway) -> String {
-    let r = get(c, gw.admin, "/metrics", &[]).await;
+    scrape_at(c, gw.admin).await
+}
+
+async fn scrape_at(c: &HttpClient, admin: SocketAddr) -> String {
+    let r = get(c, admin, "/metrics", &[]).await;
     assert_eq!(r.status, 200);
     r.text()
+}
+
+/// A running `arena-sidecar` (the binary beside this test's).
+struct Sidecar {
+    addr: SocketAddr,
+    admin: SocketAddr,
+    _proc: Proc,
+}
+
+impl Sidecar {
+    /// A sidecar on `ip` (a free port) in front of `app`, with extra `inbound:` lines (each
+    /// indented two spaces); its config is `dir/NAME.yaml`. Returns once its admin answers.
+    fn start(dir: &TempDir, name: &str, ip: &str, app: SocketAddr, inbound_extra: &str) -> Sidecar {
+        let addr = free_addr(ip).unwrap();
+        let admin = free_addr("127.0.0.1").unwrap();
+        let config = dir.0.join(format!("{name}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                "inbound:\n  listen: {addr}\n  app: {app}\n  app_check: {{ interval: 100ms }}\n{inbound_extra}admin: {{ address: {admin} }}\n"
+            ),
+        )
+        .unwrap();
+        let env = [("RUST_LOG", "warn")];
+        let proc = arena_testkit::arena::start_sidecar(name, &config, &env).unwrap_or_else(|e| panic!("{e}"));
+        let mut proc = Proc(proc);
+        let ready = Duration::from_secs(20);
+        proc.wait_http_ok(admin, "/healthz", ready)
+            .unwrap_or_else(|e| panic!("{e}"));
+        proc.wait_listening(addr, ready).unwrap_or_else(|e| panic!("{e}"));
+        Sidecar {
+            addr,
+            admin,
+            _proc: proc,
+        }
+    }
+}
+
+/// `arena-sidecar certs ARGS` (the dev CA and workload certificates).
+fn certs(args: &[&str]) {
+    let out = Command::new(support::procs::bin("arena-sidecar"))
+        .arg("certs")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "arena-sidecar certs {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two sidecars whose traffic makes every `arena_sidecar_*` family appear; returns their
+/// scrapes merged, and the scrape texts (for the failure message). A plaintext one in front
+/// of a slow pod (limit 1, queue 1): answered, queued, shed `queue_full` and — the pod stuck —
+/// cut at `request_timeout` and captured. One with mTLS on its pod port (certificate expiry,
+/// handshake results), sent plaintext once: a refused handshake.
+async fn sidecar_scrapes(c: &HttpClient) -> (Exported, String) {
+    let dir = TempDir::new("dash-sidecar");
+    let pod = Pod::start("127.0.0.134", &["--latency", "300ms"]);
+    let captures = dir.0.join("captures");
+    let plain = Sidecar::start(
+        &dir,
+        "sidecar-plain",
+        "127.0.0.134",
+        pod.addr,
+        &format!(
+            "  max_concurrency: 1\n  queue: {{ max: 1, timeout: 800ms }}\n  request_timeout: 1s\n  capture: {{ dir: {} }}\n",
+            captures.display()
+        ),
+    );
+    let pki = dir.0.join("pki");
+    let pki_s = pki.display().to_string();
+    certs(&["init", "--dir", &pki_s]);
+    certs(&[
+        "issue",
+        "--dir",
+        &pki_s,
+        "--name",
+        "pod",
+        "--spiffe-id",
+        "spiffe://arena/ns/demo/sa/pod",
+    ]);
+    let mtls = Sidecar::start(
+        &dir,
+        "sidecar-mtls",
+        "127.0.0.134",
+        pod.addr,
+        &format!(
+            "  tls: {{ ca_file: {p}/ca.pem, cert_file: {p}/pod.pem, key_file: {p}/pod-key.pem }}\n",
+            p = pki_s
+        ),
+    );
+
+    // Ready once its app check has seen the pod's port.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get(c, plain.admin, "/readyz", &[]).await.status != 200 {
+        assert!(Instant::now() < deadline, "the sidecar never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get(c, plain.addr, "/v1/matches", &[]).await.status, 200);
+    // Three at once to a 300ms app with one slot and one queue place: one at the app, one
+    // queued (then answered), one shed queue_full.
+    let (a, b, d) = tokio::join!(
+        get(c, plain.addr, "/v1/matches", &[]),
+        get(c, plain.addr, "/v1/matches", &[]),
+        get(c, plain.addr, "/v1/matches", &[]),
+    );
+    let mut statuses = [a.status, b.status, d.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 503], "one answered, one queued, one shed");
+    // A stuck app: cut at request_timeout (504) and captured.
+    pod.set(r#"{"stuck": true}"#);
+    assert_eq!(get(c, plain.addr, "/v1/verify", &[]).await.status, 504);
+    pod.set(r#"{"stuck": false}"#);
+
+    // Plaintext on the mTLS port: the handshake fails (connections refused, tls_error).
+    let port = mtls.addr;
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(port).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(b"GET / HTTP/1.1\r\nhost: pod\r\n\r\n");
+        let _ = s.read_to_end(&mut Vec::new());
+    })
+    .await
+    .unwrap();
+
+    // Captures are written off the request path: scrape until everything is there (bounded).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let texts = [scrape_at(c, plain.admin).await, scrape_at(c, mtls.admin).await];
+        let written = texts[0]
+            .lines()
+            .any(|l| l.starts_with("arena_sidecar_captures_total{result=\"written\"} ") && !l.ends_with(" 0"));
+        let refused = texts[1]
+            .lines()
+            .any(|l| l.starts_with("arena_sidecar_client_connections_refused_total{reason=\"tls_error\"}"));
+        if (written && refused) || Instant::now() > deadline {
+            let exported = Exported::parse(&texts[0]).merge(Exported::parse(&texts[1]));
+            return (exported, texts.join("--- (mTLS sidecar)\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -503,12 +682,16 @@ async fn every_metric_the_dashboard_and_rules_query_is_exported_by_the_gateway()
         }
     }
     assert!(dash_names.len() >= 20, "dashboard names: {dash_names:?}");
-    let wanted: BTreeSet<String> = dash_names
+    let is_sidecar = |n: &String| n.starts_with("arena_sidecar_");
+    let all: BTreeSet<String> = dash_names
         .iter()
         .chain(&rule_names)
         .chain(&test_names)
         .cloned()
         .collect();
+    // The sidecar's names are checked against sidecars' scrapes, the others against the gateway's.
+    let (sidecar_wanted, wanted): (BTreeSet<String>, BTreeSet<String>) = all.into_iter().partition(is_sidecar);
+    assert!(sidecar_wanted.len() >= 10, "sidecar names: {sidecar_wanted:?}");
 
     let matches = Pod::start("127.0.0.131", &["--load-report"]);
     let live = vec![
@@ -588,4 +771,32 @@ async fn every_metric_the_dashboard_and_rules_query_is_exported_by_the_gateway()
         .filter(|f| f.starts_with("arena_") && !shown.contains(*f))
         .collect();
     assert!(unshown.is_empty(), "exported but on no dashboard panel: {unshown:?}");
+
+    // The same for the sidecar, against real sidecars.
+    let (exported, text) = sidecar_scrapes(&c).await;
+    let missing: Vec<&String> = sidecar_wanted
+        .iter()
+        .filter(|n| !exported.has(n) && !SIDECAR_NOT_TRIGGERED.contains(&n.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "queried by {DASHBOARD} / {RULES} / {RULE_TESTS} but not exported by arena-sidecar: {missing:?}\n--- /metrics:\n{text}"
+    );
+    let source = read("sidecar/src/metrics.rs");
+    for name in SIDECAR_NOT_TRIGGERED.iter().chain(SIDECAR_NOT_SHOWN) {
+        assert!(
+            source.contains(&format!("\"{name}\"")),
+            "allow-listed `{name}` is not registered in sidecar/src/metrics.rs"
+        );
+    }
+    let shown: BTreeSet<String> = dash_names.iter().filter_map(|n| exported.family_of(n)).collect();
+    let unshown: Vec<&String> = exported
+        .families
+        .keys()
+        .filter(|f| f.starts_with("arena_sidecar_") && !shown.contains(*f) && !SIDECAR_NOT_SHOWN.contains(&f.as_str()))
+        .collect();
+    assert!(
+        unshown.is_empty(),
+        "exported by arena-sidecar but on no dashboard panel (nor in SIDECAR_NOT_SHOWN): {unshown:?}"
+    );
 }

@@ -262,3 +262,27 @@ fn check_reports_every_problem_with_its_position() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_applies_good_changes_and_rejects_bad_ones() {
+    let pod = Pod::start("127.0.0.1", &[]);
+    let sc = Sidecar::start("127.0.0.1", pod.addr, "  max_concurrency: 4\n", "");
+    sc.wait_ready(200);
+    assert_eq!(sc.load()["limit"], 4);
+    let text = std::fs::read_to_string(&sc.config).unwrap();
+    // A good change, picked up by the file watch.
+    std::fs::write(&sc.config, text.replace("max_concurrency: 4", "max_concurrency: 9")).unwrap();
+    arena_testkit::wait::until("the new limit", Duration::from_secs(10), || sc.load()["limit"] == 9).unwrap();
+    // A bad one (SIGHUP): rejected, counted, the running config stays.
+    std::fs::write(&sc.config, text.replace("max_concurrency: 4", "max_concurrency: -1")).unwrap();
+    sc.proc.signal("HUP");
+    arena_testkit::wait::until("the rejection counted", Duration::from_secs(10), || {
+        sc.admin_get("/metrics")
+            .text()
+            .contains("arena_sidecar_config_reloads_total{result=\"rejected\"")
+    })
+    .unwrap();
+    assert_eq!(sc.load()["limit"], 9);
+    let c = client();
+    assert_eq!(get(&c, sc.addr, "/v1/matches", &[]).await.status, 200);
+}

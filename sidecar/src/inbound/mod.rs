@@ -249,7 +249,8 @@ impl ProxyHttp for InboundProxy {
         _ctx: &mut Ctx,
     ) -> Result<()> {
         let app = upstream.headers.get(&HEADER_NAME).map(HeaderValue::as_bytes);
-        let value = report::render(self.own_load(false), app);
+        let (value, utilization) = report::render_with_utilization(self.own_load(false), app);
+        self.sc.metrics.reported.set(utilization);
         upstream.insert_header(HEADER, value)
     }
 

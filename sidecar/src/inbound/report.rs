@@ -75,6 +75,11 @@ fn parse_app(value: &[u8]) -> AppReport<'_> {
 
 /// The header value for an answer whose app report (if any) is `app`.
 pub fn render(own: Own, app: Option<&[u8]>) -> String {
+    render_with_utilization(own, app).0
+}
+
+/// [`render`], and the `application_utilization` it reports.
+pub fn render_with_utilization(own: Own, app: Option<&[u8]>) -> (String, f64) {
     let app = app.map(parse_app).unwrap_or_default();
     let limit = own.limit.max(1) as f64;
     let demand = (own.in_flight + own.queued) as f64 / limit;
@@ -97,7 +102,7 @@ pub fn render(own: Own, app: Option<&[u8]>) -> String {
     for (k, v) in app.extra {
         let _ = write!(out, ", {k}={v}");
     }
-    out
+    (out, u)
 }
 
 #[cfg(test)]
