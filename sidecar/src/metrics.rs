@@ -8,10 +8,19 @@ use prometheus::{
 
 use crate::health::{AppState, Shed};
 
+/// The request counter's series, resolved once (no label lookup per request).
+pub struct Outcomes {
+    pub ok: IntCounter,
+    pub timeout: IntCounter,
+    pub shed: IntCounter,
+    pub error: IntCounter,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     /// By outcome: ok, timeout, shed, error.
     pub requests: IntCounterVec,
+    pub outcomes: Outcomes,
     pub duration: Histogram,
     pub queue_wait: Histogram,
     pub shed: IntCounterVec,
@@ -49,13 +58,21 @@ impl Metrics {
         let latency = vec![
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
         ];
+        let requests = counters(
+            &r,
+            "arena_sidecar_inbound_requests_total",
+            "Inbound requests by outcome: ok (the app answered), timeout (cut), shed (not sent to the app), error",
+            &["outcome"],
+        )?;
+        let outcome = |o: &str| requests.with_label_values(&[o]);
         let m = Metrics {
-            requests: counters(
-                &r,
-                "arena_sidecar_inbound_requests_total",
-                "Inbound requests by outcome: ok (the app answered), timeout (cut), shed (not sent to the app), error",
-                &["outcome"],
-            )?,
+            outcomes: Outcomes {
+                ok: outcome("ok"),
+                timeout: outcome("timeout"),
+                shed: outcome("shed"),
+                error: outcome("error"),
+            },
+            requests: requests.clone(),
             duration: reg(
                 &r,
                 Histogram::with_opts(
@@ -192,9 +209,6 @@ impl Metrics {
             registry: r,
         };
         // Every series starts at zero: a dashboard should read 0, not "no data".
-        for o in ["ok", "timeout", "shed", "error"] {
-            m.requests.with_label_values(&[o]);
-        }
         for s in Shed::ALL {
             m.shed.with_label_values(&[s.as_str()]);
         }

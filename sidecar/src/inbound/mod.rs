@@ -55,6 +55,8 @@ pub enum Outcome {
 pub struct Ctx {
     config: Arc<Config>,
     id: HeaderValue,
+    /// The caller sent this id (the gateway always does): the request already carries it.
+    id_from_caller: bool,
     started: Instant,
     permit: Option<Permit>,
     probe: bool,
@@ -153,6 +155,7 @@ impl ProxyHttp for InboundProxy {
         Ctx {
             config: self.sc.config(),
             id: HeaderValue::from_static(""),
+            id_from_caller: false,
             started: Instant::now(),
             permit: None,
             probe: false,
@@ -167,6 +170,7 @@ impl ProxyHttp for InboundProxy {
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         let incoming = session.req_header().headers.get(&X_REQUEST_ID);
         ctx.id = self.ids.for_request(incoming);
+        ctx.id_from_caller = incoming.is_some_and(|v| *v == ctx.id);
         self.sc.request_arrived();
         if self.sc.is_draining() {
             // Callers move to other pods: each connection closes after its answer.
@@ -239,6 +243,9 @@ impl ProxyHttp for InboundProxy {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if ctx.id_from_caller {
+            return Ok(());
+        }
         upstream.insert_header(X_REQUEST_ID, ctx.id.clone())
     }
 
@@ -347,15 +354,15 @@ impl ProxyHttp for InboundProxy {
         match ctx.outcome {
             Outcome::Answered(at_app) => {
                 self.sc.health.on_answer();
-                m.requests.with_label_values(&["ok"]).inc();
+                m.outcomes.ok.inc();
                 m.duration.observe(at_app.as_secs_f64());
                 if let Some(p) = ctx.permit.take() {
                     p.finish(Sample::Answered(at_app));
                 }
             }
-            Outcome::TimedOut => m.requests.with_label_values(&["timeout"]).inc(),
-            Outcome::Shed(_) => m.requests.with_label_values(&["shed"]).inc(),
-            Outcome::Pending | Outcome::Failed => m.requests.with_label_values(&["error"]).inc(),
+            Outcome::TimedOut => m.outcomes.timeout.inc(),
+            Outcome::Shed(_) => m.outcomes.shed.inc(),
+            Outcome::Pending | Outcome::Failed => m.outcomes.error.inc(),
         }
         // Whatever else happened (the caller left mid-answer), the slot is free now.
         if let Some(p) = ctx.permit.take() {

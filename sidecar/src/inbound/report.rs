@@ -73,6 +73,18 @@ fn parse_app(value: &[u8]) -> AppReport<'_> {
     r
 }
 
+/// Writes `v` (finite, ≥ 0) with four decimals. By hand: float formatting was the largest
+/// single cost the sidecar added to a request (callgrind: ~7000 instructions per report).
+fn push_fixed4(out: &mut String, v: f64) {
+    let scaled = (v * 10_000.0).round();
+    let n = if scaled.is_finite() && scaled > 0.0 {
+        scaled as u64
+    } else {
+        0
+    };
+    let _ = write!(out, "{}.{:04}", n / 10_000, n % 10_000);
+}
+
 /// The header value for an answer whose app report (if any) is `app`.
 pub fn render(own: Own, app: Option<&[u8]>) -> String {
     render_with_utilization(own, app).0
@@ -90,13 +102,20 @@ pub fn render_with_utilization(own: Own, app: Option<&[u8]>) -> (String, f64) {
     let u = u.min(4.0);
     let inflight = (own.in_flight as f64).max(app.inflight.unwrap_or(0.0));
     let mut out = String::with_capacity(160);
-    let _ = write!(out, "TEXT application_utilization={u:.4}");
+    out.push_str("TEXT application_utilization=");
+    push_fixed4(&mut out, u);
     if let Some(cpu) = app.cpu.or(own.cpu) {
-        let _ = write!(out, ", cpu_utilization={:.4}", cpu.min(64.0));
+        out.push_str(", cpu_utilization=");
+        push_fixed4(&mut out, cpu.min(64.0));
     }
+    let inflight = if inflight.is_finite() {
+        inflight.round().min(1e12) as u64
+    } else {
+        0
+    };
     let _ = write!(
         out,
-        ", named_metrics.inflight={inflight:.0}, named_metrics.limit={}, named_metrics.queued={}",
+        ", named_metrics.inflight={inflight}, named_metrics.limit={}, named_metrics.queued={}",
         own.limit, own.queued
     );
     for (k, v) in app.extra {
@@ -178,6 +197,22 @@ mod tests {
         );
         // A limit of 0 (never configured, but never divide by it).
         assert!(render(own(1, 0, 0, None), None).contains("application_utilization=1.0000"));
+    }
+
+    #[test]
+    fn fixed_point_numbers() {
+        for (v, text) in [
+            (0.0, "0.0000"),
+            (0.5, "0.5000"),
+            (1.23456, "1.2346"),
+            (4.0, "4.0000"),
+            (0.00004, "0.0000"),
+            (63.99999, "64.0000"),
+        ] {
+            let mut s = String::new();
+            push_fixed4(&mut s, v);
+            assert_eq!(s, text);
+        }
     }
 
     proptest! {
