@@ -76,7 +76,13 @@ async fn admin_post(c: &HttpClient, gw: &Gateway, path: &str, body: &str) -> (u1
 async fn the_split_follows_the_weight_and_a_user_never_leaves_the_canary_as_it_grows() {
     let stable = Pod::start("127.0.0.160", &["--name", "stable"]);
     let canary = Pod::start("127.0.0.161", &["--name", "canary", "--version", "v2"]);
-    let gw = Gateway::start(&body(&stable, &canary, "    weight: 10%\n"));
+    // The split alone: no latency verdict (on a loaded CI box one pod's p99 can pass 1.5× the
+    // other's and roll the release back mid-test).
+    let gw = Gateway::start(&body(
+        &stable,
+        &canary,
+        "    weight: 10%\n    analysis: { max_p99_ratio: 1000 }\n",
+    ));
     let c = client();
     let at10 = versions(&c, &gw, 0..5000).await;
     let share = canary_share(&at10);

@@ -57,7 +57,6 @@ pub struct Ctx {
     id: HeaderValue,
     /// The caller sent this id (the gateway always does): the request already carries it.
     id_from_caller: bool,
-    started: Instant,
     permit: Option<Permit>,
     probe: bool,
     forwarded: Option<Instant>,
@@ -156,7 +155,6 @@ impl ProxyHttp for InboundProxy {
             config: self.sc.config(),
             id: HeaderValue::from_static(""),
             id_from_caller: false,
-            started: Instant::now(),
             permit: None,
             probe: false,
             forwarded: None,
@@ -374,7 +372,6 @@ impl ProxyHttp for InboundProxy {
         if let Some(guard) = session.stream().and_then(ClientStream::of) {
             guard.conn().request_done();
         }
-        let _ = ctx.started;
     }
 
     fn suppress_error_log(&self, _session: &Session, ctx: &Ctx, _error: &Error) -> bool {
