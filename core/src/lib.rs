@@ -23,6 +23,7 @@ pub mod identity;
 pub mod release;
 pub mod resilience;
 pub mod route;
+pub mod tracecontext;
 
 #[cfg(test)]
 mod props;

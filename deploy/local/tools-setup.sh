@@ -2,6 +2,7 @@
 # Installs the checkers the deploy-file tests (gateway/tests/deploy.rs) run:
 #   - kubernetes-validate (PyPI, pinned in deploy/local/tools-requirements.txt) in a venv at
 #     target/tools/venv: the Kubernetes manifests against the API's schemas, strictly, offline;
+#     opentelemetry-proto in the same venv: the trace tests' OTLP receiver decodes with it;
 #   - systemd-analyze (Debian `systemd`): the systemd unit;
 #   - promtool, extracted from Debian's `prometheus` package into target/tools/prometheus without
 #     installing it (installing would enable a Prometheus server and pull in node-exporter, whose

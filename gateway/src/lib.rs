@@ -23,6 +23,7 @@ pub mod state;
 pub mod systemd;
 pub mod table;
 pub mod telemetry;
+pub mod trace;
 pub mod upgrade;
 
 #[cfg(test)]

@@ -27,6 +27,10 @@ pub struct Metrics {
     pub faas_duration: HistogramVec,
     pub access_log_dropped: IntCounter,
     pub client_connections: IntGauge,
+    /// Spans the trace exporter sent to the collector.
+    pub trace_spans_exported: IntCounter,
+    /// Spans dropped: the exporter's queue was full or the collector failed.
+    pub trace_spans_dropped: IntCounter,
     pub connections_refused: IntCounterVec,
     pub client_closed: IntCounterVec,
     pub releases: ReleaseFamilies,
@@ -212,6 +216,20 @@ impl Metrics {
             client_connections: registered(
                 &registry,
                 IntGauge::new("arena_client_connections", "Client connections open now")?,
+            )?,
+            trace_spans_exported: registered(
+                &registry,
+                IntCounter::new(
+                    "arena_trace_spans_exported_total",
+                    "Spans the trace exporter delivered to the OTLP collector",
+                )?,
+            )?,
+            trace_spans_dropped: registered(
+                &registry,
+                IntCounter::new(
+                    "arena_trace_spans_dropped_total",
+                    "Spans dropped because the exporter's queue was full or the collector failed",
+                )?,
             )?,
             connections_refused: counters(
                 "arena_client_connections_refused_total",

@@ -241,6 +241,8 @@ pub struct Gateway {
     /// Turns the file's text into a gateway config at each reload (a sidecar's reads its
     /// `outbound:` section).
     loader: Loader,
+    /// The trace exporter, when `tracing` was configured at start (its endpoint is restart-only).
+    pub tracer: Option<crate::trace::Tracer>,
 }
 
 /// Validates configuration text (the file's, named `origin`) into a gateway config.
@@ -268,6 +270,17 @@ impl Gateway {
         loader: Loader,
     ) -> Result<Arc<Self>, String> {
         let access_log_output = config.access_log.as_ref().map(|a| a.output.clone());
+        let tracer = match &config.tracing {
+            Some(spec) => Some(
+                crate::trace::Tracer::start(
+                    spec,
+                    metrics.trace_spans_exported.clone(),
+                    metrics.trace_spans_dropped.clone(),
+                )
+                .map_err(|e| format!("cannot start the trace exporter: {e}"))?,
+            ),
+            None => None,
+        };
         let rollouts = crate::rollout::Rollouts::default();
         let stored = rollouts.initial(&config);
         let snapshot = Snapshot::build_with(config, None, &metrics, 1, &|name| stored.get(name).cloned())?;
@@ -292,6 +305,7 @@ impl Gateway {
             handing_over: std::sync::atomic::AtomicBool::new(false),
             rollouts,
             loader,
+            tracer,
         }))
     }
 
@@ -491,6 +505,22 @@ fn keep_restart_only_parts(
         (Some(_), None) => {
             note("access_log (not opened at start)");
             new.access_log = None;
+        }
+        _ => {}
+    }
+    // The exporter is started with its endpoint; sampling and what is kept follow the reload.
+    match (&mut new.tracing, &old.tracing) {
+        (Some(n), Some(o))
+            if n.otlp_endpoint != o.otlp_endpoint || n.service_name != o.service_name || n.resource != o.resource =>
+        {
+            note("tracing.otlp_endpoint/service_name/resource");
+            n.otlp_endpoint = o.otlp_endpoint.clone();
+            n.service_name = o.service_name.clone();
+            n.resource = o.resource.clone();
+        }
+        (Some(_), None) => {
+            note("tracing (no exporter was started)");
+            new.tracing = None;
         }
         _ => {}
     }

@@ -7,6 +7,7 @@ mod access_log;
 pub mod file;
 pub mod listeners;
 pub mod server;
+mod traces;
 mod upgrade;
 mod validate;
 
@@ -41,6 +42,24 @@ pub struct Config {
     pub access_log: Option<AccessLogSpec>,
     /// Grey releases: which routes split between a stable and a canary cluster.
     pub releases: Vec<ReleaseSpec>,
+    /// OpenTelemetry traces (`None`: off, no cost on the request path).
+    pub tracing: Option<TracingSpec>,
+}
+
+/// Which requests are traced and where their spans go.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TracingSpec {
+    /// OTLP/HTTP base URL (restart-only).
+    pub otlp_endpoint: String,
+    /// Share of new traces recorded from the start (a caller's sampled flag is followed).
+    pub sample_ratio: f64,
+    /// Every 5xx / failed request is kept, whatever the ratio.
+    pub keep_errors: bool,
+    /// Requests at least this slow are kept, whatever the ratio.
+    #[serde(serialize_with = "human_opt")]
+    pub keep_slow: Option<Duration>,
+    pub service_name: String,
+    pub resource: Vec<(String, String)>,
 }
 
 /// Which requests get an access-log line, and where lines go.

@@ -8,8 +8,8 @@ use arena_core::config::{
 };
 use arena_core::diag::{parse_document, yaml, Diagnostics, Env, Seg};
 
-use super::file::{AccessLogFile, AdminFile, ListenerFile, ServerFile, TOP_LEVEL_KEYS};
-use super::{access_log, listeners, server, Config, ConfigErrors, Diagnostic, Loaded};
+use super::file::{AccessLogFile, AdminFile, ListenerFile, ServerFile, TracingFile, TOP_LEVEL_KEYS};
+use super::{access_log, listeners, server, traces, Config, ConfigErrors, Diagnostic, Loaded};
 
 /// Parses, decodes and validates configuration text against the process environment.
 pub fn load(text: &str, origin: &str) -> Result<Loaded, ConfigErrors> {
@@ -56,6 +56,7 @@ struct Sections {
     redis: Option<RedisFile>,
     access_log: Option<AccessLogFile>,
     releases: Vec<(usize, ReleaseFile)>,
+    tracing: Option<TracingFile>,
 }
 
 fn sections(c: &mut Diagnostics<'_>) -> Sections {
@@ -87,6 +88,7 @@ fn sections(c: &mut Diagnostics<'_>) -> Sections {
                 }
             }
             "admin" => s.admin = c.decode(value),
+            "tracing" => s.tracing = c.decode(value),
             "debug_headers" => s.debug_headers = c.decode(value).unwrap_or(defaults::DEBUG_HEADERS),
             "server" => {
                 if !yaml::is_null(value) {
@@ -115,6 +117,7 @@ fn build(c: &mut Diagnostics<'_>) -> Option<Config> {
         },
     );
     let access_log = s.access_log.as_ref().map(|a| access_log::access_log(c, a));
+    let tracing = s.tracing.as_ref().and_then(|t| traces::tracing(c, t));
     Some(Config {
         listeners,
         admin: admin?,
@@ -126,6 +129,7 @@ fn build(c: &mut Diagnostics<'_>) -> Option<Config> {
         redis: engine.redis,
         access_log,
         releases: engine.releases,
+        tracing,
     })
 }
 

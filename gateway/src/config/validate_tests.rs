@@ -583,3 +583,51 @@ fn cluster_tls_needs_one_identity_and_a_whole_client_pair() {
         );
     }
 }
+
+#[test]
+fn tracing_is_validated_with_positions_and_defaults() {
+    let with = |t: &str| {
+        load(
+            &format!("listeners: [{{ name: public, address: 127.0.0.1:8080 }}]\ntracing: {{ {t} }}\n"),
+            "t.yaml",
+        )
+    };
+    let ok = with("otlp_endpoint: \"http://collector:4318/\"")
+        .unwrap()
+        .config
+        .tracing
+        .unwrap();
+    assert_eq!(ok.otlp_endpoint, "http://collector:4318");
+    assert_eq!(ok.sample_ratio, 0.01);
+    assert!(ok.keep_errors);
+    assert_eq!(ok.keep_slow, Some(Duration::from_millis(250)));
+    assert_eq!(ok.service_name, "arena-gateway");
+    let none = with("otlp_endpoint: \"http://c:4318\", always: []")
+        .unwrap()
+        .config
+        .tracing
+        .unwrap();
+    assert!(!none.keep_errors && none.keep_slow.is_none());
+    for (t, says) in [
+        ("otlp_endpoint: collector:4318", "is not an http(s) URL"),
+        (
+            "otlp_endpoint: \"http://c:4318\", protocol: grpc",
+            "`grpc` is not built",
+        ),
+        (
+            "otlp_endpoint: \"http://c:4318\", sample_ratio: lots",
+            "bad tracing.sample_ratio",
+        ),
+        (
+            "otlp_endpoint: \"http://c:4318\", always: [errors]",
+            "unknown `always` entry `errors`",
+        ),
+        ("otlp_endpoint: \"http://c:4318\", exporter: jaeger", "exporter"),
+    ] {
+        let errors: Vec<String> = with(t).unwrap_err().0.iter().map(|d| d.to_string()).collect();
+        assert!(
+            errors.iter().any(|e| e.contains(says) && e.contains("t.yaml:2:")),
+            "{t}: {errors:#?}"
+        );
+    }
+}

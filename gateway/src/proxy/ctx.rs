@@ -30,6 +30,9 @@ pub struct RequestCtx {
     /// Set by the admit stage once a route matched.
     pub routed: Option<Routed>,
     pub outcome: Outcome,
+    /// The request's trace, when tracing is on (boxed: most requests of a traced gateway
+    /// carry one, an untraced gateway pays one pointer).
+    pub trace: Option<Box<super::trace::RequestTrace>>,
 }
 
 impl RequestCtx {
@@ -44,6 +47,7 @@ impl RequestCtx {
             snapshot,
             routed: None,
             outcome: Outcome::default(),
+            trace: None,
         }
     }
 

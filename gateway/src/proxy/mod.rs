@@ -26,6 +26,7 @@ pub mod retry;
 pub mod split;
 #[cfg(test)]
 mod testing;
+pub mod trace;
 
 use std::sync::Arc;
 
@@ -79,6 +80,44 @@ impl ArenaProxy {
         e
     }
 
+    /// Ends the span of the try in flight (when traced) as failed with `failure`.
+    fn end_span(ctx: &mut RequestCtx, status: Option<u16>, failure: &'static str) {
+        if let Some(tr) = ctx.trace.as_deref_mut() {
+            if let Some(span) = tr.current() {
+                tr.end_try(span, status, Some(failure));
+            }
+        }
+    }
+
+    /// Hands a finished request's trace to the exporter when it is kept.
+    fn finish_trace(&self, session: &Session, ctx: &mut RequestCtx) {
+        let (Some(tr), Some(tracer), Some(spec)) = (ctx.trace.take(), &self.gw.tracer, &ctx.snapshot.config.tracing)
+        else {
+            return;
+        };
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let error = ctx.outcome.error.as_deref();
+        let failed = error.is_some_and(|e| e.side() != Side::Client) || tr.tries.iter().any(|t| t.failure.is_some());
+        if !trace::keep(spec, &tr, status, failed, ctx.started.elapsed()) {
+            return;
+        }
+        let req = session.req_header();
+        tracer.submit(crate::trace::Finished {
+            end: std::time::SystemTime::now(),
+            method: req.method.as_str().to_string(),
+            path: req.uri.path().to_string(),
+            status,
+            route: ctx.route_name().map(str::to_string),
+            release: ctx.release_version().map(|(r, v)| (r.to_string(), v.as_str())),
+            served_by: ctx.outcome.served_by.as_deref().map(str::to_string),
+            error: error.map(GatewayError::code),
+            request_id: ctx.rid().to_string(),
+            client_ip: ctx.client_ip,
+            rate_limited: matches!(error, Some(GatewayError::RateLimited { .. })),
+            trace: *tr,
+        });
+    }
+
     /// Retry facts of the request now.
     fn try_state(session: &Session, routed: &Routed) -> TryState {
         let opted_in = routed.route.spec.retry.as_ref().is_some_and(|r| r.non_idempotent);
@@ -96,6 +135,7 @@ impl ArenaProxy {
         if fault.retry_on.is_some() {
             ctx.outcome.last_cause = fault.retry_on;
         }
+        Self::end_span(ctx, None, fault.retry_on.map_or("error", trace::cause_name));
         let Some(routed) = ctx.routed.as_mut() else {
             return Verdict::Stop;
         };
@@ -122,6 +162,10 @@ impl ProxyHttp for ArenaProxy {
         ctx.id.value = self.ids.for_request(incoming);
         ctx.id.from_client = incoming.is_some_and(|v| *v == ctx.id.value);
         ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        if let Some(spec) = &ctx.snapshot.config.tracing {
+            let t = with_rng(|rng| trace::begin(&session.req_header().headers, spec, rng));
+            ctx.trace = Some(Box::new(t));
+        }
         admit::internal_headers(session.req_header_mut());
         let server = &ctx.snapshot.config.server;
         admit::connection(session, &server.client, self.gw.closes_connections());
@@ -213,6 +257,13 @@ impl ProxyHttp for ArenaProxy {
             routed.body.empty,
             routed.peer_tls(),
         );
+        if let Some(tr) = ctx.trace.as_deref_mut() {
+            let kind = match routed.tries.count {
+                1 => trace::TryKind::First,
+                _ => trace::TryKind::Retry,
+            };
+            with_rng(|rng| tr.start_try(t.pod(), kind, t.version, rng));
+        }
         routed.tries.current = Some(t);
         Ok(Box::new(peer))
     }
@@ -223,7 +274,15 @@ impl ProxyHttp for ArenaProxy {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        attempt::forwarding_headers(upstream, &ctx.id, ctx.client_ip)
+        attempt::forwarding_headers(upstream, &ctx.id, ctx.client_ip)?;
+        if let Some(tr) = ctx.trace.as_deref() {
+            if let Some(span) = tr.current() {
+                // The pod continues from this try's span; a B3 header would name another parent.
+                upstream.insert_header(trace::TRACEPARENT, tr.traceparent(span))?;
+                upstream.remove_header("b3");
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_response_filter(
@@ -239,6 +298,14 @@ impl ProxyHttp for ArenaProxy {
         let (status, failed, open) = attempt::answered(routed, t, upstream);
         // A good answer's try stays open until its body ends (see the body filter).
         routed.tries.current = open;
+        if let Some(tr) = ctx.trace.as_deref_mut() {
+            if let Some(span) = tr.current() {
+                match failed {
+                    Some(cause) => tr.end_try(span, Some(status), Some(trace::cause_name(cause))),
+                    None => tr.answered(span, status),
+                }
+            }
+        }
         let Some(cause) = failed else {
             return Ok(());
         };
@@ -271,7 +338,13 @@ impl ProxyHttp for ArenaProxy {
         };
         if end_of_stream {
             // The whole answer is in: the pod's slot is free.
-            routed.tries.current = None;
+            if routed.tries.current.take().is_some() {
+                if let Some(tr) = ctx.trace.as_deref_mut() {
+                    if let Some(span) = tr.current() {
+                        tr.end_try(span, None, None);
+                    }
+                }
+            }
         } else if Instant::now() >= routed.deadline {
             // A pod trickling its answer past the route's deadline is cut, and it is the pod's
             // timeout: the per-read timeout alone would let one byte per read hold it forever.
@@ -284,6 +357,7 @@ impl ProxyHttp for ArenaProxy {
                 };
                 attempt::failed(routed, t, &fault);
             }
+            Self::end_span(ctx, None, "timeout");
             return Err(Self::fail(ctx, err));
         }
         Ok(None)
@@ -342,6 +416,7 @@ impl ProxyHttp for ArenaProxy {
         if let Some(routed) = ctx.routed.as_mut() {
             if let Some(t) = routed.tries.current.take() {
                 attempt::failed(routed, t, &fault);
+                Self::end_span(ctx, None, fault.retry_on.map_or("error", trace::cause_name));
             }
         }
         ctx.outcome.closing = true;
@@ -363,6 +438,9 @@ impl ProxyHttp for ArenaProxy {
             guard.conn().request_done();
         }
         respond::finish(session, ctx, &self.gw.metrics, self.access_log.as_deref());
+        if ctx.trace.is_some() {
+            self.finish_trace(session, ctx);
+        }
     }
 
     fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {

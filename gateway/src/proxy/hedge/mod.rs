@@ -97,9 +97,14 @@ pub async fn serve(
     let Some(routed) = ctx.routed.as_mut() else {
         return Ok(false);
     };
-    let mut race = PodRace::new(routed, hedger, request);
+    let mut race = PodRace::new(routed, hedger, request, ctx.trace.as_deref_mut());
     let end = race::race(&plan, &mut race).await;
     race.settle_losers(end.winner.as_ref().map(|(i, _)| *i));
+    if let Some((idx, s)) = &end.winner {
+        if let Some(status) = s.response_header().map(|h| h.status.as_u16()) {
+            race.note_answer(*idx, status);
+        }
+    }
     let route = Arc::clone(&race.routed.route);
     if end.hedges > 0 {
         route.metrics.hedge("launched", end.hedges);

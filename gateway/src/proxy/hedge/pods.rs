@@ -22,12 +22,16 @@ use crate::proxy::ctx::{Routed, Try};
 use crate::proxy::error::GatewayError;
 use crate::proxy::random;
 use crate::proxy::retry::{self, TryState, Verdict};
+use crate::proxy::trace::{self, RequestTrace, TryKind};
+use arena_core::tracecontext::SpanId;
 
 /// A try the race launched: its pod, its peer (to pool the connection) and the try until it ends.
 pub struct Launched {
     pub pod: SocketAddr,
     pub peer: HttpPeer,
     pub open: Option<Try>,
+    /// Its span, when the request is traced.
+    pub span: Option<SpanId>,
 }
 
 /// The gateway's racer: real tries on the route's pods.
@@ -40,16 +44,38 @@ pub struct PodRace<'a> {
     pub tries: Vec<Launched>,
     /// How the last failed try failed.
     pub last_cause: Option<RetryOn>,
+    /// The request's trace, when traced: each try gets its span and its `traceparent`.
+    pub trace: Option<&'a mut RequestTrace>,
 }
 
 impl<'a> PodRace<'a> {
-    pub fn new(routed: &'a mut Routed, hedger: &'a Hedger, request: RequestHeader) -> Self {
+    pub fn new(
+        routed: &'a mut Routed,
+        hedger: &'a Hedger,
+        request: RequestHeader,
+        trace: Option<&'a mut RequestTrace>,
+    ) -> Self {
         PodRace {
             routed,
             hedger,
             request,
             tries: Vec::new(),
             last_cause: None,
+            trace,
+        }
+    }
+
+    /// Ends try `idx`'s span (when traced).
+    fn end_span(&mut self, idx: usize, status: Option<u16>, failure: &'static str) {
+        if let (Some(tr), Some(span)) = (self.trace.as_deref_mut(), self.tries.get(idx).and_then(|l| l.span)) {
+            tr.end_try(span, status, Some(failure));
+        }
+    }
+
+    /// Notes the status of the answer the race chose.
+    pub fn note_answer(&mut self, idx: usize, status: u16) {
+        if let (Some(tr), Some(span)) = (self.trace.as_deref_mut(), self.tries.get(idx).and_then(|l| l.span)) {
+            tr.answered(span, status);
         }
     }
 }
@@ -67,12 +93,28 @@ impl Racer for PodRace<'_> {
             self.routed.peer_tls(),
         );
         let idx = self.tries.len();
-        let (connector, req, p) = (Arc::clone(&self.hedger.connector), self.request.clone(), peer.clone());
+        let (connector, mut req, p) = (Arc::clone(&self.hedger.connector), self.request.clone(), peer.clone());
         let pod = t.pod();
+        let span = match self.trace.as_deref_mut() {
+            Some(tr) => {
+                // Another try still out means this one races it; none out, it follows a failure.
+                let kind = match (idx, self.tries.iter().any(|l| l.open.is_some())) {
+                    (0, _) => TryKind::First,
+                    (_, true) => TryKind::Hedge,
+                    (_, false) => TryKind::Retry,
+                };
+                let span = random::with_rng(|rng| tr.start_try(pod, kind, t.version, rng));
+                req.insert_header(trace::TRACEPARENT, tr.traceparent(span))
+                    .map_err(|e| GatewayError::Internal(format!("traceparent: {e}")))?;
+                Some(span)
+            }
+            None => None,
+        };
         self.tries.push(Launched {
             pod,
             peer,
             open: Some(t),
+            span,
         });
         Ok((idx, Box::pin(one_try(connector, p, req, per_try, pod))))
     }
@@ -85,6 +127,7 @@ impl Racer for PodRace<'_> {
         if fault.retry_on.is_some() {
             self.last_cause = fault.retry_on;
         }
+        self.end_span(idx, None, fault.retry_on.map_or("error", trace::cause_name));
         if let Some(t) = self.tries.get_mut(idx).and_then(|l| l.open.take()) {
             attempt::failed(self.routed, t, fault);
         }
@@ -112,8 +155,10 @@ impl Racer for PodRace<'_> {
             .response_header()
             .filter(|h| status == 503 && h.headers.contains_key(&report::OVERLOADED_NAME))
         else {
+            self.end_span(idx, Some(status), "5xx");
             return RetryOn::Status5xx;
         };
+        self.end_span(idx, Some(status), "overloaded");
         // Ended now as busy, so settling the losers cannot count it as a failure.
         if let Some(t) = self.tries.get_mut(idx).and_then(|l| l.open.take()) {
             let load = h
@@ -138,6 +183,9 @@ impl PodRace<'_> {
         for (i, l) in self.tries.iter_mut().enumerate() {
             if Some(i) == winner {
                 continue;
+            }
+            if let (Some(tr), Some(span)) = (self.trace.as_deref_mut(), l.span) {
+                tr.end_try(span, None, Some("lost_race"));
             }
             if let Some(t) = l.open.take() {
                 if winner_started.is_none_or(|ws| t.started() <= ws) {
