@@ -3,12 +3,13 @@
 # under identical load in the same run (see loadtest/bench/README.md).
 #
 #   loadtest/bench/proxy-cost.sh [--baseline PATH/arena-gateway] [--duration 10s] [--connections 64] [--rounds 3]
-#                                [--warmup 2s] [--quiet-wait 60] [--no-rr] [--no-build]
+#                                [--warmup 2s] [--quiet-wait 60] [--no-rr] [--no-traces] [--no-build]
 #
 # Three nginx pods (one worker each) on 127.0.0.11-13 serve a small JSON body; each proxy runs
 # alone with one worker thread; wrk -t1 loads it. Proxies: bare pingora, arena-gateway with its
 # defaults (p2c_ewma), arena-gateway with every request-path feature on (the target's variant) and,
-# unless --no-rr, arena-gateway with round_robin. The proxy's CPU time (utime+stime from
+# unless --no-rr, arena-gateway with round_robin; unless --no-traces, arena-gateway with tracing
+# at a 1 % and a 100 % ratio, exporting OTLP/HTTP to an nginx that accepts and discards the spans. The proxy's CPU time (utime+stime from
 # /proc/PID/stat) over the measured run divided by the requests wrk counted is its cost.
 set -euo pipefail
 
@@ -18,6 +19,7 @@ CONNECTIONS=64
 ROUNDS=3
 WARMUP=2s
 WITH_RR=1
+WITH_TRACES=1
 BUILD=1
 QUIET_WAIT=60
 BASELINE=
@@ -26,7 +28,7 @@ BASELINE=
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 parse_args --duration=DURATION --connections=CONNECTIONS --rounds=ROUNDS --warmup=WARMUP \
-    --quiet-wait=QUIET_WAIT --baseline=BASELINE --no-rr:WITH_RR=0 -- "$@"
+    --quiet-wait=QUIET_WAIT --baseline=BASELINE --no-rr:WITH_RR=0 --no-traces:WITH_TRACES=0 -- "$@"
 need_positive ROUNDS CONNECTIONS
 need_match DURATION '^[0-9]+[smh]?$' "--duration like 10s"
 need_match WARMUP '^[0-9]+[smh]?$' "--warmup like 2s"
@@ -53,6 +55,7 @@ URL_PATH=/v1/matches
 
 PROXIES=(bare arena-p2c arena-all arena-rel)
 [[ $WITH_RR -eq 1 ]] && PROXIES+=(arena-rr)
+[[ $WITH_TRACES -eq 1 ]] && PROXIES+=(arena-trace1 arena-trace100)
 [[ -n $BASELINE ]] && PROXIES+=(base-p2c base-all)
 declare -A LABEL=(
     [bare]="bare-pingora (round robin)"
@@ -60,6 +63,8 @@ declare -A LABEL=(
     [arena-all]="arena-gateway (p2c_ewma, everything on)"
     [arena-rr]="arena-gateway (round_robin)"
     [arena-rel]="arena-gateway (p2c_ewma, a release on the route)"
+    [arena-trace1]="arena-gateway (p2c_ewma, tracing at 1 %)"
+    [arena-trace100]="arena-gateway (p2c_ewma, tracing at 100 %)"
     [base-p2c]="baseline arena-gateway (p2c_ewma)"
     [base-all]="baseline arena-gateway (p2c_ewma, everything on)"
 )
@@ -69,6 +74,44 @@ arena_all_config >"$WORK/arena-all.yaml"
 arena_release_config >"$WORK/arena-rel.yaml"
 for p in arena-p2c arena-all arena-rr arena-rel; do check_arena_config "$WORK/$p.yaml"; done
 
+# The trace collector for the tracing variants: nginx answering every OTLP POST with an empty
+# ExportTraceServiceResponse (a protobuf message with no fields is zero bytes), spans discarded.
+start_otlp_sink() {
+    local dir="$WORK/otlp" ip=127.0.0.15
+    OTLP_PORT=$(free_port "$ip")
+    mkdir -p "$dir"
+    {
+        nginx_head "$dir" off
+        cat <<EOF
+    client_max_body_size 16m;
+    server {
+        listen $ip:$OTLP_PORT;
+        location = /v1/traces { default_type application/x-protobuf; return 200 ''; }
+    }
+}
+EOF
+    } >"$dir/nginx.conf"
+    "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    wait_listening "$ip" "$OTLP_PORT" "$pid" || die "the OTLP sink did not start on $ip:$OTLP_PORT"
+    OTLP_ENDPOINT="http://$ip:$OTLP_PORT"
+}
+tracing_block() { # RATIO
+    cat <<EOF
+tracing:
+  otlp_endpoint: $OTLP_ENDPOINT
+  sample_ratio: $1
+  always: [error, slow]
+EOF
+}
+if [[ $WITH_TRACES -eq 1 ]]; then
+    start_otlp_sink
+    { arena_cluster "" p2c_ewma; arena_route 2s; tracing_block 1%; } >"$WORK/arena-trace1.yaml"
+    { arena_cluster "" p2c_ewma; arena_route 2s; tracing_block 100%; } >"$WORK/arena-trace100.yaml"
+    for p in arena-trace1 arena-trace100; do check_arena_config "$WORK/$p.yaml"; done
+fi
+
 start_proxy() { # name
     case "$1" in
         bare)
@@ -76,7 +119,9 @@ start_proxy() { # name
             run_proxy bare 100 "${BARE_CMD[@]}"
             grep -q 'bare-pingora listening on' "$WORK/bare.log" || die "bare-pingora printed no banner"
             ;;
-        arena-p2c | arena-all | arena-rr | arena-rel) run_proxy "$1" 100 "$GATEWAY" run -c "$WORK/$1.yaml" ;;
+        arena-p2c | arena-all | arena-rr | arena-rel | arena-trace1 | arena-trace100)
+            run_proxy "$1" 100 "$GATEWAY" run -c "$WORK/$1.yaml"
+            ;;
         base-p2c | base-all) run_proxy "$1" 100 "$BASE_GATEWAY" run -c "$WORK/arena-${1#base-}.yaml" ;;
         *) die "unknown proxy $1" ;;
     esac
@@ -138,6 +183,12 @@ PAIRED_ALL_MEDIAN=$(paired_list arena-all | median_of)
     echo
     awk -v a="$(median 8 arena-rel)" -v b="$(median 8 arena-p2c)" 'BEGIN {
         if (b > 0) printf "**A release on the route (50/50 split, both versions judged) / without, CPU µs per request: %.2f / %.2f = %.3f** (target < 1.03)\n\n", a, b, a / b }'
+    if [[ $WITH_TRACES -eq 1 ]]; then
+        awk -v a="$(median 8 arena-trace1)" -v h="$(median 8 arena-trace100)" -v b="$(median 8 arena-p2c)" 'BEGIN {
+            if (b > 0) printf "**Tracing / off, CPU µs per request: at 1 %% %.2f / %.2f = %.3f (target ≤ 1.05: %s); at 100 %% %.2f / %.2f = %.3f**\n\n", a, b, a / b, (a / b <= 1.05 ? "PASS" : "FAIL"), h, b, h / b }'
+        echo "Tracing variants export OTLP/HTTP to an nginx sink on 127.0.0.15 (spans accepted and discarded); its CPU is not the proxy's."
+        echo
+    fi
     if [[ -n $BASELINE ]]; then
         for v in p2c all; do
             awk -v a="$(median 8 "arena-$v")" -v b="$(median 8 "base-$v")" -v l="${LABEL[arena-$v]}" 'BEGIN {
