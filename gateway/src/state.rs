@@ -241,6 +241,8 @@ pub struct Gateway {
     /// Turns the file's text into a gateway config at each reload (a sidecar's reads its
     /// `outbound:` section).
     loader: Loader,
+    /// The admin UI's per-second samples and the last error lines.
+    pub live: crate::admin::live::Live,
 }
 
 /// Validates configuration text (the file's, named `origin`) into a gateway config.
@@ -292,6 +294,7 @@ impl Gateway {
             handing_over: std::sync::atomic::AtomicBool::new(false),
             rollouts,
             loader,
+            live: Default::default(),
         }))
     }
 

@@ -1,5 +1,6 @@
 //! Admin API on its own listener: health, readiness, metrics, effective config, live pod
-//! table, reload and the releases (state, live comparison, operators' controls). Mutating calls need the bearer token named by `admin.token_env`; with
+//! table, reload, the releases (state, live comparison, operators' controls) and the web UI
+//! (`/ui`, polling `/ui/state`). Mutating calls need the bearer token named by `admin.token_env`; with
 //! `admin.read_token: required` (the default beyond loopback) so does every other call but
 //! the probes — checked before routing, so an endpoint added later is covered too.
 
@@ -13,8 +14,10 @@ use serde_json::json;
 
 use crate::state::Gateway;
 
+pub mod live;
 pub mod pod_gauges;
 pub mod releases;
+pub mod ui;
 
 /// Largest admin request body read (a weight or a rollback reason).
 const MAX_BODY: usize = 4096;
@@ -57,6 +60,11 @@ impl AdminApi {
         let probe = matches!(path, "/healthz" | "/readyz");
         if !probe && self.gw.snapshot().config.admin.reads_need_token() {
             if let Err(resp) = self.authorized(auth) {
+                // A browser's navigation carries no token: the page (code, no data) comes with
+                // the 401, asks for the token and sends it on its polls.
+                if method == Method::GET && matches!(path, "/ui" | "/ui/") {
+                    return ui::page_response(StatusCode::UNAUTHORIZED);
+                }
                 return *resp;
             }
         }
@@ -114,6 +122,8 @@ impl AdminApi {
                     &json!({"generation": snap.generation, "clusters": views}),
                 )
             }
+            (&Method::GET, "/ui" | "/ui/") => ui::page_response(StatusCode::OK),
+            (&Method::GET, "/ui/state") => ui::state_response(&self.gw),
             (&Method::POST, "/reload") => {
                 if let Err(resp) = self.authorized(auth) {
                     return *resp;
@@ -129,12 +139,14 @@ impl AdminApi {
                     ),
                 }
             }
-            (_, "/healthz" | "/readyz" | "/metrics" | "/config" | "/clusters" | "/reload") => {
-                json_response(StatusCode::METHOD_NOT_ALLOWED, &json!({"error": "method_not_allowed"}))
-            }
+            (
+                _,
+                "/healthz" | "/readyz" | "/metrics" | "/config" | "/clusters" | "/reload" | "/ui" | "/ui/"
+                | "/ui/state",
+            ) => json_response(StatusCode::METHOD_NOT_ALLOWED, &json!({"error": "method_not_allowed"})),
             _ => json_response(
                 StatusCode::NOT_FOUND,
-                &json!({"error": "not_found", "endpoints": ["/healthz", "/readyz", "/metrics", "/config", "/clusters", "POST /reload", "/releases", "/releases/NAME", "POST /releases/NAME/{weight,pause,resume,promote,rollback}"]}),
+                &json!({"error": "not_found", "endpoints": ["/healthz", "/readyz", "/metrics", "/config", "/clusters", "/ui", "/ui/state", "POST /reload", "/releases", "/releases/NAME", "POST /releases/NAME/{weight,pause,resume,promote,rollback}"]}),
             ),
         }
     }

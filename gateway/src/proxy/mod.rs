@@ -362,7 +362,13 @@ impl ProxyHttp for ArenaProxy {
         if let Some(guard) = session.stream().and_then(ClientStream::of) {
             guard.conn().request_done();
         }
-        respond::finish(session, ctx, &self.gw.metrics, self.access_log.as_deref());
+        respond::finish(
+            session,
+            ctx,
+            &self.gw.metrics,
+            self.access_log.as_deref(),
+            &self.gw.live,
+        );
     }
 
     fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {
