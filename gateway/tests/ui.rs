@@ -234,11 +234,18 @@ async fn with_read_token_required_the_page_asks_for_the_token_before_showing_any
     let c = client();
     let auth = ("authorization", "Bearer test-token");
 
-    // The page's code comes with the 401 (a navigation carries no token); its data does not.
-    let page = get(&c, gw.admin, "/ui", &[]).await;
+    // A browser's navigation (no token) gets the page's code with the 401, not its data;
+    // other clients get the JSON 401 of every read.
+    let html = [("accept", "text/html,application/xhtml+xml,*/*;q=0.8")];
+    let page = get(&c, gw.admin, "/ui", &html).await;
     assert_eq!(page.status, 401);
     assert_eq!(page.header("www-authenticate"), Some("Bearer"));
     assert!(page.text().contains("<!doctype html>"));
+    let tool = get(&c, gw.admin, "/ui", &[]).await;
+    assert_eq!(
+        (tool.status, tool.json()["error"].clone()),
+        (401, "unauthorized".into())
+    );
     let state = get(&c, gw.admin, "/ui/state", &[]).await;
     assert_eq!(state.status, 401);
     assert!(!state.text().contains("\"routes\""));

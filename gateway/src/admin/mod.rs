@@ -60,11 +60,6 @@ impl AdminApi {
         let probe = matches!(path, "/healthz" | "/readyz");
         if !probe && self.gw.snapshot().config.admin.reads_need_token() {
             if let Err(resp) = self.authorized(auth) {
-                // A browser's navigation carries no token: the page (code, no data) comes with
-                // the 401, asks for the token and sends it on its polls.
-                if method == Method::GET && matches!(path, "/ui" | "/ui/") {
-                    return ui::page_response(StatusCode::UNAUTHORIZED);
-                }
                 return *resp;
             }
         }
@@ -160,6 +155,22 @@ pub struct AdminRequest {
     pub query: Option<String>,
     pub auth: Option<Vec<u8>>,
     pub body: Vec<u8>,
+    /// The client accepts `text/html` (a browser navigating).
+    pub wants_html: bool,
+}
+
+impl AdminApi {
+    /// Answers one call read from the session. Like [`AdminApi::handle_with`], except that a
+    /// browser opening `/ui` without the read token (a navigation carries none) gets the 401
+    /// with the page itself — code, no data — which asks for the token and sends it on its
+    /// polls; any other client gets the JSON 401 every read answers.
+    pub fn handle_call(&self, c: &AdminRequest) -> Response<Vec<u8>> {
+        let page = c.wants_html && c.method == Method::GET && matches!(c.path.as_str(), "/ui" | "/ui/");
+        if page && self.gw.snapshot().config.admin.reads_need_token() && self.authorized(c.auth.as_deref()).is_err() {
+            return ui::page_response(StatusCode::UNAUTHORIZED);
+        }
+        self.handle_with(&c.method, &c.path, c.query.as_deref(), c.auth.as_deref(), &c.body)
+    }
 }
 
 /// Reads an admin call, or the answer to a body that is too large.
@@ -174,6 +185,11 @@ pub async fn read_request(session: &mut ServerSession) -> Result<AdminRequest, B
             .get(http::header::AUTHORIZATION)
             .map(|v| v.as_bytes().to_vec()),
         body: Vec::new(),
+        wants_html: req
+            .headers
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/html")),
     };
     while let Ok(Some(chunk)) = session.read_request_body().await {
         if call.body.len() + chunk.len() > MAX_BODY {
@@ -192,7 +208,7 @@ pub async fn read_request(session: &mut ServerSession) -> Result<AdminRequest, B
 impl ServeHttp for AdminApi {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         match read_request(session).await {
-            Ok(c) => self.handle_with(&c.method, &c.path, c.query.as_deref(), c.auth.as_deref(), &c.body),
+            Ok(c) => self.handle_call(&c),
             Err(answer) => *answer,
         }
     }
