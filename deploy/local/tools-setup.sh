@@ -6,7 +6,10 @@
 #   - systemd-analyze (Debian `systemd`): the systemd unit;
 #   - promtool, extracted from Debian's `prometheus` package into target/tools/prometheus without
 #     installing it (installing would enable a Prometheus server and pull in node-exporter, whose
-#     port 9100 is the demo pods' port): the dashboards' rules (gateway/tests/dashboards.rs).
+#     port 9100 is the demo pods' port): the dashboards' rules (gateway/tests/dashboards.rs);
+#   - headless Chromium (Debian `chromium`) and playwright-core (npm, pinned in
+#     gateway/tests/ui/package-lock.json) in target/tools/ui, which drives /usr/bin/chromium and
+#     downloads no browser: the admin web UI in a real browser (gateway/tests/ui.rs).
 # Idempotent: the venv is rebuilt only when the requirements or the interpreter change; Debian
 # packages are installed only when missing (`apt-get update` only then). Works from any directory.
 set -euo pipefail
@@ -20,6 +23,9 @@ reqs="$root/deploy/local/tools-requirements.txt"
 # shellcheck disable=SC2207 # word splitting of package names is intended
 need=($(python_venv_needs))
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 apt_install tools "${need[@]}"
 python_venv tools "$venv" "$reqs" kubernetes-validate
 
@@ -38,4 +44,21 @@ else
   rm -rf "$root/target/tools/prometheus"
   dpkg-deb -x "$tmp"/prometheus_*.deb "$root/target/tools/prometheus"
   "$promtool" --version >/dev/null
+fi
+
+# playwright-core for the UI test, keyed on its lock file and the node version.
+ui_src="$root/gateway/tests/ui"
+ui_dir="$root/target/tools/ui"
+want_ui="$(node --version)-$(sha256sum "$ui_src/package-lock.json" | awk '{print $1}')"
+stamp_ui="$ui_dir/.arena-lock.stamp"
+if [ -f "$ui_dir/node_modules/playwright-core/package.json" ] && [ -f "$stamp_ui" ] && [ "$(cat "$stamp_ui")" = "$want_ui" ]; then
+  echo "==> tools: target/tools/ui up to date (playwright-core $(node -p "require('$ui_dir/node_modules/playwright-core/package.json').version"), $(/usr/bin/chromium --version 2>/dev/null))"
+else
+  echo "==> tools: npm ci of playwright-core in target/tools/ui"
+  rm -rf "$ui_dir"
+  mkdir -p "$ui_dir"
+  cp "$ui_src/package.json" "$ui_src/package-lock.json" "$ui_dir/"
+  # No install scripts, no browser download: the test drives Debian's /usr/bin/chromium.
+  (cd "$ui_dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null)
+  echo "$want_ui" >"$stamp_ui"
 fi

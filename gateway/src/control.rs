@@ -1,6 +1,7 @@
 //! The control plane: one dedicated thread with its own small runtime that runs DNS
-//! refreshers, reload triggers (SIGHUP, debounced file watch) and drained-pod sweeps, so none
-//! of that work competes with the proxy's request threads.
+//! refreshers, reload triggers (SIGHUP, debounced file watch), drained-pod sweeps and the
+//! admin UI's per-second samples, so none of that work competes with the proxy's request
+//! threads.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -71,6 +72,7 @@ async fn run(gw: Arc<Gateway>, mut hangups: tokio::signal::unix::Signal) {
     };
     tokio::spawn(sweeper);
     tokio::spawn(crate::rollout::run(Arc::clone(&gw)));
+    tokio::spawn(crate::admin::live::run(Arc::clone(&gw)));
 
     loop {
         tokio::select! {

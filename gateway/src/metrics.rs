@@ -102,6 +102,33 @@ impl RouteMetrics {
         self.by_class[class_index(status)].inc();
         self.duration.observe(seconds);
     }
+
+    /// The route's cumulative counts now (for the admin UI's samples: read, never written).
+    pub fn totals(&self) -> RouteTotals {
+        use prometheus::core::Metric as _;
+        let proto = self.duration.metric();
+        let mut buckets: Vec<(f64, u64)> = proto
+            .get_histogram()
+            .get_bucket()
+            .iter()
+            .map(|b| (b.upper_bound(), b.cumulative_count()))
+            .collect();
+        buckets.push((f64::INFINITY, self.duration.get_sample_count()));
+        RouteTotals {
+            requests: self.by_class.iter().map(IntCounter::get).sum(),
+            errors: self.by_class[4].get(),
+            buckets,
+        }
+    }
+}
+
+/// A route's cumulative counts at one moment: answers, 5xx (and unanswered) answers, and the
+/// latency histogram as (upper bound in seconds, cumulative count), ending with +Inf.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouteTotals {
+    pub requests: u64,
+    pub errors: u64,
+    pub buckets: Vec<(f64, u64)>,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {

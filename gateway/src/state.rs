@@ -243,6 +243,8 @@ pub struct Gateway {
     loader: Loader,
     /// The trace exporter, when `tracing` was configured at start (its endpoint is restart-only).
     pub tracer: Option<crate::trace::Tracer>,
+    /// The admin UI's per-second samples and the last error lines.
+    pub live: crate::admin::live::Live,
 }
 
 /// Validates configuration text (the file's, named `origin`) into a gateway config.
@@ -306,6 +308,7 @@ impl Gateway {
             rollouts,
             loader,
             tracer,
+            live: Default::default(),
         }))
     }
 

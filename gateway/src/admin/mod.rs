@@ -1,5 +1,6 @@
 //! Admin API on its own listener: health, readiness, metrics, effective config, live pod
-//! table, reload and the releases (state, live comparison, operators' controls). Mutating calls need the bearer token named by `admin.token_env`; with
+//! table, reload, the releases (state, live comparison, operators' controls) and the web UI
+//! (`/ui`, polling `/ui/state`). Mutating calls need the bearer token named by `admin.token_env`; with
 //! `admin.read_token: required` (the default beyond loopback) so does every other call but
 //! the probes — checked before routing, so an endpoint added later is covered too.
 
@@ -13,8 +14,10 @@ use serde_json::json;
 
 use crate::state::Gateway;
 
+pub mod live;
 pub mod pod_gauges;
 pub mod releases;
+pub mod ui;
 
 /// Largest admin request body read (a weight or a rollback reason).
 const MAX_BODY: usize = 4096;
@@ -114,6 +117,8 @@ impl AdminApi {
                     &json!({"generation": snap.generation, "clusters": views}),
                 )
             }
+            (&Method::GET, "/ui" | "/ui/") => ui::page_response(StatusCode::OK),
+            (&Method::GET, "/ui/state") => ui::state_response(&self.gw),
             (&Method::POST, "/reload") => {
                 if let Err(resp) = self.authorized(auth) {
                     return *resp;
@@ -129,12 +134,14 @@ impl AdminApi {
                     ),
                 }
             }
-            (_, "/healthz" | "/readyz" | "/metrics" | "/config" | "/clusters" | "/reload") => {
-                json_response(StatusCode::METHOD_NOT_ALLOWED, &json!({"error": "method_not_allowed"}))
-            }
+            (
+                _,
+                "/healthz" | "/readyz" | "/metrics" | "/config" | "/clusters" | "/reload" | "/ui" | "/ui/"
+                | "/ui/state",
+            ) => json_response(StatusCode::METHOD_NOT_ALLOWED, &json!({"error": "method_not_allowed"})),
             _ => json_response(
                 StatusCode::NOT_FOUND,
-                &json!({"error": "not_found", "endpoints": ["/healthz", "/readyz", "/metrics", "/config", "/clusters", "POST /reload", "/releases", "/releases/NAME", "POST /releases/NAME/{weight,pause,resume,promote,rollback}"]}),
+                &json!({"error": "not_found", "endpoints": ["/healthz", "/readyz", "/metrics", "/config", "/clusters", "/ui", "/ui/state", "POST /reload", "/releases", "/releases/NAME", "POST /releases/NAME/{weight,pause,resume,promote,rollback}"]}),
             ),
         }
     }
@@ -148,6 +155,22 @@ pub struct AdminRequest {
     pub query: Option<String>,
     pub auth: Option<Vec<u8>>,
     pub body: Vec<u8>,
+    /// The client accepts `text/html` (a browser navigating).
+    pub wants_html: bool,
+}
+
+impl AdminApi {
+    /// Answers one call read from the session. Like [`AdminApi::handle_with`], except that a
+    /// browser opening `/ui` without the read token (a navigation carries none) gets the 401
+    /// with the page itself — code, no data — which asks for the token and sends it on its
+    /// polls; any other client gets the JSON 401 every read answers.
+    pub fn handle_call(&self, c: &AdminRequest) -> Response<Vec<u8>> {
+        let page = c.wants_html && c.method == Method::GET && matches!(c.path.as_str(), "/ui" | "/ui/");
+        if page && self.gw.snapshot().config.admin.reads_need_token() && self.authorized(c.auth.as_deref()).is_err() {
+            return ui::page_response(StatusCode::UNAUTHORIZED);
+        }
+        self.handle_with(&c.method, &c.path, c.query.as_deref(), c.auth.as_deref(), &c.body)
+    }
 }
 
 /// Reads an admin call, or the answer to a body that is too large.
@@ -162,6 +185,11 @@ pub async fn read_request(session: &mut ServerSession) -> Result<AdminRequest, B
             .get(http::header::AUTHORIZATION)
             .map(|v| v.as_bytes().to_vec()),
         body: Vec::new(),
+        wants_html: req
+            .headers
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/html")),
     };
     while let Ok(Some(chunk)) = session.read_request_body().await {
         if call.body.len() + chunk.len() > MAX_BODY {
@@ -180,7 +208,7 @@ pub async fn read_request(session: &mut ServerSession) -> Result<AdminRequest, B
 impl ServeHttp for AdminApi {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         match read_request(session).await {
-            Ok(c) => self.handle_with(&c.method, &c.path, c.query.as_deref(), c.auth.as_deref(), &c.body),
+            Ok(c) => self.handle_call(&c),
             Err(answer) => *answer,
         }
     }

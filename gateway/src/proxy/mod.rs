@@ -437,7 +437,13 @@ impl ProxyHttp for ArenaProxy {
         if let Some(guard) = session.stream().and_then(ClientStream::of) {
             guard.conn().request_done();
         }
-        respond::finish(session, ctx, &self.gw.metrics, self.access_log.as_deref());
+        respond::finish(
+            session,
+            ctx,
+            &self.gw.metrics,
+            self.access_log.as_deref(),
+            &self.gw.live,
+        );
         if ctx.trace.is_some() {
             self.finish_trace(session, ctx);
         }

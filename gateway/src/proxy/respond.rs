@@ -11,6 +11,7 @@ use pingora::Result;
 use super::access_log::{self, AccessLog};
 use super::ctx::RequestCtx;
 use super::error::{GatewayError, Side};
+use crate::admin::live::Live;
 use crate::metrics::Metrics;
 
 /// Who answered, for the `x-arena-backend` debug header.
@@ -101,8 +102,9 @@ pub async fn reject(session: &mut Session, ctx: &mut RequestCtx, err: GatewayErr
     Ok(true)
 }
 
-/// The end of a request: its metrics, and its access-log line when the policy wants one.
-pub fn finish(session: &Session, ctx: &RequestCtx, metrics: &Metrics, log: Option<&AccessLog>) {
+/// The end of a request: its metrics, its access-log line when the policy wants one, and for
+/// a 5xx or unanswered request that line in the admin UI's recent errors too.
+pub fn finish(session: &Session, ctx: &RequestCtx, metrics: &Metrics, log: Option<&AccessLog>, live: &Live) {
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
     let elapsed = ctx.started.elapsed();
     match &ctx.routed {
@@ -117,18 +119,27 @@ pub fn finish(session: &Session, ctx: &RequestCtx, metrics: &Metrics, log: Optio
             metrics.unrouted.with_label_values(&[reason]).inc();
         }
     }
-    if let Some(log) = log {
-        log_line(log, session, ctx, status, elapsed);
+    let error = status == 0 || status >= 500;
+    let logged = match (log, &ctx.snapshot.config.access_log) {
+        (Some(log), Some(spec)) if access_log::wanted(spec, status, elapsed, rand::random::<f64>) => Some(log),
+        _ => None,
+    };
+    if logged.is_none() && !error {
+        return;
+    }
+    let line = log_line(session, ctx, status, elapsed);
+    match logged {
+        Some(log) if error => {
+            live.error_line(line.clone());
+            log.write(line);
+        }
+        Some(log) => log.write(line),
+        None => live.error_line(line),
     }
 }
 
-fn log_line(log: &AccessLog, session: &Session, ctx: &RequestCtx, status: u16, elapsed: Duration) {
-    let Some(spec) = &ctx.snapshot.config.access_log else {
-        return;
-    };
-    if !access_log::wanted(spec, status, elapsed, rand::random::<f64>) {
-        return;
-    }
+/// The access-log line of a finished request.
+fn log_line(session: &Session, ctx: &RequestCtx, status: u16, elapsed: Duration) -> String {
     let req = session.req_header();
     let host = req
         .headers
@@ -157,5 +168,5 @@ fn log_line(log: &AccessLog, session: &Session, ctx: &RequestCtx, status: u16, e
         error: ctx.outcome.error.as_deref().map(GatewayError::code),
         detail: detail.as_deref().map(access_log::clip),
     };
-    log.write(line.to_json());
+    line.to_json()
 }
