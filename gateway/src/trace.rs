@@ -67,7 +67,7 @@ impl Tracer {
 
     /// Hands a kept trace to the exporter; never waits.
     pub fn submit(&self, f: Finished) {
-        let spans = 1 + f.trace.tries.len() as u64;
+        let spans = 1 + f.trace.tries.len() as u64 + u64::from(f.trace.faas.is_some());
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(f) {
             self.dropped.inc_by(spans);
         }
@@ -164,6 +164,37 @@ fn context(trace_id: u128, span_id: u64, sampled: bool) -> SpanContext {
 /// The spans of one finished request: the server span, then one client span per try.
 fn spans(f: &Finished, scope: &InstrumentationScope, out: &mut Vec<SpanData>) {
     let t = &f.trace;
+    if let Some(fs) = &t.faas {
+        let mut attrs = vec![
+            KeyValue::new("faas.invoked_name", fs.function.clone()),
+            KeyValue::new("arena.faas.reason", fs.reason),
+        ];
+        if let Some(s) = fs.status {
+            attrs.push(KeyValue::new("http.response.status_code", i64::from(s)));
+        }
+        let status = match fs.error {
+            Some(why) => {
+                attrs.push(KeyValue::new("error.type", why));
+                Status::error(why)
+            }
+            None => Status::Unset,
+        };
+        out.push(SpanData {
+            span_context: context(t.trace_id, fs.span_id, true),
+            parent_span_id: SpanId::from(t.span_id),
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Client,
+            name: Cow::Borrowed("faas"),
+            start_time: fs.start,
+            end_time: fs.end.unwrap_or(f.end),
+            attributes: attrs,
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status,
+            instrumentation_scope: scope.clone(),
+        });
+    }
     let mut attrs = vec![
         KeyValue::new("http.request.method", f.method.clone()),
         KeyValue::new("url.path", f.path.clone()),

@@ -220,3 +220,33 @@ async fn a_hedged_request_shows_both_tries_and_which_lost() {
     assert_eq!(lost["attributes"]["error.type"], "lost_race");
     assert_eq!(hedged["attributes"]["http.response.status_code"], 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_that_answers_for_dead_pods_has_its_span() {
+    let receiver = Receiver::start();
+    // The function: a sample pod behind `kind: http` (what matters here is the span).
+    let function = Pod::start("127.0.0.176", &["--name", "fn"]);
+    let dead = arena_testkit::free_addr("127.0.0.177").unwrap();
+    let gw = Gateway::start(&format!(
+        "tracing:\n  otlp_endpoint: http://127.0.0.1:{}\n  sample_ratio: 0%\nfaas:\n  - {{ name: esports-fn, kind: http, url: \"http://{}\", timeout: 2s }}\nclusters:\n  - {{ name: c, endpoints: [\"{dead}\"] }}\nroutes:\n  - {{ name: r, match: {{}}, cluster: c, fallback: {{ faas: esports-fn }} }}\n",
+        receiver.port, function.addr
+    ));
+    let c = client();
+    let r = get(&c, gw.addr, "/v1/matches", &[("x-request-id", "to-fn")]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let spans = receiver.settle();
+    let server = spans
+        .iter()
+        .find(|s| s["kind"] == 2)
+        .expect("the failed try keeps the trace");
+    assert_eq!(server["attributes"]["arena.faas.function"], "esports-fn");
+    let faas = spans
+        .iter()
+        .find(|s| s["name"] == "faas")
+        .expect("a span for the invocation");
+    assert_eq!(faas["parent_span_id"], server["span_id"]);
+    assert_eq!(faas["attributes"]["faas.invoked_name"], "esports-fn");
+    assert_eq!(faas["attributes"]["http.response.status_code"], 200);
+    let tried = spans.iter().find(|s| s["name"] == "try").unwrap();
+    assert_eq!(tried["attributes"]["error.type"], "connect_failure");
+}

@@ -278,9 +278,22 @@ async fn serve(
     body: Bytes,
     metrics: &Metrics,
 ) -> std::result::Result<(), FaasError> {
-    let req = faas_request(session, ctx, body);
+    let mut req = faas_request(session, ctx, body);
+    if let Some(tr) = ctx.trace.as_deref_mut() {
+        let span = super::random::with_rng(|rng| tr.start_faas(function.name(), reason.as_str(), rng));
+        if let Ok(v) = http::HeaderValue::from_str(&tr.traceparent(span)) {
+            req.headers.insert(super::trace::TRACEPARENT, v);
+            req.headers.remove("b3");
+        }
+    }
     let t0 = StdInstant::now();
     let result = function.invoke(&req).await;
+    if let Some(tr) = ctx.trace.as_deref_mut() {
+        match &result {
+            Ok(r) => tr.end_faas(Some(r.status), None),
+            Err(e) => tr.end_faas(None, Some(e.kind())),
+        }
+    }
     metrics
         .faas_duration
         .with_label_values(&[function.name()])

@@ -47,6 +47,20 @@ pub struct TrySpan {
     pub failure: Option<&'static str>,
 }
 
+/// One function invocation (the FaaS fallback).
+#[derive(Debug, Clone)]
+pub struct FaasSpan {
+    pub span_id: SpanId,
+    pub function: String,
+    /// Why the function was called (`no_endpoints`, `spillover`, `warm`...).
+    pub reason: &'static str,
+    pub start: SystemTime,
+    pub end: Option<SystemTime>,
+    pub status: Option<u16>,
+    /// How the invocation failed, when it did.
+    pub error: Option<&'static str>,
+}
+
 /// The request's trace so far.
 #[derive(Debug, Clone)]
 pub struct RequestTrace {
@@ -59,6 +73,7 @@ pub struct RequestTrace {
     pub span_id: SpanId,
     pub start: SystemTime,
     pub tries: SmallVec<[TrySpan; 2]>,
+    pub faas: Option<FaasSpan>,
 }
 
 /// Starts the trace of a request with `headers` (a caller's `traceparent`, else `b3`, is
@@ -83,6 +98,7 @@ pub fn begin<R: Rng>(headers: &HeaderMap, spec: &TracingSpec, rng: &mut R) -> Re
         span_id: rng.random::<u64>().max(1),
         start: SystemTime::now(),
         tries: SmallVec::new(),
+        faas: None,
     }
 }
 
@@ -135,6 +151,30 @@ impl RequestTrace {
     pub fn answered(&mut self, span: SpanId, status: u16) {
         if let Some(t) = self.tries.iter_mut().find(|t| t.span_id == span) {
             t.status = Some(status);
+        }
+    }
+
+    /// Records a function invocation starting now; returns its span id.
+    pub fn start_faas<R: Rng>(&mut self, function: &str, reason: &'static str, rng: &mut R) -> SpanId {
+        let span_id = rng.random::<u64>().max(1);
+        self.faas = Some(FaasSpan {
+            span_id,
+            function: function.to_string(),
+            reason,
+            start: SystemTime::now(),
+            end: None,
+            status: None,
+            error: None,
+        });
+        span_id
+    }
+
+    /// Ends the function invocation: its status, or how it failed.
+    pub fn end_faas(&mut self, status: Option<u16>, error: Option<&'static str>) {
+        if let Some(f) = self.faas.as_mut() {
+            f.end = Some(SystemTime::now());
+            f.status = status;
+            f.error = error;
         }
     }
 
