@@ -8,70 +8,12 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 use support::gateway::{Gateway, Pod};
 use support::http::{client, get};
-use support::procs::{Proc, TempDir};
-
-struct Receiver {
-    port: u16,
-    out: std::path::PathBuf,
-    _proc: Proc,
-    _dir: TempDir,
-}
-
-impl Receiver {
-    fn start() -> Receiver {
-        let python = arena_testkit::repo_root().join("target/tools/venv/bin/python");
-        assert!(
-            python.exists(),
-            "{} missing: run deploy/local/tools-setup.sh",
-            python.display()
-        );
-        let dir = TempDir::new("otlp");
-        let out = dir.0.file("spans.jsonl");
-        let port = arena_testkit::free_addr("127.0.0.1").unwrap().port();
-        let mut cmd = Command::new(python);
-        cmd.arg(arena_testkit::repo_root().join("gateway/tests/otlp/receiver.py"))
-            .arg(port.to_string())
-            .arg(&out);
-        let (proc, _) = Proc::spawn_until("otlp receiver", cmd, "listening", Duration::from_secs(20));
-        Receiver {
-            port,
-            out,
-            _proc: proc,
-            _dir: dir,
-        }
-    }
-
-    fn spans(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    /// Waits until spans stop arriving (the exporter flushes every second) and returns them.
-    fn settle(&self) -> Vec<Value> {
-        let mut last = usize::MAX;
-        let mut spans = Vec::new();
-        arena_testkit::wait::until("spans to settle", Duration::from_secs(20), || {
-            spans = self.spans();
-            let steady = spans.len() == last && !spans.is_empty();
-            last = spans.len();
-            if !steady {
-                std::thread::sleep(Duration::from_millis(1500));
-            }
-            steady
-        })
-        .unwrap();
-        spans
-    }
-}
+use support::otlp::Receiver;
 
 fn config(receiver_port: u16, ratio: &str, pods: &[&Pod]) -> String {
     let endpoints: Vec<String> = pods.iter().map(|p| format!("\"{}\"", p.addr)).collect();

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub tls_handshakes: IntCounterVec,
     pub cert_reloads: IntCounterVec,
     pub cert_expiry: Gauge,
+    pub trace_spans_exported: IntCounter,
+    pub trace_spans_dropped: IntCounter,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> prometheus::Result<T> {
@@ -204,6 +206,20 @@ impl Metrics {
                 Gauge::new(
                     "arena_sidecar_cert_expiry_timestamp_seconds",
                     "notAfter of the pod port's certificate (unix time)",
+                )?,
+            )?,
+            trace_spans_exported: reg(
+                &r,
+                IntCounter::new(
+                    "arena_sidecar_trace_spans_exported_total",
+                    "Spans the sidecar's trace exporter delivered to the OTLP collector",
+                )?,
+            )?,
+            trace_spans_dropped: reg(
+                &r,
+                IntCounter::new(
+                    "arena_sidecar_trace_spans_dropped_total",
+                    "Spans dropped because the exporter's queue was full or the collector failed",
                 )?,
             )?,
             registry: r,

@@ -45,6 +45,8 @@ pub struct Sidecar {
     tls_counted: Mutex<[u64; 5]>,
     /// The outbound side (the gateway's engine), when configured.
     outbound: std::sync::OnceLock<Arc<arena_gateway::state::Gateway>>,
+    /// The trace exporter, when `tracing` was configured at start.
+    pub tracer: Option<arena_gateway::trace::Tracer>,
 }
 
 impl Sidecar {
@@ -59,6 +61,14 @@ impl Sidecar {
         let health = Health::new(inbound.stuck_after, inbound.liveness_grace);
         let captures = Captures::start(metrics.captures.clone())?;
         let capture = inbound.capture.clone().map(Arc::new);
+        let tracer = match &config.tracing {
+            Some(spec) => Some(arena_gateway::trace::Tracer::start(
+                spec,
+                metrics.trace_spans_exported.clone(),
+                metrics.trace_spans_dropped.clone(),
+            )?),
+            None => None,
+        };
         Ok(Arc::new(Sidecar {
             config: ArcSwap::from_pointee(config),
             capture: ArcSwap::from_pointee(capture),
@@ -78,6 +88,7 @@ impl Sidecar {
             tls,
             tls_counted: Mutex::new([0; 5]),
             outbound: std::sync::OnceLock::new(),
+            tracer,
         }))
     }
 
@@ -224,6 +235,16 @@ impl Sidecar {
             new.inbound.tls.is_some() != old.inbound.tls.is_some(),
             "inbound.tls (on or off)",
         );
+        // The exporter runs with its endpoint; the ratio and what is kept follow the reload.
+        let endpoint = |c: &Config| {
+            c.tracing
+                .as_ref()
+                .map(|t| (t.otlp_endpoint.clone(), t.service_name.clone()))
+        };
+        if endpoint(&new) != endpoint(&old) {
+            keep(true, "tracing (on or off, otlp_endpoint, service_name)");
+            new.tracing.clone_from(&old.tracing);
+        }
         self.limiter.reconfigure(&new.inbound.limit, new.inbound.queue);
         self.health
             .reconfigure(new.inbound.stuck_after, new.inbound.liveness_grace);

@@ -7,7 +7,7 @@ mod access_log;
 pub mod file;
 pub mod listeners;
 pub mod server;
-mod traces;
+pub mod traces;
 mod upgrade;
 mod validate;
 

@@ -5,5 +5,6 @@ pub mod dnsmasq;
 pub mod faas;
 pub mod gateway;
 pub mod http;
+pub mod otlp;
 pub mod procs;
 pub mod redis;

@@ -8,7 +8,7 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 /// Top-level sections.
-pub const TOP_LEVEL_KEYS: &[&str] = &["inbound", "outbound", "admin", "server"];
+pub const TOP_LEVEL_KEYS: &[&str] = &["inbound", "outbound", "admin", "server", "tracing"];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

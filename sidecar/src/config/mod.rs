@@ -27,6 +27,9 @@ pub struct Config {
     /// The app's outbound calls through the gateway's engine (its one listener is
     /// `outbound.listen`).
     pub outbound: Option<Box<arena_gateway::config::Config>>,
+    /// Traces of inbound requests, with the gateway's keys (`service_name` defaults to
+    /// `arena-sidecar`).
+    pub tracing: Option<arena_gateway::config::TracingSpec>,
 }
 
 /// The pod side: the port the gateway dials and the app behind it.

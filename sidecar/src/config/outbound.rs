@@ -111,5 +111,6 @@ pub fn validate(c: &mut Diagnostics<'_>, sidecar: Option<&Config>) -> Option<Box
         redis: engine.redis,
         access_log: None,
         releases: engine.releases,
+        tracing: None,
     }))
 }

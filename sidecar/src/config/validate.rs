@@ -78,6 +78,7 @@ fn build(c: &mut Diagnostics<'_>) -> Option<Config> {
     let mut admin: Option<AdminFile> = None;
     let mut server_file = ServerFile::default();
     let mut saw_inbound = false;
+    let mut tracing_file: Option<arena_gateway::config::file::TracingFile> = None;
     for (key, key_node, value) in entries {
         match key.as_str() {
             "inbound" => {
@@ -85,6 +86,7 @@ fn build(c: &mut Diagnostics<'_>) -> Option<Config> {
                 inbound = c.decode(value);
             }
             "admin" => admin = c.decode(value),
+            "tracing" => tracing_file = c.decode(value),
             "server" => {
                 for (k, k_node, _) in yaml::entries(value).unwrap_or_default() {
                     if let Some((_, why)) = NOT_SIDECAR_SERVER_KEYS.iter().find(|(n, _)| *n == k) {
@@ -124,6 +126,13 @@ fn build(c: &mut Diagnostics<'_>) -> Option<Config> {
     });
     let admin = listeners::admin(c, Some(admin_file), &[]);
     let inbound = inbound.and_then(|f| validate_inbound(c, &f, server.max_request_body_bytes));
+    let tracing = tracing_file.as_ref().and_then(|t| {
+        let mut spec = arena_gateway::config::traces::tracing(c, t)?;
+        if t.service_name.is_none() {
+            spec.service_name = "arena-sidecar".into();
+        }
+        Some(spec)
+    });
     let (inbound, admin) = (inbound?, admin?);
     for (addr, what) in [(inbound.app, "inbound.app"), (admin.address, "admin.address")] {
         if addr == inbound.listen {
@@ -146,6 +155,7 @@ fn build(c: &mut Diagnostics<'_>) -> Option<Config> {
         admin,
         server,
         outbound: None,
+        tracing,
     })
 }
 

@@ -30,6 +30,8 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use tokio::time::Instant;
 
+use arena_gateway::proxy::trace::{self, RequestTrace, TryKind};
+
 use crate::config::{CaptureSpec, Config};
 use crate::health::Shed;
 use crate::state::Sidecar;
@@ -64,6 +66,8 @@ pub struct Ctx {
     capture: Option<(Arc<CaptureSpec>, BodyTap)>,
     app_down: bool,
     outcome: Outcome,
+    /// The request's trace, when tracing is on: the caller's try is its parent.
+    trace: Option<Box<RequestTrace>>,
 }
 
 /// The sidecar's inbound proxy logic.
@@ -135,6 +139,53 @@ impl InboundProxy {
     }
 }
 
+/// Ends the span of the forward to the app (when traced), failed with `failure` if given.
+fn end_span(ctx: &mut Ctx, failure: Option<&'static str>) {
+    if let Some(tr) = ctx.trace.as_deref_mut() {
+        if let Some(span) = tr.current() {
+            tr.end_try(span, None, failure);
+        }
+    }
+}
+
+impl InboundProxy {
+    /// Hands a finished request's trace to the exporter when it is kept (sampled, an error —
+    /// sheds and cuts included — or slow).
+    fn finish_trace(&self, session: &Session, ctx: &mut Ctx) {
+        let (Some(tr), Some(tracer), Some(spec)) = (ctx.trace.take(), &self.sc.tracer, &ctx.config.tracing) else {
+            return;
+        };
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let error = match ctx.outcome {
+            Outcome::Shed(why) => Some(why.as_str()),
+            Outcome::TimedOut => Some("app_timeout"),
+            Outcome::Failed => Some("error"),
+            Outcome::Pending | Outcome::Answered(_) => None,
+        };
+        let elapsed = std::time::SystemTime::now()
+            .duration_since(tr.start)
+            .unwrap_or_default();
+        if !trace::keep(spec, &tr, status, error.is_some(), elapsed) {
+            return;
+        }
+        let req = session.req_header();
+        tracer.submit(arena_gateway::trace::Finished {
+            end: std::time::SystemTime::now(),
+            method: req.method.as_str().to_string(),
+            path: req.uri.path().to_string(),
+            status,
+            route: Some("inbound".into()),
+            release: None,
+            served_by: None,
+            error,
+            request_id: ctx.id.to_str().unwrap_or_default().to_string(),
+            client_ip: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
+            rate_limited: false,
+            trace: *tr,
+        });
+    }
+}
+
 fn is_timeout(e: &Error) -> bool {
     matches!(e.etype(), ErrorType::ReadTimedout | ErrorType::WriteTimedout) && e.esource() == &ErrorSource::Upstream
 }
@@ -162,6 +213,7 @@ impl ProxyHttp for InboundProxy {
             capture: None,
             app_down: false,
             outcome: Outcome::Pending,
+            trace: None,
         }
     }
 
@@ -169,6 +221,13 @@ impl ProxyHttp for InboundProxy {
         let incoming = session.req_header().headers.get(&X_REQUEST_ID);
         ctx.id = self.ids.for_request(incoming);
         ctx.id_from_caller = incoming.is_some_and(|v| *v == ctx.id);
+        if let Some(spec) = &ctx.config.tracing {
+            ctx.trace = Some(Box::new(trace::begin(
+                &session.req_header().headers,
+                spec,
+                &mut rand::rng(),
+            )));
+        }
         self.sc.request_arrived();
         if self.sc.is_draining() {
             // Callers move to other pods: each connection closes after its answer.
@@ -232,6 +291,15 @@ impl ProxyHttp for InboundProxy {
         peer.options.read_timeout = Some(remaining);
         peer.options.write_timeout = Some(remaining);
         peer.options.idle_timeout = Some(APP_IDLE);
+        if let Some(tr) = ctx.trace.as_deref_mut() {
+            // A second call replays on a fresh connection a request whose pooled one was closed.
+            let kind = if tr.tries.is_empty() {
+                TryKind::First
+            } else {
+                TryKind::Retry
+            };
+            tr.start_try(inbound.app, kind, None, &mut rand::rng());
+        }
         Ok(Box::new(peer))
     }
 
@@ -241,6 +309,12 @@ impl ProxyHttp for InboundProxy {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if let Some(tr) = ctx.trace.as_deref() {
+            if let Some(span) = tr.current() {
+                upstream.insert_header(trace::TRACEPARENT, tr.traceparent(span))?;
+                upstream.remove_header("b3");
+            }
+        }
         if ctx.id_from_caller {
             return Ok(());
         }
@@ -251,8 +325,13 @@ impl ProxyHttp for InboundProxy {
         &self,
         _session: &mut Session,
         upstream: &mut ResponseHeader,
-        _ctx: &mut Ctx,
+        ctx: &mut Ctx,
     ) -> Result<()> {
+        if let Some(tr) = ctx.trace.as_deref_mut() {
+            if let Some(span) = tr.current() {
+                tr.answered(span, upstream.status.as_u16());
+            }
+        }
         let app = upstream.headers.get(&HEADER_NAME).map(HeaderValue::as_bytes);
         let (value, utilization) = report::render_with_utilization(self.own_load(false), app);
         self.sc.metrics.reported.set(utilization);
@@ -313,6 +392,7 @@ impl ProxyHttp for InboundProxy {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let status = if is_timeout(e) {
+            end_span(ctx, Some("timeout"));
             self.timed_out(session, ctx);
             504
         } else if ctx.app_down || is_connect_failure(e) {
@@ -330,6 +410,7 @@ impl ProxyHttp for InboundProxy {
             };
         } else {
             ctx.outcome = Outcome::Failed;
+            end_span(ctx, Some("error"));
             match (e.esource(), e.etype()) {
                 (ErrorSource::Downstream, ErrorType::ReadTimedout) => 408,
                 (ErrorSource::Downstream, _) => 400,
@@ -371,6 +452,9 @@ impl ProxyHttp for InboundProxy {
         }
         if let Some(guard) = session.stream().and_then(ClientStream::of) {
             guard.conn().request_done();
+        }
+        if ctx.trace.is_some() {
+            self.finish_trace(session, ctx);
         }
     }
 
