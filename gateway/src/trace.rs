@@ -161,6 +161,38 @@ fn context(trace_id: u128, span_id: u64, sampled: bool) -> SpanContext {
     )
 }
 
+/// The parts of a span that differ between the server, try and function spans.
+struct Part {
+    span_id: u64,
+    parent: Option<u64>,
+    remote_parent: bool,
+    kind: SpanKind,
+    name: Cow<'static, str>,
+    start: SystemTime,
+    end: SystemTime,
+    attributes: Vec<KeyValue>,
+    /// How it failed, when it did (the span's error status).
+    failure: Option<&'static str>,
+}
+
+fn span(trace_id: u128, p: Part, scope: &InstrumentationScope) -> SpanData {
+    SpanData {
+        span_context: context(trace_id, p.span_id, true),
+        parent_span_id: p.parent.map_or(SpanId::INVALID, SpanId::from),
+        parent_span_is_remote: p.remote_parent,
+        span_kind: p.kind,
+        name: p.name,
+        start_time: p.start,
+        end_time: p.end,
+        attributes: p.attributes,
+        dropped_attributes_count: 0,
+        events: SpanEvents::default(),
+        links: SpanLinks::default(),
+        status: p.failure.map_or(Status::Unset, Status::error),
+        instrumentation_scope: scope.clone(),
+    }
+}
+
 /// The spans of one finished request: the server span, then one client span per try.
 fn spans(f: &Finished, scope: &InstrumentationScope, out: &mut Vec<SpanData>) {
     let t = &f.trace;
@@ -172,28 +204,21 @@ fn spans(f: &Finished, scope: &InstrumentationScope, out: &mut Vec<SpanData>) {
         if let Some(s) = fs.status {
             attrs.push(KeyValue::new("http.response.status_code", i64::from(s)));
         }
-        let status = match fs.error {
-            Some(why) => {
-                attrs.push(KeyValue::new("error.type", why));
-                Status::error(why)
-            }
-            None => Status::Unset,
-        };
-        out.push(SpanData {
-            span_context: context(t.trace_id, fs.span_id, true),
-            parent_span_id: SpanId::from(t.span_id),
-            parent_span_is_remote: false,
-            span_kind: SpanKind::Client,
+        if let Some(why) = fs.error {
+            attrs.push(KeyValue::new("error.type", why));
+        }
+        let part = Part {
+            span_id: fs.span_id,
+            parent: Some(t.span_id),
+            remote_parent: false,
+            kind: SpanKind::Client,
             name: Cow::Borrowed("faas"),
-            start_time: fs.start,
-            end_time: fs.end.unwrap_or(f.end),
+            start: fs.start,
+            end: fs.end.unwrap_or(f.end),
             attributes: attrs,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status,
-            instrumentation_scope: scope.clone(),
-        });
+            failure: fs.error,
+        };
+        out.push(span(t.trace_id, part, scope));
     }
     let mut attrs = vec![
         KeyValue::new("http.request.method", f.method.clone()),
@@ -222,29 +247,21 @@ fn spans(f: &Finished, scope: &InstrumentationScope, out: &mut Vec<SpanData>) {
         attrs.push(KeyValue::new("error.type", code));
     }
     let failed = f.status >= 500 || f.status == 0 || f.error.is_some();
-    let status = if failed {
-        Status::error(f.error.unwrap_or("server error"))
-    } else {
-        Status::Unset
-    };
-    out.push(SpanData {
-        span_context: context(t.trace_id, t.span_id, true),
-        parent_span_id: t.parent.map_or(SpanId::INVALID, SpanId::from),
-        parent_span_is_remote: t.parent.is_some(),
-        span_kind: SpanKind::Server,
+    let part = Part {
+        span_id: t.span_id,
+        parent: t.parent,
+        remote_parent: t.parent.is_some(),
+        kind: SpanKind::Server,
         name: Cow::Owned(match &f.route {
             Some(r) => format!("{} {r}", f.method),
             None => f.method.clone(),
         }),
-        start_time: t.start,
-        end_time: f.end,
+        start: t.start,
+        end: f.end,
         attributes: attrs,
-        dropped_attributes_count: 0,
-        events: SpanEvents::default(),
-        links: SpanLinks::default(),
-        status,
-        instrumentation_scope: scope.clone(),
-    });
+        failure: failed.then(|| f.error.unwrap_or("server error")),
+    };
+    out.push(span(t.trace_id, part, scope));
     for tr in &t.tries {
         let mut attrs = vec![
             KeyValue::new("server.address", tr.pod.ip().to_string()),
@@ -267,27 +284,20 @@ fn spans(f: &Finished, scope: &InstrumentationScope, out: &mut Vec<SpanData>) {
         if let Some(s) = tr.status {
             attrs.push(KeyValue::new("http.response.status_code", i64::from(s)));
         }
-        let status = match tr.failure {
-            Some(why) => {
-                attrs.push(KeyValue::new("error.type", why));
-                Status::error(why)
-            }
-            None => Status::Unset,
-        };
-        out.push(SpanData {
-            span_context: context(t.trace_id, tr.span_id, true),
-            parent_span_id: SpanId::from(t.span_id),
-            parent_span_is_remote: false,
-            span_kind: SpanKind::Client,
+        if let Some(why) = tr.failure {
+            attrs.push(KeyValue::new("error.type", why));
+        }
+        let part = Part {
+            span_id: tr.span_id,
+            parent: Some(t.span_id),
+            remote_parent: false,
+            kind: SpanKind::Client,
             name: Cow::Borrowed("try"),
-            start_time: tr.start,
-            end_time: tr.end.unwrap_or(f.end),
+            start: tr.start,
+            end: tr.end.unwrap_or(f.end),
             attributes: attrs,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status,
-            instrumentation_scope: scope.clone(),
-        });
+            failure: tr.failure,
+        };
+        out.push(span(t.trace_id, part, scope));
     }
 }
