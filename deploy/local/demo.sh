@@ -89,6 +89,7 @@ Arena demo is running (logs: $LOGS)
   ls $LOGS/captures-12/ && $BIN/arena-sidecar replay $LOGS/captures-12 --to http://127.0.0.1:8112 --timeout 1s
   curl -s -XPOST -d '{"stuck":false}' http://127.0.0.1:8112/_pod/config
 
+  open http://127.0.0.1:9901/ui                                   # the live page: routes, pods, releases (token: $ARENA_ADMIN_TOKEN)
   curl -s http://127.0.0.1:9901/clusters                          # pods: in-flight, EWMA, reported load
   curl -s http://127.0.0.1:9901/metrics | grep arena_
   curl -s -XPOST -H "authorization: Bearer $ARENA_ADMIN_TOKEN" http://127.0.0.1:9901/reload
