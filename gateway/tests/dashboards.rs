@@ -555,20 +555,6 @@ impl Sidecar {
     }
 }
 
-/// `arena-sidecar certs ARGS` (the dev CA and workload certificates).
-fn certs(args: &[&str]) {
-    let out = Command::new(support::procs::bin("arena-sidecar"))
-        .arg("certs")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "arena-sidecar certs {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Two sidecars whose traffic makes every `arena_sidecar_*` family appear; returns their
 /// scrapes merged, and the scrape texts (for the failure message). A plaintext one in front
 /// of a slow pod (limit 1, queue 1): answered, queued, shed `queue_full` and — the pod stuck —
@@ -590,8 +576,8 @@ async fn sidecar_scrapes(c: &HttpClient) -> (Exported, String) {
     );
     let pki = dir.0.join("pki");
     let pki_s = pki.display().to_string();
-    certs(&["init", "--dir", &pki_s]);
-    certs(&[
+    support::procs::sidecar_certs(&["init", "--dir", &pki_s]);
+    support::procs::sidecar_certs(&[
         "issue",
         "--dir",
         &pki_s,

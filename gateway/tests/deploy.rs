@@ -176,18 +176,7 @@ async fn configmap_config_serves_the_headless_service_pods() {
     // mTLS material as the README makes it, laid out as the two Secrets' keys.
     let dir = TempDir::new("deploy");
     let pki = dir.0.join("pki");
-    let certs = |args: &[&str]| {
-        let out = Command::new(bin("arena-sidecar"))
-            .arg("certs")
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "certs {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let certs = support::procs::sidecar_certs;
     let p = pki.display().to_string();
     certs(&["init", "--dir", &p]);
     certs(&[

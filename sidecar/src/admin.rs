@@ -12,7 +12,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
-use arena_gateway::admin::{authorize, json_response, read_request, text};
+use arena_gateway::admin::{authorize, gate_read, json_response, read_request, text};
 
 use crate::state::Sidecar;
 
@@ -60,11 +60,7 @@ impl AdminApi {
         })
     }
 
-    pub fn handle(&self, method: &Method, path: &str, auth: Option<&[u8]>) -> Response<Vec<u8>> {
-        self.handle_with(method, path, None, auth, b"")
-    }
-
-    /// Like [`AdminApi::handle`], with the query and body (the outbound side's release calls).
+    /// Routes one admin request (the query and body are the outbound side's release calls').
     pub fn handle_with(
         &self,
         method: &Method,
@@ -74,10 +70,8 @@ impl AdminApi {
         body: &[u8],
     ) -> Response<Vec<u8>> {
         let probe = matches!(path, "/healthz" | "/readyz" | "/livez");
-        if !probe && self.sc.config().admin.reads_need_token() {
-            if let Err(resp) = self.authorized(auth) {
-                return *resp;
-            }
+        if let Err(resp) = gate_read(&self.sc.config().admin, probe, auth) {
+            return *resp;
         }
         if path == "/clusters" || path == "/releases" || path.starts_with("/releases/") {
             return match self.outbound() {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::support::gateway::Pod;
+use common::support::procs::sidecar_certs as certs;
 use common::Sidecar;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
@@ -21,23 +22,20 @@ use tokio::net::TcpStream;
 const POD_ID: &str = "spiffe://arena/ns/demo/sa/pod";
 const GATEWAY_ID: &str = "spiffe://arena/ns/edge/sa/gateway";
 
-fn certs(args: &[&str]) {
-    let out = std::process::Command::new(arena_testkit::bin("arena-sidecar").unwrap())
-        .arg("certs")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "certs {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn pems(path: &Path) -> Vec<rustls::pki_types::CertificateDer<'static>> {
     rustls_pemfile::certs(&mut std::fs::read(path).unwrap().as_slice())
         .map(Result::unwrap)
         .collect()
+}
+
+/// A dev CA in `dir/pki` with the pod's and the gateway's certificates (`pod`, `gateway`).
+fn pod_and_gateway_pki(dir: &Path) -> std::path::PathBuf {
+    let pki = dir.join("pki");
+    let p = pki.display().to_string();
+    certs(&["init", "--dir", &p]);
+    certs(&["issue", "--dir", &p, "--name", "pod", "--spiffe-id", POD_ID]);
+    certs(&["issue", "--dir", &p, "--name", "gateway", "--spiffe-id", GATEWAY_ID]);
+    pki
 }
 
 /// A client trusting `ca`, presenting `name`'s certificate from `dir` when given.
@@ -103,20 +101,9 @@ async fn get(addr: SocketAddr, config: Arc<ClientConfig>) -> Result<(u16, String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_admits_the_right_identity_and_rotates_without_restart() {
     let scratch = tempfile::tempdir().unwrap();
-    let pki = scratch.path().join("pki");
+    let pki = pod_and_gateway_pki(scratch.path());
     let other = scratch.path().join("other-ca");
     let d = |p: &Path| p.display().to_string();
-    certs(&["init", "--dir", &d(&pki)]);
-    certs(&["issue", "--dir", &d(&pki), "--name", "pod", "--spiffe-id", POD_ID]);
-    certs(&[
-        "issue",
-        "--dir",
-        &d(&pki),
-        "--name",
-        "gateway",
-        "--spiffe-id",
-        GATEWAY_ID,
-    ]);
     certs(&[
         "issue",
         "--dir",
@@ -196,19 +183,8 @@ async fn the_gateway_dials_sidecars_over_mtls() {
     use common::support::http::{client as http_client, get as http_get};
 
     let scratch = tempfile::tempdir().unwrap();
-    let pki = scratch.path().join("pki");
+    let pki = pod_and_gateway_pki(scratch.path());
     let d = |p: &Path| p.display().to_string();
-    certs(&["init", "--dir", &d(&pki)]);
-    certs(&["issue", "--dir", &d(&pki), "--name", "pod", "--spiffe-id", POD_ID]);
-    certs(&[
-        "issue",
-        "--dir",
-        &d(&pki),
-        "--name",
-        "gateway",
-        "--spiffe-id",
-        GATEWAY_ID,
-    ]);
     let pod = Pod::start("127.0.0.1", &["--name", "secure"]);
     let tls = format!(
         "  tls:\n    ca_file: {p}/ca.pem\n    cert_file: {p}/pod.pem\n    key_file: {p}/pod-key.pem\n    allow: [\"{GATEWAY_ID}\"]\n",

@@ -58,10 +58,8 @@ impl AdminApi {
         // Probes stay open (the kubelet sends no token); anything else is a read when so
         // configured — unknown paths included, so they do not even list the endpoints.
         let probe = matches!(path, "/healthz" | "/readyz");
-        if !probe && self.gw.snapshot().config.admin.reads_need_token() {
-            if let Err(resp) = self.authorized(auth) {
-                return *resp;
-            }
+        if let Err(resp) = gate_read(&self.gw.snapshot().config.admin, probe, auth) {
+            return *resp;
         }
         if path == "/releases" || path.starts_with("/releases/") {
             // Changing a release is a mutation: the token, whatever read_token says.
@@ -235,6 +233,15 @@ pub fn authorize(admin: &crate::config::Admin, auth: Option<&[u8]>) -> Result<()
             .insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
         Err(Box::new(resp))
     }
+}
+
+/// The read gate of every admin call: probes stay open (the kubelet sends no token); anything
+/// else needs the token when `admin.read_token` is required. Shared with the sidecar's admin.
+pub fn gate_read(admin: &crate::config::Admin, probe: bool, auth: Option<&[u8]>) -> Result<(), Box<Response<Vec<u8>>>> {
+    if probe || !admin.reads_need_token() {
+        return Ok(());
+    }
+    authorize(admin, auth)
 }
 
 /// Token comparison that takes the same time wherever the first wrong byte is.

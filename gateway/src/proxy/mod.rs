@@ -80,12 +80,10 @@ impl ArenaProxy {
         e
     }
 
-    /// Ends the span of the try in flight (when traced) as failed with `failure`.
-    fn end_span(ctx: &mut RequestCtx, status: Option<u16>, failure: &'static str) {
+    /// Ends the span of the try in flight (when traced), failed with `failure` if given.
+    fn end_span(ctx: &mut RequestCtx, failure: Option<&'static str>) {
         if let Some(tr) = ctx.trace.as_deref_mut() {
-            if let Some(span) = tr.current() {
-                tr.end_try(span, status, Some(failure));
-            }
+            tr.end_current(None, failure);
         }
     }
 
@@ -135,7 +133,7 @@ impl ArenaProxy {
         if fault.retry_on.is_some() {
             ctx.outcome.last_cause = fault.retry_on;
         }
-        Self::end_span(ctx, None, fault.retry_on.map_or("error", trace::cause_name));
+        Self::end_span(ctx, Some(fault.retry_on.map_or("error", trace::cause_name)));
         let Some(routed) = ctx.routed.as_mut() else {
             return Verdict::Stop;
         };
@@ -339,11 +337,7 @@ impl ProxyHttp for ArenaProxy {
         if end_of_stream {
             // The whole answer is in: the pod's slot is free.
             if routed.tries.current.take().is_some() {
-                if let Some(tr) = ctx.trace.as_deref_mut() {
-                    if let Some(span) = tr.current() {
-                        tr.end_try(span, None, None);
-                    }
-                }
+                Self::end_span(ctx, None);
             }
         } else if Instant::now() >= routed.deadline {
             // A pod trickling its answer past the route's deadline is cut, and it is the pod's
@@ -357,7 +351,7 @@ impl ProxyHttp for ArenaProxy {
                 };
                 attempt::failed(routed, t, &fault);
             }
-            Self::end_span(ctx, None, "timeout");
+            Self::end_span(ctx, Some("timeout"));
             return Err(Self::fail(ctx, err));
         }
         Ok(None)
@@ -416,7 +410,7 @@ impl ProxyHttp for ArenaProxy {
         if let Some(routed) = ctx.routed.as_mut() {
             if let Some(t) = routed.tries.current.take() {
                 attempt::failed(routed, t, &fault);
-                Self::end_span(ctx, None, fault.retry_on.map_or("error", trace::cause_name));
+                Self::end_span(ctx, Some(fault.retry_on.map_or("error", trace::cause_name)));
             }
         }
         ctx.outcome.closing = true;

@@ -147,6 +147,13 @@ impl RequestTrace {
         }
     }
 
+    /// Ends the try started last (the one in flight in pingora's proxy loop), if any.
+    pub fn end_current(&mut self, status: Option<u16>, failure: Option<&'static str>) {
+        if let Some(span) = self.current() {
+            self.end_try(span, status, failure);
+        }
+    }
+
     /// Sets the status a try's pod answered, while the try goes on (its body streams).
     pub fn answered(&mut self, span: SpanId, status: u16) {
         if let Some(t) = self.tries.iter_mut().find(|t| t.span_id == span) {

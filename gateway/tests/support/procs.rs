@@ -72,3 +72,17 @@ impl TempDir {
         TempDir(Scratch::new(tag).unwrap_or_else(|e| panic!("{e}")))
     }
 }
+
+/// Runs `arena-sidecar certs ARGS` (a dev CA, workload certificates); panics with its stderr.
+pub fn sidecar_certs(args: &[&str]) {
+    let out = Command::new(bin("arena-sidecar"))
+        .arg("certs")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "arena-sidecar certs {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -142,9 +142,7 @@ impl InboundProxy {
 /// Ends the span of the forward to the app (when traced), failed with `failure` if given.
 fn end_span(ctx: &mut Ctx, failure: Option<&'static str>) {
     if let Some(tr) = ctx.trace.as_deref_mut() {
-        if let Some(span) = tr.current() {
-            tr.end_try(span, None, failure);
-        }
+        tr.end_current(None, failure);
     }
 }
 
