@@ -59,7 +59,7 @@ impl Traffic {
                 for _ in 0..4 {
                     n += 1;
                     let (c, user) = (c.clone(), format!("user-{}", n % 500));
-                    let path = if n.is_multiple_of(2) { "/v1/matches" } else { "/v1/live" };
+                    let path = ["/v1/matches", "/v1/live", "/v1/stats"][(n % 3) as usize];
                     set.spawn(async move { get(&c, addr, path, &[("x-user-id", user.as_str())]).await });
                 }
                 while set.join_next().await.is_some() {}
@@ -127,8 +127,10 @@ async fn wait_for_traffic(c: &HttpClient, gw: &Gateway, auth: &[(&str, &str)]) {
 
 /// Stable `api` (round robin, so a failing pod keeps getting tries and is ejected after three
 /// failures in a row), canary `api-v2`, function `live-fn` (an HTTP function: a sample pod),
-/// routes `matches` (released at 20 %, no automatic verdict in the way of the operator's) and
-/// `live` (falls back to the function, which keeps a warm share).
+/// routes `matches` (released at 20 %, no automatic verdict in the way of the operator's),
+/// `live` (falls back to the function, which keeps a warm share) and `stats` (one try, no
+/// retry: the failing pod's 500s reach clients until it is ejected, so the page's recent
+/// errors have lines whatever the other routes' retries rescue).
 fn body(stable: &[&Pod], canary: &Pod, function: &Pod) -> String {
     let eps: Vec<String> = stable.iter().map(|p| format!("\"{}\"", p.addr)).collect();
     format!(
@@ -142,6 +144,7 @@ faas:
   - {{ name: live-fn, kind: http, url: \"http://{}\", timeout: 2s, max_concurrency: 32 }}
 routes:
   - {{ name: matches, match: {{ path_prefix: /v1/matches }}, cluster: api }}
+  - {{ name: stats, match: {{ path_prefix: /v1/stats }}, cluster: api, retry: {{ attempts: 1 }} }}
   - name: live
     match: {{ path_prefix: /v1/live }}
     cluster: api

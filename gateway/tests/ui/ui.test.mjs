@@ -87,7 +87,7 @@ async function full() {
   await page.goto(ADMIN + '/ui', { waitUntil: 'load', timeout: 15_000 });
   await until('the live pill', async () => (await text('#poll')) === 'LIVE');
   await until('route rates', async () => {
-    for (const r of ['matches', 'live']) {
+    for (const r of ['matches', 'live', 'stats']) {
       const rate = num(await text(`tr[data-route="${r}"] [data-field="rate"]`));
       const p99 = num(await text(`tr[data-route="${r}"] [data-field="p99"]`));
       const err = await text(`tr[data-route="${r}"] [data-field="error_rate"]`);
