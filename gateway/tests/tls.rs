@@ -159,11 +159,13 @@ fn a_client_that_never_handshakes_is_closed_at_tls_handshake_timeout() {
                 .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
         "closed by the gateway, not by the read timeout: {n:?}"
     );
-    let metrics = arena_testkit::http::call(admin, "GET", "/metrics", &[], b"")
-        .unwrap()
-        .text();
-    assert!(
-        metrics.contains("arena_client_connections_refused_total{reason=\"tls_handshake_timeout\"} 1"),
-        "{metrics}"
-    );
+    // Counted (the readiness probe's connection is the one `tls_error`).
+    let mut metrics = String::new();
+    let counted = arena_testkit::wait::until("the timeout counted", Duration::from_secs(5), || {
+        metrics = arena_testkit::http::call(admin, "GET", "/metrics", &[], b"")
+            .map(|r| r.text())
+            .unwrap_or_default();
+        metrics.contains("arena_client_connections_refused_total{reason=\"tls_handshake_timeout\"} 1")
+    });
+    assert!(counted.is_ok(), "{metrics}");
 }

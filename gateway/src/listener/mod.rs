@@ -104,7 +104,11 @@ impl<P: ProxyHttp, S: ClientLimitsSource> Edge<P, S> {
         };
         let io: Box<dyn IO> = stream;
         let tcp = io.into_any().downcast::<TcpStream>().ok()?;
-        match tokio::time::timeout(timeout, acceptor.tls_handshake(*tcp)).await {
+        // Pinned here, not moved into `timeout`: on a timeout the counter moves before the socket
+        // closes (dropped at the end of this function), so whoever sees the close sees the count.
+        let handshake = acceptor.tls_handshake(*tcp);
+        tokio::pin!(handshake);
+        match tokio::time::timeout(timeout, &mut handshake).await {
             Ok(Ok(tls)) => Some(Box::new(tls)),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "client TLS handshake failed");
