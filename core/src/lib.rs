@@ -10,7 +10,9 @@
 //!   [`resilience`]: outlier ejection, retry budget, latency window, rate limits; [`route`]:
 //!   matching a request against a route; [`release`]: grey releases (canary cohorts, the
 //!   analysis of both versions, the rollout state machine); [`identity`]: SPIFFE workload
-//!   identities (the mTLS allow-lists and the DNS form a TLS client checks).
+//!   identities (the mTLS allow-lists and the DNS form a TLS client checks); [`tracecontext`]:
+//!   W3C / B3 trace context on the wire; [`otlp`]: the span exporter thread (bounded queue,
+//!   batches, drops counted).
 //!
 //! Pure and deterministic under test: the clock is tokio's (pausable) and randomness is passed in.
 
@@ -20,6 +22,7 @@ pub mod config;
 pub mod diag;
 pub mod discovery;
 pub mod identity;
+pub mod otlp;
 pub mod release;
 pub mod resilience;
 pub mod route;

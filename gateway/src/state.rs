@@ -276,6 +276,7 @@ impl Gateway {
             Some(spec) => Some(
                 crate::trace::Tracer::start(
                     spec,
+                    "arena-gateway",
                     metrics.trace_spans_exported.clone(),
                     metrics.trace_spans_dropped.clone(),
                 )

@@ -1,31 +1,18 @@
-//! The trace exporter, off the request path: requests hand finished traces ([`Finished`]) to a
-//! bounded channel; one thread turns them into OpenTelemetry spans (a server span per request,
-//! a client span per try) and exports them in batches with the OTLP/HTTP protobuf exporter of
-//! `opentelemetry-otlp`. A full channel or a failed export drops spans and counts them
-//! (`arena_trace_spans_dropped_total`); it never slows a request.
+//! A finished request's trace as the exporter takes it ([`Finished`]): a server span per
+//! request, a client span per try and per function invocation. The exporter thread itself
+//! (bounded queue, batches, drops counted in `arena_trace_spans_dropped_total`) is
+//! [`arena_core::otlp`], shared with the sidecar and the load tester.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
-use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
-use opentelemetry::{InstrumentationScope, KeyValue};
-use opentelemetry_otlp::{Protocol, WithExportConfig};
-use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks};
-use opentelemetry_sdk::Resource;
-use prometheus::IntCounter;
+use arena_core::otlp::{span, InstrumentationScope, KeyValue, Part, SpanData, SpanKind, Spans};
 
-use crate::config::TracingSpec;
 use crate::proxy::trace::{RequestTrace, TryKind};
 
-/// Traces waiting for the exporter; beyond this they are dropped.
-const QUEUE: usize = 4096;
-/// Spans per export call.
-const BATCH: usize = 512;
-/// The longest a span waits for its batch.
-const FLUSH: Duration = Duration::from_secs(1);
-const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The exporter of the gateway's (and the sidecar's) request traces.
+pub type Tracer = arena_core::otlp::Tracer<Finished>;
 
 /// A finished request, as its trace is exported.
 pub struct Finished {
@@ -44,152 +31,13 @@ pub struct Finished {
     pub rate_limited: bool,
 }
 
-/// The request side of the exporter.
-pub struct Tracer {
-    tx: SyncSender<Finished>,
-    dropped: IntCounter,
-}
-
-impl Tracer {
-    /// Starts the exporter thread for `spec`, counting exported and dropped spans.
-    pub fn start(spec: &TracingSpec, exported: IntCounter, dropped: IntCounter) -> std::io::Result<Tracer> {
-        let (tx, rx) = sync_channel(QUEUE);
-        let spec = spec.clone();
-        // The exporter's HTTP client needs a process-wide rustls provider (pingora's, ring);
-        // installed here so it never depends on which starts first.
-        pingora::tls::install_default_crypto_provider();
-        let thread_dropped = dropped.clone();
-        std::thread::Builder::new()
-            .name("arena-traces".into())
-            .spawn(move || run(&spec, &rx, &exported, &thread_dropped))?;
-        Ok(Tracer { tx, dropped })
+impl Spans for Finished {
+    fn count(&self) -> u64 {
+        1 + self.trace.tries.len() as u64 + u64::from(self.trace.faas.is_some())
     }
 
-    /// Hands a kept trace to the exporter; never waits.
-    pub fn submit(&self, f: Finished) {
-        let spans = 1 + f.trace.tries.len() as u64 + u64::from(f.trace.faas.is_some());
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(f) {
-            self.dropped.inc_by(spans);
-        }
-    }
-}
-
-fn resource(spec: &TracingSpec) -> Resource {
-    Resource::builder_empty()
-        .with_service_name(spec.service_name.clone())
-        .with_attributes(
-            spec.resource
-                .iter()
-                .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
-                .chain([KeyValue::new("service.version", env!("CARGO_PKG_VERSION"))]),
-        )
-        .build()
-}
-
-fn run(spec: &TracingSpec, rx: &Receiver<Finished>, exported: &IntCounter, dropped: &IntCounter) {
-    let built = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_protocol(Protocol::HttpBinary)
-        .with_endpoint(format!("{}/v1/traces", spec.otlp_endpoint))
-        .with_timeout(EXPORT_TIMEOUT)
-        .build();
-    let mut exporter = match built {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build the OTLP exporter: traces are dropped");
-            for f in rx {
-                dropped.inc_by(1 + f.trace.tries.len() as u64);
-            }
-            return;
-        }
-    };
-    exporter.set_resource(&resource(spec));
-    let scope = InstrumentationScope::builder("arena-gateway")
-        .with_version(env!("CARGO_PKG_VERSION"))
-        .build();
-    let mut batch: Vec<SpanData> = Vec::with_capacity(BATCH);
-    let mut oldest = Instant::now();
-    let mut last_error: Option<String> = None;
-    loop {
-        let wait = FLUSH.saturating_sub(oldest.elapsed());
-        let closed = match rx.recv_timeout(if batch.is_empty() { FLUSH } else { wait }) {
-            Ok(f) => {
-                if batch.is_empty() {
-                    oldest = Instant::now();
-                }
-                spans(&f, &scope, &mut batch);
-                false
-            }
-            Err(RecvTimeoutError::Timeout) => false,
-            Err(RecvTimeoutError::Disconnected) => true,
-        };
-        if !batch.is_empty() && (batch.len() >= BATCH || oldest.elapsed() >= FLUSH || closed) {
-            let n = batch.len() as u64;
-            match futures_executor::block_on(exporter.export(std::mem::take(&mut batch))) {
-                Ok(()) => {
-                    exported.inc_by(n);
-                    last_error = None;
-                }
-                Err(e) => {
-                    dropped.inc_by(n);
-                    let text = e.to_string();
-                    if last_error.as_ref() != Some(&text) {
-                        tracing::warn!(error = %text, spans = n, "trace export failed; spans dropped");
-                        last_error = Some(text);
-                    }
-                }
-            }
-        }
-        if closed {
-            return;
-        }
-    }
-}
-
-fn context(trace_id: u128, span_id: u64, sampled: bool) -> SpanContext {
-    let flags = if sampled {
-        TraceFlags::SAMPLED
-    } else {
-        TraceFlags::default()
-    };
-    SpanContext::new(
-        TraceId::from(trace_id),
-        SpanId::from(span_id),
-        flags,
-        false,
-        TraceState::default(),
-    )
-}
-
-/// The parts of a span that differ between the server, try and function spans.
-struct Part {
-    span_id: u64,
-    parent: Option<u64>,
-    remote_parent: bool,
-    kind: SpanKind,
-    name: Cow<'static, str>,
-    start: SystemTime,
-    end: SystemTime,
-    attributes: Vec<KeyValue>,
-    /// How it failed, when it did (the span's error status).
-    failure: Option<&'static str>,
-}
-
-fn span(trace_id: u128, p: Part, scope: &InstrumentationScope) -> SpanData {
-    SpanData {
-        span_context: context(trace_id, p.span_id, true),
-        parent_span_id: p.parent.map_or(SpanId::INVALID, SpanId::from),
-        parent_span_is_remote: p.remote_parent,
-        span_kind: p.kind,
-        name: p.name,
-        start_time: p.start,
-        end_time: p.end,
-        attributes: p.attributes,
-        dropped_attributes_count: 0,
-        events: SpanEvents::default(),
-        links: SpanLinks::default(),
-        status: p.failure.map_or(Status::Unset, Status::error),
-        instrumentation_scope: scope.clone(),
+    fn spans(&self, scope: &InstrumentationScope, out: &mut Vec<SpanData>) {
+        spans(self, scope, out);
     }
 }
 

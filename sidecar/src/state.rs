@@ -64,6 +64,7 @@ impl Sidecar {
         let tracer = match &config.tracing {
             Some(spec) => Some(arena_gateway::trace::Tracer::start(
                 spec,
+                "arena-sidecar",
                 metrics.trace_spans_exported.clone(),
                 metrics.trace_spans_dropped.clone(),
             )?),

@@ -16,6 +16,7 @@ pub mod protection;
 pub mod release;
 pub mod route;
 pub mod secret;
+pub mod tracing;
 
 use std::fmt;
 use std::time::Duration;
@@ -31,6 +32,7 @@ pub use protection::{FallbackOn, FallbackSpec, HedgeAfter, HedgeSpec, RetryOn, R
 pub use release::{AnalysisSpec, OnFailure, ReleaseFile, ReleaseScope, ReleaseSpec, StickyKey};
 pub use route::{Match, PathMatch, RouteFile, RouteSpec};
 pub use secret::{redact_url, Secret};
+pub use tracing::{TracingFile, TracingSpec};
 
 /// Human duration (`250ms`, `2s`, `1m`), parsed by humantime; at most
 /// [`defaults::MAX_DURATION`].

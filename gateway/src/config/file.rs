@@ -166,26 +166,5 @@ pub struct AccessLogFile {
     pub errors: Option<bool>,
 }
 
-/// OpenTelemetry traces.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TracingFile {
-    /// The collector's OTLP/HTTP base URL (spans are POSTed to `<it>/v1/traces`).
-    pub otlp_endpoint: String,
-    /// `http` (OTLP/HTTP protobuf).
-    #[serde(default)]
-    pub protocol: Option<String>,
-    /// Share of new traces recorded (a caller's sampled flag is followed), e.g. `1%`.
-    #[serde(default)]
-    pub sample_ratio: Option<String>,
-    /// Requests kept whatever the ratio: `error`, `slow`.
-    #[serde(default)]
-    pub always: Option<Vec<String>>,
-    #[serde(default)]
-    pub slow: Option<Dur>,
-    #[serde(default)]
-    pub service_name: Option<String>,
-    /// Extra resource attributes (`deployment.environment: prod`).
-    #[serde(default)]
-    pub resource: Option<std::collections::BTreeMap<String, String>>,
-}
+/// OpenTelemetry traces: the section the sidecar and the load tester share.
+pub use arena_core::config::TracingFile;

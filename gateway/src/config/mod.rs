@@ -7,7 +7,6 @@ mod access_log;
 pub mod file;
 pub mod listeners;
 pub mod server;
-pub mod traces;
 mod upgrade;
 mod validate;
 
@@ -46,21 +45,9 @@ pub struct Config {
     pub tracing: Option<TracingSpec>,
 }
 
-/// Which requests are traced and where their spans go.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TracingSpec {
-    /// OTLP/HTTP base URL (restart-only).
-    pub otlp_endpoint: String,
-    /// Share of new traces recorded from the start (a caller's sampled flag is followed).
-    pub sample_ratio: f64,
-    /// Every 5xx / failed request is kept, whatever the ratio.
-    pub keep_errors: bool,
-    /// Requests at least this slow are kept, whatever the ratio.
-    #[serde(serialize_with = "human_opt")]
-    pub keep_slow: Option<Duration>,
-    pub service_name: String,
-    pub resource: Vec<(String, String)>,
-}
+/// Which requests are traced and where their spans go (shared with the sidecar and the load
+/// tester).
+pub use arena_core::config::TracingSpec;
 
 /// Which requests get an access-log line, and where lines go.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -9,7 +9,7 @@ use arena_core::config::{
 use arena_core::diag::{parse_document, yaml, Diagnostics, Env, Seg};
 
 use super::file::{AccessLogFile, AdminFile, ListenerFile, ServerFile, TracingFile, TOP_LEVEL_KEYS};
-use super::{access_log, listeners, server, traces, Config, ConfigErrors, Diagnostic, Loaded};
+use super::{access_log, listeners, server, Config, ConfigErrors, Diagnostic, Loaded};
 
 /// Parses, decodes and validates configuration text against the process environment.
 pub fn load(text: &str, origin: &str) -> Result<Loaded, ConfigErrors> {
@@ -117,7 +117,10 @@ fn build(c: &mut Diagnostics<'_>) -> Option<Config> {
         },
     );
     let access_log = s.access_log.as_ref().map(|a| access_log::access_log(c, a));
-    let tracing = s.tracing.as_ref().and_then(|t| traces::tracing(c, t));
+    let tracing = s
+        .tracing
+        .as_ref()
+        .and_then(|t| arena_core::config::tracing::tracing(c, t, "arena-gateway"));
     Some(Config {
         listeners,
         admin: admin?,

@@ -202,12 +202,10 @@ pub fn cause_name(cause: RetryOn) -> &'static str {
     }
 }
 
-/// Whether a finished request's trace is exported: sampled from the start, or an error or a
-/// slow request that `spec` always keeps.
+/// Whether a finished request's trace is exported: sampled from the start, or an error
+/// (a 5xx, no answer, or a failed try) or a slow request that `spec` always keeps.
 pub fn keep(spec: &TracingSpec, trace: &RequestTrace, status: u16, failed: bool, elapsed: Duration) -> bool {
-    trace.sampled
-        || (spec.keep_errors && (failed || status >= 500 || status == 0))
-        || spec.keep_slow.is_some_and(|slow| elapsed >= slow)
+    spec.keeps(trace.sampled, failed || status >= 500 || status == 0, elapsed)
 }
 
 #[cfg(test)]

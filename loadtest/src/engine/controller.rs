@@ -85,6 +85,8 @@ pub async fn run(plan: Plan, observer: &mut dyn Observer) -> Result<RunResult, E
     });
     result.abuse = abuse;
     result.users = shared.users.as_ref().map(|t| t.summary());
+    // Every request has settled: what is still queued for the collector goes out now.
+    result.traces = shared.tracing.as_ref().map(|t| t.flush());
     Ok(result)
 }
 

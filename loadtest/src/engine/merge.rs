@@ -172,6 +172,7 @@ impl Merger {
             abuse: None,
             users: None,
             release: None,
+            traces: None,
         }
     }
 }

@@ -325,6 +325,17 @@ impl RequestMix {
     }
 }
 
+/// Adds the header `name: value` to the HTTP/1.1 request in `wire`, right after its request
+/// line (header order carries no meaning); a request without a line end is left alone.
+pub fn insert_h1_header(wire: &mut Vec<u8>, name: &str, value: &str) {
+    let Some(line_end) = wire.windows(2).position(|w| w == b"\r\n") else {
+        return;
+    };
+    let at = line_end + 2;
+    let line = [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"].concat();
+    wire.splice(at..at, line);
+}
+
 /// A user id as sent: a decimal number (anything else is not tracked).
 fn user_id(value: &[u8]) -> Option<u32> {
     std::str::from_utf8(value).ok()?.trim().parse().ok()
@@ -379,6 +390,25 @@ mod tests {
                 .map(|v| v.to_str().unwrap().parse::<u32>().unwrap());
             assert_eq!(user, sent, "entry {entry}");
         }
+    }
+
+    #[test]
+    fn a_header_is_added_after_the_request_line_and_the_rest_kept() {
+        let m = mix(HttpVersion::Http1, None);
+        let (mut rng, mut scratch, mut wire) = (SmallRng::seed_from_u64(2), String::new(), Vec::new());
+        m.encode_h1(&mut rng, &mut scratch, &mut wire).unwrap();
+        let before = String::from_utf8(wire.clone()).unwrap();
+        insert_h1_header(&mut wire, "traceparent", "00-1-2-01");
+        let after = String::from_utf8(wire.clone()).unwrap();
+        let (line, rest) = before.split_once("\r\n").unwrap();
+        assert_eq!(after, format!("{line}\r\ntraceparent: 00-1-2-01\r\n{rest}"));
+        let mut req = [httparse::EMPTY_HEADER; 8];
+        let mut parsed = httparse::Request::new(&mut req);
+        assert!(parsed.parse(&wire).unwrap().is_complete());
+        assert!(parsed.headers.iter().any(|h| h.name == "traceparent"));
+        let mut junk = b"no line end".to_vec();
+        insert_h1_header(&mut junk, "a", "b");
+        assert_eq!(junk, b"no line end");
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod progress;
 mod result;
 pub mod schedule;
 pub mod stats;
+mod trace;
 mod worker;
 
 use std::fmt;
@@ -41,6 +42,7 @@ pub use plan::{Plan, PlanOptions};
 pub use result::{RunResult, Validity};
 pub use schedule::Schedule;
 pub use stats::{Counts, Quantiles, Totals, Window};
+pub use trace::TraceCounts;
 
 /// A run is INVALID when the generator's schedule lag p99 exceeds this: more than 1% of
 /// requests left over 10 ms late because the load tester itself could not keep up.

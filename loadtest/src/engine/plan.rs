@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use hdrhistogram::Histogram;
 
 use super::observe::{MarkerSink, StopHandle};
+use super::trace::Tracing;
 use super::{EngineError, RequestMix, Schedule};
 use crate::release::UserTracker;
 use crate::scenario::{AbuseSpec, BaseUrl, ErrorRule, HttpSettings, Mode, Scenario, Stage};
@@ -47,6 +48,8 @@ pub(crate) struct Shared {
     pub blank: Histogram<u64>,
     /// Per-user versions of the followed release (with `release.users`).
     pub users: Option<Arc<UserTracker>>,
+    /// Client spans (with `tracing:`).
+    pub tracing: Option<Tracing>,
 }
 
 /// A ready-to-run load plan.
@@ -69,6 +72,7 @@ pub struct Plan {
     stop: StopHandle,
     markers: MarkerSink,
     users: Option<Arc<UserTracker>>,
+    tracing: Option<Tracing>,
 }
 
 /// The part of a plan only the controller keeps: labels of the result, and the marker sink.
@@ -117,6 +121,12 @@ impl Plan {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64)
         });
+        let tracing = s
+            .tracing
+            .as_ref()
+            .map(|spec| Tracing::start(spec, &s.name, &target, mix.names()))
+            .transpose()
+            .map_err(|e| EngineError::Start(format!("trace exporter: {e}")))?;
         Ok(Plan {
             name: s.name.clone(),
             mode: s.mode,
@@ -134,6 +144,7 @@ impl Plan {
             stop: StopHandle::default(),
             markers: MarkerSink::default(),
             users: user_ids.map(|(release, u)| Arc::new(UserTracker::new(release, u.ids))),
+            tracing,
         })
     }
 
@@ -185,6 +196,7 @@ impl Plan {
             stop: self.stop,
             blank,
             users: self.users,
+            tracing: self.tracing,
         };
         let info = RunInfo {
             name: self.name,

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::{AbuseResult, Marker, Phases, Totals, Window};
+use super::{AbuseResult, Marker, Phases, Totals, TraceCounts, Window};
 use crate::release::{self, ReleaseTimeline, UserSummary};
 use crate::scenario::{HttpSettings, Mode, Stage};
 
@@ -60,6 +60,8 @@ pub struct RunResult {
     /// The release as polled from the gateway (only with `release:`; set by the caller that
     /// ran the poller).
     pub release: Option<ReleaseTimeline>,
+    /// Client spans exported and dropped (only with `tracing:`).
+    pub traces: Option<TraceCounts>,
 }
 
 impl RunResult {

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::engine::{Marker, Quantiles, RunResult, Totals, Validity, Window, MAX_LAG_P99};
+use crate::engine::{Marker, Quantiles, RunResult, Totals, TraceCounts, Validity, Window, MAX_LAG_P99};
 use crate::scenario::{HttpSettings, Mode, Scenario, Stage};
 pub use abuse::{AbuseReport, PhaseReport};
 pub use release::{ReleaseReport, UserReport, VersionShare};
@@ -88,6 +88,9 @@ pub struct Report {
     /// How users moved between the versions (only with `release.users`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub users: Option<UserReport>,
+    /// Client spans exported and dropped (only with `tracing:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traces: Option<TraceCounts>,
     pub windows: Vec<Window>,
 }
 
@@ -134,6 +137,7 @@ impl Report {
             abuse: AbuseReport::new(run),
             release: ReleaseReport::new(run),
             users: release::users(scenario.release.as_ref(), run),
+            traces: run.traces,
             windows: run.windows.clone(),
         }
     }

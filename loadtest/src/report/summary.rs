@@ -135,6 +135,15 @@ fn breakdown(s: &mut String, r: &Report) {
             let _ = writeln!(s, "  {label}   {}", list.join("  "));
         }
     }
+    if let Some(t) = &r.traces {
+        let _ = writeln!(
+            s,
+            "  traces     {} client span{} exported, {} dropped (collector slow, down or queue full)",
+            t.exported,
+            if t.exported == 1 { "" } else { "s" },
+            t.dropped
+        );
+    }
 }
 
 /// Transitions shown in the weight line (the latest ones).

@@ -27,6 +27,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "faults",
     "abuse",
     "release",
+    "tracing",
 ];
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -140,6 +140,8 @@ pub struct Scenario<F = (), T = ()> {
     pub abuse: Vec<AbuseSpec>,
     /// The grey release to follow, if any.
     pub release: Option<ReleaseWatch>,
+    /// Client spans of the sent requests, exported over OTLP (`traceparent` sent with each).
+    pub tracing: Option<arena_core::config::TracingSpec>,
     /// Non-fatal findings (printed by `check` and `run`).
     pub warnings: Vec<Diagnostic>,
 }
@@ -256,6 +258,43 @@ mod tests {
             ("127.0.0.1", 8080, "/api")
         );
         assert!(s.warnings.is_empty());
+    }
+
+    #[test]
+    fn tracing_is_the_gateways_section_with_the_load_testers_name() {
+        let s = load(
+            &format!("{BASE}tracing: {{ otlp_endpoint: \"http://127.0.0.1:4318/\", sample_ratio: 5% }}\n"),
+            "t.yaml",
+            &NoExtensions,
+        )
+        .unwrap();
+        let t = s.tracing.unwrap();
+        assert_eq!(t.otlp_endpoint, "http://127.0.0.1:4318");
+        assert_eq!((t.sample_ratio, t.service_name.as_str()), (0.05, "arena-loadtest"));
+        assert!(
+            t.keep_errors && t.keep_slow.is_some(),
+            "errors and slow kept by default"
+        );
+        let e = load(
+            &format!("{BASE}tracing:\n  otlp_endpoint: collector\n  sample_ratio: lots\n  alway: [error]\n"),
+            "t.yaml",
+            &NoExtensions,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown key `alway`") && e.contains("t.yaml:8:3"), "{e}");
+        let e = load(
+            &format!("{BASE}tracing:\n  otlp_endpoint: collector\n  sample_ratio: lots\n"),
+            "t.yaml",
+            &NoExtensions,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("is not an http(s) URL") && e.contains("t.yaml:6:18"), "{e}");
+        assert!(
+            e.contains("bad tracing.sample_ratio `lots`") && e.contains("t.yaml:7:17"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub struct Config {
     pub outbound: Option<Box<arena_gateway::config::Config>>,
     /// Traces of inbound requests, with the gateway's keys (`service_name` defaults to
     /// `arena-sidecar`).
-    pub tracing: Option<arena_gateway::config::TracingSpec>,
+    pub tracing: Option<arena_core::config::TracingSpec>,
 }
 
 /// The pod side: the port the gateway dials and the app behind it.

@@ -78,7 +78,7 @@ fn build(c: &mut Diagnostics<'_>) -> Option<Config> {
     let mut admin: Option<AdminFile> = None;
     let mut server_file = ServerFile::default();
     let mut saw_inbound = false;
-    let mut tracing_file: Option<arena_gateway::config::file::TracingFile> = None;
+    let mut tracing_file: Option<arena_core::config::TracingFile> = None;
     for (key, key_node, value) in entries {
         match key.as_str() {
             "inbound" => {
@@ -126,13 +126,9 @@ fn build(c: &mut Diagnostics<'_>) -> Option<Config> {
     });
     let admin = listeners::admin(c, Some(admin_file), &[]);
     let inbound = inbound.and_then(|f| validate_inbound(c, &f, server.max_request_body_bytes));
-    let tracing = tracing_file.as_ref().and_then(|t| {
-        let mut spec = arena_gateway::config::traces::tracing(c, t)?;
-        if t.service_name.is_none() {
-            spec.service_name = "arena-sidecar".into();
-        }
-        Some(spec)
-    });
+    let tracing = tracing_file
+        .as_ref()
+        .and_then(|t| arena_core::config::tracing::tracing(c, t, "arena-sidecar"));
     let (inbound, admin) = (inbound?, admin?);
     for (addr, what) in [(inbound.app, "inbound.app"), (admin.address, "admin.address")] {
         if addr == inbound.listen {

@@ -9,10 +9,11 @@ use hyper::client::conn::http2;
 use tokio::sync::Notify;
 use tokio::time::sleep_until;
 
-use super::State;
+use super::{Sent, State};
 use crate::engine::client::{self, Answer, Failure};
 use crate::engine::h1::RawConn;
-use crate::engine::mix::Body;
+use crate::engine::mix::{self, Body};
+use crate::engine::trace::{Tracing, TRACEPARENT};
 use crate::scenario::Mode;
 
 /// Longest pause between failed attempts of a closed-loop lane.
@@ -29,6 +30,7 @@ async fn backoff(st: &State, failures: u32) {
 pub(super) async fn h1_lane(st: Rc<State>, lane: u64) {
     let sh = st.shared.clone();
     let mut rng = st.rng(lane);
+    let mut ids = State::trace_rng();
     let mut scratch = String::with_capacity(256);
     let mut wire = Vec::with_capacity(1024);
     // Connect ahead of the start so handshakes do not land in the first measurements.
@@ -46,6 +48,10 @@ pub(super) async fn h1_lane(st: Rc<State>, lane: u64) {
                 continue;
             }
         };
+        let trace = sh.tracing.as_ref().map(|t| t.begin(&mut ids));
+        if let Some(t) = &trace {
+            mix::insert_h1_header(&mut wire, TRACEPARENT.as_str(), &Tracing::traceparent(t));
+        }
         let deadline = st.deadline();
         let mut keep_alive = true;
         // When the request left: a user's answers are ordered by it, not by their arrival.
@@ -70,8 +76,12 @@ pub(super) async fn h1_lane(st: Rc<State>, lane: u64) {
             })
         };
         let result = tokio::time::timeout_at(deadline.into(), attempt).await.map_err(|_| ());
-        let user = encoded.user.map(|u| (u, sent_at));
-        if st.settle(intended, encoded.entry, user, result) {
+        let sent = Sent {
+            at: sent_at,
+            user: encoded.user,
+            trace,
+        };
+        if st.settle(intended, encoded.entry, Some(sent), result) {
             failures = 0;
             if !keep_alive {
                 conn = None;
@@ -125,6 +135,7 @@ impl H2Slot {
 pub(super) async fn h2_lane(st: Rc<State>, slot: Rc<H2Slot>, lane: u64) {
     let sh = st.shared.clone();
     let mut rng = st.rng(lane);
+    let mut ids = State::trace_rng();
     let mut scratch = String::with_capacity(256);
     let mut sender = slot.get(&st).await.ok();
     sleep_until(st.spec.start.into()).await;
@@ -133,13 +144,17 @@ pub(super) async fn h2_lane(st: Rc<State>, slot: Rc<H2Slot>, lane: u64) {
         if st.abandon_if_late(intended) {
             continue;
         }
-        let (entry, req, user) = match sh.mix.build(&mut rng, &mut scratch) {
+        let (entry, mut req, user) = match sh.mix.build(&mut rng, &mut scratch) {
             Ok(x) => x,
             Err(e) => {
                 st.settle(intended, usize::MAX, None, Ok(Err(Failure::Http(e.0))));
                 continue;
             }
         };
+        let trace = sh.tracing.as_ref().map(|t| t.begin(&mut ids));
+        if let Some(value) = trace.and_then(|t| http::HeaderValue::try_from(Tracing::traceparent(&t)).ok()) {
+            req.headers_mut().insert(TRACEPARENT, value);
+        }
         let deadline = st.deadline();
         let mut sent_at = Instant::now();
         let attempt = async {
@@ -153,8 +168,12 @@ pub(super) async fn h2_lane(st: Rc<State>, slot: Rc<H2Slot>, lane: u64) {
         };
         // On timeout the request future is dropped, which resets only its stream.
         let result = tokio::time::timeout_at(deadline.into(), attempt).await.map_err(|_| ());
-        let user = user.map(|u| (u, sent_at));
-        if st.settle(intended, entry, user, result) {
+        let sent = Sent {
+            at: sent_at,
+            user,
+            trace,
+        };
+        if st.settle(intended, entry, Some(sent), result) {
             failures = 0;
         } else {
             failures += 1;

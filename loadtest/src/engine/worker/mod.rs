@@ -22,6 +22,7 @@ use tokio::time::sleep_until;
 use super::client::{Answer, Failure};
 use super::pace::Pacer;
 use super::stats::{Ending, Recorder, WorkerMsg};
+use super::trace::{ClientTrace, Outcome};
 use super::Shared;
 use crate::release;
 use crate::scenario::{HttpVersion, Mode};
@@ -33,6 +34,14 @@ const STOP_POLL: Duration = Duration::from_millis(100);
 /// per request (each wake-up of an idle thread costs tens of µs of CPU on a VM); this bounds
 /// the schedule lag the pacing itself adds.
 const MIN_PACE: Duration = Duration::from_micros(200);
+
+/// What went out for one job: when it left, the user id it carried, its trace.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Sent {
+    pub at: Instant,
+    pub user: Option<u32>,
+    pub trace: Option<ClientTrace>,
+}
 
 /// This worker's share of the run.
 pub(crate) struct WorkerSpec {
@@ -222,15 +231,27 @@ impl State {
     }
 
     /// Records the result of one exchange; returns whether the connection is still usable.
-    /// `user`: the request's user id and when it was sent, for the per-user tracking.
+    /// `sent`: what went out (for the per-user tracking and the request's span), if anything.
     fn settle(
         &self,
         intended: Instant,
         entry: usize,
-        user: Option<(u32, Instant)>,
+        sent: Option<Sent>,
         result: Result<Result<Answer, Failure>, ()>,
     ) -> bool {
         let now = Instant::now();
+        if let (Some(tracing), Some(Sent { at, trace: Some(t), .. })) = (&self.shared.tracing, sent) {
+            let outcome = match &result {
+                Ok(Ok(a)) => Outcome::Status {
+                    code: a.status,
+                    error: self.shared.errors.is_error(a.status),
+                },
+                Ok(Err(_)) => Outcome::Transport,
+                Err(()) => Outcome::Timeout,
+            };
+            tracing.finish(t, entry, outcome, at.saturating_duration_since(intended));
+        }
+        let user = sent.and_then(|s| Some((s.user?, s.at)));
         let mut rec = self.rec.borrow_mut();
         let usable = match result {
             Ok(Ok(answer)) => {
@@ -279,6 +300,12 @@ impl State {
         }
         self.settle(intended, usize::MAX, None, Err(()));
         true
+    }
+
+    /// Trace and span ids: from the OS, not the run's seed (two runs with one seed must not
+    /// send the same trace ids to a collector).
+    fn trace_rng() -> SmallRng {
+        SmallRng::from_os_rng()
     }
 
     fn rng(&self, lane: u64) -> SmallRng {

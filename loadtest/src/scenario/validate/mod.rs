@@ -2,13 +2,15 @@
 //!
 //! This module walks the top-level sections; `settings` checks the load shape (`http:`,
 //! `stages:`), `requests` what is sent (`vars:`, `requests:`), `abuse` the tester's own
-//! abusive connections and `release` the grey release it follows.
+//! abusive connections and `release` the grey release it follows; `tracing` is the section the
+//! gateway and the sidecar share (`arena_core::config::tracing`).
 
 mod abuse;
 mod release;
 mod requests;
 mod settings;
 
+use arena_core::config::tracing::{tracing, TracingFile};
 use arena_core::diag::parse_document;
 use arena_core::diag::yaml::{self, Pos};
 use saphyr::MarkedYamlOwned;
@@ -38,6 +40,7 @@ struct Sections<'n> {
     faults: Option<&'n MarkedYamlOwned>,
     abuse: Option<&'n MarkedYamlOwned>,
     release: Option<&'n MarkedYamlOwned>,
+    tracing: Option<TracingFile>,
 }
 
 pub(super) fn load<H: ScenarioHooks>(
@@ -96,6 +99,11 @@ fn sections<'n>(d: &mut Diagnostics<'n>, root: &'n MarkedYamlOwned) -> Sections<
             "faults" => s.faults = Some(value),
             "abuse" => s.abuse = Some(value),
             "release" => s.release = Some(value),
+            "tracing" => {
+                if !yaml::is_null(value) {
+                    s.tracing = d.decode::<TracingFile>(value);
+                }
+            }
             other => {
                 let hint = match yaml::closest(other, TOP_LEVEL_KEYS) {
                     Some(best) => format!("did you mean `{best}`? top-level keys: {}", TOP_LEVEL_KEYS.join(", ")),
@@ -140,6 +148,7 @@ fn build<H: ScenarioHooks>(d: &mut Diagnostics<'_>, hooks: &H) -> Option<Scenari
     let with_fleet = s.fleet.is_some_and(|n| !yaml::is_null(n));
     let release = release::release(d, s.release, (s.requests, &requests), &vars, with_fleet);
     let thresholds = thresholds(d, s.thresholds, phases, release.as_ref());
+    let tracing = s.tracing.as_ref().and_then(|t| tracing(d, t, "arena-loadtest"));
     let fleet = s.fleet.filter(|n| !yaml::is_null(n)).and_then(|n| hooks.fleet(n, d));
     let faults = s.faults.filter(|n| !yaml::is_null(n)).and_then(|n| hooks.faults(n, d));
     if target.is_none() && s.fleet.is_none() {
@@ -169,6 +178,7 @@ fn build<H: ScenarioHooks>(d: &mut Diagnostics<'_>, hooks: &H) -> Option<Scenari
         faults,
         abuse,
         release,
+        tracing,
         warnings: Vec::new(),
     })
 }
