@@ -176,6 +176,7 @@ pub fn build(
     }
     let conf = ServerConf {
         threads: config.server.threads,
+        work_stealing: config.server.work_stealing,
         upstream_keepalive_pool_size: config.server.upstream_keepalive_pool_size,
         grace_period_seconds: Some(config.server.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout.as_secs().max(1)),

@@ -549,10 +549,12 @@ fn keep_restart_only_parts(
         new.server.upgrade_sock = old.server.upgrade_sock.clone();
     }
     if new.server.threads != old.server.threads
+        || new.server.work_stealing != old.server.work_stealing
         || new.server.upstream_keepalive_pool_size != old.server.upstream_keepalive_pool_size
     {
-        note("server.threads/upstream_keepalive_pool_size");
+        note("server.threads/work_stealing/upstream_keepalive_pool_size");
         new.server.threads = old.server.threads;
+        new.server.work_stealing = old.server.work_stealing;
         new.server.upstream_keepalive_pool_size = old.server.upstream_keepalive_pool_size;
     }
     new

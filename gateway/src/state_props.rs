@@ -962,6 +962,7 @@ fn sections(noisy: bool) -> Strat {
                     noisy,
                     vec![
                         ("threads", 0.3, int(1, 4, noisy)),
+                        ("work_stealing", 0.2, boolean(noisy)),
                         ("upstream_keepalive_pool_size", 0.2, int(1, 1 << 20, noisy)),
                         ("drain_delay", 0.3, dur(noisy)),
                         ("grace_period", 0.3, dur(noisy)),

@@ -126,6 +126,10 @@ build_release() {
         log "building release binaries (may wait on the cargo lock)"
         (cd "$ROOT" && cargo build --release --workspace --bins >&2) ||
             die "cargo build failed; fix it or pass --no-build to use the binaries already in $TARGET_DIR/release"
+        # The baseline is stock pingora: its own package and lock file, outside the workspace
+        # (which builds pingora with Arena's patches, vendor/README.md).
+        (cd "$ROOT" && cargo build --release --manifest-path loadtest/bare-pingora/Cargo.toml --target-dir "$TARGET_DIR" >&2) ||
+            die "cargo build of loadtest/bare-pingora failed"
     fi
     # Run private copies: other people rebuilding target/release mid-run must not swap a
     # binary between two measurements (cp -p keeps the build time shown in the results).

@@ -3,14 +3,16 @@
 # under identical load in the same run (see loadtest/bench/README.md).
 #
 #   loadtest/bench/proxy-cost.sh [--baseline PATH/arena-gateway] [--duration 10s] [--connections 64] [--rounds 3]
-#                                [--warmup 2s] [--quiet-wait 60] [--no-rr] [--no-traces] [--no-build]
+#                                [--warmup 2s] [--quiet-wait 60] [--no-rr] [--no-traces] [--runtimes] [--no-build]
 #
 # Three nginx pods (one worker each) on 127.0.0.11-13 serve a small JSON body; each proxy runs
 # alone with one worker thread; wrk -t1 loads it. Proxies: bare pingora, arena-gateway with its
 # defaults (p2c_ewma), arena-gateway with every request-path feature on (the target's variant) and,
 # unless --no-rr, arena-gateway with round_robin; unless --no-traces, arena-gateway with tracing
-# at a 1 % and a 100 % ratio, exporting OTLP/HTTP to an nginx that accepts and discards the spans. The proxy's CPU time (utime+stime from
-# /proc/PID/stat) over the measured run divided by the requests wrk counted is its cost.
+# at a 1 % and a 100 % ratio, exporting OTLP/HTTP to an nginx that accepts and discards the spans;
+# with --runtimes, bare pingora and arena (everything on) under both of pingora's runtimes
+# (work-stealing multi-thread, and current-thread "no steal"). The proxy's CPU time (utime+stime
+# from /proc/PID/stat) over the measured run divided by the requests wrk counted is its cost.
 set -euo pipefail
 
 BENCH=proxy-cost
@@ -20,6 +22,7 @@ ROUNDS=3
 WARMUP=2s
 WITH_RR=1
 WITH_TRACES=1
+WITH_RUNTIMES=0
 BUILD=1
 QUIET_WAIT=60
 BASELINE=
@@ -28,7 +31,7 @@ BASELINE=
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 parse_args --duration=DURATION --connections=CONNECTIONS --rounds=ROUNDS --warmup=WARMUP \
-    --quiet-wait=QUIET_WAIT --baseline=BASELINE --no-rr:WITH_RR=0 --no-traces:WITH_TRACES=0 -- "$@"
+    --quiet-wait=QUIET_WAIT --baseline=BASELINE --no-rr:WITH_RR=0 --no-traces:WITH_TRACES=0 --runtimes:WITH_RUNTIMES=1 -- "$@"
 need_positive ROUNDS CONNECTIONS
 need_match DURATION '^[0-9]+[smh]?$' "--duration like 10s"
 need_match WARMUP '^[0-9]+[smh]?$' "--warmup like 2s"
@@ -56,6 +59,7 @@ URL_PATH=/v1/matches
 PROXIES=(bare arena-p2c arena-all arena-rel)
 [[ $WITH_RR -eq 1 ]] && PROXIES+=(arena-rr)
 [[ $WITH_TRACES -eq 1 ]] && PROXIES+=(arena-trace1 arena-trace100)
+[[ $WITH_RUNTIMES -eq 1 ]] && PROXIES+=(bare-steal bare-nosteal arena-all-steal arena-all-nosteal)
 [[ -n $BASELINE ]] && PROXIES+=(base-p2c base-all)
 declare -A LABEL=(
     [bare]="bare-pingora (round robin)"
@@ -65,6 +69,10 @@ declare -A LABEL=(
     [arena-rel]="arena-gateway (p2c_ewma, a release on the route)"
     [arena-trace1]="arena-gateway (p2c_ewma, tracing at 1 %)"
     [arena-trace100]="arena-gateway (p2c_ewma, tracing at 100 %)"
+    [bare-steal]="bare-pingora (round robin, work-stealing runtime)"
+    [bare-nosteal]="bare-pingora (round robin, current-thread runtime)"
+    [arena-all-steal]="arena-gateway (everything on, work_stealing: true)"
+    [arena-all-nosteal]="arena-gateway (everything on, work_stealing: false)"
     [base-p2c]="baseline arena-gateway (p2c_ewma)"
     [base-all]="baseline arena-gateway (p2c_ewma, everything on)"
 )
@@ -73,6 +81,15 @@ declare -A LABEL=(
 arena_all_config >"$WORK/arena-all.yaml"
 arena_release_config >"$WORK/arena-rel.yaml"
 for p in arena-p2c arena-all arena-rr arena-rel; do check_arena_config "$WORK/$p.yaml"; done
+if [[ $WITH_RUNTIMES -eq 1 ]]; then
+    for ws in true false; do
+        sed "s/^server: { threads: 1,/server: { threads: 1, work_stealing: $ws,/" "$WORK/arena-all.yaml" >"$WORK/arena-all-$([[ $ws == true ]] && echo steal || echo nosteal).yaml"
+    done
+    for p in arena-all-steal arena-all-nosteal; do
+        grep -q 'work_stealing' "$WORK/$p.yaml" || die "could not set work_stealing in $p.yaml"
+        check_arena_config "$WORK/$p.yaml"
+    done
+fi
 
 # The trace collector for the tracing variants: nginx answering every OTLP POST with an empty
 # ExportTraceServiceResponse (a protobuf message with no fields is zero bytes), spans discarded.
@@ -119,6 +136,12 @@ start_proxy() { # name
             run_proxy bare 100 "${BARE_CMD[@]}"
             grep -q 'bare-pingora listening on' "$WORK/bare.log" || die "bare-pingora printed no banner"
             ;;
+        bare-steal | bare-nosteal)
+            bare_cmd
+            [[ $1 == bare-nosteal ]] && BARE_CMD+=(--no-work-stealing)
+            run_proxy "$1" 100 "${BARE_CMD[@]}"
+            ;;
+        arena-all-steal | arena-all-nosteal) run_proxy "$1" 100 "$GATEWAY" run -c "$WORK/$1.yaml" ;;
         arena-p2c | arena-all | arena-rr | arena-rel | arena-trace1 | arena-trace100)
             run_proxy "$1" 100 "$GATEWAY" run -c "$WORK/$1.yaml"
             ;;
@@ -188,6 +211,10 @@ PAIRED_ALL_MEDIAN=$(paired_list arena-all | median_of)
             if (b > 0) printf "**Tracing / off, CPU µs per request: at 1 %% %.2f / %.2f = %.3f (target ≤ 1.05: %s); at 100 %% %.2f / %.2f = %.3f**\n\n", a, b, a / b, (a / b <= 1.05 ? "PASS" : "FAIL"), h, b, h / b }'
         echo "Tracing variants export OTLP/HTTP to an nginx sink on 127.0.0.15 (spans accepted and discarded); its CPU is not the proxy's."
         echo
+    fi
+    if [[ $WITH_RUNTIMES -eq 1 ]]; then
+        awk -v bs="$(median 8 bare-steal)" -v bn="$(median 8 bare-nosteal)" -v as="$(median 8 arena-all-steal)" -v an="$(median 8 arena-all-nosteal)" 'BEGIN {
+            if (bs > 0 && as > 0) printf "**Runtimes, CPU µs per request (current-thread / work-stealing): bare pingora %.2f / %.2f = %.3f; arena everything on %.2f / %.2f = %.3f; arena current-thread / bare work-stealing = %.3f**\n\n", bn, bs, bn / bs, an, as, an / as, an / bs }'
     fi
     if [[ -n $BASELINE ]]; then
         for v in p2c all; do

@@ -5,11 +5,12 @@
 #
 #   loadtest/bench/proxy-instructions.sh [--requests 20000] [--warmup 2000] [--concurrency 16]
 #                                        [--top 15] [--only bare,arena-p2c,arena-all] [--no-build]
-#                                        [--baseline PATH/arena-gateway]
+#                                        [--baseline PATH/arena-gateway] [--keep-profiles DIR]
 #
 # --baseline measures another arena-gateway build too (e.g. the last release, built from a git
 # worktree), as `base-p2c` and `base-all` with the same configs, in the same run: a change's
-# effect on the per-request cost, counted.
+# effect on the per-request cost, counted. --keep-profiles copies the callgrind profiles to DIR
+# (for callgrind_annotate / kcachegrind); the report lists who calls glibc's memcpy either way.
 #
 # Three nginx pods on 127.0.0.11-13; each proxy runs alone under valgrind --tool=callgrind with
 # instrumentation off, one worker thread. After an uninstrumented warm-up, instrumentation is
@@ -26,12 +27,13 @@ CONCURRENCY=16
 TOP=15
 ONLY=bare,arena-p2c,arena-all,arena-rel
 BASELINE=
+KEEP=
 BUILD=1
 
 # shellcheck source=common.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-parse_args --requests=REQUESTS --warmup=WARMUP --concurrency=CONCURRENCY --top=TOP --only=ONLY --baseline=BASELINE -- "$@"
+parse_args --requests=REQUESTS --warmup=WARMUP --concurrency=CONCURRENCY --top=TOP --only=ONLY --baseline=BASELINE --keep-profiles=KEEP -- "$@"
 need_positive REQUESTS WARMUP CONCURRENCY TOP
 cd "$ROOT"
 
@@ -171,6 +173,29 @@ rows() {
         }'
 }
 
+# mem_callers PROFILE → TSV "ir<TAB>caller" of the direct callers of glibc's memcpy/memmove
+# (Ir spent in the copy on behalf of each caller), from callgrind_annotate's caller tree.
+mem_callers() {
+    local raw="$WORK/callers.$$.txt"
+    callgrind_annotate --auto=no --tree=caller --inclusive=yes --threshold=100 "$1" >"$raw" 2>/dev/null ||
+        die "callgrind_annotate --tree=caller failed on $1"
+    awk -v root="$ROOT/" '
+        / < / { n++; line[n] = $0; next }
+        / \* / {
+            if ($0 ~ /__mem(cpy|move)_avx_unaligned_erms/) for (i = 1; i <= n; i++) {
+                l = line[i]; ir = l; sub(/^ */, "", ir); sub(/ .*/, "", ir); gsub(/,/, "", ir)
+                fn = l; sub(/.* < /, "", fn); sub(/ \[[^]]*\]$/, "", fn); sub(/ \([0-9]+x\)$/, "", fn)
+                sub(/^\/root\/\.cargo\/registry\/src\/[^\/]*\//, "", fn)
+                sub(/^\/rustc\/[0-9a-f]*\/library\//, "std/", fn)
+                if (index(fn, root) == 1) fn = substr(fn, length(root) + 1)
+                printf "%s\t%s\n", ir, fn
+            }
+            n = 0; next
+        }
+        { n = 0 }' "$raw" | sort -t$'\t' -k1,1gr
+    rm -f "$raw"
+}
+
 # self cost per function name (inlined copies merged: the part after "file:"), per request.
 per_function() { # TSV file, requests → "name<TAB>ir_per_request"
     awk -F'\t' -v n="$2" '$2 != "PROGRAM TOTALS" { i = index($2, ":"); f = substr($2, i + 1); s[f] += $1 } END { for (f in s) printf "%s\t%.1f\n", f, s[f] / n }' "$1"
@@ -184,6 +209,11 @@ for p in "${PROXIES[@]}"; do
     # Ir per request outside glibc's mem* routines: valgrind counts every iteration of a
     # `rep movsb` as one instruction, so big copies weigh more in Ir than in CPU time.
     awk -F'\t' '$1 ~ /(^|[^a-z])__mem(cpy|move|set)/ { s += $2 } END { printf "%.0f", s }' "$WORK/fn-$p.tsv" >"$WORK/mem-$p.txt"
+    mem_callers "$WORK/profile-$p.out" >"$WORK/memcallers-$p.tsv"
+    if [[ -n $KEEP ]]; then
+        mkdir -p "$KEEP"
+        cp "$WORK/profile-$p.out" "$KEEP/callgrind-$p.out"
+    fi
 done
 mem_of() { cat "$WORK/mem-$1.txt" 2>/dev/null || echo 0; }
 BARE_NOMEM=$(awk -v a="${BARE_IPR:-0}" -v m="$(mem_of bare)" 'BEGIN { printf "%.0f", a - m }')
@@ -255,6 +285,17 @@ BARE_NOMEM=$(awk -v a="${BARE_IPR:-0}" -v m="$(mem_of bare)" 'BEGIN { printf "%.
         echo "| # | % | Ir/req | function | object |"
         echo "|---:|---:|---:|---|---|"
         rows "$TOP" "$n" "$tot" <"$WORK/self-$p.tsv"
+        echo
+        echo "</details>"
+        echo
+        echo "<details><summary>Who copies: direct callers of glibc's memcpy/memmove, top $TOP</summary>"
+        echo
+        echo "Ir/req = the copy's instructions on behalf of that caller (≈ bytes copied per request: valgrind counts"
+        echo "a \`rep movsb\` byte as one instruction). Large ones are futures moved into boxes or wrappers."
+        echo
+        echo "| # | % | Ir/req | function | object |"
+        echo "|---:|---:|---:|---|---|"
+        awk -F'\t' '{ printf "%s\t%s\tlibc\n", $1, $2 }' "$WORK/memcallers-$p.tsv" | rows "$TOP" "$n" "$tot"
         echo
         echo "</details>"
         echo

@@ -143,9 +143,9 @@ impl AdminApi {
 #[async_trait]
 impl ServeHttp for AdminApi {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        match read_request(session).await {
+        arena_gateway::admin::with_length(match read_request(session).await {
             Ok(c) => self.handle_with(&c.method, &c.path, c.query.as_deref(), c.auth.as_deref(), &c.body),
             Err(answer) => *answer,
-        }
+        })
     }
 }

@@ -158,6 +158,7 @@ pub fn build(loaded: crate::config::Loaded, config_path: Option<PathBuf>) -> Res
     let engine = config.outbound.take();
     let conf = ServerConf {
         threads: config.server.threads,
+        work_stealing: config.server.work_stealing,
         upstream_keepalive_pool_size: config.server.upstream_keepalive_pool_size,
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout.as_secs().max(1)),

@@ -21,6 +21,12 @@ pub mod server {
     pub const MAX_UPSTREAM_KEEPALIVE_POOL_SIZE: usize = 1 << 20;
     /// Most proxy worker threads accepted (each is started with the gateway).
     pub const MAX_THREADS: usize = 1024;
+    /// Tasks move between the proxy's worker threads (tokio's multi-thread scheduler), or each
+    /// thread runs its own connections (current-thread runtimes, pingora's no-steal mode: the
+    /// per-worker model of nginx and Envoy). Off: 3.7 % less CPU per request (arena, everything
+    /// on, 25.51 vs 26.50 µs) and p99 2.39 vs 2.86 ms at saturation, one thread, in the same
+    /// proxy-cost run (loadtest/results/proxy-cost-20261201T180358Z.md).
+    pub const WORK_STEALING: bool = false;
     /// After SIGTERM, time spent accepting with `/readyz` 503 before listeners close.
     pub const DRAIN_DELAY: Duration = Duration::ZERO;
     /// Then, time in-flight requests get to finish.

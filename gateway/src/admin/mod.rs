@@ -205,11 +205,21 @@ pub async fn read_request(session: &mut ServerSession) -> Result<AdminRequest, B
 #[async_trait]
 impl ServeHttp for AdminApi {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        match read_request(session).await {
+        with_length(match read_request(session).await {
             Ok(c) => self.handle_call(&c),
             Err(answer) => *answer,
-        }
+        })
     }
+}
+
+/// Sets `content-length` on an admin answer: without it pingora ends the body by closing the
+/// connection, so a scraper's or the UI's keep-alive connection could never be reused.
+/// Shared with the sidecar's admin.
+pub fn with_length(mut resp: Response<Vec<u8>>) -> Response<Vec<u8>> {
+    let n = resp.body().len();
+    resp.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(n));
+    resp
 }
 
 /// Checks a call's `Authorization` against the admin token (`Bearer <token>`): the answer to

@@ -74,6 +74,10 @@ pub struct ServerFile {
     /// Worker threads for the proxy service (default: number of CPUs).
     #[serde(default)]
     pub threads: Option<usize>,
+    /// Whether idle worker threads take tasks from busy ones (tokio's multi-thread scheduler),
+    /// or each thread keeps the connections it was given (current-thread runtimes).
+    #[serde(default)]
+    pub work_stealing: Option<bool>,
     /// Idle upstream connections kept in total across pods (pingora's default of 128 is too small).
     #[serde(default)]
     pub upstream_keepalive_pool_size: Option<usize>,

@@ -103,6 +103,8 @@ impl Admin {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Server {
     pub threads: usize,
+    /// Restart-only, like `threads`.
+    pub work_stealing: bool,
     #[serde(serialize_with = "human")]
     pub drain_delay: Duration,
     pub upstream_keepalive_pool_size: usize,

@@ -42,6 +42,7 @@ pub fn server(c: &mut Diagnostics<'_>, s: &ServerFile) -> Server {
     }
     Server {
         threads: threads.max(1),
+        work_stealing: s.work_stealing.unwrap_or(def::WORK_STEALING),
         upstream_keepalive_pool_size: pool,
         drain_delay: dur_or(s.drain_delay, def::DRAIN_DELAY),
         grace_period: dur_or(s.grace_period, def::GRACE_PERIOD),

@@ -35,6 +35,10 @@ struct Cli {
     /// Worker threads of the proxy service.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Current-thread runtimes instead of tokio's work-stealing scheduler (pingora's
+    /// `work_stealing: false`), to compare with arena's `server.work_stealing`.
+    #[arg(long)]
+    no_work_stealing: bool,
     /// Idle upstream connections kept in total.
     #[arg(long, default_value_t = 4096)]
     keepalive_pool: usize,
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
 
     let conf = ServerConf {
         threads: cli.threads,
+        work_stealing: !cli.no_work_stealing,
         upstream_keepalive_pool_size: cli.keepalive_pool,
         ..ServerConf::default()
     };
