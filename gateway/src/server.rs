@@ -238,6 +238,9 @@ pub fn client_service(
 ) -> Result<Service<Edge<ArenaProxy, Gateway>>, StartError> {
     let mut options = HttpServerOptions::default();
     options.h2c = h2c;
+    // Request header names in their canonical case: one header map per request instead of
+    // two (vendor/README.md, patch 2).
+    options.normalize_header_case = true;
     // pingora counts reuses after the first request: N requests are N − 1 reuses.
     options.keepalive_request_limit = Some(client.max_requests_per_connection.saturating_sub(1));
     options.h2_idle_timeout = Some(client.h2_idle_timeout);

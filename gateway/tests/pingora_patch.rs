@@ -1,9 +1,17 @@
-//! What Arena's pingora patch (vendor/README.md: `HttpServerApp::process_new_http` returns its
-//! future unboxed, so a keep-alive connection reuses one request state machine instead of
-//! boxing a new one per request) must keep: every request of a long keep-alive connection runs
-//! from a fresh state — its own route, body, status and request id, errors included — on the
-//! proxy, on the admin API (pingora's `ServeHttp` path) and on HTTP/2 streams, which still run
-//! one task each.
+//! What Arena's pingora patches (vendor/README.md) must keep.
+//!
+//! Patch 1 (`HttpServerApp::process_new_http` returns its future unboxed, so a keep-alive
+//! connection reuses one request state machine instead of boxing a new one per request): every
+//! request of a long keep-alive connection runs from a fresh state — its own route, body,
+//! status and request id, errors included — on the proxy, on the admin API (pingora's
+//! `ServeHttp` path) and on HTTP/2 streams, which still run one task each.
+//!
+//! Patch 2 (header maps without the case map): names reach the pod in lowercase and the client
+//! in their canonical case (standard names Title-Case, others lowercase), values untouched,
+//! repeated headers all there and in order.
+//!
+//! Patch 3 (hop-by-hop names found in one pass, removed only when present): every standard
+//! hop-by-hop header and every header `Connection` nominates is still kept from the pod.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -203,4 +211,134 @@ async fn http2_streams_each_run_their_own_request() {
         done += 1;
     }
     assert_eq!(done, 40);
+}
+
+/// A pod written by hand: answers every request on its connections with mixed-case headers
+/// and a repeated one, and hands each raw request head it read to the test.
+fn raw_pod(ip: &str) -> (SocketAddr, std::sync::mpsc::Receiver<String>) {
+    let listener = std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut w = conn;
+                loop {
+                    let mut head = String::new();
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push_str(&line);
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let _ = tx.send(head);
+                    let body = "ok";
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-TYPE: text/plain\r\nX-Custom-Thing: A\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if w.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// Header lines of a raw head, without the request or status line.
+fn lines(head: &str) -> Vec<&str> {
+    head.split("\r\n").skip(1).filter(|l| !l.is_empty()).collect()
+}
+
+#[test]
+fn header_names_travel_in_their_canonical_case_with_every_value_in_order() {
+    let (pod, heads) = raw_pod("127.0.0.64");
+    let gw = Gateway::start(&format!(
+        "clusters:\n  - {{ name: c, endpoints: [\"{pod}\"] }}\nroutes:\n  - {{ name: r, match: {{}}, cluster: c }}\n"
+    ));
+    let (mut w, mut r) = connect(gw.addr);
+    for round in 0..2 {
+        write!(
+            w,
+            "GET /v1/matches HTTP/1.1\r\nhost: arena\r\nuSeR-aGeNt: t/{round}\r\nX-Mixed-Case: v1\r\nx-mixed-CASE: v2\r\nAccept: */*\r\n\r\n"
+        )
+        .unwrap();
+        let mut status = String::new();
+        r.read_line(&mut status).unwrap();
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        let mut head = status.clone();
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            head.push_str(&line);
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = [0u8; 2];
+        r.read_exact(&mut body).unwrap();
+        assert_eq!(&body, b"ok");
+        let got = lines(&head);
+        assert!(got.contains(&"Content-Type: text/plain"), "{got:?}");
+        assert!(got.contains(&"x-custom-thing: A"), "{got:?}");
+        let cookies: Vec<&&str> = got.iter().filter(|l| l.starts_with("Set-Cookie: ")).collect();
+        assert_eq!(cookies, [&"Set-Cookie: a=1", &"Set-Cookie: b=2"], "{got:?}");
+
+        let sent = heads.recv_timeout(Duration::from_secs(10)).unwrap();
+        let sent = lines(&sent);
+        // To the pod: lowercase, as HTTP/2 writes them (and Envoy does for HTTP/1).
+        assert!(sent.contains(&format!("user-agent: t/{round}").as_str()), "{sent:?}");
+        assert!(sent.contains(&"accept: */*"), "{sent:?}");
+        let mixed: Vec<&&str> = sent.iter().filter(|l| l.starts_with("x-mixed-case: ")).collect();
+        assert_eq!(mixed, [&"x-mixed-case: v1", &"x-mixed-case: v2"], "{sent:?}");
+    }
+}
+
+#[test]
+fn hop_by_hop_headers_never_reach_the_pod() {
+    let (pod, heads) = raw_pod("127.0.0.65");
+    let gw = Gateway::start(&format!(
+        "clusters:\n  - {{ name: c, endpoints: [\"{pod}\"] }}\nroutes:\n  - {{ name: r, match: {{}}, cluster: c }}\n"
+    ));
+    let (mut w, mut r) = connect(gw.addr);
+    // One request with every standard hop-by-hop header a client can send on a kept-alive
+    // connection, one Connection nominates, and one plain request after it.
+    write!(
+        w,
+        "GET /v1/matches HTTP/1.1\r\nhost: arena\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\n\
+         Proxy-Connection: keep-alive\r\nProxy-Authorization: Basic eDp4\r\nTE: trailers\r\nTrailer: x-sum\r\n\
+         HTTP2-Settings: AAMAAABkAAQAAP__\r\nX-Hop: 1\r\nX-Kept: yes\r\n\r\n"
+    )
+    .unwrap();
+    assert_eq!(read_answer(&mut r).status, 200);
+    write!(w, "GET /v1/matches HTTP/1.1\r\nhost: arena\r\nX-Kept: again\r\n\r\n").unwrap();
+    assert_eq!(read_answer(&mut r).status, 200);
+    for kept in ["yes", "again"] {
+        let sent = heads.recv_timeout(Duration::from_secs(10)).unwrap();
+        let names: Vec<String> = lines(&sent)
+            .iter()
+            .map(|l| l.split(':').next().unwrap().to_ascii_lowercase())
+            .collect();
+        for hop in [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authorization",
+            "te",
+            "trailer",
+            "http2-settings",
+            "x-hop",
+        ] {
+            assert!(!names.iter().any(|n| n == hop), "{hop} reached the pod: {sent}");
+        }
+        assert!(sent.contains(&format!("x-kept: {kept}")), "{sent}");
+    }
 }

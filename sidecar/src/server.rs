@@ -183,6 +183,7 @@ pub fn build(loaded: crate::config::Loaded, config_path: Option<PathBuf>) -> Res
     let sc = Sidecar::new(config, config_path, metrics, tls)?;
 
     let mut options = HttpServerOptions::default();
+    options.normalize_header_case = true;
     options.keepalive_request_limit = Some(client.max_requests_per_connection.saturating_sub(1));
     let mut proxy = HttpProxy::new(InboundProxy::new(Arc::clone(&sc)), Arc::clone(&server.configuration));
     proxy.server_options = Some(options);

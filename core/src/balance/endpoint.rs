@@ -215,11 +215,17 @@ impl Endpoint {
 
     /// Like [`Self::start_counted`], started at `now`.
     pub fn start_counted_at(self: &Arc<Self>, cluster: Option<Arc<AtomicU32>>, now: Instant) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.requests.fetch_add(1, Ordering::Relaxed);
         if let Some(c) = &cluster {
             c.fetch_add(1, Ordering::Relaxed);
         }
+        self.start_reserved_at(cluster, now)
+    }
+
+    /// Starts a request whose slot in `cluster`'s count the caller has already taken (the
+    /// circuit breaker's compare-and-swap); the guard gives it back.
+    pub fn start_reserved_at(self: &Arc<Self>, cluster: Option<Arc<AtomicU32>>, now: Instant) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
         InFlight {
             endpoint: Arc::clone(self),
             started: now,

@@ -202,6 +202,19 @@ impl Cluster {
         endpoint.start_counted_at(Some(Arc::clone(&self.in_flight)), now)
     }
 
+    /// Starts a request on `endpoint` unless the cluster is at `max_in_flight` (`None`: the
+    /// breaker is open). The check and the count are one compare-and-swap, so requests started
+    /// at the same moment on several threads can never overrun the cap.
+    pub fn try_start_at(&self, endpoint: &Arc<Endpoint>, now: Instant) -> Option<InFlight> {
+        let Some(max) = self.spec.max_in_flight else {
+            return Some(self.start_at(endpoint, now));
+        };
+        self.in_flight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < max).then_some(n + 1))
+            .ok()?;
+        Some(endpoint.start_reserved_at(Some(Arc::clone(&self.in_flight)), now))
+    }
+
     pub fn in_flight(&self) -> u32 {
         self.in_flight.load(Ordering::Relaxed)
     }

@@ -154,3 +154,44 @@ async fn a_joining_pod_is_eased_in_not_starved() {
     );
     drop(held);
 }
+
+#[test]
+fn the_breaker_never_admits_more_than_max_in_flight_from_racing_threads() {
+    // Threads start tries together, hold them a moment, let go, again: with the check and the
+    // count as one step, the cluster's count never passes the cap (2), and every slot taken
+    // is given back.
+    let c = Cluster::new(spec(&[11, 12]), None);
+    let ep = c.endpoints().active[0].clone();
+    let peak = Arc::new(AtomicU32::new(0));
+    let barrier = Arc::new(std::sync::Barrier::new(8));
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            let (c, ep, peak, barrier) = (&c, &ep, &peak, &barrier);
+            s.spawn(move || {
+                for _ in 0..300 {
+                    barrier.wait();
+                    let slot = c.try_start_at(ep, Instant::now());
+                    peak.fetch_max(c.in_flight(), Ordering::Relaxed);
+                    barrier.wait();
+                    drop(slot);
+                }
+            });
+        }
+    });
+    assert_eq!(peak.load(Ordering::Relaxed), 2, "the cap held and was reached");
+    assert_eq!(c.in_flight(), 0, "every slot given back");
+    let unlimited = Cluster::new(
+        ClusterSpec {
+            max_in_flight: None,
+            ..spec(&[11])
+        },
+        None,
+    );
+    let ep = unlimited.endpoints().active[0].clone();
+    let slots: Vec<_> = (0..5)
+        .map(|_| unlimited.try_start_at(&ep, Instant::now()).unwrap())
+        .collect();
+    assert_eq!(unlimited.in_flight(), 5);
+    drop(slots);
+    assert_eq!(unlimited.in_flight(), 0);
+}

@@ -58,7 +58,13 @@ pub fn start<R: Rng>(
             cluster: cluster.name().to_string(),
         });
     };
-    let slot = cluster.start_at(&endpoint, now);
+    // The breaker's slot is taken with the try (a compare-and-swap): the check above only
+    // spares the pick when the cluster is plainly full.
+    let Some(slot) = cluster.try_start_at(&endpoint, now) else {
+        return Err(GatewayError::CircuitOpen {
+            cluster: cluster.name().to_string(),
+        });
+    };
     let per_try = cluster.spec.per_try_timeout.map_or(remaining, |p| p.min(remaining));
     let tries = &mut routed.tries;
     tries.count += 1;
@@ -87,6 +93,9 @@ pub fn peer(spec: &ClusterSpec, pod: SocketAddr, per_try: Duration, bodyless: bo
         opts.write_timeout = Some(per_try);
     }
     opts.idle_timeout = spec.idle_timeout;
+    // Header names in their canonical case, one header map per answer (vendor/README.md,
+    // patch 2): HTTP/1.1 names are case-insensitive, and Envoy normalises them too.
+    opts.normalize_header_case = true;
     peer
 }
 

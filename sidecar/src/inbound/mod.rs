@@ -289,6 +289,7 @@ impl ProxyHttp for InboundProxy {
         peer.options.read_timeout = Some(remaining);
         peer.options.write_timeout = Some(remaining);
         peer.options.idle_timeout = Some(APP_IDLE);
+        peer.options.normalize_header_case = true;
         if let Some(tr) = ctx.trace.as_deref_mut() {
             // A second call replays on a fresh connection a request whose pooled one was closed.
             let kind = if tr.tries.is_empty() {

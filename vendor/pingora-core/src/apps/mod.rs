@@ -65,6 +65,11 @@ pub struct HttpServerOptions {
     /// Allow HTTP/2 for plaintext.
     pub h2c: bool,
 
+    /// ARENA PATCH (vendor/README.md, patch 2): parse HTTP/1 request headers without keeping
+    /// each name's original case (one header map instead of two; names are forwarded in the
+    /// canonical case: `User-Agent` for standard names, lowercase otherwise).
+    pub normalize_header_case: bool,
+
     /// Allow proxying CONNECT requests when handling HTTP traffic.
     ///
     /// When disabled, CONNECT requests are rejected with 405 by proxy services.
@@ -350,7 +355,9 @@ where
             return self.clone().process_custom_session(stream, shutdown).await;
         } else {
             // No ALPN or ALPN::H1 and h2c was not configured, fallback to HTTP/1.1
+            let normalize = self.server_options().is_some_and(|o| o.normalize_header_case);
             let mut session = ServerSession::new_http1(stream);
+            session.set_normalize_header_case(normalize);
             if *shutdown.borrow() {
                 // stop downstream from reusing if this service is shutting down soon
                 session.set_keepalive(None);
@@ -366,6 +373,7 @@ where
             let mut result = self.process_new_http(session, shutdown).await;
             while let Some((stream, persistent_settings)) = result.map(|r| r.consume()) {
                 let mut session = ServerSession::new_http1(stream);
+                session.set_normalize_header_case(normalize);
                 if let Some(persistent_settings) = persistent_settings {
                     persistent_settings.apply_to_session(&mut session);
                 }

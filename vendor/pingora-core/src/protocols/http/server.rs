@@ -333,6 +333,14 @@ impl Session {
         }
     }
 
+    /// ARENA PATCH 2: parse HTTP/1 request headers without keeping each name's original case.
+    /// Noop for h2 (always lowercase) and subrequest.
+    pub fn set_normalize_header_case(&mut self, normalize: bool) {
+        if let Self::H1(s) = self {
+            s.set_normalize_header_case(normalize);
+        }
+    }
+
     /// Set the number of times the upstream connection connection for this
     /// session can be reused via keepalive. Noop for h2 and subrequest
     pub fn set_keepalive_reuses_remaining(&mut self, reuses: Option<u32>) {

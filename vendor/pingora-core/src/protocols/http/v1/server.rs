@@ -126,6 +126,8 @@ pub struct HttpSession {
     /// Number of times the upstream connection associated with this session can be reused
     /// after this session ends
     keepalive_reuses_remaining: Option<u32>,
+    /// ARENA PATCH 2: request headers parsed without their case map.
+    normalize_header_case: bool,
     /// User-defined context carried across requests on the same keepalive connection.
     /// Set by [`HttpPersistentSettings::apply_to_session`](crate::apps::HttpPersistentSettings::apply_to_session),
     /// consumed by the proxy layer via [`take_connection_user_context`](Self::take_connection_user_context).
@@ -199,6 +201,7 @@ impl HttpSession {
             // default on to avoid rejecting requests after body as pipelined
             close_on_response_before_downstream_finish: true,
             keepalive_reuses_remaining: None,
+            normalize_header_case: false,
             connection_user_context: None,
             half_closed: false,
             abort_on_close: true,
@@ -349,12 +352,15 @@ impl HttpSession {
                         // while header_refs doesn't as it is still empty
                         let _num_headers = populate_headers(base, &mut header_refs, req.headers);
 
-                        let mut request_header = Box::new(RequestHeader::build(
-                            req.method.unwrap_or(""),
-                            // we path httparse to allow unsafe bytes in the str
-                            req.path.unwrap_or("").as_bytes(),
-                            Some(req.headers.len()),
-                        )?);
+                        // ARENA PATCH 2: no case map when the server asks for canonical names.
+                        let method = req.method.unwrap_or("");
+                        // we path httparse to allow unsafe bytes in the str
+                        let path = req.path.unwrap_or("").as_bytes();
+                        let mut request_header = Box::new(if self.normalize_header_case {
+                            RequestHeader::build_no_case(method, path, Some(req.headers.len()))?
+                        } else {
+                            RequestHeader::build(method, path, Some(req.headers.len()))?
+                        });
 
                         request_header.set_version(match req.version {
                             Some(1) => Version::HTTP_11,
@@ -722,6 +728,11 @@ impl HttpSession {
             KeepaliveStatus::Infinite => Some(0),
             KeepaliveStatus::Off => None,
         }
+    }
+
+    /// ARENA PATCH 2: parse request headers without keeping each name's original case.
+    pub fn set_normalize_header_case(&mut self, normalize: bool) {
+        self.normalize_header_case = normalize;
     }
 
     pub fn set_keepalive_reuses_remaining(&mut self, remaining: Option<u32>) {
