@@ -12,6 +12,10 @@
 //!
 //! Patch 3 (hop-by-hop names found in one pass, removed only when present): every standard
 //! hop-by-hop header and every header `Connection` nominates is still kept from the pod.
+//!
+//! Patch 4 (a fast path for a single all-digit `Content-Length`): every form of the header
+//! frames a body as before — plain, padded, zero-led, repeated — and ambiguous or bad ones
+//! (conflicting, comma-joined, signed, hex) are still refused.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -340,5 +344,45 @@ fn hop_by_hop_headers_never_reach_the_pod() {
             assert!(!names.iter().any(|n| n == hop), "{hop} reached the pod: {sent}");
         }
         assert!(sent.contains(&format!("x-kept: {kept}")), "{sent}");
+    }
+}
+
+#[test]
+fn every_content_length_form_frames_the_body_as_before() {
+    let pod = Pod::start("127.0.0.66", &[]);
+    let gw = Gateway::start(&format!(
+        "clusters:\n  - {{ name: c, endpoints: [\"{}\"] }}\nroutes:\n  - {{ name: r, match: {{}}, cluster: c }}\n",
+        pod.addr
+    ));
+    // Accepted: the pod counts exactly three body bytes, and the connection goes on.
+    let (mut w, mut r) = connect(gw.addr);
+    // (Stock pingora answered every form below the same way; `3, 3` is refused by both.)
+    for cl in [
+        "content-length: 3",
+        "content-length:  3 ",
+        "content-length: 03",
+        "content-length: 3\r\ncontent-length: 3",
+    ] {
+        write!(w, "POST /v1/verify HTTP/1.1\r\nhost: arena\r\n{cl}\r\n\r\nabc").unwrap();
+        let a = read_answer(&mut r);
+        assert_eq!(a.status, 200, "{cl:?}: {}", a.body);
+        assert!(a.body.contains("\"bytes\":3"), "{cl:?}: {}", a.body);
+    }
+    // Refused: ambiguous or not a number (each on its own connection: it is not reusable).
+    for cl in [
+        "content-length: 3\r\ncontent-length: 4",
+        "content-length: 3, 4",
+        "content-length: 3, 3",
+        "content-length: +3",
+        "content-length: 0x3",
+    ] {
+        let (mut w, mut r) = connect(gw.addr);
+        write!(w, "POST /v1/verify HTTP/1.1\r\nhost: arena\r\n{cl}\r\n\r\nabc").unwrap();
+        let mut status = String::new();
+        let _ = r.read_line(&mut status);
+        assert!(
+            status.is_empty() || status.starts_with("HTTP/1.1 400"),
+            "{cl:?}: {status:?}"
+        );
     }
 }

@@ -357,6 +357,18 @@ pub(crate) fn content_length_parse_all(headers: &HMap) -> Option<u64> {
 /// present but cannot be resolved to a single value (conflicting duplicates or
 /// an unparseable value), or `None` when the header is absent.
 pub(crate) fn content_length_for_framing(headers: &HMap) -> Result<Option<usize>> {
+    // ARENA PATCH 4 (vendor/README.md): one lookup, and no text handling for the usual single
+    // all-digit value; anything else takes the general path below, which gives the same
+    // answer for that case. Called three times per proxied request.
+    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_none() {
+        if let Some(n) = from_digits(first.as_bytes()).and_then(|n| usize::try_from(n).ok()) {
+            return Ok(Some(n));
+        }
+    }
     match content_length_parse_all(headers) {
         Some(cl) => {
             // Content-Length frames the body, so a value that does not fit in
