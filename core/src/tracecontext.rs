@@ -2,8 +2,6 @@
 //! and Zipkin's B3 single header (`b3: {trace}-{span}[-{sampled}[-{parent}]]`) in, `traceparent`
 //! out. Pure parsing: a malformed header is ignored (a new trace starts), never an error.
 
-use std::fmt::Write as _;
-
 /// A 16-byte trace id (never all zero).
 pub type TraceId = u128;
 /// An 8-byte span id (never zero).
@@ -97,9 +95,25 @@ pub fn parse_b3(value: &[u8]) -> Option<Parent> {
 
 /// The `traceparent` value for a request sent as span `span_id` of `trace_id`.
 pub fn traceparent(trace_id: TraceId, span_id: SpanId, sampled: bool) -> String {
-    let mut out = String::with_capacity(55);
-    let _ = write!(out, "00-{trace_id:032x}-{span_id:016x}-{:02x}", u8::from(sampled));
-    out
+    traceparent_bytes(trace_id, span_id, sampled)
+        .iter()
+        .map(|&b| char::from(b))
+        .collect()
+}
+
+/// [`traceparent`] as its 55 ASCII bytes, written without the formatting machinery: every
+/// request a traced gateway forwards carries one, sampled or not.
+pub fn traceparent_bytes(trace_id: TraceId, span_id: SpanId, sampled: bool) -> [u8; 55] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut b = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    for (i, c) in b[3..35].iter_mut().enumerate() {
+        *c = HEX[((trace_id >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    for (i, c) in b[36..52].iter_mut().enumerate() {
+        *c = HEX[((span_id >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    b[54] = if sampled { b'1' } else { b'0' };
+    b
 }
 
 #[cfg(test)]
@@ -175,7 +189,9 @@ mod tests {
 
         #[test]
         fn what_we_send_we_read(trace in 1u128.., span in 1u64.., sampled in any::<bool>()) {
-            let p = parse_traceparent(traceparent(trace, span, sampled).as_bytes()).unwrap();
+            let text = traceparent(trace, span, sampled);
+            prop_assert_eq!(&text, &format!("00-{trace:032x}-{span:016x}-{:02x}", u8::from(sampled)));
+            let p = parse_traceparent(text.as_bytes()).unwrap();
             prop_assert_eq!(p, Parent { trace_id: trace, span_id: span, sampled });
         }
     }

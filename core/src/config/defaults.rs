@@ -23,10 +23,12 @@ pub mod server {
     pub const MAX_THREADS: usize = 1024;
     /// Tasks move between the proxy's worker threads (tokio's multi-thread scheduler), or each
     /// thread runs its own connections (current-thread runtimes, pingora's no-steal mode: the
-    /// per-worker model of nginx and Envoy). Off: 3.7 % less CPU per request (arena, everything
-    /// on, 25.51 vs 26.50 µs) and p99 2.39 vs 2.86 ms at saturation, one thread, in the same
-    /// proxy-cost run (loadtest/results/proxy-cost-20261201T180358Z.md).
-    pub const WORK_STEALING: bool = false;
+    /// per-worker model of nginx and Envoy). Off measured 3.7 % less CPU per request (arena,
+    /// everything on, 25.51 vs 26.50 µs) and p99 2.39 vs 2.86 ms at saturation, one thread
+    /// (loadtest/results/proxy-cost-20261201T180358Z.md) — but on SIGINT under load pingora's
+    /// no-steal shutdown was seen spinning in its accept loop ("Tokio context being shutdown")
+    /// instead of exiting, so the default stays on until that is fixed.
+    pub const WORK_STEALING: bool = true;
     /// After SIGTERM, time spent accepting with `/readyz` 503 before listeners close.
     pub const DRAIN_DELAY: Duration = Duration::ZERO;
     /// Then, time in-flight requests get to finish.

@@ -42,9 +42,9 @@ fn good_config_loads() {
     );
     assert!(matches!(cfg.clusters[1].source, Source::Dns(ref d) if d.port == Some(9100)));
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
-    assert!(!cfg.server.work_stealing, "per-thread runtimes by default");
-    let stealing = load(&format!("{GOOD}server: {{ work_stealing: true }}\n"), "t.yaml").unwrap();
-    assert!(stealing.config.server.work_stealing);
+    assert!(cfg.server.work_stealing, "tokio's work-stealing scheduler by default");
+    let per_thread = load(&format!("{GOOD}server: {{ work_stealing: false }}\n"), "t.yaml").unwrap();
+    assert!(!per_thread.config.server.work_stealing);
 }
 
 #[test]

@@ -275,9 +275,7 @@ impl ProxyHttp for ArenaProxy {
         attempt::forwarding_headers(upstream, &ctx.id, ctx.client_ip)?;
         if let Some(tr) = ctx.trace.as_deref() {
             if let Some(span) = tr.current() {
-                // The pod continues from this try's span; a B3 header would name another parent.
-                upstream.insert_header(trace::TRACEPARENT, tr.traceparent(span))?;
-                upstream.remove_header("b3");
+                tr.propagate(span, upstream)?;
             }
         }
         Ok(())

@@ -189,6 +189,19 @@ impl RequestTrace {
     pub fn traceparent(&self, span: SpanId) -> String {
         tracecontext::traceparent(self.trace_id, span, self.sampled)
     }
+
+    /// Sets the `traceparent` of try `span` on its request (the pod continues from the try's
+    /// span) and drops a client's `b3`, which would name another parent. Built without a
+    /// `String`, under a `&'static str` name (pingora's cheapest insert): every request a traced
+    /// proxy forwards carries one, sampled or not.
+    pub fn propagate(&self, span: SpanId, upstream: &mut pingora::http::RequestHeader) -> pingora::Result<()> {
+        let value = tracecontext::traceparent_bytes(self.trace_id, span, self.sampled);
+        if let Ok(v) = http::HeaderValue::from_bytes(&value) {
+            upstream.insert_header("traceparent", v)?;
+        }
+        upstream.remove_header("b3");
+        Ok(())
+    }
 }
 
 /// A failure cause's name on a span.

@@ -310,8 +310,7 @@ impl ProxyHttp for InboundProxy {
     ) -> Result<()> {
         if let Some(tr) = ctx.trace.as_deref() {
             if let Some(span) = tr.current() {
-                upstream.insert_header(trace::TRACEPARENT, tr.traceparent(span))?;
-                upstream.remove_header("b3");
+                tr.propagate(span, upstream)?;
             }
         }
         if ctx.id_from_caller {

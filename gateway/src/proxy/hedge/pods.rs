@@ -104,7 +104,7 @@ impl Racer for PodRace<'_> {
                     (_, false) => TryKind::Retry,
                 };
                 let span = random::with_rng(|rng| tr.start_try(pod, kind, t.version, rng));
-                req.insert_header(trace::TRACEPARENT, tr.traceparent(span))
+                tr.propagate(span, &mut req)
                     .map_err(|e| GatewayError::Internal(format!("traceparent: {e}")))?;
                 Some(span)
             }
