@@ -16,6 +16,12 @@
 //! Patch 4 (a fast path for a single all-digit `Content-Length`): every form of the header
 //! frames a body as before — plain, padded, zero-led, repeated — and ambiguous or bad ones
 //! (conflicting, comma-joined, signed, hex) are still refused.
+//!
+//! Patch 5 (idle upstream connections parked without a task each, checked when taken, swept
+//! at their idle deadline): a released connection is reused; one the pod hung up on while it
+//! sat idle is never handed a request (a fresh connection serves it, no retry needed); one idle
+//! past the cluster's `idle_timeout` is closed by the gateway; a full pool closes the least
+//! recently released connections and keeps serving from the rest.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -385,4 +391,223 @@ fn every_content_length_form_frames_the_body_as_before() {
             "{cl:?}: {status:?}"
         );
     }
+}
+
+/// What the connection-tracking pod saw.
+#[derive(Debug, PartialEq)]
+enum PodEvent {
+    /// Connection number N was opened by the gateway.
+    Opened(u32),
+    /// The gateway closed connection N (the pod read end-of-file).
+    ClosedByGateway(u32),
+    /// The pod hung up on its idle connection N, as told.
+    HungUp(u32),
+}
+
+/// A pod that numbers its connections, answers every request with `x-conn: N` after `delay`,
+/// reports what happens to each connection, and hangs up on its idle connections when told
+/// (a pod's own keep-alive timeout, on cue).
+struct ConnPod {
+    addr: SocketAddr,
+    events: std::sync::mpsc::Receiver<PodEvent>,
+    hang_up: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl ConnPod {
+    fn start(ip: &str, delay: Duration) -> ConnPod {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, events) = std::sync::mpsc::channel();
+        let hang_up = Arc::new(AtomicU32::new(0));
+        let cue = hang_up.clone();
+        std::thread::spawn(move || {
+            for (n, conn) in (1u32..).zip(listener.incoming().flatten()) {
+                let tx = tx.clone();
+                let cue = cue.clone();
+                let _ = tx.send(PodEvent::Opened(n));
+                std::thread::spawn(move || {
+                    // short read timeouts: an idle connection looks at the hang-up cue
+                    conn.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+                    let mut r = BufReader::new(conn.try_clone().unwrap());
+                    let mut w = conn;
+                    let seen_cue = cue.load(Ordering::SeqCst);
+                    loop {
+                        let mut head = String::new();
+                        // kept across read timeouts: a timed-out read_line keeps what it read
+                        let mut line = String::new();
+                        loop {
+                            match r.read_line(&mut line) {
+                                Ok(0) => {
+                                    let _ = tx.send(PodEvent::ClosedByGateway(n));
+                                    return;
+                                }
+                                Ok(_) => {}
+                                Err(e)
+                                    if matches!(
+                                        e.kind(),
+                                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                    ) =>
+                                {
+                                    if head.is_empty() && line.is_empty() && cue.load(Ordering::SeqCst) != seen_cue {
+                                        let _ = w.shutdown(std::net::Shutdown::Both);
+                                        let _ = tx.send(PodEvent::HungUp(n));
+                                        return;
+                                    }
+                                }
+                                Err(_) => return,
+                            }
+                            if !line.ends_with('\n') {
+                                continue;
+                            }
+                            head.push_str(&line);
+                            line.clear();
+                            if head.ends_with("\r\n\r\n") {
+                                break;
+                            }
+                        }
+                        std::thread::sleep(delay);
+                        let answer = format!("HTTP/1.1 200 OK\r\nx-conn: {n}\r\nContent-Length: 2\r\n\r\nok");
+                        if w.write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        ConnPod { addr, events, hang_up }
+    }
+
+    /// The next event, waiting at most 10 s (the wait bounds the test, it is not a measurement).
+    /// Events until `want` of them matched `pick`, in order of arrival, waiting at most 10 s
+    /// for each (the wait bounds the test, it is not a measurement).
+    fn wait_for(&self, want: usize, pick: impl Fn(&PodEvent) -> bool) -> Vec<PodEvent> {
+        let mut seen = Vec::new();
+        while seen.iter().filter(|e| pick(e)).count() < want {
+            match self.events.recv_timeout(Duration::from_secs(10)) {
+                Ok(e) => seen.push(e),
+                Err(_) => panic!("the pod saw nothing more within 10 s; so far: {seen:?}"),
+            }
+        }
+        seen
+    }
+}
+
+/// One GET on a client connection: status and the pod's `x-conn`.
+fn get_on(w: &mut TcpStream, r: &mut BufReader<TcpStream>) -> (u16, Option<u32>) {
+    write!(w, "GET /v1/x HTTP/1.1\r\nhost: arena\r\n\r\n").unwrap();
+    let a = read_answer(r);
+    (a.status, a.header("x-conn").and_then(|v| v.parse().ok()))
+}
+
+/// One GET through the gateway on a fresh client connection.
+fn get_conn(gw: SocketAddr) -> (u16, Option<u32>) {
+    let (mut w, mut r) = connect(gw);
+    get_on(&mut w, &mut r)
+}
+
+#[test]
+fn idle_connections_are_reused_and_one_the_pod_hung_up_on_is_never_handed_a_request() {
+    let pod = ConnPod::start("127.0.0.67", Duration::ZERO);
+    // no retries: a stale connection handed a request would show as a 502, not be papered over
+    let gw = Gateway::start(&format!(
+        "clusters:\n  - {{ name: c, endpoints: [\"{}\"] }}\nroutes:\n  - {{ name: r, match: {{}}, cluster: c, retry: {{ attempts: 1 }} }}\n",
+        pod.addr
+    ));
+    // one client connection: its requests run one after another, each after the last one's
+    // upstream connection went back to the pool
+    let (mut w, mut r) = connect(gw.addr);
+    let (status, first) = get_on(&mut w, &mut r);
+    assert_eq!(status, 200);
+    let first = first.expect("x-conn from the pod");
+    for i in 0..20 {
+        assert_eq!(
+            get_on(&mut w, &mut r),
+            (200, Some(first)),
+            "request {i} took another connection"
+        );
+    }
+    let mut last = first;
+    for round in 0..5 {
+        // the pod hangs up on its idle connection and says so
+        pod.hang_up.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let seen = pod.wait_for(1, |e| *e == PodEvent::HungUp(last));
+        assert!(
+            !seen.iter().any(|e| matches!(e, PodEvent::ClosedByGateway(_))),
+            "round {round}: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200)); // the FIN reaches the gateway's reactor
+        let (status, conn) = get_on(&mut w, &mut r);
+        assert_eq!(
+            status, 200,
+            "round {round}: a hung-up connection was handed the request"
+        );
+        let conn = conn.unwrap();
+        assert!(
+            conn > last,
+            "round {round}: served on connection {conn}, not a fresh one after {last}"
+        );
+        last = conn;
+    }
+}
+
+#[test]
+fn an_idle_connection_is_closed_after_the_clusters_idle_timeout() {
+    let pod = ConnPod::start("127.0.0.68", Duration::ZERO);
+    let gw = Gateway::start(&format!(
+        "clusters:\n  - {{ name: c, endpoints: [\"{}\"], idle_timeout: 300ms }}\nroutes:\n  - {{ name: r, match: {{}}, cluster: c }}\n",
+        pod.addr
+    ));
+    let (status, conn) = get_conn(gw.addr);
+    assert_eq!(status, 200);
+    let conn = conn.unwrap();
+    // nobody uses it: the gateway closes it (the pod never hangs up by itself here)
+    let seen = pod.wait_for(1, |e| *e == PodEvent::ClosedByGateway(conn));
+    assert!(!seen.iter().any(|e| matches!(e, PodEvent::HungUp(_))), "{seen:?}");
+    // and the next request opens a fresh one
+    let (status, again) = get_conn(gw.addr);
+    assert_eq!(status, 200);
+    assert!(again.unwrap() > conn);
+}
+
+#[test]
+fn a_full_pool_closes_the_least_recently_released_and_serves_from_the_rest() {
+    // each answer takes 300 ms, so five requests at once need five connections
+    let pod = ConnPod::start("127.0.0.69", Duration::from_millis(300));
+    // one idle connection per worker thread, and the test gateways run two: room for two
+    let gw = Gateway::start_with(
+        "  upstream_keepalive_pool_size: 1\n",
+        &format!(
+            "clusters:\n  - {{ name: c, endpoints: [\"{}\"] }}\nroutes:\n  - {{ name: r, match: {{}}, cluster: c, timeout: 5s }}\n",
+            pod.addr
+        ),
+    );
+    while pod.events.try_recv().is_ok() {}
+    let addr = gw.addr;
+    let answers: Vec<(u16, Option<u32>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..5).map(|_| s.spawn(move || get_conn(addr))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
+    let used: HashSet<u32> = answers.iter().filter_map(|(_, c)| *c).collect();
+    assert_eq!(used.len(), 5, "five concurrent requests, five connections: {answers:?}");
+    // five released into room for two: three closed
+    let seen = pod.wait_for(3, |e| matches!(e, PodEvent::ClosedByGateway(_)));
+    let closed: HashSet<u32> = seen
+        .iter()
+        .filter_map(|e| match e {
+            PodEvent::ClosedByGateway(n) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    let kept: HashSet<u32> = used.difference(&closed).copied().collect();
+    assert_eq!(kept.len(), 2, "used {used:?}, closed {closed:?}");
+    // the two kept serve what follows, one at a time: no new connection
+    for i in 0..6 {
+        let (status, conn) = get_conn(gw.addr);
+        assert_eq!(status, 200);
+        assert!(kept.contains(&conn.unwrap()), "request {i} on {conn:?}, kept {kept:?}");
+    }
+    assert!(pod.events.try_recv().is_err(), "no connection opened or closed since");
 }

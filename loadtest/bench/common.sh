@@ -378,6 +378,40 @@ EOF
 
 check_arena_config() { "$GATEWAY" check -c "$1" >&2 || die "generated config $1 does not validate"; }
 
+# start_otlp_sink — the trace collector for tracing variants (sets OTLP_ENDPOINT): nginx answering
+# every OTLP POST with an empty
+# ExportTraceServiceResponse (a protobuf message with no fields is zero bytes), spans discarded.
+start_otlp_sink() {
+    local dir="$WORK/otlp" ip=127.0.0.15
+    OTLP_PORT=$(free_port "$ip")
+    mkdir -p "$dir"
+    {
+        nginx_head "$dir" off
+        cat <<EOF
+    client_max_body_size 16m;
+    server {
+        listen $ip:$OTLP_PORT;
+        location = /v1/traces { default_type application/x-protobuf; return 200 ''; }
+    }
+}
+EOF
+    } >"$dir/nginx.conf"
+    "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    wait_listening "$ip" "$OTLP_PORT" "$pid" || die "the OTLP sink did not start on $ip:$OTLP_PORT"
+    OTLP_ENDPOINT="http://$ip:$OTLP_PORT"
+}
+# tracing_block RATIO — the gateway config's tracing section at RATIO, errors and slow kept.
+tracing_block() {
+    cat <<EOF
+tracing:
+  otlp_endpoint: $OTLP_ENDPOINT
+  sample_ratio: $1
+  always: [error, slow]
+EOF
+}
+
 # ---------------------------------------------------------------- nginx upstream pods
 NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
 # shellcheck disable=SC2034 # used by the sourcing scripts

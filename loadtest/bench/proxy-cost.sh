@@ -91,37 +91,6 @@ if [[ $WITH_RUNTIMES -eq 1 ]]; then
     done
 fi
 
-# The trace collector for the tracing variants: nginx answering every OTLP POST with an empty
-# ExportTraceServiceResponse (a protobuf message with no fields is zero bytes), spans discarded.
-start_otlp_sink() {
-    local dir="$WORK/otlp" ip=127.0.0.15
-    OTLP_PORT=$(free_port "$ip")
-    mkdir -p "$dir"
-    {
-        nginx_head "$dir" off
-        cat <<EOF
-    client_max_body_size 16m;
-    server {
-        listen $ip:$OTLP_PORT;
-        location = /v1/traces { default_type application/x-protobuf; return 200 ''; }
-    }
-}
-EOF
-    } >"$dir/nginx.conf"
-    "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 &
-    local pid=$!
-    PIDS+=("$pid")
-    wait_listening "$ip" "$OTLP_PORT" "$pid" || die "the OTLP sink did not start on $ip:$OTLP_PORT"
-    OTLP_ENDPOINT="http://$ip:$OTLP_PORT"
-}
-tracing_block() { # RATIO
-    cat <<EOF
-tracing:
-  otlp_endpoint: $OTLP_ENDPOINT
-  sample_ratio: $1
-  always: [error, slow]
-EOF
-}
 if [[ $WITH_TRACES -eq 1 ]]; then
     start_otlp_sink
     { arena_cluster "" p2c_ewma; arena_route 2s; tracing_block 1%; } >"$WORK/arena-trace1.yaml"

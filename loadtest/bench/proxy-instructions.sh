@@ -4,7 +4,7 @@
 # request-path feature on (see loadtest/bench/README.md).
 #
 #   loadtest/bench/proxy-instructions.sh [--requests 20000] [--warmup 2000] [--concurrency 16]
-#                                        [--top 15] [--only bare,arena-p2c,arena-all] [--no-build]
+#                                        [--top 15] [--only bare,arena-p2c,arena-all,arena-rel,arena-trace1] [--no-build]
 #                                        [--baseline PATH/arena-gateway] [--keep-profiles DIR]
 #
 # --baseline measures another arena-gateway build too (e.g. the last release, built from a git
@@ -25,7 +25,7 @@ REQUESTS=20000
 WARMUP=2000
 CONCURRENCY=16
 TOP=15
-ONLY=bare,arena-p2c,arena-all,arena-rel
+ONLY=bare,arena-p2c,arena-all,arena-rel,arena-trace1
 BASELINE=
 KEEP=
 BUILD=1
@@ -43,6 +43,7 @@ declare -A LABEL=(
     [arena-p2c]="arena-gateway (p2c_ewma)"
     [arena-all]="arena-gateway (everything on)"
     [arena-rel]="arena-gateway (p2c_ewma, a release on the route)"
+    [arena-trace1]="arena-gateway (p2c_ewma, tracing at 1 %)"
     [base-p2c]="baseline arena-gateway (p2c_ewma)"
     [base-all]="baseline arena-gateway (everything on)"
 )
@@ -50,7 +51,7 @@ if [[ -n $BASELINE ]]; then
     [[ -x $BASELINE ]] || usage_error "--baseline $BASELINE is not an executable"
     for p in arena-p2c arena-all; do has "$p" && ! has "base-${p#arena-}" && PROXIES+=("base-${p#arena-}"); done
 fi
-for p in "${PROXIES[@]}"; do [[ -n ${LABEL[$p]:-} ]] || die "unknown proxy '$p' (bare, arena-p2c, arena-all, arena-rel)"; done
+for p in "${PROXIES[@]}"; do [[ -n ${LABEL[$p]:-} ]] || die "unknown proxy '$p' (bare, arena-p2c, arena-all, arena-rel, arena-trace1)"; done
 
 apt_need nginx:nginx valgrind:valgrind callgrind_control:valgrind callgrind_annotate:valgrind ab:apache2-utils
 build_release "$BUILD"
@@ -73,6 +74,12 @@ ADMIN_PORT=$(free_port 127.0.0.1)
 arena_all_config >"$WORK/arena-all.yaml"
 arena_release_config >"$WORK/arena-rel.yaml"
 for p in arena-p2c arena-all arena-rel; do check_arena_config "$WORK/$p.yaml"; done
+if has arena-trace1; then
+    # spans of the kept requests (1 %, plus errors and slow ones) go to an nginx sink
+    start_otlp_sink
+    { arena_cluster "tracing at 1 %" p2c_ewma; arena_route 2s; tracing_block 1%; } >"$WORK/arena-trace1.yaml"
+    check_arena_config "$WORK/arena-trace1.yaml"
+fi
 
 URL_PATH=/v1/matches
 URL="http://127.0.0.1:$PROXY_PORT$URL_PATH"
@@ -248,6 +255,10 @@ BARE_NOMEM=$(awk -v a="${BARE_IPR:-0}" -v m="$(mem_of bare)" 'BEGIN { printf "%.
         VERDICT=$(awk -v r="$RATIO" -v t="$TARGET_RATIO" 'BEGIN { print (r <= t ? "PASS" : "FAIL") }')
         echo "**arena-gateway (p2c_ewma) / bare pingora instructions per request: $RATIO** (target ≤ $TARGET_RATIO: $VERDICT)"
         echo
+    fi
+    if [[ -n $(col arena-trace1 6) && -n $(col arena-p2c 6) ]]; then
+        awk -v a="$(col arena-trace1 6)" -v b="$(col arena-p2c 6)" 'BEGIN {
+            printf "**Tracing at 1 %% (errors and slow kept) / without, instructions per request: %.0f / %.0f = %.3f**\n\n", a, b, a / b }'
     fi
     if [[ -n $(col arena-rel 6) && -n $(col arena-p2c 6) ]]; then
         awk -v a="$(col arena-rel 6)" -v b="$(col arena-p2c 6)" 'BEGIN {

@@ -15,6 +15,7 @@
 //! Connecting to servers
 
 pub mod http;
+mod idle;
 pub mod l4;
 #[cfg(feature = "any_tls")]
 mod tls;
@@ -28,19 +29,19 @@ use crate::server::configuration::ServerConf;
 use crate::upstreams::peer::{Peer, ALPN};
 
 use crate::offload::OffloadRuntime;
+use idle::IdlePool;
 pub use l4::Connect as L4Connect;
 use l4::{connect as l4_connect, BindTo};
-use log::{debug, error, warn};
+use log::{debug, warn};
 use parking_lot::RwLock;
 use pingora_error::{Error, ErrorType::*, OrErr, Result};
-use pingora_pool::{ConnectionMeta, ConnectionPool};
+use pingora_pool::ConnectionMeta;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tls::TlsConnector;
-use tokio::sync::Mutex;
 
 #[derive(Clone, Debug)]
 pub(crate) struct IdleConnection {
@@ -170,7 +171,8 @@ impl ConnectorOptions {
 /// [TransportConnector] provides APIs to connect to servers via TCP or TLS with connection reuse
 pub struct TransportConnector {
     tls_ctx: tls::Connector,
-    connection_pool: Arc<ConnectionPool<Arc<Mutex<Stream>>>>,
+    // ARENA PATCH 5: idle connections without a watching task each (see idle.rs)
+    connection_pool: Arc<IdlePool<Stream>>,
     offload: Option<OffloadRuntime>,
     bind_to_v4: Vec<SocketAddr>,
     bind_to_v6: Vec<SocketAddr>,
@@ -186,24 +188,16 @@ const DEFAULT_POOL_SIZE: usize = 128;
 impl TransportConnector {
     /// Create a new [TransportConnector] with the given [ConnectorOptions]
     pub fn new(mut options: Option<ConnectorOptions>) -> Self {
-        let pool_size = options
-            .as_ref()
-            .map_or(DEFAULT_POOL_SIZE, |c| c.keepalive_pool_size);
+        let pool_size = options.as_ref().map_or(DEFAULT_POOL_SIZE, |c| c.keepalive_pool_size);
         // Take the offloading setting there because this layer has implement offloading,
         // so no need for stacks at lower layer to offload again.
         let offload = options.as_mut().and_then(|o| o.offload_threadpool.take());
-        let bind_to_v4 = options
-            .as_ref()
-            .map_or_else(Vec::new, |o| o.bind_to_v4.clone());
-        let bind_to_v6 = options
-            .as_ref()
-            .map_or_else(Vec::new, |o| o.bind_to_v6.clone());
-        let keepalive_pool_callback = options
-            .as_ref()
-            .and_then(|o| o.keepalive_pool_callback.clone());
+        let bind_to_v4 = options.as_ref().map_or_else(Vec::new, |o| o.bind_to_v4.clone());
+        let bind_to_v6 = options.as_ref().map_or_else(Vec::new, |o| o.bind_to_v6.clone());
+        let keepalive_pool_callback = options.as_ref().and_then(|o| o.keepalive_pool_callback.clone());
         TransportConnector {
             tls_ctx: tls::Connector::new(options),
-            connection_pool: Arc::new(ConnectionPool::new(pool_size)),
+            connection_pool: Arc::new(IdlePool::new(pool_size)),
             offload: offload.map(|v| OffloadRuntime::new("upstream connect offload", v.0, v.1)),
             bind_to_v4,
             bind_to_v6,
@@ -217,10 +211,7 @@ impl TransportConnector {
     ///
     /// No connection is reused.
     pub async fn new_stream<P: Peer + Send + Sync + 'static>(&self, peer: &P) -> Result<Stream> {
-        let rt = self
-            .offload
-            .as_ref()
-            .map(|o| o.get_runtime(peer.reuse_hash()));
+        let rt = self.offload.as_ref().map(|o| o.get_runtime(peer.reuse_hash()));
         let bind_to = l4::bind_to_random(peer, &self.bind_to_v4, &self.bind_to_v6);
         let alpn_override = self.preferred_http_version.get(peer);
         let stream = if let Some(rt) = rt {
@@ -229,14 +220,7 @@ impl TransportConnector {
             let offload_start = Instant::now();
             rt.spawn(async move {
                 let offload_wait = offload_start.elapsed();
-                do_connect(
-                    &peer,
-                    bind_to,
-                    alpn_override,
-                    &tls_ctx.ctx,
-                    Some(offload_wait),
-                )
-                .await
+                do_connect(&peer, bind_to, alpn_override, &tls_ctx.ctx, Some(offload_wait)).await
             })
             .await
             .or_err(InternalError, "offload runtime failure")??
@@ -248,58 +232,28 @@ impl TransportConnector {
     }
 
     /// Try to find a reusable connection to the given server [Peer]
+    ///
+    /// ARENA PATCH 5: taken from the [IdlePool] and checked on the spot (see idle.rs).
     pub async fn reused_stream<P: Peer + Send + Sync>(&self, peer: &P) -> Option<Stream> {
-        match self.connection_pool.get(&peer.reuse_hash()) {
-            Some(s) => {
-                debug!("find reusable stream, trying to acquire it");
-                {
-                    let _ = s.lock().await;
-                } // wait for the idle poll to release it
-                match Arc::try_unwrap(s) {
-                    Ok(l) => {
-                        let mut stream = l.into_inner();
-                        // test_reusable_stream: we assume server would never actively send data
-                        // first on an idle stream.
-                        #[cfg(unix)]
-                        if peer.matches_fd(stream.id())
-                            && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
-                        {
-                            Some(stream)
-                        } else {
-                            None
-                        }
-                        #[cfg(windows)]
-                        {
-                            use std::os::windows::io::{AsRawSocket, RawSocket};
-                            struct WrappedRawSocket(RawSocket);
-                            impl AsRawSocket for WrappedRawSocket {
-                                fn as_raw_socket(&self) -> RawSocket {
-                                    self.0
-                                }
-                            }
-                            if peer.matches_sock(WrappedRawSocket(stream.id() as RawSocket))
-                                && test_reusable_stream(
-                                    &mut stream,
-                                    &self.unexpected_data_conn_count,
-                                )
-                            {
-                                Some(stream)
-                            } else {
-                                None
-                            }
-                        }
-                    }
-                    Err(_) => {
-                        error!("failed to acquire reusable stream");
-                        None
+        let counter = &self.unexpected_data_conn_count;
+        // test_reusable_stream: we assume server would never actively send data first on an
+        // idle stream; connections past their idle timeout or failing the test are closed.
+        self.connection_pool.take(peer.reuse_hash(), Instant::now(), |stream| {
+            #[cfg(unix)]
+            let same_socket = peer.matches_fd(stream.id());
+            #[cfg(windows)]
+            let same_socket = {
+                use std::os::windows::io::{AsRawSocket, RawSocket};
+                struct WrappedRawSocket(RawSocket);
+                impl AsRawSocket for WrappedRawSocket {
+                    fn as_raw_socket(&self) -> RawSocket {
+                        self.0
                     }
                 }
-            }
-            None => {
-                debug!("No reusable connection found for {peer}");
-                None
-            }
-        }
+                peer.matches_sock(WrappedRawSocket(stream.id() as RawSocket))
+            };
+            same_socket && test_reusable_stream(stream, counter)
+        })
     }
 
     /// Return the [Stream] to the [TransportConnector] for connection reuse.
@@ -318,32 +272,20 @@ impl TransportConnector {
         if !test_reusable_stream(&mut stream, &self.unexpected_data_conn_count) {
             return;
         }
-        let id = stream.id();
-        let meta = ConnectionMeta::new(key, id);
         debug!("Try to keepalive client session");
-        let stream = Arc::new(Mutex::new(stream));
-        let locked_stream = stream.clone().try_lock_owned().unwrap(); // safe as we just created it
-        let (notify_close, watch_use) = self.connection_pool.put(&meta, stream);
-        let idle_meta = IdleConnection::new(meta);
-        let pool = self.connection_pool.clone(); //clone the arc
-        let keepalive_pool_callback = self.keepalive_pool_callback.clone();
-        let rt = pingora_runtime::current_handle();
-        rt.spawn(async move {
-            if pool
-                .idle_poll(
-                    locked_stream,
-                    &idle_meta.connection,
-                    idle_timeout,
-                    notify_close,
-                    watch_use,
-                )
-                .await
-            {
-                if let Some(callback) = keepalive_pool_callback {
-                    callback(idle_meta.elapsed());
-                }
+        let put = self.connection_pool.put(key, stream, Instant::now(), idle_timeout);
+        if let Some((evicted, idle)) = put.evicted {
+            drop(evicted);
+            if let Some(callback) = &self.keepalive_pool_callback {
+                callback(idle);
             }
-        });
+        }
+        if put.start_sweeper {
+            spawn_sweeper(
+                Arc::downgrade(&self.connection_pool),
+                self.unexpected_data_conn_count.clone(),
+            );
+        }
     }
 
     /// Get a stream to the given server [Peer]
@@ -352,10 +294,7 @@ impl TransportConnector {
     /// will be made to the server.
     ///
     /// The returned boolean will indicate whether the stream is reused.
-    pub async fn get_stream<P: Peer + Send + Sync + 'static>(
-        &self,
-        peer: &P,
-    ) -> Result<(Stream, bool)> {
+    pub async fn get_stream<P: Peer + Send + Sync + 'static>(&self, peer: &P) -> Result<(Stream, bool)> {
         let reused_stream = self.reused_stream(peer).await;
         if let Some(s) = reused_stream {
             Ok((s, true))
@@ -397,8 +336,7 @@ async fn do_connect<P: Peer + Send + Sync>(
 ) -> Result<Stream> {
     // Create the future that does the connections, but don't evaluate it until
     // we decide if we need a timeout or not
-    let connect_future =
-        do_connect_inner(peer, bind_to, alpn_override, tls_ctx, offload_wait_duration);
+    let connect_future = do_connect_inner(peer, bind_to, alpn_override, tls_ctx, offload_wait_duration);
 
     match peer.total_connection_timeout() {
         Some(t) => match pingora_timeout::timeout(t, connect_future).await {
@@ -462,9 +400,7 @@ impl PreferredHttpVersion {
     pub fn get(&self, peer: &impl Peer) -> Option<ALPN> {
         let key = peer.reuse_hash();
         let v = self.versions.read();
-        v.get(&key)
-            .copied()
-            .map(|v| if v == 1 { ALPN::H1 } else { ALPN::H2H1 })
+        v.get(&key).copied().map(|v| if v == 1 { ALPN::H1 } else { ALPN::H2H1 })
     }
 }
 
@@ -472,6 +408,33 @@ use futures::future::FutureExt;
 use tokio::io::AsyncReadExt;
 
 /// Test whether a stream is already closed or not reusable (server sent unexpected data)
+/// ARENA PATCH 5: one task per pool closes idle connections whose timeout passed or whose peer hung up; it
+/// ends with the pool (or its runtime), and the next release starts another.
+fn spawn_sweeper(pool: Weak<IdlePool<Stream>>, counter: Arc<AtomicU64>) {
+    struct Ended(Weak<IdlePool<Stream>>);
+    impl Drop for Ended {
+        fn drop(&mut self) {
+            if let Some(pool) = self.0.upgrade() {
+                pool.sweeper_ended();
+            }
+        }
+    }
+    let ended = Ended(pool.clone());
+    pingora_runtime::current_handle().spawn(async move {
+        let _ended = ended;
+        loop {
+            let Some(pool) = pool.upgrade() else {
+                return;
+            };
+            let next = pool.sweep(Instant::now(), |s| test_reusable_stream(s, &counter));
+            tokio::select! {
+                _ = tokio::time::sleep_until(next.into()) => {}
+                _ = pool.wake.notified() => {}
+            }
+        }
+    });
+}
+
 fn test_reusable_stream(stream: &mut Stream, unexpected_data_conn_count: &AtomicU64) -> bool {
     let mut buf = [0; 1];
     // tokio::task::unconstrained because now_or_never may yield None when the future is ready
@@ -715,9 +678,7 @@ mod tests {
         // some systems time out (ConnectTimedout), and macOS/others may
         // return ConnectNoRoute (ENETUNREACH) for unreachable addresses.
         assert!(
-            error.etype() == &ConnectError
-                || error.etype() == &ConnectTimedout
-                || error.etype() == &ConnectNoRoute,
+            error.etype() == &ConnectError || error.etype() == &ConnectTimedout || error.etype() == &ConnectNoRoute,
             "unexpected error type: {:?}",
             error.etype()
         )
