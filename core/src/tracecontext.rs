@@ -104,17 +104,29 @@ pub fn traceparent(trace_id: TraceId, span_id: SpanId, sampled: bool) -> String 
 /// [`traceparent`] as its 55 ASCII bytes, written without the formatting machinery: every
 /// request a traced gateway forwards carries one, sampled or not.
 pub fn traceparent_bytes(trace_id: TraceId, span_id: SpanId, sampled: bool) -> [u8; 55] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut b = *b"00-00000000000000000000000000000000-0000000000000000-00";
-    for (i, c) in b[3..35].iter_mut().enumerate() {
-        *c = HEX[((trace_id >> (124 - 4 * i)) & 0xf) as usize];
+    // a byte at a time, both digits from one table: a quarter of the work of a digit at a time
+    for (i, byte) in trace_id.to_be_bytes().into_iter().enumerate() {
+        b[3 + 2 * i..5 + 2 * i].copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
     }
-    for (i, c) in b[36..52].iter_mut().enumerate() {
-        *c = HEX[((span_id >> (60 - 4 * i)) & 0xf) as usize];
+    for (i, byte) in span_id.to_be_bytes().into_iter().enumerate() {
+        b[36 + 2 * i..38 + 2 * i].copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
     }
     b[54] = if sampled { b'1' } else { b'0' };
     b
 }
+
+/// Every byte's two lowercase hex digits.
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [HEX[i >> 4], HEX[i & 0xf]];
+        i += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

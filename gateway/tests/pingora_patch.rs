@@ -22,6 +22,11 @@
 //! sat idle is never handed a request (a fresh connection serves it, no retry needed); one idle
 //! past the cluster's `idle_timeout` is closed by the gateway; a full pool closes the least
 //! recently released connections and keeps serving from the rest.
+//!
+//! Patch 6 (a `HeaderName` goes into a header map that keeps no case as it is, without being
+//! title-cased and parsed back): the headers the gateway adds or replaces — `x-request-id`,
+//! `x-forwarded-for`, `traceparent` (a client's `b3` dropped), pingora's `Date` — arrive once,
+//! under their names, with their values.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -610,4 +615,72 @@ fn a_full_pool_closes_the_least_recently_released_and_serves_from_the_rest() {
         assert!(kept.contains(&conn.unwrap()), "request {i} on {conn:?}, kept {kept:?}");
     }
     assert!(pod.events.try_recv().is_err(), "no connection opened or closed since");
+}
+
+/// The head `raw_pod` answered and the client's answer, for one request written raw.
+fn exchange(
+    w: &mut TcpStream,
+    r: &mut BufReader<TcpStream>,
+    heads: &std::sync::mpsc::Receiver<String>,
+    request: &str,
+) -> (Vec<String>, Answer) {
+    w.write_all(request.as_bytes()).unwrap();
+    let a = read_answer(r);
+    let sent = heads.recv_timeout(Duration::from_secs(10)).unwrap();
+    (lines(&sent).into_iter().map(str::to_string).collect(), a)
+}
+
+#[test]
+fn headers_the_gateway_adds_arrive_once_under_their_names() {
+    let (pod, heads) = raw_pod("127.0.0.70");
+    // tracing on (every request sampled; nothing listens at the collector: spans are dropped)
+    let gw = Gateway::start(&format!(
+        "clusters:\n  - {{ name: c, endpoints: [\"{pod}\"] }}\nroutes:\n  - {{ name: r, match: {{}}, cluster: c }}\ntracing: {{ otlp_endpoint: \"http://127.0.0.1:9\", sample_ratio: 100% }}\n"
+    ));
+    let (mut w, mut r) = connect(gw.addr);
+    let named = |head: &[String], name: &str| -> Vec<String> {
+        head.iter()
+            .filter_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_string))
+            .collect()
+    };
+    // a client behind a proxy, continuing a B3 trace, with no request id of its own
+    let (sent, answer) = exchange(
+        &mut w,
+        &mut r,
+        &heads,
+        "GET /v1/matches HTTP/1.1\r\nhost: arena\r\nX-Forwarded-For: 203.0.113.7\r\nb3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1\r\n\r\n",
+    );
+    assert_eq!(answer.status, 200);
+    let ids = named(&sent, "x-request-id");
+    assert_eq!(ids.len(), 1, "{sent:?}");
+    assert!(!ids[0].is_empty());
+    assert_eq!(named(&sent, "x-forwarded-for"), ["203.0.113.7, 127.0.0.1"], "{sent:?}");
+    let tp = named(&sent, "traceparent");
+    assert_eq!(tp.len(), 1, "{sent:?}");
+    assert!(
+        tp[0].starts_with("00-80f198ee56343ba864fe8b2a57d3eff7-"),
+        "the B3 trace continues: {tp:?}"
+    );
+    assert!(tp[0].ends_with("-01") && tp[0].len() == 55, "{tp:?}");
+    assert!(
+        named(&sent, "b3").is_empty(),
+        "the client's b3 names another parent: {sent:?}"
+    );
+    // the answer: pingora's Date (the pod sent none), the id the pod saw echoed (debug on)
+    let dates: Vec<_> = answer.headers.iter().filter(|(k, _)| k == "Date").collect();
+    assert_eq!(dates.len(), 1, "{:?}", answer.headers);
+    assert_eq!(answer.header("x-request-id"), Some(ids[0].as_str()));
+
+    // the client's own id is forwarded as it is, not doubled
+    let (sent, answer) = exchange(
+        &mut w,
+        &mut r,
+        &heads,
+        "GET /v1/matches HTTP/1.1\r\nhost: arena\r\nx-request-id: client-1\r\n\r\n",
+    );
+    assert_eq!(answer.status, 200);
+    assert_eq!(named(&sent, "x-request-id"), ["client-1"], "{sent:?}");
+    assert_eq!(named(&sent, "x-forwarded-for"), ["127.0.0.1"], "{sent:?}");
+    assert_eq!(named(&sent, "traceparent").len(), 1, "{sent:?}");
+    assert_eq!(answer.header("x-request-id"), Some("client-1"));
 }

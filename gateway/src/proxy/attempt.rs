@@ -22,6 +22,7 @@ use super::peer_tls::PeerTls;
 use crate::config::{ClusterSpec, RetryOn};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Starts the next try of `routed`: the circuit and the deadline allow it, a pod is picked
 /// (one not tried yet; with `revisit`, a tried one when all were — a sequential retry may go
@@ -180,9 +181,11 @@ fn release_outcome(routed: &Routed, t: &Try, failed: bool) {
 /// Adds the headers the gateway sets on every request to a pod: the request id (unless it is
 /// the client's own, already in the copied request) and the client in `x-forwarded-for`.
 pub fn forwarding_headers(upstream: &mut RequestHeader, id: &RequestId, client_ip: Option<IpAddr>) -> Result<()> {
-    // `&'static str` names are pingora's cheapest insert: no title-casing, no allocation.
+    // `HeaderName` constants: the requests the gateway forwards keep no header case (pingora
+    // patch 2), so the name goes into the map as is (patch 6) — a `&str` name would be parsed
+    // and, not being a standard one, allocated again on every request.
     if !id.from_client {
-        upstream.insert_header("x-request-id", id.value.clone())?;
+        upstream.insert_header(&X_REQUEST_ID, id.value.clone())?;
     }
     if let Some(ip) = client_ip {
         let xff = match upstream.headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
@@ -190,7 +193,7 @@ pub fn forwarding_headers(upstream: &mut RequestHeader, id: &RequestId, client_i
             None => ip_header_value(ip),
         };
         if let Some(xff) = xff {
-            upstream.insert_header("x-forwarded-for", xff)?;
+            upstream.insert_header(&X_FORWARDED_FOR, xff)?;
         }
     }
     Ok(())

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use http::HeaderName;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
@@ -13,6 +14,8 @@ use super::ctx::RequestCtx;
 use super::error::{GatewayError, Side};
 use crate::admin::live::Live;
 use crate::metrics::Metrics;
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Who answered, for the `x-arena-backend` debug header.
 #[derive(Debug, Clone, Copy)]
@@ -52,7 +55,8 @@ pub fn debug_headers(h: &mut ResponseHeader, ctx: &RequestCtx, backend: Backend<
 /// debugging); skipping it otherwise saves a header insert on every successful answer.
 pub fn pod_headers(h: &mut ResponseHeader, ctx: &RequestCtx, pod: Option<SocketAddr>) -> Result<()> {
     if ctx.id.from_client || ctx.debug() {
-        h.insert_header("x-request-id", ctx.id.value.clone())?;
+        // a pod's answer keeps no header case: a `HeaderName` goes in as is (pingora patch 6)
+        h.insert_header(&X_REQUEST_ID, ctx.id.value.clone())?;
     }
     let backend = pod.map_or(Backend::Gateway, Backend::Pod);
     debug_headers(h, ctx, backend)

@@ -192,14 +192,15 @@ impl RequestTrace {
 
     /// Sets the `traceparent` of try `span` on its request (the pod continues from the try's
     /// span) and drops a client's `b3`, which would name another parent. Built without a
-    /// `String`, under a `&'static str` name (pingora's cheapest insert): every request a traced
+    /// `String`, under `HeaderName` constants (forwarded requests keep no header case, so the
+    /// names go into the map as they are: pingora patches 2 and 6): every request a traced
     /// proxy forwards carries one, sampled or not.
     pub fn propagate(&self, span: SpanId, upstream: &mut pingora::http::RequestHeader) -> pingora::Result<()> {
         let value = tracecontext::traceparent_bytes(self.trace_id, span, self.sampled);
         if let Ok(v) = http::HeaderValue::from_bytes(&value) {
-            upstream.insert_header("traceparent", v)?;
+            upstream.insert_header(&TRACEPARENT, v)?;
         }
-        upstream.remove_header("b3");
+        upstream.remove_header(&B3);
         Ok(())
     }
 }

@@ -55,7 +55,8 @@ pub(crate) struct Put<S> {
     /// The least recently released connection, pushed out because the pool was full, and how
     /// long it had been idle (stock pingora reports eviction to the keep-alive pool callback).
     pub evicted: Option<(S, Duration)>,
-    /// No sweeper runs yet: the caller starts one (and calls [IdlePool::sweeper_ended] when it ends).
+    /// No sweeper runs yet: the caller starts one (and calls [IdlePool::sweeper_ended] when
+    /// it ends).
     pub start_sweeper: bool,
 }
 
@@ -82,7 +83,13 @@ impl<S> IdlePool<S> {
     }
 
     /// Parks `stream` under `key`, idle from `now`, closed by the sweeper after `timeout`.
-    pub(crate) fn put(&self, key: u64, stream: S, now: Instant, timeout: Option<Duration>) -> Put<S> {
+    pub(crate) fn put(
+        &self,
+        key: u64,
+        stream: S,
+        now: Instant,
+        timeout: Option<Duration>,
+    ) -> Put<S> {
         if self.capacity == 0 {
             return Put {
                 evicted: Some((stream, Duration::ZERO)),
@@ -118,12 +125,20 @@ impl<S> IdlePool<S> {
         if earlier && !start_sweeper {
             self.wake.notify_one();
         }
-        Put { evicted, start_sweeper }
+        Put {
+            evicted,
+            start_sweeper,
+        }
     }
 
     /// The most recently released connection under `key` that is within its idle timeout and
     /// passes `usable`; the ones that fail are closed (dropped) on the way.
-    pub(crate) fn take(&self, key: u64, now: Instant, mut usable: impl FnMut(&mut S) -> bool) -> Option<S> {
+    pub(crate) fn take(
+        &self,
+        key: u64,
+        now: Instant,
+        mut usable: impl FnMut(&mut S) -> bool,
+    ) -> Option<S> {
         loop {
             let parked = {
                 let mut inner = self.inner.lock();
@@ -138,7 +153,9 @@ impl<S> IdlePool<S> {
             };
             // checked (and dropped when stale) outside the lock: the test may read the socket
             let Parked {
-                mut stream, deadline, ..
+                mut stream,
+                deadline,
+                ..
             } = parked;
             if deadline.is_none_or(|d| now < d) && usable(&mut stream) {
                 return Some(stream);
@@ -293,7 +310,10 @@ mod tests {
     fn an_earlier_deadline_wakes_a_running_sweeper() {
         let pool = IdlePool::new(8);
         let t = Instant::now();
-        assert!(pool.put(1, 1, t, Some(Duration::from_secs(10))).start_sweeper);
+        assert!(
+            pool.put(1, 1, t, Some(Duration::from_secs(10)))
+                .start_sweeper
+        );
         // a later deadline does not, an earlier one does (a stored permit)
         pool.put(1, 2, t, Some(Duration::from_secs(20)));
         assert!(futures::FutureExt::now_or_never(pool.wake.notified()).is_none());

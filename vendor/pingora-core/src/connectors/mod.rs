@@ -29,12 +29,12 @@ use crate::server::configuration::ServerConf;
 use crate::upstreams::peer::{Peer, ALPN};
 
 use crate::offload::OffloadRuntime;
-use idle::IdlePool;
 pub use l4::Connect as L4Connect;
 use l4::{connect as l4_connect, BindTo};
 use log::{debug, warn};
 use parking_lot::RwLock;
 use pingora_error::{Error, ErrorType::*, OrErr, Result};
+use idle::IdlePool;
 use pingora_pool::ConnectionMeta;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -188,13 +188,21 @@ const DEFAULT_POOL_SIZE: usize = 128;
 impl TransportConnector {
     /// Create a new [TransportConnector] with the given [ConnectorOptions]
     pub fn new(mut options: Option<ConnectorOptions>) -> Self {
-        let pool_size = options.as_ref().map_or(DEFAULT_POOL_SIZE, |c| c.keepalive_pool_size);
+        let pool_size = options
+            .as_ref()
+            .map_or(DEFAULT_POOL_SIZE, |c| c.keepalive_pool_size);
         // Take the offloading setting there because this layer has implement offloading,
         // so no need for stacks at lower layer to offload again.
         let offload = options.as_mut().and_then(|o| o.offload_threadpool.take());
-        let bind_to_v4 = options.as_ref().map_or_else(Vec::new, |o| o.bind_to_v4.clone());
-        let bind_to_v6 = options.as_ref().map_or_else(Vec::new, |o| o.bind_to_v6.clone());
-        let keepalive_pool_callback = options.as_ref().and_then(|o| o.keepalive_pool_callback.clone());
+        let bind_to_v4 = options
+            .as_ref()
+            .map_or_else(Vec::new, |o| o.bind_to_v4.clone());
+        let bind_to_v6 = options
+            .as_ref()
+            .map_or_else(Vec::new, |o| o.bind_to_v6.clone());
+        let keepalive_pool_callback = options
+            .as_ref()
+            .and_then(|o| o.keepalive_pool_callback.clone());
         TransportConnector {
             tls_ctx: tls::Connector::new(options),
             connection_pool: Arc::new(IdlePool::new(pool_size)),
@@ -211,7 +219,10 @@ impl TransportConnector {
     ///
     /// No connection is reused.
     pub async fn new_stream<P: Peer + Send + Sync + 'static>(&self, peer: &P) -> Result<Stream> {
-        let rt = self.offload.as_ref().map(|o| o.get_runtime(peer.reuse_hash()));
+        let rt = self
+            .offload
+            .as_ref()
+            .map(|o| o.get_runtime(peer.reuse_hash()));
         let bind_to = l4::bind_to_random(peer, &self.bind_to_v4, &self.bind_to_v6);
         let alpn_override = self.preferred_http_version.get(peer);
         let stream = if let Some(rt) = rt {
@@ -220,7 +231,14 @@ impl TransportConnector {
             let offload_start = Instant::now();
             rt.spawn(async move {
                 let offload_wait = offload_start.elapsed();
-                do_connect(&peer, bind_to, alpn_override, &tls_ctx.ctx, Some(offload_wait)).await
+                do_connect(
+                    &peer,
+                    bind_to,
+                    alpn_override,
+                    &tls_ctx.ctx,
+                    Some(offload_wait),
+                )
+                .await
             })
             .await
             .or_err(InternalError, "offload runtime failure")??
@@ -238,22 +256,23 @@ impl TransportConnector {
         let counter = &self.unexpected_data_conn_count;
         // test_reusable_stream: we assume server would never actively send data first on an
         // idle stream; connections past their idle timeout or failing the test are closed.
-        self.connection_pool.take(peer.reuse_hash(), Instant::now(), |stream| {
-            #[cfg(unix)]
-            let same_socket = peer.matches_fd(stream.id());
-            #[cfg(windows)]
-            let same_socket = {
-                use std::os::windows::io::{AsRawSocket, RawSocket};
-                struct WrappedRawSocket(RawSocket);
-                impl AsRawSocket for WrappedRawSocket {
-                    fn as_raw_socket(&self) -> RawSocket {
-                        self.0
+        self.connection_pool
+            .take(peer.reuse_hash(), Instant::now(), |stream| {
+                #[cfg(unix)]
+                let same_socket = peer.matches_fd(stream.id());
+                #[cfg(windows)]
+                let same_socket = {
+                    use std::os::windows::io::{AsRawSocket, RawSocket};
+                    struct WrappedRawSocket(RawSocket);
+                    impl AsRawSocket for WrappedRawSocket {
+                        fn as_raw_socket(&self) -> RawSocket {
+                            self.0
+                        }
                     }
-                }
-                peer.matches_sock(WrappedRawSocket(stream.id() as RawSocket))
-            };
-            same_socket && test_reusable_stream(stream, counter)
-        })
+                    peer.matches_sock(WrappedRawSocket(stream.id() as RawSocket))
+                };
+                same_socket && test_reusable_stream(stream, counter)
+            })
     }
 
     /// Return the [Stream] to the [TransportConnector] for connection reuse.
@@ -273,7 +292,9 @@ impl TransportConnector {
             return;
         }
         debug!("Try to keepalive client session");
-        let put = self.connection_pool.put(key, stream, Instant::now(), idle_timeout);
+        let put = self
+            .connection_pool
+            .put(key, stream, Instant::now(), idle_timeout);
         if let Some((evicted, idle)) = put.evicted {
             drop(evicted);
             if let Some(callback) = &self.keepalive_pool_callback {
@@ -294,7 +315,10 @@ impl TransportConnector {
     /// will be made to the server.
     ///
     /// The returned boolean will indicate whether the stream is reused.
-    pub async fn get_stream<P: Peer + Send + Sync + 'static>(&self, peer: &P) -> Result<(Stream, bool)> {
+    pub async fn get_stream<P: Peer + Send + Sync + 'static>(
+        &self,
+        peer: &P,
+    ) -> Result<(Stream, bool)> {
         let reused_stream = self.reused_stream(peer).await;
         if let Some(s) = reused_stream {
             Ok((s, true))
@@ -336,7 +360,8 @@ async fn do_connect<P: Peer + Send + Sync>(
 ) -> Result<Stream> {
     // Create the future that does the connections, but don't evaluate it until
     // we decide if we need a timeout or not
-    let connect_future = do_connect_inner(peer, bind_to, alpn_override, tls_ctx, offload_wait_duration);
+    let connect_future =
+        do_connect_inner(peer, bind_to, alpn_override, tls_ctx, offload_wait_duration);
 
     match peer.total_connection_timeout() {
         Some(t) => match pingora_timeout::timeout(t, connect_future).await {
@@ -400,7 +425,9 @@ impl PreferredHttpVersion {
     pub fn get(&self, peer: &impl Peer) -> Option<ALPN> {
         let key = peer.reuse_hash();
         let v = self.versions.read();
-        v.get(&key).copied().map(|v| if v == 1 { ALPN::H1 } else { ALPN::H2H1 })
+        v.get(&key)
+            .copied()
+            .map(|v| if v == 1 { ALPN::H1 } else { ALPN::H2H1 })
     }
 }
 
@@ -408,8 +435,8 @@ use futures::future::FutureExt;
 use tokio::io::AsyncReadExt;
 
 /// Test whether a stream is already closed or not reusable (server sent unexpected data)
-/// ARENA PATCH 5: one task per pool closes idle connections whose timeout passed or whose peer hung up; it
-/// ends with the pool (or its runtime), and the next release starts another.
+/// ARENA PATCH 5: one task per pool closes idle connections whose timeout passed or whose
+/// peer hung up; it ends with the pool (or its runtime), and the next release starts another.
 fn spawn_sweeper(pool: Weak<IdlePool<Stream>>, counter: Arc<AtomicU64>) {
     struct Ended(Weak<IdlePool<Stream>>);
     impl Drop for Ended {
@@ -678,7 +705,9 @@ mod tests {
         // some systems time out (ConnectTimedout), and macOS/others may
         // return ConnectNoRoute (ENETUNREACH) for unreachable addresses.
         assert!(
-            error.etype() == &ConnectError || error.etype() == &ConnectTimedout || error.etype() == &ConnectNoRoute,
+            error.etype() == &ConnectError
+                || error.etype() == &ConnectTimedout
+                || error.etype() == &ConnectNoRoute,
             "unexpected error type: {:?}",
             error.etype()
         )
