@@ -31,7 +31,7 @@ use crate::upstreams::peer::{Peer, ALPN};
 use crate::offload::OffloadRuntime;
 pub use l4::Connect as L4Connect;
 use l4::{connect as l4_connect, BindTo};
-use log::{debug, warn};
+use log::{debug, error, warn};
 use parking_lot::RwLock;
 use pingora_error::{Error, ErrorType::*, OrErr, Result};
 use idle::IdlePool;
@@ -259,7 +259,7 @@ impl TransportConnector {
         self.connection_pool
             .take(peer.reuse_hash(), Instant::now(), |stream| {
                 #[cfg(unix)]
-                let same_socket = peer.matches_fd(stream.id());
+                let same_socket = connected_to(peer, stream);
                 #[cfg(windows)]
                 let same_socket = {
                     use std::os::windows::io::{AsRawSocket, RawSocket};
@@ -435,6 +435,34 @@ use futures::future::FutureExt;
 use tokio::io::AsyncReadExt;
 
 /// Test whether a stream is already closed or not reusable (server sent unexpected data)
+/// ARENA PATCH 7 (vendor/README.md): whether an idle `stream` is connected to `peer`, from the
+/// peer address its socket digest caches (one `getpeername` per connection) instead of a
+/// `getpeername` per reuse (`Peer::matches_fd`), which stays the path for proxied peers, Unix
+/// sockets and streams without a digest. Same answer: the 0.0.0.0 case included (it matches
+/// anything, see `check_fd_match`); a connection the peer broke is caught by the read test.
+#[cfg(unix)]
+fn connected_to<P: Peer>(peer: &P, stream: &Stream) -> bool {
+    use crate::protocols::l4::socket::SocketAddr;
+    if peer.get_proxy().is_some() {
+        return peer.matches_fd(stream.id());
+    }
+    let SocketAddr::Inet(wanted) = peer.address() else {
+        return peer.matches_fd(stream.id());
+    };
+    let digest = stream.get_socket_digest();
+    match digest.as_ref().and_then(|d| d.peer_addr()) {
+        Some(SocketAddr::Inet(got)) => {
+            if *got == *wanted || wanted.ip() == std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED) {
+                true
+            } else {
+                error!("Crit: FD mismatch: fd: {:?}, addr: {wanted}, peer: {got}", stream.id());
+                false
+            }
+        }
+        _ => peer.matches_fd(stream.id()),
+    }
+}
+
 /// ARENA PATCH 5: one task per pool closes idle connections whose timeout passed or whose
 /// peer hung up; it ends with the pool (or its runtime), and the next release starts another.
 fn spawn_sweeper(pool: Weak<IdlePool<Stream>>, counter: Arc<AtomicU64>) {
