@@ -412,6 +412,15 @@ tracing:
 EOF
 }
 
+# peer_labels — LABEL (an associative array the script declares) gets the report names of the
+# four proxies peers.sh, scaling.sh and syscalls.sh compare, in their tuned configurations.
+peer_labels() {
+    LABEL[arena]="arena-gateway (p2c_ewma)"
+    LABEL[bare]="bare-pingora (round robin)"
+    LABEL[nginx]="nginx (least_conn + keepalive)"
+    LABEL[haproxy]="haproxy (leastconn, http-reuse always)"
+}
+
 # ---------------------------------------------------------------- nginx upstream pods
 NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
 # shellcheck disable=SC2034 # used by the sourcing scripts

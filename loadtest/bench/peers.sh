@@ -33,13 +33,8 @@ need_match QUIET_WAIT '^[0-9]+$' "--quiet-wait takes whole seconds"
 cd "$ROOT"
 
 IFS=, read -ra PROXIES <<<"$ONLY"
-declare -A LABEL=(
-    [arena]="arena-gateway (p2c_ewma)"
-    [bare]="bare-pingora (round robin)"
-    [nginx]="nginx (least_conn + keepalive)"
-    [haproxy]="haproxy (leastconn, http-reuse always)"
-    [traefik]="Traefik (wrr, GOMAXPROCS=1)"
-)
+declare -A LABEL=([traefik]="Traefik (wrr, GOMAXPROCS=1)")
+peer_labels
 for p in "${PROXIES[@]}"; do [[ -n ${LABEL[$p]:-} ]] || die "unknown proxy '$p' (arena, bare, nginx, haproxy, traefik)"; done
 
 apt_need nginx:nginx wrk:wrk

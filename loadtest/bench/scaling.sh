@@ -49,12 +49,8 @@ cd "$ROOT"
 IFS=, read -ra PROXIES <<<"$ONLY"
 IFS=, read -ra NTS <<<"$THREADS"
 IFS=, read -ra PCTS <<<"$RATES"
-declare -A LABEL=(
-    [arena]="arena-gateway (p2c_ewma)"
-    [bare]="bare-pingora (round robin)"
-    [nginx]="nginx (least_conn + keepalive)"
-    [haproxy]="haproxy (leastconn, http-reuse always)"
-)
+declare -A LABEL=()
+peer_labels
 declare -A SEEN=()
 for p in "${PROXIES[@]}"; do
     [[ -n ${LABEL[$p]:-} ]] || usage_error "unknown proxy '$p' in --only (arena, bare, nginx, haproxy)"

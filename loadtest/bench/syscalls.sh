@@ -41,12 +41,8 @@ need_match QUIET_WAIT '^[0-9]+$' "--quiet-wait takes whole seconds"
 cd "$ROOT"
 
 IFS=, read -ra PROXIES <<<"$ONLY"
-declare -A LABEL=(
-    [arena]="arena-gateway (p2c_ewma)"
-    [bare]="bare-pingora (round robin)"
-    [nginx]="nginx (least_conn + keepalive)"
-    [haproxy]="haproxy (leastconn, http-reuse always)"
-)
+declare -A LABEL=()
+peer_labels
 [[ -n $CONFIG ]] && LABEL[arena]="arena-gateway ($(basename "$CONFIG"))"
 for p in "${PROXIES[@]}"; do [[ -n ${LABEL[$p]:-} ]] || die "unknown proxy '$p' (arena, bare, nginx, haproxy)"; done
 
