@@ -281,9 +281,9 @@ async fn serve(
     let mut req = faas_request(session, ctx, body);
     if let Some(tr) = ctx.trace.as_deref_mut() {
         let span = super::random::with_rng(|rng| tr.start_faas(function.name(), reason.as_str(), rng));
-        if let Ok(v) = http::HeaderValue::from_str(&tr.traceparent(span)) {
+        if let Some(v) = tr.traceparent_value(span) {
             req.headers.insert(super::trace::TRACEPARENT, v);
-            req.headers.remove("b3");
+            req.headers.remove(&super::trace::B3);
         }
     }
     let t0 = StdInstant::now();

@@ -17,7 +17,7 @@ use crate::config::{RetryOn, TracingSpec};
 
 /// The W3C header a try's request carries.
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-const B3: HeaderName = HeaderName::from_static("b3");
+pub const B3: HeaderName = HeaderName::from_static("b3");
 
 /// Why a try was started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,19 +185,17 @@ impl RequestTrace {
         }
     }
 
-    /// The `traceparent` a try's request carries: the pod continues from the try's span.
-    pub fn traceparent(&self, span: SpanId) -> String {
-        tracecontext::traceparent(self.trace_id, span, self.sampled)
+    /// The `traceparent` a try's (or a function call's) request carries: the callee continues
+    /// from `span`. Built without a `String`: every request a traced proxy forwards has one.
+    pub fn traceparent_value(&self, span: SpanId) -> Option<http::HeaderValue> {
+        http::HeaderValue::from_bytes(&tracecontext::traceparent_bytes(self.trace_id, span, self.sampled)).ok()
     }
 
-    /// Sets the `traceparent` of try `span` on its request (the pod continues from the try's
-    /// span) and drops a client's `b3`, which would name another parent. Built without a
-    /// `String`, under `HeaderName` constants (forwarded requests keep no header case, so the
-    /// names go into the map as they are: pingora patches 2 and 6): every request a traced
-    /// proxy forwards carries one, sampled or not.
+    /// Sets the `traceparent` of try `span` on its request and drops a client's `b3`, which
+    /// would name another parent; under `HeaderName` constants (forwarded requests keep no
+    /// header case, so the names go into the map as they are: pingora patches 2 and 6).
     pub fn propagate(&self, span: SpanId, upstream: &mut pingora::http::RequestHeader) -> pingora::Result<()> {
-        let value = tracecontext::traceparent_bytes(self.trace_id, span, self.sampled);
-        if let Ok(v) = http::HeaderValue::from_bytes(&value) {
+        if let Some(v) = self.traceparent_value(span) {
             upstream.insert_header(&TRACEPARENT, v)?;
         }
         upstream.remove_header(&B3);
@@ -299,7 +297,7 @@ mod tests {
         assert_eq!(t.current(), Some(b));
         assert_eq!(t.tries[0].failure, Some("5xx"));
         assert_eq!(t.tries[1].attempt, 2);
-        let tp = t.traceparent(b);
+        let tp = t.traceparent_value(b).unwrap();
         let p = tracecontext::parse_traceparent(tp.as_bytes()).unwrap();
         assert_eq!((p.trace_id, p.span_id), (t.trace_id, b));
     }

@@ -434,7 +434,6 @@ impl PreferredHttpVersion {
 use futures::future::FutureExt;
 use tokio::io::AsyncReadExt;
 
-/// Test whether a stream is already closed or not reusable (server sent unexpected data)
 /// ARENA PATCH 7 (vendor/README.md): whether an idle `stream` is connected to `peer`, from the
 /// peer address its socket digest caches (one `getpeername` per connection) instead of a
 /// `getpeername` per reuse (`Peer::matches_fd`), which stays the path for proxied peers, Unix
@@ -490,6 +489,7 @@ fn spawn_sweeper(pool: Weak<IdlePool<Stream>>, counter: Arc<AtomicU64>) {
     });
 }
 
+/// Test whether a stream is already closed or not reusable (server sent unexpected data)
 fn test_reusable_stream(stream: &mut Stream, unexpected_data_conn_count: &AtomicU64) -> bool {
     let mut buf = [0; 1];
     // tokio::task::unconstrained because now_or_never may yield None when the future is ready
