@@ -57,29 +57,31 @@ fn request(s: &mut TcpStream, path: &str) -> String {
     read_answer(s)
 }
 
+/// Reads exactly one answer (head, then its content-length body) and nothing after it: with
+/// pipelining the next answer may already be in the socket and must stay there for the next call.
 fn read_answer(s: &mut TcpStream) -> String {
     let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let text = String::from_utf8_lossy(&out).into_owned();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let len = text[..end]
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().to_string())
-                })
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0);
-            if out.len() >= end + 4 + len {
-                return String::from_utf8_lossy(&out[..end + 4 + len]).into_owned();
-            }
-        }
-        let n = s.read(&mut buf).unwrap();
-        assert!(n > 0, "closed mid-answer: {text}");
-        out.extend_from_slice(&buf[..n]);
+    let mut byte = [0u8; 1];
+    while !out.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut byte).unwrap();
+        assert!(n > 0, "closed mid-head: {}", String::from_utf8_lossy(&out));
+        out.push(byte[0]);
     }
+    let len = String::from_utf8_lossy(&out)
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_string())
+        })
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let head = out.len();
+    out.resize(head + len, 0);
+    if let Err(e) = s.read_exact(&mut out[head..]) {
+        panic!("closed mid-body ({e}): {}", String::from_utf8_lossy(&out[..head]));
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn fds(pid: u32) -> usize {

@@ -135,14 +135,15 @@ build_release() {
     # binary between two measurements (cp -p keeps the build time shown in the results).
     mkdir -p "$WORK/bin"
     local b
-    for b in arena-gateway bare-pingora arena-pod arena-loadtest; do
+    for b in arena-gateway bare-pingora floor-tokio arena-pod arena-loadtest; do
         [[ -x $TARGET_DIR/release/$b ]] && cp -p "$TARGET_DIR/release/$b" "$WORK/bin/$b"
     done
     GATEWAY=$WORK/bin/arena-gateway
     BARE=$WORK/bin/bare-pingora
+    FLOOR=$WORK/bin/floor-tokio
     POD=$WORK/bin/arena-pod
     LOADTEST=$WORK/bin/arena-loadtest
-    export GATEWAY BARE POD LOADTEST
+    export GATEWAY BARE FLOOR POD LOADTEST
 }
 
 need_binary() { [[ -x $1 ]] || die "missing binary $(basename "$1") in $TARGET_DIR/release (build it, or drop --no-build)"; }
@@ -307,6 +308,14 @@ bare_cmd() {
     for ip in "${POD_IPS[@]}"; do BARE_CMD+=(--upstream "$ip:$POD_PORT"); done
 }
 
+# floor_cmd — FLOOR_CMD: floor-tokio (the cheapest keep-alive proxy on tokio + httparse, no
+# features: loadtest/bare-pingora/src/floor.rs) as the proxy under test, round robin over the pods.
+floor_cmd() {
+    local ip
+    FLOOR_CMD=("$FLOOR" --listen "127.0.0.1:$PROXY_PORT")
+    for ip in "${POD_IPS[@]}"; do FLOOR_CMD+=(--upstream "$ip:$POD_PORT"); done
+}
+
 pod_endpoints() { # the pods as a YAML flow list's items: "ip:port", "ip:port", ...
     local list
     list=$(printf '"%s:'"$POD_PORT"'", ' "${POD_IPS[@]}")
@@ -413,8 +422,9 @@ EOF
 }
 
 # peer_labels — LABEL (an associative array the script declares) gets the report names of the
-# four proxies peers.sh, scaling.sh and syscalls.sh compare, in their tuned configurations.
+# proxies peers.sh, scaling.sh and syscalls.sh compare, in their tuned configurations.
 peer_labels() {
+    LABEL[floor]="floor-tokio (tokio + httparse, no features)"
     LABEL[arena]="arena-gateway (p2c_ewma)"
     LABEL[bare]="bare-pingora (round robin)"
     LABEL[nginx]="nginx (least_conn + keepalive)"

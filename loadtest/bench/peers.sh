@@ -4,7 +4,7 @@
 # worker/thread (see loadtest/bench/README.md).
 #
 #   loadtest/bench/peers.sh [--rounds 3] [--duration 10s] [--connections 64] [--warmup 2s]
-#                           [--quiet-wait 60] [--only arena,bare,nginx,haproxy,traefik] [--no-build]
+#                           [--quiet-wait 60] [--only arena,bare,floor,nginx,haproxy,traefik] [--no-build]
 #
 # Per run: wait for a quiet machine, start the proxy alone, check it answers 200, warm up with
 # wrk, then `wrk -t1 -cC -dD --latency`; the proxy's CPU (utime+stime of the process and its
@@ -17,7 +17,7 @@ ROUNDS=3
 DURATION=10s
 CONNECTIONS=64
 WARMUP=2s
-ONLY=arena,bare,nginx,haproxy,traefik
+ONLY=arena,bare,floor,nginx,haproxy,traefik
 BUILD=1
 QUIET_WAIT=60
 
@@ -35,7 +35,7 @@ cd "$ROOT"
 IFS=, read -ra PROXIES <<<"$ONLY"
 declare -A LABEL=([traefik]="Traefik (wrr, GOMAXPROCS=1)")
 peer_labels
-for p in "${PROXIES[@]}"; do [[ -n ${LABEL[$p]:-} ]] || die "unknown proxy '$p' (arena, bare, nginx, haproxy, traefik)"; done
+for p in "${PROXIES[@]}"; do [[ -n ${LABEL[$p]:-} ]] || die "unknown proxy '$p' (arena, bare, floor, nginx, haproxy, traefik)"; done
 
 apt_need nginx:nginx wrk:wrk
 has haproxy && apt_need haproxy:haproxy
@@ -44,6 +44,7 @@ TRAEFIK=$VENV/bin/traefik
 build_release "$BUILD"
 if has arena; then need_binary "$GATEWAY"; fi
 if has bare; then need_binary "$BARE"; fi
+if has floor; then need_binary "$FLOOR"; fi
 
 # ---------------------------------------------------------------- pods
 start_nginx_pods
@@ -95,6 +96,7 @@ version_of() {
     case "$1" in
         arena) echo "arena-gateway built $(binary_stamp "$GATEWAY")" ;;
         bare) echo "bare-pingora 0.9.1 built $(binary_stamp "$BARE")" ;;
+        floor) echo "floor-tokio built $(binary_stamp "$FLOOR")" ;;
         nginx) nginx_version ;;
         haproxy) "$HAPROXY" -v 2>/dev/null | awk 'NR == 1 { print "haproxy " $3 }' ;;
         traefik) "$TRAEFIK" version 2>/dev/null | awk '$1 == "Version:" { print "traefik " $2 }' ;;
@@ -106,6 +108,7 @@ start_proxy() { # name
     case "$name" in
         arena) run_proxy "$name" 200 "$GATEWAY" run -c "$WORK/arena.yaml" ;;
         bare) bare_cmd; run_proxy "$name" 200 "${BARE_CMD[@]}" ;;
+        floor) floor_cmd; run_proxy "$name" 200 "${FLOOR_CMD[@]}" ;;
         nginx) run_proxy "$name" 200 "${NGINX_PROXY[@]}" ;;
         haproxy) run_proxy "$name" 200 "$HAPROXY" -db -f "$WORK/haproxy.cfg" ;;
         traefik) run_proxy "$name" 200 env GOMAXPROCS=1 "$TRAEFIK" --configFile="$WORK/traefik.yml" ;;
@@ -154,13 +157,26 @@ MAX_OTHER=$(max_others)
         }'
     done
     echo
+    if has arena && has nginx; then
+        awk -v a="$(median 8 arena)" -v n="$(median 8 nginx)" 'BEGIN {
+            r = (n > 0 ? a / n : 0)
+            printf "**arena-gateway / nginx CPU per request: %.2f / %.2f = %.2f** (target ≤ 1.5: %s)\n", a, n, r, (r > 0 && r <= 1.5 ? "PASS" : "FAIL")
+        }'
+        if has floor; then
+            awk -v f="$(median 8 floor)" -v n="$(median 8 nginx)" -v b="$(median 8 bare)" 'BEGIN {
+                printf "\nfloor-tokio / nginx: %.2f (bare pingora / nginx: %.2f): the cheapest keep-alive proxy on the gateway'"'"'s own stack\n", (n > 0 ? f / n : 0), (n > 0 ? b / n : 0)
+                print "(tokio, httparse, mimalloc; loadtest/bare-pingora/src/floor.rs) against pingora'"'"'s HTTP/1 engine."
+            }'
+        fi
+        echo
+    fi
     run_warnings "$TOTAL_ERRORS" "$MAX_OTHER"
     wrk_runs_details
     echo
     echo "<details><summary>Proxy configurations</summary>"
     echo
     show_configs arena.yaml nginx/nginx.conf haproxy.cfg traefik.yml traefik-dynamic.yml
-    echo "bare-pingora: \`--threads 1 --upstream POD...\`"
+    echo "bare-pingora: \`--threads 1 --upstream POD...\`; floor-tokio: \`--upstream POD...\` (one thread always)"
     echo
     echo "</details>"
 } >"$MD"

@@ -4,7 +4,7 @@
 # request-path feature on (see loadtest/bench/README.md).
 #
 #   loadtest/bench/proxy-instructions.sh [--requests 20000] [--warmup 2000] [--concurrency 16]
-#                                        [--top 15] [--only bare,arena-p2c,arena-all,arena-rel,arena-trace1] [--no-build]
+#                                        [--top 15] [--only bare,floor,arena-p2c,arena-all,arena-rel,arena-trace1] [--no-build]
 #                                        [--baseline PATH/arena-gateway] [--keep-profiles DIR]
 #
 # --baseline measures another arena-gateway build too (e.g. the last release, built from a git
@@ -25,7 +25,7 @@ REQUESTS=20000
 WARMUP=2000
 CONCURRENCY=16
 TOP=15
-ONLY=bare,arena-p2c,arena-all,arena-rel,arena-trace1
+ONLY=bare,floor,arena-p2c,arena-all,arena-rel,arena-trace1
 BASELINE=
 KEEP=
 BUILD=1
@@ -40,6 +40,7 @@ cd "$ROOT"
 IFS=, read -ra PROXIES <<<"$ONLY"
 declare -A LABEL=(
     [bare]="bare-pingora (round robin)"
+    [floor]="floor-tokio (tokio + httparse, no features)"
     [arena-p2c]="arena-gateway (p2c_ewma)"
     [arena-all]="arena-gateway (everything on)"
     [arena-rel]="arena-gateway (p2c_ewma, a release on the route)"
@@ -51,7 +52,7 @@ if [[ -n $BASELINE ]]; then
     [[ -x $BASELINE ]] || usage_error "--baseline $BASELINE is not an executable"
     for p in arena-p2c arena-all; do has "$p" && ! has "base-${p#arena-}" && PROXIES+=("base-${p#arena-}"); done
 fi
-for p in "${PROXIES[@]}"; do [[ -n ${LABEL[$p]:-} ]] || die "unknown proxy '$p' (bare, arena-p2c, arena-all, arena-rel, arena-trace1)"; done
+for p in "${PROXIES[@]}"; do [[ -n ${LABEL[$p]:-} ]] || die "unknown proxy '$p' (bare, floor, arena-p2c, arena-all, arena-rel, arena-trace1)"; done
 
 apt_need nginx:nginx valgrind:valgrind callgrind_control:valgrind callgrind_annotate:valgrind ab:apache2-utils
 build_release "$BUILD"
@@ -61,6 +62,7 @@ if [[ -n $BASELINE ]]; then
     BASE_GATEWAY=$WORK/bin/arena-gateway-baseline
 fi
 need_binary "$BARE"
+has floor && need_binary "$FLOOR"
 
 # ---------------------------------------------------------------- pods (access log counts requests)
 start_nginx_pods access.log
@@ -94,6 +96,7 @@ measure() { # name
     local name=$1 cg="$WORK/callgrind-$1.out" cmd=()
     case "$name" in
         bare) bare_cmd; cmd=("${BARE_CMD[@]}") ;;
+        floor) floor_cmd; cmd=("${FLOOR_CMD[@]}") ;;
         arena-*) cmd=("$GATEWAY" run -c "$WORK/$name.yaml") ;;
         base-*) cmd=("$BASE_GATEWAY" run -c "$WORK/arena-${name#base-}.yaml") ;;
     esac

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # syscalls.sh — where the CPU goes that instruction counts miss: system calls, context switches
-# and the user/kernel split per proxied request, for arena-gateway, bare pingora, nginx and
-# haproxy under the same load (see loadtest/bench/README.md).
+# and the user/kernel split per proxied request, for arena-gateway, bare pingora, the tokio floor,
+# nginx and haproxy under the same load (see loadtest/bench/README.md).
 #
 #   loadtest/bench/syscalls.sh [--duration 10s] [--connections 64] [--warmup 2s]
-#                              [--only arena,bare,nginx,haproxy] [--no-build] [--quiet-wait 60]
+#                              [--only arena,bare,floor,nginx,haproxy] [--no-build] [--quiet-wait 60]
 #                              [--config FILE] [--profile DIR]
 #
 # Per proxy: start it alone (one worker/thread, the peers.sh configurations), warm up with wrk,
@@ -22,7 +22,7 @@ BENCH=syscalls
 DURATION=10s
 CONNECTIONS=64
 WARMUP=2s
-ONLY=arena,bare,nginx,haproxy
+ONLY=arena,bare,floor,nginx,haproxy
 BUILD=1
 QUIET_WAIT=60
 CONFIG=
@@ -44,7 +44,7 @@ IFS=, read -ra PROXIES <<<"$ONLY"
 declare -A LABEL=()
 peer_labels
 [[ -n $CONFIG ]] && LABEL[arena]="arena-gateway ($(basename "$CONFIG"))"
-for p in "${PROXIES[@]}"; do [[ -n ${LABEL[$p]:-} ]] || die "unknown proxy '$p' (arena, bare, nginx, haproxy)"; done
+for p in "${PROXIES[@]}"; do [[ -n ${LABEL[$p]:-} ]] || die "unknown proxy '$p' (arena, bare, floor, nginx, haproxy)"; done
 
 apt_need nginx:nginx wrk:wrk perf:linux-perf
 has haproxy && apt_need haproxy:haproxy
@@ -53,6 +53,7 @@ perf stat -e raw_syscalls:sys_enter true >/dev/null 2>&1 ||
 build_release "$BUILD"
 if has arena; then need_binary "$GATEWAY"; fi
 if has bare; then need_binary "$BARE"; fi
+if has floor; then need_binary "$FLOOR"; fi
 
 start_nginx_pods
 
@@ -77,6 +78,7 @@ start_proxy() { # name
     case "$1" in
         arena) run_proxy "$1" 200 "$GATEWAY" run -c "$WORK/arena.yaml" ;;
         bare) bare_cmd; run_proxy "$1" 200 "${BARE_CMD[@]}" ;;
+        floor) floor_cmd; run_proxy "$1" 200 "${FLOOR_CMD[@]}" ;;
         nginx) run_proxy "$1" 200 "${NGINX_PROXY[@]}" ;;
         haproxy) run_proxy "$1" 200 "$HAPROXY" -db -f "$WORK/haproxy.cfg" ;;
     esac

@@ -34,6 +34,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::HeaderName;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, Result};
@@ -150,6 +151,10 @@ impl ArenaProxy {
 #[async_trait]
 impl ProxyHttp for ArenaProxy {
     type CTX = RequestCtx;
+
+    /// No downstream modules: pingora's default builds and runs a disabled (level 0)
+    /// response-compression module for every request; nothing here compresses.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx::new(self.gw.snapshot())

@@ -25,6 +25,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
@@ -198,6 +199,10 @@ fn is_connect_failure(e: &Error) -> bool {
 #[async_trait]
 impl ProxyHttp for InboundProxy {
     type CTX = Ctx;
+
+    /// No downstream modules: pingora's default builds and runs a disabled (level 0)
+    /// response-compression module for every request; nothing here compresses.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     fn new_ctx(&self) -> Ctx {
         Ctx {

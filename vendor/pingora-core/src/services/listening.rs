@@ -264,8 +264,14 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                             // call sleep to calm the thread down and wait for others to release
                             // some resources
                             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                            continue;
                         }
                     }
+                    // ARENA PATCH 8 (vendor/README.md): any other error may repeat without
+                    // blocking too (e.g. the reactor the listener is registered with is shutting
+                    // down): give the runtime back, or a current-thread runtime never sees its
+                    // shutdown.
+                    tokio::task::yield_now().await;
                 }
             }
         }
@@ -335,5 +341,60 @@ impl<A: ServerApp + Send + Sync + 'static> ServiceTrait for Service<A> {
 
     fn listen_addresses(&self) -> Option<Vec<String>> {
         Some(self.listeners.addresses())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // ARENA PATCH 8: an accept loop whose listener is registered with another thread's reactor
+    // (pingora builds the listeners on one no-steal thread and runs the loop on a random one)
+    // sees accept() fail without blocking once that reactor shuts down; without a yield its
+    // current-thread runtime never polls anything else again, so it never sees its own shutdown.
+    use super::*;
+    use crate::protocols::Stream;
+    use std::sync::mpsc;
+    use tokio::runtime::Builder;
+
+    struct Nothing;
+
+    #[async_trait]
+    impl ServerApp for Nothing {
+        async fn process_new(self: &Arc<Self>, _s: Stream, _w: &ShutdownWatch) -> Option<Stream> {
+            None
+        }
+    }
+
+    #[test]
+    fn accept_loop_gives_its_thread_back_when_the_listener_reactor_shuts_down() {
+        let builder_rt = Builder::new_current_thread().enable_all().build().unwrap();
+        let mut listeners = Listeners::tcp("127.0.0.1:0");
+        let mut stacks = builder_rt.block_on(listeners.build(None)).unwrap();
+        let stack = stacks.pop().unwrap();
+
+        let (_shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (done_tx, done_rx) = mpsc::channel();
+        let (spinning_tx, spinning_rx) = mpsc::channel();
+        let worker = std::thread::spawn(move || {
+            let rt = Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                tokio::spawn(Service::<Nothing>::run_endpoint(Arc::new(Nothing), stack, shutdown_rx));
+                tokio::task::yield_now().await;
+                spinning_tx.send(()).unwrap();
+                // the worker's own "shutdown" message, as NoStealRuntime's block_on(rx)
+                let _ = stop_rx.await;
+            });
+            done_tx.send(()).unwrap();
+        });
+        spinning_rx.recv().unwrap();
+        // the reactor the listener belongs to goes away first
+        drop(builder_rt);
+        std::thread::sleep(Duration::from_millis(100));
+        stop_tx.send(()).unwrap();
+        assert!(
+            done_rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "the worker thread never got its shutdown message: the accept loop spins without yielding"
+        );
+        worker.join().unwrap();
     }
 }
