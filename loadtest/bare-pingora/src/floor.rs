@@ -7,8 +7,9 @@
 //! client connection. The request head and body are forwarded byte for byte (no header
 //! rewriting, no logging, no metrics, no timeouts): it proves a bound, it is not a gateway.
 //! Bodies must be framed by `Content-Length` (or absent); anything else gets a 502 and the
-//! connection is closed. A reused upstream connection that fails before answering is retried
-//! once on a new one, as pingora does.
+//! connection is closed; answers without a body by status or method (HEAD, 1xx, 204, 304) are not
+//! special-cased, so only GET-style traffic fits. A reused upstream connection that fails before
+//! answering is retried once on a new one, as pingora does.
 
 use std::cell::{Cell, RefCell};
 use std::io;
