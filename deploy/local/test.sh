@@ -16,4 +16,6 @@ echo "==> lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> tests"
 cargo test --workspace --locked
+echo "==> the vendored pingora patches' own unit tests (outside the workspace: vendor/test.sh)"
+vendor/test.sh
 echo "==> all tests passed"
