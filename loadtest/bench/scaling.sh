@@ -53,7 +53,8 @@ declare -A LABEL=()
 peer_labels
 declare -A SEEN=()
 for p in "${PROXIES[@]}"; do
-    [[ -n ${LABEL[$p]:-} ]] || usage_error "unknown proxy '$p' in --only (arena, bare, nginx, haproxy)"
+    # floor-tokio runs one thread whatever it is told: nothing to scale
+    [[ -n ${LABEL[$p]:-} && $p != floor ]] || usage_error "unknown proxy '$p' in --only (arena, bare, nginx, haproxy)"
     [[ -z ${SEEN[$p]:-} ]] || usage_error "--only names $p twice"
     SEEN[$p]=1
 done
@@ -77,8 +78,7 @@ apt_need nginx:nginx wrk:wrk jq:jq
 has haproxy && apt_need haproxy:haproxy
 build_release "$BUILD"
 need_binary "$LOADTEST"
-if has arena; then need_binary "$GATEWAY"; fi
-if has bare; then need_binary "$BARE"; fi
+need_peer_binaries
 MAX_N=$(printf '%s\n' "${NTS[@]}" | sort -n | tail -n1)
 (( MAX_N <= $(nproc) )) || log "note: --threads $MAX_N is more than this machine's $(nproc) CPU(s)"
 

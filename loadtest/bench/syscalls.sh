@@ -51,9 +51,7 @@ has haproxy && apt_need haproxy:haproxy
 perf stat -e raw_syscalls:sys_enter true >/dev/null 2>&1 ||
     die "perf cannot count the raw_syscalls:sys_enter tracepoint here (needs root or kernel.perf_event_paranoid <= -1, and tracefs)"
 build_release "$BUILD"
-if has arena; then need_binary "$GATEWAY"; fi
-if has bare; then need_binary "$BARE"; fi
-if has floor; then need_binary "$FLOOR"; fi
+need_peer_binaries
 
 start_nginx_pods
 

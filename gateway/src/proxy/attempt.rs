@@ -19,10 +19,10 @@ use super::classify::Fault;
 use super::ctx::{RequestId, Routed, Try};
 use super::error::GatewayError;
 use super::peer_tls::PeerTls;
+use super::X_REQUEST_ID;
 use crate::config::{ClusterSpec, RetryOn};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Starts the next try of `routed`: the circuit and the deadline allow it, a pod is picked
 /// (one not tried yet; with `revisit`, a tried one when all were — a sequential retry may go

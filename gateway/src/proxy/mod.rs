@@ -53,6 +53,7 @@ use retry::{TryState, Verdict};
 
 pub use request_id::RequestIds;
 
+/// The request id header: read from the client, set on tries and (when asked) on answers.
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The gateway's proxy logic.

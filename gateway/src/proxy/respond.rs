@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http::HeaderName;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
@@ -12,10 +11,9 @@ use pingora::Result;
 use super::access_log::{self, AccessLog};
 use super::ctx::RequestCtx;
 use super::error::{GatewayError, Side};
+use super::X_REQUEST_ID;
 use crate::admin::live::Live;
 use crate::metrics::Metrics;
-
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Who answered, for the `x-arena-backend` debug header.
 #[derive(Debug, Clone, Copy)]

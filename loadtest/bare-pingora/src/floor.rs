@@ -121,7 +121,7 @@ async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
 impl Upstreams {
     /// Sends `request` to the next upstream and reads its answer into `resp`; a reused
     /// connection that fails before answering is retried once on a fresh one.
-    async fn exchange(&self, request: &[u8], resp: &mut Vec<u8>) -> io::Result<Head> {
+    async fn exchange(&self, request: &[u8], resp: &mut Vec<u8>) -> io::Result<()> {
         let i = self.next.get();
         self.next.set((i + 1) % self.addrs.len());
         let reused = self.idle[i].borrow_mut().pop();
@@ -140,7 +140,7 @@ impl Upstreams {
                     if !head.close && resp.len() == head.len + head.body {
                         self.idle[i].borrow_mut().push(conn);
                     }
-                    return Ok(head);
+                    return Ok(());
                 }
                 Ok(None) | Err(_) if !fresh && resp.is_empty() => {
                     conn = connect(self.addrs[i]).await?;
@@ -163,7 +163,7 @@ async fn serve(mut client: TcpStream, ups: Rc<Upstreams>) -> io::Result<()> {
         };
         let end = head.len + head.body;
         match ups.exchange(&req[..end], &mut resp).await {
-            Ok(_) => client.write_all(&resp).await?,
+            Ok(()) => client.write_all(&resp).await?,
             Err(_) => {
                 client.write_all(BAD_GATEWAY).await?;
                 return Ok(());
